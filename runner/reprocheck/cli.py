@@ -1,0 +1,195 @@
+"""Command line: parse, call, map to exit codes. torch is imported only by commands that run things."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import NoReturn
+
+from . import __version__
+from .spec import LoadedCheck, SpecErrors
+
+
+class Command(str, enum.Enum):
+    RUN = "run"
+    VALIDATE = "validate"
+    SCHEMA = "schema"
+    ENV = "env"
+
+
+USAGE_EXIT = 2
+
+
+class UsageError(Exception):
+    """A bad command line or spec: one message per line, exit 2, no traceback."""
+
+
+def die(message: str, code: int = USAGE_EXIT) -> NoReturn:
+    for line in message.splitlines():
+        print(f"reprocheck: error: {line}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reprocheck", description="A reproducibility gate for PyTorch inference.")
+    p.add_argument("--version", action="version", version=f"reprocheck {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(Command.RUN.value, help="run checks and compare their runs (exit 0 pass, 1 differ, 2 bad spec, 3 run failed)")
+    run.add_argument("specs", nargs="+", metavar="SPEC", help="spec file(s)")
+    run.add_argument("--check", action="append", default=[], metavar="NAME", help="run only this check (repeatable)")
+    run.add_argument("--runs", type=int, help="runs per check (>= 2), overriding the spec")
+    run.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
+    run.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
+    run.add_argument("--summary", type=Path, metavar="FILE", help="write the Markdown report here (e.g. $GITHUB_STEP_SUMMARY)")
+    run.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto",
+                     help="fork: one zygote imports torch, each run is a fresh fork (default on Linux); spawn: a new interpreter per run")
+    run.add_argument("--keep", type=Path, metavar="DIR", help="keep each run's outputs and logs in DIR")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+    val = sub.add_parser(Command.VALIDATE.value, help="check spec files without running anything")
+    val.add_argument("specs", nargs="+", metavar="SPEC")
+
+    sch = sub.add_parser(Command.SCHEMA.value, help="print the JSON Schema of spec v1 (for editors)")
+    sch.add_argument("--output", "-o", type=Path, metavar="FILE")
+
+    env = sub.add_parser(Command.ENV.value, help="print the environment fingerprint")
+    env.add_argument("--json", action="store_true")
+    env.add_argument("--cuda", action="store_true", help="also query the GPUs (initialises CUDA)")
+    return p
+
+
+def _isolations() -> list[enum.Enum]:
+    from .execute import Isolation
+
+    return list(Isolation)
+
+
+def _load(paths: list[str], semantic: bool = True) -> list[LoadedCheck]:
+    from .spec import load_spec, semantic_errors
+
+    loaded: list[LoadedCheck] = []
+    errors = []
+    for path in paths:
+        try:
+            loaded += load_spec(path)
+        except SpecErrors as exc:
+            errors += exc.errors
+    if not errors and semantic:
+        errors += semantic_errors(loaded)
+    if errors:
+        raise UsageError("\n".join(str(e) for e in errors))
+    return loaded
+
+
+def _writable(path: Path | None, flag: str) -> None:
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(f"{flag} {path}: is a folder (give a file name)")
+    if not parent.exists():
+        raise UsageError(f"{flag} {path}: folder {parent} does not exist (create it first)")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .execute import Isolation
+    from .spec import apply_overrides, select
+
+    _writable(args.report, "--report")
+    _writable(args.summary, "--summary")
+    try:
+        checks = select(apply_overrides(_load(args.specs), runs=args.runs, device=args.device), args.check)
+    except SpecErrors as exc:
+        raise UsageError(str(exc)) from None
+
+    from . import pipeline, report
+    from .outputs import atomic_write_text
+
+    quiet = args.quiet
+    total = len(checks)
+
+    def on_start(i: int, lc: LoadedCheck) -> None:
+        if not quiet:
+            print(f"[{i + 1}/{total}] {lc.name} ({lc.file}): {lc.check.runs} runs on {lc.check.device}", file=sys.stderr, flush=True)
+
+    def on_run(lc: LoadedCheck, r: object) -> None:
+        if not quiet:
+            text = "ok" if r.ok else r.cause  # type: ignore[attr-defined]
+            print(f"      run {r.index}/{lc.check.runs} {text} ({r.duration:.1f}s)", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+
+    keep = args.keep
+    root = keep if keep else Path(tempfile.mkdtemp(prefix="reprocheck-"))
+    try:
+        results = pipeline.run_all(checks, root, Isolation(args.isolation), on_start, on_run)
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    report.print_console(results)
+    if args.report:
+        atomic_write_text(args.report, report.render(report.Format.JSON, results))
+    if args.summary:
+        atomic_write_text(args.summary, report.render(report.Format.MARKDOWN, results))
+    return int(pipeline.exit_code(results))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    checks = _load(args.specs)
+    for lc in checks:
+        c = lc.check
+        print(f"ok  {lc.name}  ({lc.file}:{lc.line}; model {c.model.source}, input {c.input.source}, {c.runs} runs on {c.device})")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.output:
+        from .outputs import atomic_write_text
+
+        atomic_write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from .fingerprint import collect
+
+    fp = collect(cuda=args.cuda or None)
+    if args.json:
+        print(json.dumps(fp, indent=2))
+    else:
+        for key, value in fp.items():
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    print(f"{key}.{k}: {v}")
+            else:
+                print(f"{key}: {value}")
+    return 0
+
+
+HANDLERS = {
+    Command.RUN: cmd_run,
+    Command.VALIDATE: cmd_validate,
+    Command.SCHEMA: cmd_schema,
+    Command.ENV: cmd_env,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = HANDLERS[Command(args.command)]
+    try:
+        return handler(args)
+    except UsageError as exc:
+        die(str(exc))
+    except KeyboardInterrupt:
+        print("reprocheck: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,105 @@
+"""One check end to end: isolated runs -> comparison -> a CheckResult. Exit codes live here."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import compare, execute, outputs, recipe
+from .spec import LoadedCheck
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    MISMATCH = 1
+    USAGE = 2
+    RUN_FAILED = 3
+
+
+class Status(str, enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return {Status.PASS: ExitCode.OK, Status.FAIL: ExitCode.MISMATCH, Status.ERROR: ExitCode.RUN_FAILED}[self]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    file: Path
+    line: int
+    status: Status
+    seed: int
+    device: str
+    runs_requested: int
+    runs: tuple[execute.RunResult, ...]
+    comparison: compare.Comparison | None
+    recipe: dict[str, Any]
+    config_hash: str
+    duration: float
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def failed_run(self) -> execute.RunResult | None:
+        return next((r for r in self.runs if not r.ok), None)
+
+    @property
+    def fingerprint(self) -> dict[str, Any] | None:
+        return next((r.fingerprint for r in self.runs if r.fingerprint), None)
+
+
+def exit_code(results: list[CheckResult]) -> ExitCode:
+    return max((r.status.exit_code for r in results), default=ExitCode.OK)
+
+
+def run_check(lc: LoadedCheck, workdir: Path, isolation: execute.Isolation,
+              progress: execute.Progress | None = None) -> CheckResult:
+    start = time.perf_counter()
+    check = lc.check
+    runs = execute.run_check(lc, workdir, isolation, progress)
+    ok = [r for r in runs if r.ok]
+    comparison = None
+    if len(ok) >= 2:
+        comparison = compare.compare_runs([outputs.load(r.outputs_path) for r in ok], check.tolerance,
+                                          [r.index for r in ok])
+    if len(ok) < len(runs) or len(runs) < check.runs:
+        status = Status.ERROR
+    elif comparison is not None and not comparison:
+        status = Status.FAIL
+    else:
+        status = Status.PASS
+    notes = []
+    if comparison is not None:
+        notes += [f"tolerance pattern {p!r} matches no output (outputs: {', '.join(o.path for o in comparison.outputs[:5])})"
+                  for p in comparison.unused_patterns]
+    return CheckResult(
+        name=check.name, file=lc.file, line=lc.line, status=status, seed=check.seed,
+        device=next((r.device for r in ok if r.device), check.device), runs_requested=check.runs,
+        runs=tuple(runs), comparison=comparison,
+        recipe=recipe.describe(check.seed, check.recipe, recipe.resolve_threads(check.recipe)),
+        config_hash=check.config_hash(), duration=time.perf_counter() - start, notes=tuple(notes),
+    )
+
+
+def run_all(checks: list[LoadedCheck], workroot: Path, isolation: execute.Isolation,
+            on_start: Callable[[int, LoadedCheck], None] | None = None,
+            on_run: Callable[[LoadedCheck, execute.RunResult], None] | None = None,
+            on_done: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
+    results = []
+    for i, lc in enumerate(checks):
+        if on_start:
+            on_start(i, lc)
+        progress = (lambda r, lc=lc: on_run(lc, r)) if on_run else None
+        # One folder per check; the index keeps same-named checks from two files apart.
+        result = run_check(lc, workroot / f"{i + 1:03d}-{lc.name}", isolation, progress)
+        results.append(result)
+        if on_done:
+            on_done(result)
+    return results

@@ -1,0 +1,574 @@
+"""Spec files (YAML, version 1) -> validated, located checks.
+
+No torch import here: `validate` and `schema` must stay fast. Checks that need
+torchvision (model names, weight names) live in `semantic_errors`, called after
+the structure is known to be right.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+DEFAULT_SEED = 3407
+SPEC_VERSION = 1
+
+
+class SpecError(Exception):
+    """One located problem in a spec file: `file:line: key: what is wrong (fix)`."""
+
+    def __init__(self, file: str | Path, line: int | None, key: str, message: str) -> None:
+        self.file, self.line, self.key, self.message = str(file), line, key, message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class SpecErrors(Exception):
+    """Every problem found in one or more spec files, in file order."""
+
+    def __init__(self, errors: list[SpecError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+# --- the models -------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    # strict: YAML already types its scalars; "2" for runs or `yes` for a number is a mistake.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _existing_file(value: str | None, info: ValidationInfo) -> str | None:
+    if value is None:
+        return None
+    base = Path((info.context or {}).get("base_dir", "."))
+    path = (base / value).resolve()
+    if not path.is_file():
+        raise ValueError(f"file not found: {path} (paths are relative to the spec file's folder)")
+    return str(path)
+
+
+class ModelSpec(_Strict):
+    """Where the model comes from: exactly one source."""
+
+    torchvision: str | None = Field(None, description="Any torchvision.models.get_model name, e.g. resnet50.")
+    factory: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+        description='"module:callable"; the spec folder is first on sys.path. Returns an nn.Module.',
+    )
+    torchscript: str | None = Field(None, description="A TorchScript file (torch.jit.load).")
+    exported: str | None = Field(None, description="A torch.export file (torch.export.load).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for torchvision/factory.")
+
+    _check_files = field_validator("torchscript", "exported")(_existing_file)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        given = [k for k in MODEL_SOURCES if getattr(self, k) is not None]
+        if len(given) != 1:
+            what = "no model source" if not given else "several model sources (" + ", ".join(given) + ")"
+            raise ValueError(f"{what}; give exactly one of {', '.join(MODEL_SOURCES)}")
+        if self.kwargs and given[0] in ("torchscript", "exported"):
+            raise ValueError(f"kwargs apply to torchvision and factory models only; remove them for {given[0]}")
+        return self
+
+    @property
+    def source(self) -> str:
+        return next(k for k in MODEL_SOURCES if getattr(self, k) is not None)
+
+
+MODEL_SOURCES = ("torchvision", "factory", "torchscript", "exported")
+
+Dtype = Literal[
+    "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"
+]
+
+
+class RandomInput(_Strict):
+    """A seeded random tensor (its own generator, seeded from the check's seed)."""
+
+    shape: list[int] = Field(min_length=1, description="e.g. [1, 3, 224, 224]")
+    dtype: Dtype = "float32"
+    distribution: Literal["uniform", "normal"] = "uniform"
+    low: float = Field(0.0, description="uniform/integer lower bound (inclusive)")
+    high: float = Field(1.0, description="uniform/integer upper bound (exclusive)")
+
+    @field_validator("shape")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(d < 1 for d in v):
+            raise ValueError(f"every dimension must be >= 1, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RandomInput:
+        if self.high <= self.low:
+            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
+        return self
+
+
+class Normalize(_Strict):
+    mean: list[float] = Field(min_length=1)
+    std: list[float] = Field(min_length=1)
+
+
+class InputSpec(_Strict):
+    """What the model is called with: exactly one source."""
+
+    image: str | None = Field(None, description="An image file, decoded to RGB and preprocessed.")
+    tensor: str | None = Field(None, description=".pt (torch.load weights_only) or .npy/.npz (allow_pickle=False).")
+    random: RandomInput | None = None
+    format: Literal["auto", "tensor", "batch", "list"] = Field(
+        "auto",
+        description="auto: detection models get a list of CHW tensors, images get a batch of one, "
+        "tensors are passed as they are; tensor/batch/list force one of these.",
+    )
+    resize: list[int] | None = Field(None, min_length=2, max_length=2, description="[height, width] (image only)")
+    normalize: Normalize | None = Field(None, description="mean/std per channel (image only)")
+
+    _check_files = field_validator("image", "tensor")(_existing_file)
+
+    @field_validator("tensor")
+    @classmethod
+    def _tensor_suffix(cls, v: str | None) -> str | None:
+        if v is not None and Path(v).suffix not in (".pt", ".pth", ".npy", ".npz"):
+            raise ValueError(f"unsupported tensor file {Path(v).name} (use .pt, .pth, .npy or .npz)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputSpec:
+        given = [k for k in INPUT_SOURCES if getattr(self, k) is not None]
+        if len(given) != 1:
+            what = "no input source" if not given else "several input sources (" + ", ".join(given) + ")"
+            raise ValueError(f"{what}; give exactly one of {', '.join(INPUT_SOURCES)}")
+        if given[0] != "image" and (self.resize or self.normalize):
+            raise ValueError("resize and normalize apply to image inputs only; remove them")
+        return self
+
+    @property
+    def source(self) -> str:
+        return next(k for k in INPUT_SOURCES if getattr(self, k) is not None)
+
+
+INPUT_SOURCES = ("image", "tensor", "random")
+
+
+class RecipeSpec(_Strict):
+    """Each part of the full recipe; all on by default. Turn one off to match production settings."""
+
+    hash_seed: bool = Field(True, description="PYTHONHASHSEED=<seed> in the worker's environment before start.")
+    cublas_workspace: bool = Field(True, description="CUBLAS_WORKSPACE_CONFIG=:4096:8 before start.")
+    seed_rngs: bool = Field(True, description="Seed random, numpy and torch (all devices) before building.")
+    deterministic_algorithms: Union[bool, Literal["warn"]] = Field(
+        True, description="torch.use_deterministic_algorithms; 'warn' only warns about non-deterministic ops."
+    )
+    cudnn_deterministic: bool = True
+    cudnn_benchmark: bool = False
+    tf32: bool = Field(False, description="Allow TF32 in matmul and convolutions.")
+    threads: int | None = Field(
+        None, ge=1, description="Intra-op threads; default: the CPUs available, the same in every run."
+    )
+    eval_mode: bool = Field(True, description="Call model.eval() before running.")
+    inference_mode: bool = Field(True, description="Run under torch.inference_mode().")
+
+
+class ToleranceRule(_Strict):
+    atol: float | None = Field(None, ge=0)
+    rtol: float | None = Field(None, ge=0)
+
+
+class ToleranceSpec(_Strict):
+    """|obtained - expected| <= atol + rtol * |expected|; default bitwise."""
+
+    atol: float = Field(0.0, ge=0)
+    rtol: float = Field(0.0, ge=0)
+    outputs: dict[str, ToleranceRule] = Field(
+        default_factory=dict,
+        description="Per-output overrides; keys are glob patterns over output paths; the first match wins.",
+    )
+
+
+class Check(_Strict):
+    """One reproducibility check."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][\w.\-]*$")
+    seed: int = Field(DEFAULT_SEED, ge=0, lt=2**32)
+    runs: int = Field(2, ge=2, le=100)
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|auto)$", description="cpu | cuda | cuda:N | auto")
+    timeout: float = Field(600.0, gt=0, description="Seconds allowed for each run.")
+    model: ModelSpec
+    input: InputSpec
+    recipe: RecipeSpec = RecipeSpec()
+    tolerance: ToleranceSpec = ToleranceSpec()
+
+    def config_hash(self) -> str:
+        """A stable hash of what the check computes (name excluded), for baselines and reports."""
+        data = self.model_dump(mode="json", exclude={"name", "runs", "timeout"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+CHECK_KEYS = tuple(Check.model_fields)
+# Keys that a multi-check entry merges into the defaults key by key; others replace.
+MERGED_KEYS = ("recipe", "tolerance")
+
+
+class _Defaults(_Strict):
+    seed: int | None = None
+    runs: int | None = None
+    device: str | None = None
+    timeout: float | None = None
+    model: ModelSpec | None = None
+    input: InputSpec | None = None
+    recipe: RecipeSpec | None = None
+    tolerance: ToleranceSpec | None = None
+
+
+class SpecDocument(_Defaults):
+    """A spec file: one check (its keys at the top), or defaults plus `checks:`."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, title="reprocheck spec (version 1)"
+    )
+    version: Literal[1]
+    checks: list[Check] | None = Field(None, description="Several checks; each entry overrides the defaults above.")
+
+
+def json_schema() -> dict[str, Any]:
+    schema = SpecDocument.model_json_schema()
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["$id"] = "https://github.com/reprocheck/reprocheck/spec-v1.schema.json"
+    # Entries inherit the defaults, so inside `checks:` only `name` is required.
+    check = schema["$defs"]["Check"]
+    check["required"] = ["name"]
+    return schema
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedCheck:
+    """A validated check and where it was written."""
+
+    check: Check
+    file: Path
+    line: int
+    base_dir: Path
+    key_prefix: tuple[Any, ...] = ()  # ("checks", i) inside a multi-check file
+
+    def key_line(self, *keys: str) -> int:
+        """The line of one of this check's keys, falling back to the defaults, then the check."""
+        where = _Located(yaml.compose(self.file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader))
+        for path in (self.key_prefix + keys, keys):
+            if where.has(path):
+                return where.line(path) or self.line
+        return self.line
+
+    @property
+    def name(self) -> str:
+        return self.check.name
+
+
+class _Located:
+    """Maps key paths to line numbers through the composed YAML node tree."""
+
+    def __init__(self, root: yaml.Node | None) -> None:
+        self.root = root
+
+    def node(self, path: tuple[Any, ...]) -> tuple[yaml.Node | None, int | None]:
+        node, line = self.root, (self.root.start_mark.line + 1 if self.root is not None else None)
+        for part in path:
+            if isinstance(node, yaml.MappingNode):
+                for k, v in node.value:
+                    if k.value == str(part):
+                        node, line = v, k.start_mark.line + 1
+                        break
+                else:
+                    return None, line
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                return None, line
+        return node, line
+
+    def line(self, path: tuple[Any, ...]) -> int | None:
+        return self.node(path)[1]
+
+    def has(self, path: tuple[Any, ...]) -> bool:
+        return self.node(path)[0] is not None
+
+
+def _duplicate_keys(node: yaml.Node | None, path: str = "") -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for k, v in node.value:
+            key = f"{path}.{k.value}" if path else str(k.value)
+            if k.value in seen:
+                found.append((k.start_mark.line + 1, key))
+            seen.add(k.value)
+            found += _duplicate_keys(v, key)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            found += _duplicate_keys(v, f"{path}.{i}")
+    return found
+
+
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the mapping at `loc`, to suggest its keys."""
+    cls: Any = root
+    for part in loc:
+        if isinstance(part, int) or cls is None:
+            continue
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        cls = _inner_model(field.annotation)
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _message(err: dict[str, Any], owner: type[BaseModel] | None) -> str:
+    kind, loc = err["type"], err["loc"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = list(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
+        return f"unknown key ({hint})"
+    if kind == "missing":
+        return "missing (add this key)"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, "):]
+    got = err.get("input")
+    shown = json.dumps(got, default=str) if not isinstance(got, dict) else "a mapping"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "device":
+        return f"{shown} is not a device (use cpu, cuda, cuda:N or auto)"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "factory":
+        return f'{shown} is not "module:callable" (e.g. "my_models:build")'
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
+        return f"{shown} is not a valid check name (letters, digits, '.', '_', '-'; no spaces)"
+    return f"{msg}, got {shown}"
+
+
+def _key_text(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if k in MERGED_KEYS and isinstance(out.get(k), dict) and isinstance(v, dict):
+            merged = dict(out[k])
+            for kk, vv in v.items():
+                if kk == "outputs" and isinstance(merged.get(kk), dict) and isinstance(vv, dict):
+                    merged[kk] = {**merged[kk], **vv}
+                else:
+                    merged[kk] = vv
+            out[k] = merged
+        else:
+            out[k] = v
+    return out
+
+
+def _read(path: Path) -> tuple[Any, _Located]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecErrors([SpecError(path, None, "", "no such spec file (check the path)")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecErrors([SpecError(path, None, "", f"cannot read the spec: {exc}")]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecErrors([SpecError(path, line, "", f"YAML syntax error: {problem} (fix the YAML)")]) from None
+    dups = _duplicate_keys(node)
+    if dups:
+        raise SpecErrors(
+            [SpecError(path, line, key, "duplicate key (YAML keeps only the last; remove one)") for line, key in dups]
+        )
+    return data, _Located(node)
+
+
+def load_spec(path: str | Path) -> list[LoadedCheck]:
+    """Parse and validate one spec file. Raises SpecErrors listing every problem."""
+    path = Path(path)
+    data, where = _read(path)
+    if not isinstance(data, dict):
+        raise SpecErrors([SpecError(path, 1, "", "a spec is a YAML mapping with `version: 1` at the top")])
+    context = {"base_dir": str(path.resolve().parent)}
+    errors: list[SpecError] = []
+
+    def located(err: dict[str, Any], prefix: tuple[Any, ...], root: type[BaseModel]) -> SpecError:
+        loc = tuple(err["loc"])
+        full = prefix + loc
+        line = where.line(full)
+        # Keys inherited from the defaults are reported where they were written.
+        if prefix and not where.has(full) and where.has(loc):
+            line, full = where.line(loc), loc
+        return SpecError(path, line, _key_text(full), _message(err, _model_at(loc[:-1] if err["type"] == "extra_forbidden" else loc, root)))
+
+    version = data.get("version")
+    if version != SPEC_VERSION:
+        shown = "missing" if "version" not in data else f"{version!r} is not supported"
+        raise SpecErrors([SpecError(path, where.line(("version",)) or 1, "version", f"{shown} (write `version: 1` at the top)")])
+
+    top = {k: v for k, v in data.items() if k not in ("version", "checks")}
+    checks_raw = data.get("checks")
+    allowed_top = set(CHECK_KEYS) - {"name"} | {"version", "checks"}
+    for key in data:
+        if key not in allowed_top:
+            close = difflib.get_close_matches(str(key), sorted(allowed_top), n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(sorted(allowed_top))}"
+            if key == "name" and checks_raw is None:
+                hint = "a single-check file's check is named after the file; use `checks:` to name checks"
+            errors.append(SpecError(path, where.line((key,)), str(key), f"unknown key ({hint})"))
+    if errors:
+        raise SpecErrors(errors)
+
+    if checks_raw is None:
+        entries = [((), {**top, "name": _name_from_file(path)})]
+    else:
+        if not isinstance(checks_raw, list) or not checks_raw:
+            raise SpecErrors([SpecError(path, where.line(("checks",)), "checks", "must be a non-empty list of checks")])
+        entries = []
+        for i, entry in enumerate(checks_raw):
+            if not isinstance(entry, dict):
+                errors.append(SpecError(path, where.line(("checks", i)), f"checks.{i}", "each check is a mapping with a `name:`"))
+                continue
+            entries.append((("checks", i), _deep_merge(top, entry)))
+
+    loaded: list[LoadedCheck] = []
+    seen: dict[str, int] = {}
+    for prefix, raw in entries:
+        try:
+            check = Check.model_validate(raw, context=context)
+        except ValidationError as exc:
+            errors += [located(e, prefix, Check) for e in exc.errors()]
+            continue
+        line = where.line(prefix + ("name",)) if prefix else 1
+        if check.name in seen:
+            errors.append(SpecError(path, line, _key_text(prefix + ("name",)), f"duplicate check name '{check.name}' (first on line {seen[check.name]}; names must be unique)"))
+            continue
+        seen[check.name] = line or 1
+        loaded.append(LoadedCheck(check=check, file=path, line=line or 1, base_dir=path.resolve().parent, key_prefix=prefix))
+    if errors:
+        raise SpecErrors(errors)
+    return loaded
+
+
+def _name_from_file(path: Path) -> str:
+    name = re.sub(r"[^\w.\-]", "_", path.stem)
+    return name if name and name[0].isalnum() else f"check_{name}"
+
+
+def semantic_errors(loaded: list[LoadedCheck]) -> list[SpecError]:
+    """Checks that need torchvision: model names and weight names. Imports torchvision."""
+    errors: list[SpecError] = []
+    tv_checks = [c for c in loaded if c.check.model.torchvision]
+    if not tv_checks:
+        return errors
+    import torchvision.models as tvm
+
+    names = set(tvm.list_models())
+    for c in tv_checks:
+        name = c.check.model.torchvision
+        line = c.key_line("model", "torchvision")
+        if name not in names:
+            close = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
+            errors.append(SpecError(c.file, line, "model.torchvision", f"unknown torchvision model '{name}' ({hint})"))
+            continue
+        for kw in ("weights", "weights_backbone"):
+            value = c.check.model.kwargs.get(kw)
+            if value is None:
+                continue
+            problem = _weights_problem(tvm, name, kw, value)
+            if problem:
+                kline = c.key_line("model", "kwargs", kw)
+                errors.append(SpecError(c.file, kline, f"model.kwargs.{kw}", problem))
+    return errors
+
+
+def _weights_problem(tvm: Any, model: str, kw: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"{value!r} is not a weights name (use a string such as DEFAULT, or null)"
+    if kw == "weights":
+        enum = tvm.get_model_weights(model)
+    else:
+        import inspect
+
+        builder = tvm.get_model_builder(model)
+        ann = inspect.signature(builder).parameters.get("weights_backbone")
+        if ann is None:
+            return f"{model} takes no weights_backbone (remove it)"
+        enum = getattr(ann.annotation, "__args__", (None,))[0]
+        if isinstance(ann.annotation, str) or enum is None or not hasattr(enum, "verify"):
+            return None  # cannot tell statically; the run reports a bad name
+    try:
+        enum.verify(value)
+    except Exception:
+        choices = ", ".join(["DEFAULT", *enum.__members__])
+        return f"'{value}' is not a weight of {model} (choose from {choices}, or null for random init)"
+    return None
+
+
+def apply_overrides(loaded: list[LoadedCheck], **overrides: Any) -> list[LoadedCheck]:
+    """Command-line overrides (--runs, --device), validated like spec values."""
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if not changes:
+        return loaded
+    out = []
+    for c in loaded:
+        data = c.check.model_dump()
+        data.update(changes)
+        try:
+            check = Check.model_validate(data, context={"base_dir": str(c.base_dir)})
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise SpecErrors([SpecError("command line", None, f"--{e['loc'][0]}", _message(e, Check))]) from None
+        out.append(dataclasses.replace(c, check=check))
+    return out
+
+
+def select(loaded: list[LoadedCheck], names: list[str]) -> list[LoadedCheck]:
+    """Keep the checks named by --check; an unknown name is a usage error."""
+    if not names:
+        return loaded
+    have = [c.name for c in loaded]
+    missing = [n for n in names if n not in have]
+    if missing:
+        close = difflib.get_close_matches(missing[0], have, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"checks here: {', '.join(have)}"
+        raise SpecErrors([SpecError("command line", None, "--check", f"no check named '{missing[0]}' ({hint})")])
+    return [c for c in loaded if c.name in names]

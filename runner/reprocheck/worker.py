@@ -1,0 +1,209 @@
+"""The worker process: one run of one check, in a process started with the recipe's environment.
+
+    python -m reprocheck.worker JOB.json RUN_DIR                 # one run, in this process
+    python -m reprocheck.worker JOB.json --fork TIMEOUT DIR...   # import torch once, fork one child per run
+
+The forked mode is observably equivalent to fresh processes: the zygote starts with the
+same environment (so the same hash seed), imports torch and torchvision but never touches
+CUDA or runs an op, and each run is a child forked from that same untouched state, so
+nothing carries over from one run to the next. Each run writes RUN_DIR/result.json (and
+outputs.pt on success); the zygote reports how each child ended as one JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+DETERMINISM_HINT = (
+    "this op has no deterministic implementation on this device; set `recipe: {deterministic_algorithms: warn}` "
+    "to run it anyway and let the comparison decide"
+)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    from .outputs import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1, default=str))
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device} was asked for but torch.cuda.is_available() is False here (use device: cpu or auto)")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {device} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
+
+
+def run_once(job: dict[str, Any], run_dir: Path) -> int:
+    """Build, run, save. Returns the process exit code (0 ok, 1 the run raised)."""
+    from . import fingerprint, inputs, models, outputs, recipe
+    from .spec import Check
+
+    check = Check.model_validate(job["check"], strict=False)
+    timings: dict[str, float] = {}
+    stage = "recipe"
+    caught: list[str] = []
+    try:
+        t = time.perf_counter()
+        recipe.apply(check.seed, check.recipe, job["threads"])
+        device = _resolve_device(check.device)
+        import torch
+
+        stage = "model"
+        t = time.perf_counter()
+        built = models.build(check.model, Path(job["base_dir"]), device, check.recipe.eval_mode)
+        timings["build_model"] = time.perf_counter() - t
+
+        stage = "input"
+        t = time.perf_counter()
+        args, kwargs = inputs.build(check.input, check.seed, device, built)
+        timings["build_input"] = time.perf_counter() - t
+
+        stage = "forward"
+        mode = torch.inference_mode() if check.recipe.inference_mode else contextlib.nullcontext()
+        t = time.perf_counter()
+        with warnings.catch_warnings(record=True) as seen, mode:
+            warnings.simplefilter("always")
+            out = built.module(*args, **kwargs)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+        timings["forward"] = time.perf_counter() - t
+        for w in seen:
+            text = f"{w.category.__name__}: {str(w.message).splitlines()[0] if str(w.message) else ''}"
+            if text not in caught and len(caught) < 20:
+                caught.append(text)
+
+        stage = "outputs"
+        flat = outputs.flatten(out)
+        outputs.save(flat, run_dir / "outputs.pt")
+        _write_json(run_dir / "result.json", {
+            "ok": True,
+            "device": device,
+            "timings": timings,
+            "warnings": caught,
+            "fingerprint": fingerprint.collect(),
+        })
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - SystemExit inside a model is a failure too
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        tail = "".join(lines).rstrip().splitlines()[-12:]
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, SystemExit):
+            message = f"the model called sys.exit({exc.code!r})"
+        hint = DETERMINISM_HINT if "does not have a deterministic implementation" in str(exc) else None
+        _write_json(run_dir / "result.json", {
+            "ok": False, "stage": stage, "error": message, "traceback": tail, "hint": hint, "timings": timings,
+        })
+        return 1
+
+
+def _die_with_parent() -> None:
+    # A run must not outlive the zygote that waits for it.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _wait(pid: int, timeout: float) -> tuple[int | None, bool]:
+    """Wait for a child up to `timeout` seconds; kill its group on timeout. Returns (wait status, timed_out)."""
+    deadline = time.monotonic() + timeout
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    timed_out = False
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+            break
+        if fd is not None:
+            select.select([fd], [], [], left)
+        else:
+            time.sleep(min(0.05, left))
+    if fd is not None:
+        os.close(fd)
+    return status, timed_out
+
+
+def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> int:
+    # What every run would import anyway: paid once here, before any op runs.
+    import numpy  # noqa: F401
+    import torch
+
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        pass
+    from . import fingerprint, inputs, models, outputs, recipe  # noqa: F401
+    from .spec import Check  # noqa: F401
+
+    assert not torch.cuda.is_initialized(), "CUDA must not be initialised before forking runs"
+    for run_dir in run_dirs:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush()
+        start = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setpgid(0, 0)
+                _die_with_parent()
+                log = os.open(run_dir / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                code = run_once(job, run_dir)
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+        status, timed_out = _wait(pid, timeout)
+        report = {"dir": str(run_dir), "returncode": os.waitstatus_to_exitcode(status),
+                  "timed_out": timed_out, "duration": time.perf_counter() - start}
+        print(json.dumps(report), flush=True)
+        if timed_out or report["returncode"] != 0:
+            break  # the next run would most likely fail the same way
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    job = json.loads(Path(argv[0]).read_text())
+    if argv[1] == "--fork":
+        return serve_forked(job, float(argv[2]), [Path(p) for p in argv[3:]])
+    run_dir = Path(argv[1])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_once(job, run_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
