@@ -4,7 +4,8 @@ Every run happens in a process started with the recipe's environment (`recipe.wo
 Isolation modes:
   * fork  (default on Linux): one zygote process per check imports torch once and forks a
           child per run (see worker.py for why that is equivalent to fresh processes);
-  * spawn: a fresh interpreter per run. Slower, works everywhere.
+  * spawn: a fresh interpreter per run. Slower, works everywhere. Also used whenever the
+          recipe's hash seed is off, since forks would share one random hash seed.
 """
 
 from __future__ import annotations
@@ -161,7 +162,9 @@ def run_check(
     job_file = workdir / "job.json"
     job_file.write_text(json.dumps(_job(lc, threads)))
     run_dirs = [workdir / f"run{i}" for i in range(1, check.runs + 1)]
-    if resolve_isolation(isolation) is Isolation.FORK:
+    # Forks share their zygote's hash seed: with the hash seed off, each run needs its own
+    # interpreter to get its own random seed, as fresh processes would.
+    if resolve_isolation(isolation) is Isolation.FORK and check.recipe.hash_seed:
         return _run_forked(job_file, run_dirs, env, check.timeout, progress)
     return _run_spawned(job_file, run_dirs, env, check.timeout, progress)
 

@@ -204,7 +204,7 @@ def check_dict(r: CheckResult) -> dict[str, Any]:
         "runs": [{"index": x.index, "status": x.status.value, "duration_s": round(x.duration, 3), "cause": x.cause,
                   "stage": x.stage, "details": list(x.details), "hint": x.hint, "timings": x.timings,
                   "warnings": list(x.warnings)} for x in r.runs],
-        "outputs": [output_dict(o) for o in (r.comparison.outputs if r.comparison else ())],
+        "outputs": [output_dict(o) for o in (r.comparison.outputs if r.comparison is not None else ())],
         "fingerprint": r.fingerprint, "notes": list(r.notes),
     }
 
@@ -239,7 +239,7 @@ def render_markdown(results: list[CheckResult]) -> str:
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
-        diff = _num(r.comparison.max_abs_diff) if r.comparison else "-"
+        diff = _num(r.comparison.max_abs_diff) if r.comparison is not None else "-"
         ok_runs = sum(1 for x in r.runs if x.ok)
         head.append(f"| `{_md(r.name)}` | {_ICONS[r.status]} | {ok_runs}/{r.runs_requested} | {r.device} | {r.seed} | {diff} | {r.duration:.1f}s |")
     sections: list[str] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import select
 import signal
 import sys
@@ -126,6 +127,17 @@ def _die_with_parent() -> None:
         pass
 
 
+def _fresh_rng_state() -> None:
+    # A fresh interpreter seeds random, NumPy and torch from OS entropy; a fork would
+    # otherwise share its zygote's state, making unseeded runs look reproducible.
+    import numpy
+    import torch
+
+    random.seed()
+    numpy.random.seed()
+    torch.seed()
+
+
 def _wait(pid: int, timeout: float) -> tuple[int | None, bool]:
     """Wait for a child up to `timeout` seconds; kill its group on timeout. Returns (wait status, timed_out)."""
     deadline = time.monotonic() + timeout
@@ -182,6 +194,7 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
                 log = os.open(run_dir / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 os.dup2(log, 1)
                 os.dup2(log, 2)
+                _fresh_rng_state()
                 code = run_once(job, run_dir)
                 sys.stdout.flush()
                 sys.stderr.flush()

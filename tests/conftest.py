@@ -1,0 +1,52 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EXAMPLES = ROOT / "examples"
+
+
+class Result:
+    def __init__(self, proc: subprocess.CompletedProcess) -> None:
+        self.code = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def __repr__(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
+
+
+def reprocheck(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> Result:
+    """The real CLI in a real subprocess."""
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    full_env["PYTHONPATH"] = str(ROOT / "runner")
+    proc = subprocess.run([sys.executable, "-m", "reprocheck", *args], capture_output=True, text=True,
+                          cwd=cwd, env=full_env, timeout=timeout)
+    return Result(proc)
+
+
+@pytest.fixture
+def spec_dir(tmp_path: Path) -> Path:
+    """A folder holding the planted models, for specs that name `factory: "planted:..."`."""
+    shutil.copy(FIXTURES / "planted.py", tmp_path / "planted.py")
+    return tmp_path
+
+
+def write_spec(folder: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def planted_spec(folder: Path, factory: str, extra: str = "", shape: str = "[4, 8]", name: str = "spec.yaml") -> Path:
+    return write_spec(folder, f"""version: 1
+model:
+  factory: "planted:{factory}"
+input:
+  random: {{shape: {shape}}}
+{extra}""", name)
