@@ -9,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 EXAMPLES = ROOT / "examples"
+sys.path.insert(0, str(ROOT / "runner"))  # the package under test, installed or not
 
 
 class Result:

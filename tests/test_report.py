@@ -1,0 +1,57 @@
+"""Renderers: every format handled, colour rules, JSON without NaN, Markdown under GitHub's cap."""
+
+import json
+from pathlib import Path
+
+import torch
+
+from reprocheck import cli, compare, report
+from reprocheck.execute import RunResult, RunStatus
+from reprocheck.outputs import flatten
+from reprocheck.pipeline import CheckResult, Status
+from reprocheck.spec import ToleranceSpec
+
+
+def make_result(status=Status.FAIL, n_outputs=3, name="c"):
+    runs = [flatten({f"out{i}": torch.arange(5.0) for i in range(n_outputs)}),
+            flatten({f"out{i}": torch.arange(5.0) + torch.tensor([0, 0, float("nan"), 0, 1e-3]) for i in range(n_outputs)})]
+    comp = compare.compare_runs(runs, ToleranceSpec())
+    return CheckResult(name=name, file=Path("s.yaml"), line=3, status=status, seed=1, device="cpu", runs_requested=2,
+                       runs=(RunResult(1, RunStatus.OK, 1.0, Path(".")), RunResult(2, RunStatus.OK, 1.0, Path("."))),
+                       comparison=comp, recipe={}, config_hash="x", duration=2.0)
+
+
+def test_every_format_and_command_is_handled():
+    assert set(report.RENDERERS) == set(report.Format)
+    assert set(cli.HANDLERS) == set(cli.Command)
+
+
+def test_console_has_summary_table_and_remedy_without_colour():
+    text = report.render_console([make_result()])
+    assert text.startswith("FAIL  c ") and "remedy:" in text and "\033[" not in text
+    assert "3 of 3 outputs differ" in text
+
+
+def test_colour_only_on_a_tty_and_never_with_no_color(monkeypatch):
+    class Tty:
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert report._use_colour(Tty())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not report._use_colour(Tty())
+
+
+def test_json_is_strict_json():
+    data = json.loads(report.render_json([make_result()]), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    out = data["checks"][0]["outputs"][0]
+    assert out["status"] == "values" and out["max_rel_diff"] in ("inf",) or isinstance(out["max_rel_diff"], float)
+
+
+def test_markdown_stays_under_githubs_limit():
+    results = [make_result(n_outputs=200, name=f"check{i}") for i in range(400)]
+    text = report.render_markdown(results)
+    assert len(text.encode()) < 1024 * 1024
+    assert "left out to stay under GitHub's 1 MiB summary limit" in text
+    assert text.count("| `check") == 400  # every check keeps its summary row
