@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import enum
+import importlib
 import json
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import NoReturn
 
@@ -20,6 +22,7 @@ class Command(str, enum.Enum):
     VALIDATE = "validate"
     SCHEMA = "schema"
     ENV = "env"
+    DOCKER = "docker"
 
 
 USAGE_EXIT = 2
@@ -41,16 +44,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(Command.RUN.value, help="run checks and compare their runs (exit 0 pass, 1 differ, 2 bad spec, 3 run failed)")
-    run.add_argument("specs", nargs="+", metavar="SPEC", help="spec file(s)")
-    run.add_argument("--check", action="append", default=[], metavar="NAME", help="run only this check (repeatable)")
-    run.add_argument("--runs", type=int, help="runs per check (>= 2), overriding the spec")
-    run.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
-    run.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
-    run.add_argument("--summary", type=Path, metavar="FILE", help="write the Markdown report here (e.g. $GITHUB_STEP_SUMMARY)")
-    run.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto",
-                     help="fork: one zygote imports torch, each run is a fresh fork (default on Linux); spawn: a new interpreter per run")
+    _add_run_options(run)
     run.add_argument("--keep", type=Path, metavar="DIR", help="keep each run's outputs and logs in DIR")
-    run.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+
+    dock = sub.add_parser(Command.DOCKER.value, help="run the same checks inside the pinned Docker image")
+    _add_run_options(dock)
+    dock.add_argument("--image", help="image to run (default: the pinned image for this version)")
+    dock.add_argument("--build", action="store_true", help="build the image from this source tree's docker/Dockerfile first")
+    dock.add_argument("--gpus", default="none", metavar="all|N|none", help="GPUs for the container (default none)")
+    dock.add_argument("--network", default="none", help="container network (default none: no network)")
 
     val = sub.add_parser(Command.VALIDATE.value, help="check spec files without running anything")
     val.add_argument("specs", nargs="+", metavar="SPEC")
@@ -62,6 +64,18 @@ def _parser() -> argparse.ArgumentParser:
     env.add_argument("--json", action="store_true")
     env.add_argument("--cuda", action="store_true", help="also query the GPUs (initialises CUDA)")
     return p
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec file(s)")
+    p.add_argument("--check", action="append", default=[], metavar="NAME", help="run only this check (repeatable)")
+    p.add_argument("--runs", type=int, help="runs per check (>= 2), overriding the spec")
+    p.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
+    p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
+    p.add_argument("--summary", type=Path, metavar="FILE", help="write the Markdown report here (e.g. $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto",
+                   help="fork: one zygote imports torch, each run is a fresh fork (default on Linux); spawn: a new interpreter per run")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
 
 
 def _isolations() -> list[enum.Enum]:
@@ -104,12 +118,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     _writable(args.report, "--report")
     _writable(args.summary, "--summary")
     try:
-        checks = select(apply_overrides(_load(args.specs), runs=args.runs, device=args.device), args.check)
+        checks = select(apply_overrides(_load(args.specs, semantic=False), runs=args.runs, device=args.device), args.check)
     except SpecErrors as exc:
         raise UsageError(str(exc)) from None
 
     from . import pipeline, report
+    from .execute import Prepared
     from .outputs import atomic_write_text
+    from .spec import semantic_errors
+
+    keep = args.keep
+    root = keep if keep else Path(tempfile.mkdtemp(prefix="reprocheck-"))
+    # The first check's worker imports torch while this process checks model names (which imports
+    # torchvision too); it runs nothing until told to.
+    first = Prepared(checks[0], pipeline.workdir_for(root, 0, checks[0]), Isolation(args.isolation))
+    # Comparing needs torch here too: import it while the runs go on.
+    threading.Thread(target=importlib.import_module, args=("torch",), daemon=True).start()
+    try:
+        errors = semantic_errors(checks)
+        if errors:
+            raise UsageError("\n".join(str(e) for e in errors))
+    except BaseException:
+        first.cancel()
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
 
     quiet = args.quiet
     total = len(checks)
@@ -123,10 +156,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             text = "ok" if r.ok else r.cause  # type: ignore[attr-defined]
             print(f"      run {r.index}/{lc.check.runs} {text} ({r.duration:.1f}s)", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
 
-    keep = args.keep
-    root = keep if keep else Path(tempfile.mkdtemp(prefix="reprocheck-"))
     try:
-        results = pipeline.run_all(checks, root, Isolation(args.isolation), on_start, on_run)
+        results = pipeline.run_all(checks, root, Isolation(args.isolation), on_start, on_run, first=first)
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -175,11 +206,32 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docker(args: argparse.Namespace) -> int:
+    from . import container
+
+    _writable(args.report, "--report")
+    _writable(args.summary, "--summary")
+    forwarded: list[str] = []
+    for name in args.check:
+        forwarded += ["--check", name]
+    for flag, value in (("--runs", args.runs), ("--device", args.device)):
+        if value is not None:
+            forwarded += [flag, str(value)]
+    forwarded += ["--isolation", args.isolation] + (["-q"] if args.quiet else [])
+    try:
+        return container.run([Path(p) for p in args.specs], forwarded, image=args.image or container.default_image(),
+                             build=args.build, gpus=args.gpus, network=args.network,
+                             report=args.report, summary=args.summary)
+    except container.ContainerError as exc:
+        raise UsageError(str(exc)) from None
+
+
 HANDLERS = {
     Command.RUN: cmd_run,
     Command.VALIDATE: cmd_validate,
     Command.SCHEMA: cmd_schema,
     Command.ENV: cmd_env,
+    Command.DOCKER: cmd_docker,
 }
 
 

@@ -148,25 +148,38 @@ def _kill_group(proc: subprocess.Popen[Any]) -> None:
 Progress = Callable[[RunResult], None]
 
 
-def run_check(
-    lc: LoadedCheck,
-    workdir: Path,
-    isolation: Isolation = Isolation.AUTO,
-    progress: Progress | None = None,
-) -> list[RunResult]:
-    """Run a check `runs` times in isolation; stops at the first failed run."""
-    check = lc.check
-    threads = recipe.resolve_threads(check.recipe)
-    env = _pythonpath(recipe.worker_env(check.seed, check.recipe, threads))
-    workdir.mkdir(parents=True, exist_ok=True)
-    job_file = workdir / "job.json"
-    job_file.write_text(json.dumps(_job(lc, threads)))
-    run_dirs = [workdir / f"run{i}" for i in range(1, check.runs + 1)]
-    # Forks share their zygote's hash seed: with the hash seed off, each run needs its own
-    # interpreter to get its own random seed, as fresh processes would.
-    if resolve_isolation(isolation) is Isolation.FORK and check.recipe.hash_seed:
-        return _run_forked(job_file, run_dirs, env, check.timeout, progress)
-    return _run_spawned(job_file, run_dirs, env, check.timeout, progress)
+class Prepared:
+    """A check's runs, set up. In fork mode the zygote starts importing torch at once and
+    waits for `run()`, so the caller's own work (validation, imports) overlaps with it."""
+
+    def __init__(self, lc: LoadedCheck, workdir: Path, isolation: Isolation = Isolation.AUTO) -> None:
+        check = lc.check
+        threads = recipe.resolve_threads(check.recipe)
+        self.env = _pythonpath(recipe.worker_env(check.seed, check.recipe, threads))
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.job_file = workdir / "job.json"
+        self.job_file.write_text(json.dumps(_job(lc, threads)))
+        self.run_dirs = [workdir / f"run{i}" for i in range(1, check.runs + 1)]
+        self.timeout = check.timeout
+        self.zygote: subprocess.Popen[bytes] | None = None
+        # Forks share their zygote's hash seed: with the hash seed off, each run needs its own
+        # interpreter to get its own random seed, as fresh processes would.
+        if resolve_isolation(isolation) is Isolation.FORK and check.recipe.hash_seed:
+            with open(workdir / "zygote.log", "wb") as zlog:
+                self.zygote = subprocess.Popen(
+                    _worker_cmd(str(self.job_file), "--fork", str(self.timeout), *map(str, self.run_dirs)),
+                    env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=zlog, start_new_session=True,
+                )
+
+    def cancel(self) -> None:
+        if self.zygote is not None and self.zygote.poll() is None:
+            _kill_group(self.zygote)
+
+    def run(self, progress: Progress | None = None) -> list[RunResult]:
+        """Run the check `runs` times in isolation; stops at the first failed run."""
+        if self.zygote is not None:
+            return _run_forked(self.zygote, self.job_file, self.run_dirs, self.timeout, progress)
+        return _run_spawned(self.job_file, self.run_dirs, self.env, self.timeout, progress)
 
 
 def _run_spawned(job_file: Path, run_dirs: list[Path], env: dict[str, str], timeout: float, progress: Progress | None) -> list[RunResult]:
@@ -194,14 +207,16 @@ def _run_spawned(job_file: Path, run_dirs: list[Path], env: dict[str, str], time
     return results
 
 
-def _run_forked(job_file: Path, run_dirs: list[Path], env: dict[str, str], timeout: float, progress: Progress | None) -> list[RunResult]:
+def _run_forked(proc: subprocess.Popen[bytes], job_file: Path, run_dirs: list[Path], timeout: float,
+                progress: Progress | None) -> list[RunResult]:
     zlog_path = job_file.parent / "zygote.log"
     results: list[RunResult] = []
-    with open(zlog_path, "wb") as zlog:
-        proc = subprocess.Popen(
-            _worker_cmd(str(job_file), "--fork", str(timeout), *map(str, run_dirs)),
-            env=env, stdout=subprocess.PIPE, stderr=zlog, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(b"go\n")
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # it already died; reported below from its log
     lines: queue.Queue[str | None] = queue.Queue()
 
     def reader() -> None:

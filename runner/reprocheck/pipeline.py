@@ -59,11 +59,15 @@ def exit_code(results: list[CheckResult]) -> ExitCode:
     return max((r.status.exit_code for r in results), default=ExitCode.OK)
 
 
-def run_check(lc: LoadedCheck, workdir: Path, isolation: execute.Isolation,
-              progress: execute.Progress | None = None) -> CheckResult:
+def workdir_for(root: Path, index: int, lc: LoadedCheck) -> Path:
+    # The index keeps same-named checks from two files apart.
+    return root / f"{index + 1:03d}-{lc.name}"
+
+
+def run_check(lc: LoadedCheck, prepared: execute.Prepared, progress: execute.Progress | None = None) -> CheckResult:
     start = time.perf_counter()
     check = lc.check
-    runs = execute.run_check(lc, workdir, isolation, progress)
+    runs = prepared.run(progress)
     ok = [r for r in runs if r.ok]
     comparison = None
     if len(ok) >= 2:
@@ -91,14 +95,16 @@ def run_check(lc: LoadedCheck, workdir: Path, isolation: execute.Isolation,
 def run_all(checks: list[LoadedCheck], workroot: Path, isolation: execute.Isolation,
             on_start: Callable[[int, LoadedCheck], None] | None = None,
             on_run: Callable[[LoadedCheck, execute.RunResult], None] | None = None,
-            on_done: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:
+            on_done: Callable[[CheckResult], None] | None = None,
+            first: execute.Prepared | None = None) -> list[CheckResult]:
+    """Run checks in order. `first` is the first check already prepared (its worker warming up)."""
     results = []
     for i, lc in enumerate(checks):
         if on_start:
             on_start(i, lc)
         progress = (lambda r, lc=lc: on_run(lc, r)) if on_run else None
-        # One folder per check; the index keeps same-named checks from two files apart.
-        result = run_check(lc, workroot / f"{i + 1:03d}-{lc.name}", isolation, progress)
+        prepared = first if (i == 0 and first is not None) else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation)
+        result = run_check(lc, prepared, progress)
         results.append(result)
         if on_done:
             on_done(result)

@@ -181,6 +181,9 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
     from .spec import Check  # noqa: F401
 
     assert not torch.cuda.is_initialized(), "CUDA must not be initialised before forking runs"
+    # Imports done; the parent says "go" once the spec is fully validated (or closes stdin to cancel).
+    if sys.stdin.readline().strip() != "go":
+        return 0
     for run_dir in run_dirs:
         run_dir.mkdir(parents=True, exist_ok=True)
         sys.stdout.flush()
