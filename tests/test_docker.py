@@ -1,0 +1,138 @@
+"""The pinned image on a real Docker engine (built from docker/Dockerfile on a local base; no registry here).
+
+Skips without an engine, except under CI=true where a missing engine is a failure."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import EXAMPLES, FIXTURES, ROOT, reprocheck, write_spec
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def _engine_up() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def image():
+    if not _engine_up():
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but no Docker engine is running (.ci/start-docker.sh should have started one)")
+        pytest.skip("no Docker engine on this machine (start dockerd to run the container tests)")
+    proc = subprocess.run(["bash", "docker/build.sh", "--local"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def docker_run(image, *args, mount=ROOT, workdir="/work"):
+    # The README's verification line: docker run --rm -v "$PWD:/work" -w /work IMAGE run SPEC
+    cmd = ["docker", "run", "--rm", "-v", f"{mount}:/work", "-w", workdir, image, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+
+
+def versions():
+    return dict(line.split("=", 1) for line in (ROOT / "docker/versions.env").read_text().splitlines()
+                if line and not line.startswith("#"))
+
+
+def test_tag_encodes_the_stack(image):
+    v = versions()
+    assert image == f"reprocheck:{v['REPROCHECK_VERSION']}-torch{v['TORCH_VERSION']}-{v['CUDA_TAG']}"
+
+
+def test_labels_carry_the_versions(image):
+    labels = json.loads(subprocess.run(["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image],
+                                       capture_output=True, text=True, check=True).stdout)
+    v = versions()
+    assert labels["io.reprocheck.torch.version"] == v["TORCH_VERSION"]
+    assert labels["io.reprocheck.torchvision.version"] == v["TORCHVISION_VERSION"]
+    assert labels["io.reprocheck.cuda.version"] == v["CUDA_VERSION"]
+    assert labels["io.reprocheck.cudnn.version"] == v["CUDNN_VERSION"]
+    assert labels["org.opencontainers.image.version"] == v["REPROCHECK_VERSION"]
+
+
+def test_installed_stack_matches_the_labels(image):
+    out = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", image, "-c",
+                          "import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.version.cuda, torch.backends.cudnn.version())"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    v = versions()
+    assert out[0].startswith(v["TORCH_VERSION"]) and out[1].startswith(v["TORCHVISION_VERSION"]) and out[2] == v["CUDA_VERSION"]
+
+
+def test_runs_as_non_root_with_the_env_for_gpus(image):
+    out = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", image, "-c",
+                          "id -u; echo $NVIDIA_VISIBLE_DEVICES $NVIDIA_DRIVER_CAPABILITIES; pwd"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] != "0" and out[1:] == ["all", "compute,utility", "/work"]
+
+
+def test_no_ca_bundle_in_the_image(image):
+    r = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", image, "-c", "ls /build 2>&1; echo $PIP_CERT"],
+                       capture_output=True, text=True)
+    assert "No such file" in r.stdout
+
+
+def test_retinanet_passes_in_the_container(image):
+    r = docker_run(image, "run", "examples/retinanet.yaml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PASS  retinanet" in r.stdout
+
+
+def test_nondeterministic_fails_in_the_container(image):
+    r = docker_run(image, "run", "examples/nondeterministic.yaml")
+    assert r.returncode == 1, r.stdout + r.stderr
+
+
+def test_bad_spec_is_exit_2_in_the_container(image, tmp_path):
+    write_spec(tmp_path, "version: 1\nsead: 3\n", "bad.yaml")
+    os.chmod(tmp_path, 0o755)
+    r = docker_run(image, "validate", "bad.yaml", mount=tmp_path)
+    assert r.returncode == 2
+    assert "bad.yaml:2: sead: unknown key (did you mean 'seed'?)" in r.stderr and "Traceback" not in r.stderr
+
+
+def _net_spec(folder):
+    shutil.copy(FIXTURES / "planted.py", folder / "planted.py")
+    (folder / "netprobe.py").write_text(
+        "import os, torch\n"
+        "def build():\n"
+        "    ifaces = sorted(i for i in os.listdir('/sys/class/net') if i != 'lo')\n"
+        "    if ifaces:\n"
+        "        raise RuntimeError(f'network interfaces present: {ifaces}')\n"
+        "    return torch.nn.Identity()\n")
+    return write_spec(folder, "version: 1\nmodel: {factory: 'netprobe:build'}\ninput: {random: {shape: [2]}}\n", "net.yaml")
+
+
+def test_reprocheck_docker_passes_exit_codes_and_writes_reports(image, tmp_path):
+    spec = _net_spec(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    r = reprocheck("docker", str(spec), "--image", image, "--report", str(out / "r.json"), "--summary", str(out / "s.md"))
+    assert r.code == 0, r  # no network interfaces: the probe model passed
+    report = json.loads((out / "r.json").read_text())
+    assert report["checks"][0]["status"] == "pass"
+    assert (out / "s.md").read_text().startswith("## reprocheck")
+    assert (out / "r.json").stat().st_uid == os.getuid()
+
+    r = reprocheck("docker", str(spec), "--image", image, "--network", "bridge")
+    assert r.code == 3 and "network interfaces present" in r.out, r
+
+    assert reprocheck("docker", str(EXAMPLES / "nondeterministic.yaml"), "--image", image).code == 1
+    bad = write_spec(tmp_path, "version: 1\nruns: 1\n", "bad.yaml")
+    r = reprocheck("docker", str(bad), "--image", image)
+    assert r.code == 2 and "runs:" in r.out
+
+
+def test_engine_and_image_problems_are_one_line_exit_2(image, tmp_path):
+    spec = EXAMPLES / "nondeterministic.yaml"
+    r = reprocheck("docker", str(spec), "--image", "reprocheck:does-not-exist")
+    assert r.code == 2 and "is not here" in r.err and "Traceback" not in r.err
+    r = reprocheck("docker", str(spec), env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"})
+    assert r.code == 2 and "cannot reach the Docker engine" in r.err and len(r.err.strip().splitlines()) == 1
+    r = reprocheck("docker", str(spec), "--image", image, "--gpus", "lots")
+    assert r.code == 2 and "--gpus" in r.err
