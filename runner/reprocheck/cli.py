@@ -23,6 +23,7 @@ class Command(str, enum.Enum):
     SCHEMA = "schema"
     ENV = "env"
     DOCKER = "docker"
+    MATRIX = "matrix"
 
 
 USAGE_EXIT = 2
@@ -30,6 +31,20 @@ USAGE_EXIT = 2
 
 class UsageError(Exception):
     """A bad command line or spec: one message per line, exit 2, no traceback."""
+
+    def __init__(self, message: str, errors: list | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []  # the SpecErrors behind it, for annotations
+
+
+def _github_usage_error(exc: UsageError) -> None:
+    from . import github
+
+    located = [(github.workspace_relative(e.file), e.line or 1, "reprocheck: invalid spec", str(e))
+               for e in exc.errors if e.file != "command line"]
+    lines = github.annotations(located) if located else [github.command("error", str(exc), title="reprocheck: invalid command")]
+    print("\n".join(lines))
+    github.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
 
 
 def die(message: str, code: int = USAGE_EXIT) -> NoReturn:
@@ -60,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     sch = sub.add_parser(Command.SCHEMA.value, help="print the JSON Schema of spec v1 (for editors)")
     sch.add_argument("--output", "-o", type=Path, metavar="FILE")
 
+    mat = sub.add_parser(Command.MATRIX.value, help="print the checks as JSON for a GitHub Actions strategy.matrix")
+    mat.add_argument("specs", nargs="+", metavar="SPEC")
+    mat.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
+    mat.add_argument("--github-output", metavar="NAME", help="also write the JSON to $GITHUB_OUTPUT under this name")
+
     env = sub.add_parser(Command.ENV.value, help="print the environment fingerprint")
     env.add_argument("--json", action="store_true")
     env.add_argument("--cuda", action="store_true", help="also query the GPUs (initialises CUDA)")
@@ -76,6 +96,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto",
                    help="fork: one zygote imports torch, each run is a fresh fork (default on Linux); spawn: a new interpreter per run")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--github", action="store_true",
+                   help="also write GitHub Actions annotations, step outputs ($GITHUB_OUTPUT) and the step summary")
 
 
 def _isolations() -> list[enum.Enum]:
@@ -97,7 +119,7 @@ def _load(paths: list[str], semantic: bool = True) -> list[LoadedCheck]:
     if not errors and semantic:
         errors += semantic_errors(loaded)
     if errors:
-        raise UsageError("\n".join(str(e) for e in errors))
+        raise UsageError("\n".join(str(e) for e in errors), errors)
     return loaded
 
 
@@ -120,7 +142,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         checks = select(apply_overrides(_load(args.specs, semantic=False), runs=args.runs, device=args.device), args.check)
     except SpecErrors as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(str(exc), exc.errors) from None
 
     from . import pipeline, report
     from .execute import Prepared
@@ -137,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         errors = semantic_errors(checks)
         if errors:
-            raise UsageError("\n".join(str(e) for e in errors))
+            raise UsageError("\n".join(str(e) for e in errors), errors)
     except BaseException:
         first.cancel()
         if not keep:
@@ -147,25 +169,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     quiet = args.quiet
     total = len(checks)
 
+    # Under GitHub the progress log goes to stdout inside a collapsible group.
+    log = sys.stdout if args.github else sys.stderr
+    if args.github:
+        print(f"::group::reprocheck: {total} checks", flush=True)
+
     def on_start(i: int, lc: LoadedCheck) -> None:
         if not quiet:
-            print(f"[{i + 1}/{total}] {lc.name} ({lc.file}): {lc.check.runs} runs on {lc.check.device}", file=sys.stderr, flush=True)
+            print(f"[{i + 1}/{total}] {lc.name} ({lc.file}): {lc.check.runs} runs on {lc.check.device}", file=log, flush=True)
 
     def on_run(lc: LoadedCheck, r: object) -> None:
         if not quiet:
             text = "ok" if r.ok else r.cause  # type: ignore[attr-defined]
-            print(f"      run {r.index}/{lc.check.runs} {text} ({r.duration:.1f}s)", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+            print(f"      run {r.index}/{lc.check.runs} {text} ({r.duration:.1f}s)", file=log, flush=True)  # type: ignore[attr-defined]
+            if not r.ok:  # type: ignore[attr-defined]
+                for line in r.details:  # type: ignore[attr-defined]
+                    print(f"        | {line}", file=log, flush=True)
 
     try:
         results = pipeline.run_all(checks, root, Isolation(args.isolation), on_start, on_run, first=first)
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
+    if args.github:
+        print("::endgroup::", flush=True)
     report.print_console(results)
     if args.report:
         atomic_write_text(args.report, report.render(report.Format.JSON, results))
     if args.summary:
         atomic_write_text(args.summary, report.render(report.Format.MARKDOWN, results))
+    if args.github:
+        from . import github
+
+        for line in github.annotations(report.github_failures(results)):
+            print(line)
+        github.append_summary(report.render(report.Format.MARKDOWN, results))
+        github.write_outputs(report.github_outputs(results, str(args.report) if args.report else None))
     return int(pipeline.exit_code(results))
 
 
@@ -174,6 +213,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for lc in checks:
         c = lc.check
         print(f"ok  {lc.name}  ({lc.file}:{lc.line}; model {c.model.source}, input {c.input.source}, {c.runs} runs on {c.device})")
+    return 0
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    """{"include": [{"check", "spec", "line", "device", "runs"}]} for `strategy.matrix: ${{ fromJSON(...) }}`."""
+    from .spec import select
+
+    try:
+        checks = select(_load(args.specs, semantic=False), args.check)
+    except SpecErrors as exc:
+        raise UsageError(str(exc)) from None
+    include = [{"check": lc.name, "spec": str(lc.file), "line": lc.line, "device": lc.check.device, "runs": lc.check.runs}
+               for lc in checks]
+    text = json.dumps({"include": include}, separators=(",", ":"))
+    print(text)
+    if args.github_output:
+        from .github import write_outputs
+
+        write_outputs({args.github_output: text})
     return 0
 
 
@@ -232,6 +290,7 @@ HANDLERS = {
     Command.SCHEMA: cmd_schema,
     Command.ENV: cmd_env,
     Command.DOCKER: cmd_docker,
+    Command.MATRIX: cmd_matrix,
 }
 
 
@@ -241,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except UsageError as exc:
+        if getattr(args, "github", False):
+            _github_usage_error(exc)
         die(str(exc))
     except KeyboardInterrupt:
         print("reprocheck: interrupted", file=sys.stderr)

@@ -274,6 +274,39 @@ def render_markdown(results: list[CheckResult]) -> str:
     return text + "\n"
 
 
+# --- GitHub Actions ---------------------------------------------------------------------------
+
+
+def github_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]]:
+    """(spec file, line, title, message) for each check that did not pass, for annotations."""
+    from .github import workspace_relative
+
+    out = []
+    for r in results:
+        if r.status is Status.PASS:
+            continue
+        if r.status is Status.ERROR:
+            title, message = f"reprocheck: {r.name} failed to run", run_cause(r)
+        else:
+            fails = r.comparison.failures if r.comparison is not None else ()
+            title = f"reprocheck: {r.name} is not reproducible"
+            message = "; ".join(summarize(o) for o in fails[:3]) + (f"; and {len(fails) - 3} more" if len(fails) > 3 else "")
+        out.append((workspace_relative(r.file), r.line, title, message))
+    return out
+
+
+def github_outputs(results: list[CheckResult], report_path: str | None) -> dict[str, str]:
+    code = exit_code(results)
+    result = {0: "pass", 1: "fail"}.get(int(code), "error")
+    diffs = [r.comparison.max_abs_diff for r in results if r.comparison is not None]
+    return {
+        "result": result,
+        "failed-checks": ",".join(r.name for r in results if r.status is not Status.PASS),
+        "max-abs-diff": _num(max(diffs)) if diffs else "0",
+        "report": report_path or "",
+    }
+
+
 RENDERERS: dict[Format, Callable[[list[CheckResult]], str]] = {
     Format.CONSOLE: render_console,
     Format.JSON: render_json,

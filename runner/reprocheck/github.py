@@ -1,0 +1,95 @@
+"""GitHub Actions I/O: workflow commands, step outputs, the step summary. Standard library only.
+
+`reprocheck run --github` (what action.yml runs inside the container) uses these to:
+  * append the Markdown report to $GITHUB_STEP_SUMMARY, capped under GitHub's 1 MiB;
+  * write the step outputs (result, failed-checks, max-abs-diff, report) to $GITHUB_OUTPUT,
+    multiline-safe with a random delimiter;
+  * print one `::error file=SPEC,line=N,title=...::` per failing check (at most 10, then one summary).
+Escaping follows the runner's workflow-command rules: data escapes % CR LF; properties also : and ,.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
+SUMMARY_LIMIT = 1024 * 1024  # bytes GitHub accepts per step summary
+
+
+def escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def command(name: str, message: str = "", **properties: str | int | None) -> str:
+    props = ",".join(f"{k}={escape_property(str(v))}" for k, v in properties.items() if v is not None)
+    return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
+
+
+def annotations(failures: list[tuple[str, int, str, str]], level: str = "error") -> list[str]:
+    """(file, line, title, message) per failing check -> workflow commands, capped with a summary line."""
+    lines = [command(level, msg, file=file, line=line, title=title) for file, line, title, msg in failures[:MAX_ANNOTATIONS]]
+    if len(failures) > MAX_ANNOTATIONS:
+        rest = failures[MAX_ANNOTATIONS:]
+        names = ", ".join(t for _, _, t, _ in rest)
+        lines.append(command(level, f"{len(rest)} more failing checks: {names}", title="reprocheck"))
+    return lines
+
+
+def output_lines(name: str, value: str) -> str:
+    """One output for $GITHUB_OUTPUT; multiline values use a random delimiter that the value cannot contain."""
+    if "\n" not in value and "\r" not in value:
+        return f"{name}={value}\n"
+    while True:
+        delimiter = f"ghadelimiter_{secrets.token_hex(16)}"
+        if delimiter not in value:
+            return f"{name}<<{delimiter}\n{value}\n{delimiter}\n"
+
+
+def write_outputs(values: dict[str, str], path: str | None = None) -> None:
+    path = path or os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    with open(path, "a", encoding="utf-8") as f:
+        for name, value in values.items():
+            f.write(output_lines(name, value))
+
+
+def cap_summary(markdown: str, limit: int = SUMMARY_LIMIT) -> str:
+    data = markdown.encode()
+    if len(data) <= limit:
+        return markdown
+    note = "\n\n_Summary cut to stay under GitHub's 1 MiB limit; see the JSON report._\n"
+    keep = data[: limit - len(note.encode()) - 4].decode(errors="ignore")
+    return keep[: keep.rfind("\n") + 1] + note
+
+
+def append_summary(markdown: str, path: str | None = None) -> None:
+    path = path or os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    existing = Path(path).stat().st_size if Path(path).exists() else 0
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(cap_summary(markdown, max(0, SUMMARY_LIMIT - existing)))
+
+
+def workspace_relative(path: str | Path) -> str:
+    """Annotations need paths relative to the repository checkout."""
+    workspace = os.environ.get("GITHUB_WORKSPACE")
+    p = Path(path).resolve()
+    if workspace:
+        try:
+            return str(p.relative_to(Path(workspace).resolve()))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def group(title: str, lines: Iterable[str]) -> str:
+    return "\n".join([command("group", title), *lines, "::endgroup::"]) + "\n"
