@@ -30,7 +30,7 @@ class RacyAccumulator(nn.Module):
 
         def work(i: int) -> None:
             partial = parts[i].sum(0) * scales[i]
-            time.sleep(jitter.random() * 0.002)
+            time.sleep(jitter.random() * 0.02)  # >> thread start-up spacing, so the finishing order is random
             nonlocal total
             with lock:
                 total = total + partial

@@ -24,6 +24,7 @@ class Command(str, enum.Enum):
     ENV = "env"
     DOCKER = "docker"
     MATRIX = "matrix"
+    DIAGNOSE = "diagnose"
 
 
 USAGE_EXIT = 2
@@ -75,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     sch = sub.add_parser(Command.SCHEMA.value, help="print the JSON Schema of spec v1 (for editors)")
     sch.add_argument("--output", "-o", type=Path, metavar="FILE")
 
+    diag = sub.add_parser(Command.DIAGNOSE.value, help="find why a check is irreproducible: first diverging module, seed sensitivity, recipe ablation")
+    diag.add_argument("specs", nargs="+", metavar="SPEC")
+    diag.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
+    diag.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
+    diag.add_argument("--report", type=Path, metavar="FILE", help="write the JSON diagnosis here")
+    diag.add_argument("--summary", type=Path, metavar="FILE", help="write the Markdown diagnosis here")
+    diag.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
+
     mat = sub.add_parser(Command.MATRIX.value, help="print the checks as JSON for a GitHub Actions strategy.matrix")
     mat.add_argument("specs", nargs="+", metavar="SPEC")
     mat.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
@@ -96,6 +105,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto",
                    help="fork: one zygote imports torch, each run is a fresh fork (default on Linux); spawn: a new interpreter per run")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--baseline", type=Path, metavar="DIR", help="also compare with the golden outputs stored in DIR")
+    p.add_argument("--update-baseline", action="store_true", help="write (or rewrite) the goldens in --baseline DIR")
     p.add_argument("--github", action="store_true",
                    help="also write GitHub Actions annotations, step outputs ($GITHUB_OUTPUT) and the step summary")
 
@@ -139,6 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _writable(args.report, "--report")
     _writable(args.summary, "--summary")
+    if args.update_baseline and not args.baseline:
+        raise UsageError("--update-baseline needs --baseline DIR (where to write the goldens)")
     try:
         checks = select(apply_overrides(_load(args.specs, semantic=False), runs=args.runs, device=args.device), args.check)
     except SpecErrors as exc:
@@ -187,7 +200,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     print(f"        | {line}", file=log, flush=True)
 
     try:
-        results = pipeline.run_all(checks, root, Isolation(args.isolation), on_start, on_run, first=first)
+        golden = pipeline.BaselineOptions(args.baseline, args.update_baseline) if args.baseline else None
+        results = pipeline.run_all(checks, root, Isolation(args.isolation), on_start, on_run, first=first, baseline=golden)
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -214,6 +228,33 @@ def cmd_validate(args: argparse.Namespace) -> int:
         c = lc.check
         print(f"ok  {lc.name}  ({lc.file}:{lc.line}; model {c.model.source}, input {c.input.source}, {c.runs} runs on {c.device})")
     return 0
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Exit 0 when the check is reproducible under its recipe, 1 when not, 3 when its runs fail."""
+    from .spec import apply_overrides, select
+
+    _writable(args.report, "--report")
+    _writable(args.summary, "--summary")
+    try:
+        checks = select(apply_overrides(_load(args.specs), device=args.device), args.check)
+    except SpecErrors as exc:
+        raise UsageError(str(exc), exc.errors) from None
+    from . import report
+    from .diagnose import diagnose
+    from .execute import Isolation
+    from .outputs import atomic_write_text
+
+    results = []
+    for lc in checks:
+        print(f"diagnosing {lc.name} ({lc.file})", file=sys.stderr, flush=True)
+        results.append(diagnose(lc, Isolation(args.isolation), lambda text: print(f"  {text}", file=sys.stderr, flush=True)))
+    sys.stdout.write(report.DIAGNOSIS_RENDERERS[report.Format.CONSOLE](results))
+    if args.report:
+        atomic_write_text(args.report, report.DIAGNOSIS_RENDERERS[report.Format.JSON](results))
+    if args.summary:
+        atomic_write_text(args.summary, report.DIAGNOSIS_RENDERERS[report.Format.MARKDOWN](results))
+    return max((d.exit_code for d in results), default=0)
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -275,11 +316,14 @@ def cmd_docker(args: argparse.Namespace) -> int:
     for flag, value in (("--runs", args.runs), ("--device", args.device)):
         if value is not None:
             forwarded += [flag, str(value)]
-    forwarded += ["--isolation", args.isolation] + (["-q"] if args.quiet else [])
+    forwarded += ["--isolation", args.isolation] + (["-q"] if args.quiet else []) + (["--github"] if args.github else [])
+    if args.update_baseline and not args.baseline:
+        raise UsageError("--update-baseline needs --baseline DIR (where to write the goldens)")
     try:
         return container.run([Path(p) for p in args.specs], forwarded, image=args.image or container.default_image(),
                              build=args.build, gpus=args.gpus, network=args.network,
-                             report=args.report, summary=args.summary)
+                             report=args.report, summary=args.summary, baseline=args.baseline,
+                             update_baseline=args.update_baseline)
     except container.ContainerError as exc:
         raise UsageError(str(exc)) from None
 
@@ -291,6 +335,7 @@ HANDLERS = {
     Command.ENV: cmd_env,
     Command.DOCKER: cmd_docker,
     Command.MATRIX: cmd_matrix,
+    Command.DIAGNOSE: cmd_diagnose,
 }
 
 

@@ -74,7 +74,8 @@ class Plan:
     user: str
 
 
-def plan(spec_paths: list[Path], run_args: list[str], report: Path | None, summary: Path | None) -> Plan:
+def plan(spec_paths: list[Path], run_args: list[str], report: Path | None, summary: Path | None,
+         baseline: Path | None = None, update_baseline: bool = False) -> Plan:
     volumes: dict[str, dict[str, str]] = {}
     command = ["run"]
     for spec in spec_paths:
@@ -91,6 +92,12 @@ def plan(spec_paths: list[Path], run_args: list[str], report: Path | None, summa
             raise ContainerError(f"{flag} {path}: folder {path.parent} does not exist (create it first)")
         volumes[str(path.parent)] = {"bind": str(path.parent), "mode": "rw"}  # writable wins over ro
         command += [flag, str(path)]
+    if baseline is not None:
+        baseline = baseline.resolve()
+        baseline.mkdir(parents=True, exist_ok=True)
+        # Writable: the obtained outputs land beside the goldens on a mismatch.
+        volumes[str(baseline)] = {"bind": str(baseline), "mode": "rw"}
+        command += ["--baseline", str(baseline)] + (["--update-baseline"] if update_baseline else [])
     return Plan(volumes=volumes, command=command + run_args, user=f"{os.getuid()}:{os.getgid()}")
 
 
@@ -124,8 +131,8 @@ def build_image(tag: str) -> None:
 
 
 def run(spec_paths: list[Path], run_args: list[str], *, image: str, build: bool, gpus: str, network: str,
-        report: Path | None, summary: Path | None) -> int:
-    p = plan(spec_paths, run_args, report, summary)
+        report: Path | None, summary: Path | None, baseline: Path | None = None, update_baseline: bool = False) -> int:
+    p = plan(spec_paths, run_args, report, summary, baseline, update_baseline)
     client = _client()
     if build:
         build_image(image)
@@ -136,11 +143,19 @@ def run(spec_paths: list[Path], run_args: list[str], *, image: str, build: bool,
     except docker.errors.ImageNotFound:
         raise ContainerError(f"image {image} is not here; build it with `reprocheck docker --build ...` "
                              f"(or docker/build.sh) or pass --image") from None
+    environment = {"HOME": "/tmp", "NO_COLOR": os.environ.get("NO_COLOR", "1")}
+    volumes = dict(p.volumes)
+    if "--github" in run_args:
+        # The runner's file-command files, at the same paths, so the container can write outputs and summary.
+        for var in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_WORKSPACE"):
+            if os.environ.get(var):
+                environment[var] = os.environ[var]
+                folder = os.environ[var] if var == "GITHUB_WORKSPACE" else str(Path(os.environ[var]).parent)
+                volumes.setdefault(folder, {"bind": folder, "mode": "rw"})
     try:
         container = client.containers.run(
-            image, p.command, detach=True, user=p.user, volumes=p.volumes, network_mode=network,
-            device_requests=gpu_requests(gpus), working_dir="/work",
-            environment={"HOME": "/tmp", "NO_COLOR": os.environ.get("NO_COLOR", "1")},
+            image, p.command, detach=True, user=p.user, volumes=volumes, network_mode=network,
+            device_requests=gpu_requests(gpus), working_dir="/work", environment=environment,
         )
     except docker.errors.APIError as exc:
         why = (exc.explanation or str(exc)).splitlines()[0][:200]

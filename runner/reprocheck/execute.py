@@ -125,7 +125,8 @@ _STAGES = {
 
 
 def _job(lc: LoadedCheck, threads: int) -> dict[str, Any]:
-    return {"check": lc.check.model_dump(mode="json"), "base_dir": str(lc.base_dir), "threads": threads}
+    # Without runs: the worker does one run whatever the count (diagnose runs single variants).
+    return {"check": lc.check.model_dump(mode="json", exclude={"runs"}), "base_dir": str(lc.base_dir), "threads": threads}
 
 
 def _worker_cmd(*args: str) -> list[str]:
@@ -152,13 +153,15 @@ class Prepared:
     """A check's runs, set up. In fork mode the zygote starts importing torch at once and
     waits for `run()`, so the caller's own work (validation, imports) overlaps with it."""
 
-    def __init__(self, lc: LoadedCheck, workdir: Path, isolation: Isolation = Isolation.AUTO) -> None:
+    def __init__(self, lc: LoadedCheck, workdir: Path, isolation: Isolation = Isolation.AUTO, *,
+                 trace: bool = False, env: dict[str, str] | None = None, input_seed: int | None = None) -> None:
         check = lc.check
         threads = recipe.resolve_threads(check.recipe)
         self.env = _pythonpath(recipe.worker_env(check.seed, check.recipe, threads))
+        self.env.update(env or {})  # diagnose's variations (e.g. another hash seed)
         workdir.mkdir(parents=True, exist_ok=True)
         self.job_file = workdir / "job.json"
-        self.job_file.write_text(json.dumps(_job(lc, threads)))
+        self.job_file.write_text(json.dumps({**_job(lc, threads), "trace": trace, "input_seed": input_seed}))
         self.run_dirs = [workdir / f"run{i}" for i in range(1, check.runs + 1)]
         self.timeout = check.timeout
         self.zygote: subprocess.Popen[bytes] | None = None

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import baseline as baselines
 from . import compare, execute, outputs, recipe
 from .spec import LoadedCheck
 
@@ -45,6 +46,7 @@ class CheckResult:
     config_hash: str
     duration: float
     notes: tuple[str, ...] = field(default=())
+    baseline: baselines.BaselineResult | None = None
 
     @property
     def failed_run(self) -> execute.RunResult | None:
@@ -64,21 +66,44 @@ def workdir_for(root: Path, index: int, lc: LoadedCheck) -> Path:
     return root / f"{index + 1:03d}-{lc.name}"
 
 
-def run_check(lc: LoadedCheck, prepared: execute.Prepared, progress: execute.Progress | None = None) -> CheckResult:
+@dataclass(frozen=True)
+class BaselineOptions:
+    root: Path
+    update: bool = False
+
+
+def _baseline(lc: LoadedCheck, options: BaselineOptions, status: Status, first: outputs.Outputs,
+              fingerprint: dict[str, Any] | None) -> baselines.BaselineResult:
+    if options.update:
+        if status is not Status.PASS:
+            return baselines.BaselineResult(
+                status=baselines.BaselineStatus.NOT_UPDATED, golden=baselines.golden_path(options.root, lc),
+                message="baseline not written: the runs themselves differ, so there is no single right answer to store")
+        return baselines.update(lc, options.root, first, fingerprint)
+    return baselines.check_against(lc, options.root, first, fingerprint)
+
+
+def run_check(lc: LoadedCheck, prepared: execute.Prepared, progress: execute.Progress | None = None,
+              baseline: BaselineOptions | None = None) -> CheckResult:
     start = time.perf_counter()
     check = lc.check
     runs = prepared.run(progress)
     ok = [r for r in runs if r.ok]
+    loaded = [outputs.load(r.outputs_path) for r in ok]
     comparison = None
     if len(ok) >= 2:
-        comparison = compare.compare_runs([outputs.load(r.outputs_path) for r in ok], check.tolerance,
-                                          [r.index for r in ok])
+        comparison = compare.compare_runs(loaded, check.tolerance, [r.index for r in ok])
     if len(ok) < len(runs) or len(runs) < check.runs:
         status = Status.ERROR
     elif comparison is not None and not comparison:
         status = Status.FAIL
     else:
         status = Status.PASS
+    golden = None
+    if baseline is not None and status is not Status.ERROR:
+        golden = _baseline(lc, baseline, status, loaded[0], ok[0].fingerprint)
+        if not golden and status is Status.PASS:
+            status = Status.FAIL
     notes = []
     if comparison is not None:
         notes += [f"tolerance pattern {p!r} matches no output (outputs: {', '.join(o.path for o in comparison.outputs[:5])})"
@@ -88,7 +113,7 @@ def run_check(lc: LoadedCheck, prepared: execute.Prepared, progress: execute.Pro
         device=next((r.device for r in ok if r.device), check.device), runs_requested=check.runs,
         runs=tuple(runs), comparison=comparison,
         recipe=recipe.describe(check.seed, check.recipe, recipe.resolve_threads(check.recipe)),
-        config_hash=check.config_hash(), duration=time.perf_counter() - start, notes=tuple(notes),
+        config_hash=check.config_hash(), duration=time.perf_counter() - start, notes=tuple(notes), baseline=golden,
     )
 
 
@@ -96,7 +121,7 @@ def run_all(checks: list[LoadedCheck], workroot: Path, isolation: execute.Isolat
             on_start: Callable[[int, LoadedCheck], None] | None = None,
             on_run: Callable[[LoadedCheck, execute.RunResult], None] | None = None,
             on_done: Callable[[CheckResult], None] | None = None,
-            first: execute.Prepared | None = None) -> list[CheckResult]:
+            first: execute.Prepared | None = None, baseline: BaselineOptions | None = None) -> list[CheckResult]:
     """Run checks in order. `first` is the first check already prepared (its worker warming up)."""
     results = []
     for i, lc in enumerate(checks):
@@ -104,7 +129,7 @@ def run_all(checks: list[LoadedCheck], workroot: Path, isolation: execute.Isolat
             on_start(i, lc)
         progress = (lambda r, lc=lc: on_run(lc, r)) if on_run else None
         prepared = first if (i == 0 and first is not None) else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation)
-        result = run_check(lc, prepared, progress)
+        result = run_check(lc, prepared, progress, baseline)
         results.append(result)
         if on_done:
             on_done(result)

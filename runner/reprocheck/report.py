@@ -61,15 +61,20 @@ def _where(o: OutputResult) -> str:
     return f"{o.path}[{', '.join(map(str, o.first_index))}]" if o.first_index else o.path
 
 
+def _run_name(index: int) -> str:
+    return "the baseline" if index == 0 else f"run {index}"  # run 0: the stored golden
+
+
 def summarize(o: OutputResult) -> str:
     """One line: what differs, by how much, where."""
+    a, b = _run_name(o.expected_run), _run_name(o.obtained_run)
     if o.kind is Kind.STRUCTURE:
-        return f"{o.path}: structure differs (run {o.expected_run} vs run {o.obtained_run}): {o.detail}"
+        return f"{o.path}: structure differs ({a} vs {b}): {o.detail}"
     if o.kind is Kind.MATCH:
         extra = f", {o.nan_count} NaN in the same places" if o.nan_count else ""
         return f"{o.path}: matches ({o.total} values{extra})"
-    text = (f"{o.path}: {o.mismatched} of {o.total} values ({o.mismatch_percent:.1f}%) differ between run "
-            f"{o.expected_run} and run {o.obtained_run}; max abs diff {_num(o.max_abs_diff)}, "
+    text = (f"{o.path}: {o.mismatched} of {o.total} values ({o.mismatch_percent:.1f}%) differ between {a} "
+            f"and {b}; max abs diff {_num(o.max_abs_diff)}, "
             f"max rel diff {_num(o.max_rel_diff)}; first at {_where(o)}: "
             f"{_val(o.expected_value)} vs {_val(o.obtained_value)}")
     return text + (f" ({o.detail})" if o.detail else "")
@@ -133,17 +138,35 @@ def check_line(r: CheckResult, colour: bool = False) -> str:
         label = f"\033[{_COLOURS[r.status]}m{label}\033[0m"
     ok_runs = sum(1 for x in r.runs if x.ok)
     tail = ""
-    if r.status is Status.FAIL and r.comparison is not None:
+    if r.status is Status.FAIL and r.comparison is not None and not r.comparison:
         tail = f"  {len(r.comparison.failures)} of {len(r.comparison.outputs)} outputs differ"
+    elif r.status is Status.FAIL and r.baseline is not None and not r.baseline:
+        tail = f"  baseline: {r.baseline.status.value}"
     elif r.status is Status.ERROR:
         tail = f"  {run_cause(r)}"
     return f"{label} {r.name}  ({ok_runs}/{r.runs_requested} runs, {r.device}, seed {r.seed}, {r.duration:.1f}s){tail}"
 
 
+def _baseline_console(r: CheckResult) -> list[str]:
+    b = r.baseline
+    if b is None:
+        return []
+    lines = [f"  baseline: {b.status.value} ({b.golden})"]
+    if b.message:
+        lines.append(f"    {b.message}")
+    if b.comparison is not None and not b.comparison:
+        fails = list(b.comparison.failures)
+        lines += [f"    {summarize(o)}" for o in fails[:TABLE_ROWS]]
+    if b.fingerprint_diff and not b:
+        rows = [["environment field", "baseline", "now"]] + [[d.field, str(d.expected), str(d.obtained)] for d in b.fingerprint_diff[:TABLE_ROWS]]
+        lines += ["    " + t for t in _table(rows)]
+    return lines
+
+
 def render_console(results: list[CheckResult], colour: bool = False) -> str:
     lines = [check_line(r, colour) for r in results]
     for r in results:
-        if r.status is Status.PASS and not r.notes:
+        if r.status is Status.PASS and not r.notes and (r.baseline is None or r.baseline.status.value == "match"):
             continue
         lines += ["", f"{r.name} ({r.file}:{r.line})"]
         if r.status is Status.ERROR:
@@ -153,13 +176,14 @@ def render_console(results: list[CheckResult], colour: bool = False) -> str:
                 lines += [f"    | {d}" for d in run.details]
                 if run.hint:
                     lines.append(f"  fix: {run.hint}")
-        if r.comparison is not None and r.status is Status.FAIL:
+        if r.comparison is not None and not r.comparison:
             fails = list(r.comparison.failures)
             lines += [f"  {summarize(o)}" for o in fails[:TABLE_ROWS]]
             if len(fails) > TABLE_ROWS:
                 lines.append(f"  ... and {len(fails) - TABLE_ROWS} more outputs differ (see --report)")
             lines += ["  " + t for t in _table(_output_rows(fails))]
             lines.append(f"  remedy: {remedy(fails[0])}")
+        lines += _baseline_console(r)
         lines += [f"  note: {n}" for n in r.notes]
     counts = {s: sum(1 for r in results if r.status is s) for s in Status}
     lines += ["", f"{len(results)} checks: {counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, {counts[Status.ERROR]} errors"]
@@ -206,6 +230,16 @@ def check_dict(r: CheckResult) -> dict[str, Any]:
                   "warnings": list(x.warnings)} for x in r.runs],
         "outputs": [output_dict(o) for o in (r.comparison.outputs if r.comparison is not None else ())],
         "fingerprint": r.fingerprint, "notes": list(r.notes),
+        "baseline": baseline_dict(r.baseline) if r.baseline is not None else None,
+    }
+
+
+def baseline_dict(b: Any) -> dict[str, Any]:
+    return {
+        "status": b.status.value, "golden": str(b.golden), "obtained": str(b.obtained) if b.obtained else None,
+        "golden_created": b.golden_created, "config_changed": b.config_changed, "message": b.message,
+        "fingerprint_diff": [{"field": d.field, "baseline": d.expected, "now": d.obtained} for d in b.fingerprint_diff],
+        "outputs": [output_dict(o) for o in (b.comparison.outputs if b.comparison is not None else ())],
     }
 
 
@@ -244,7 +278,7 @@ def render_markdown(results: list[CheckResult]) -> str:
         head.append(f"| `{_md(r.name)}` | {_ICONS[r.status]} | {ok_runs}/{r.runs_requested} | {r.device} | {r.seed} | {diff} | {r.duration:.1f}s |")
     sections: list[str] = []
     for r in results:
-        if r.status is Status.PASS and not r.notes:
+        if r.status is Status.PASS and not r.notes and (r.baseline is None or r.baseline.status.value == "match"):
             continue
         body = ["", f"### `{_md(r.name)}` — {r.status.value}", "", f"Spec: `{r.file}` line {r.line}", ""]
         if r.status is Status.ERROR:
@@ -254,7 +288,7 @@ def render_markdown(results: list[CheckResult]) -> str:
                 body += ["", "```", *[d.replace("```", "'''") for d in run.details], "```"]
             if run is not None and run.hint:
                 body += ["", f"**Fix:** {_md(run.hint)}"]
-        if r.comparison is not None and r.status is Status.FAIL:
+        if r.comparison is not None and not r.comparison:
             fails = list(r.comparison.failures)
             body += [f"- {_md(summarize(o))}" for o in fails[:TABLE_ROWS]]
             if len(fails) > TABLE_ROWS:
@@ -263,6 +297,16 @@ def render_markdown(results: list[CheckResult]) -> str:
             body += ["", "| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
             body += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows[1:]]
             body += ["", f"**Remedy:** {_md(remedy(fails[0]))}"]
+        b = r.baseline
+        if b is not None and b.status.value != "match":
+            body += ["", f"**Baseline:** {b.status.value} (`{b.golden}`)", ""]
+            if b.message:
+                body.append(_md(b.message))
+            if b.comparison is not None and not b.comparison:
+                body += [f"- {_md(summarize(o))}" for o in list(b.comparison.failures)[:TABLE_ROWS]]
+            if b.fingerprint_diff and not b:
+                body += ["", "| environment field | baseline | now |", "| --- | --- | --- |"]
+                body += [f"| {_md(d.field)} | {_md(str(d.expected))} | {_md(str(d.obtained))} |" for d in b.fingerprint_diff[:TABLE_ROWS]]
         body += [f"- note: {_md(n)}" for n in r.notes]
         sections.append("\n".join(body))
     text = "\n".join(head)
@@ -287,10 +331,13 @@ def github_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str
             continue
         if r.status is Status.ERROR:
             title, message = f"reprocheck: {r.name} failed to run", run_cause(r)
-        else:
-            fails = r.comparison.failures if r.comparison is not None else ()
+        elif r.comparison is not None and not r.comparison:
+            fails = r.comparison.failures
             title = f"reprocheck: {r.name} is not reproducible"
             message = "; ".join(summarize(o) for o in fails[:3]) + (f"; and {len(fails) - 3} more" if len(fails) > 3 else "")
+        else:
+            title = f"reprocheck: {r.name} drifted from its baseline"
+            message = r.baseline.message if r.baseline is not None else "failed"
         out.append((workspace_relative(r.file), r.line, title, message))
     return out
 
@@ -298,7 +345,8 @@ def github_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str
 def github_outputs(results: list[CheckResult], report_path: str | None) -> dict[str, str]:
     code = exit_code(results)
     result = {0: "pass", 1: "fail"}.get(int(code), "error")
-    diffs = [r.comparison.max_abs_diff for r in results if r.comparison is not None]
+    diffs = [c.max_abs_diff for r in results
+             for c in (r.comparison, r.baseline.comparison if r.baseline is not None else None) if c is not None]
     return {
         "result": result,
         "failed-checks": ",".join(r.name for r in results if r.status is not Status.PASS),
@@ -320,3 +368,114 @@ def render(fmt: Format, results: list[CheckResult]) -> str:
 
 def print_console(results: list[CheckResult], stream: TextIO = sys.stdout) -> None:
     stream.write(render_console(results, colour=_use_colour(stream)))
+
+
+# --- diagnose -----------------------------------------------------------------------------------
+# Rendered from diagnose.Diagnosis objects, in the same three formats.
+
+
+def _diagnosis_lines(d: Any) -> list[str]:
+    """Plain sentences, shared by the console and Markdown renderers."""
+    out = []
+    if d.error:
+        out.append(f"the check's own runs failed: {d.error}")
+    elif d.reproducible:
+        out.append("reproducible under the check's recipe (two isolated runs agree)")
+    else:
+        out.append(f"NOT reproducible under the check's recipe: {len(d.comparison.failures)} outputs differ")
+    if d.divergence is not None:
+        v = d.divergence
+        where = f"module {v.module or '(the model itself)'} ({v.type}), call {v.call + 1}"
+        text = f"first divergence: {where}"
+        if v.result is not None:
+            text += f": {summarize(v.result)}"
+        if v.detail:
+            text += f": {v.detail}"
+        out.append(text)
+    if d.seed is not None:
+        s = d.seed
+        if s.sensitive:
+            out.append(f"seed sensitivity: outputs change with seed {s.other_seed}, so they depend on RNG")
+        else:
+            out.append(f"seed sensitivity: outputs are the same with seed {s.other_seed}")
+        out += [f"  likely cause: {c}" for c in s.causes]
+    repairing = d.reproducible is False
+    for a in d.ablations:
+        if repairing:
+            verdict = "still differs" if a.broke else "FIXES it"
+        else:
+            verdict = "BREAKS reproducibility" if a.broke else "no effect"
+        detail = f" ({a.error})" if a.error else ""
+        if a.broke and a.comparison is not None and a.comparison.failures:
+            detail = f" ({summarize(a.comparison.failures[0])})"
+        out.append(f"{'repair' if repairing else 'ablation'} {a.knob}: {a.description}: {verdict}{detail}")
+    if repairing:
+        fixes = [a.knob for a in d.ablations if not a.broke]
+        if fixes:
+            out.append(f"turning {', '.join(fixes)} back on makes it reproducible")
+        else:
+            out.append("no part of the recipe fixes it: genuine nondeterminism (see the first divergence); "
+                       "ablations need a reproducible check, so none were run")
+    broken = [a.knob for a in d.ablations if a.broke]
+    if broken and not repairing:
+        out.append(f"knobs that matter for this model: {', '.join(broken)} (keep them on in the recipe)")
+    if d.nondeterministic_ops:
+        out.append("ops without a deterministic implementation here:")
+        out += [f"  {op}" for op in d.nondeterministic_ops]
+    else:
+        out.append("no op warned under use_deterministic_algorithms(warn_only=True)")
+    return out
+
+
+def render_diagnosis_console(diagnoses: list[Any]) -> str:
+    lines = []
+    for d in diagnoses:
+        lines.append(f"diagnose {d.name} ({d.file}:{d.line})")
+        lines += [f"  {t}" for t in _diagnosis_lines(d)]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render_diagnosis_markdown(diagnoses: list[Any]) -> str:
+    lines = ["## reprocheck diagnose", ""]
+    for d in diagnoses:
+        lines += [f"### `{_md(d.name)}`", "", f"Spec: `{d.file}` line {d.line}", ""]
+        lines += [f"- {_md(t.strip())}" for t in _diagnosis_lines(d)]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _comparison_dict(c: Any) -> Any:
+    return None if c is None else {"passed": bool(c), "outputs": [output_dict(o) for o in c.outputs]}
+
+
+def diagnosis_dict(d: Any) -> dict[str, Any]:
+    v, s = d.divergence, d.seed
+    return {
+        "name": d.name, "file": str(d.file), "line": d.line, "reproducible": d.reproducible, "error": d.error,
+        "comparison": _comparison_dict(d.comparison),
+        "first_divergence": None if v is None else {
+            "call": v.call, "module": v.module, "type": v.type, "detail": v.detail,
+            "output": output_dict(v.result) if v.result is not None else None},
+        "seed_sensitivity": None if s is None else {
+            "sensitive": s.sensitive, "other_seed": s.other_seed, "causes": list(s.causes),
+            "training_modules": [{"module": p, "type": t} for p, t in s.training_modules],
+            "random_parameters": list(s.random_parameters), "parameters_total": s.parameters_total,
+            "comparison": _comparison_dict(s.comparison)},
+        "ablations": [{"knob": a.knob, "description": a.description, "breaks": a.broke, "error": a.error,
+                       "comparison": _comparison_dict(a.comparison)} for a in d.ablations],
+        "nondeterministic_ops": list(d.nondeterministic_ops),
+    }
+
+
+def render_diagnosis_json(diagnoses: list[Any]) -> str:
+    data = {"tool": "reprocheck", "version": __version__, "schema_version": 1, "kind": "diagnose",
+            "checks": [diagnosis_dict(d) for d in diagnoses]}
+    return json.dumps(_finite(data), indent=2) + "\n"
+
+
+DIAGNOSIS_RENDERERS: dict[Format, Callable[[list[Any]], str]] = {
+    Format.CONSOLE: render_diagnosis_console,
+    Format.JSON: render_diagnosis_json,
+    Format.MARKDOWN: render_diagnosis_markdown,
+}

@@ -215,16 +215,24 @@ class Check(_Strict):
     input: InputSpec
     recipe: RecipeSpec = RecipeSpec()
     tolerance: ToleranceSpec = ToleranceSpec()
+    baseline: ToleranceSpec | None = Field(
+        None, description="Tolerance against the stored golden outputs (--baseline); default: the check's tolerance."
+    )
 
     def config_hash(self) -> str:
-        """A stable hash of what the check computes (name excluded), for baselines and reports."""
-        data = self.model_dump(mode="json", exclude={"name", "runs", "timeout"})
+        """A stable hash of what the check computes, for baselines and reports. Files count by
+        content, not path, so the same spec in another checkout hashes the same."""
+        data = self.model_dump(mode="json", exclude={"name", "runs", "timeout", "tolerance", "baseline"})
+        for section, keys in (("model", ("torchscript", "exported")), ("input", ("image", "tensor"))):
+            for key in keys:
+                if data[section].get(key):
+                    data[section][key] = "sha256:" + hashlib.sha256(Path(data[section][key]).read_bytes()).hexdigest()
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 CHECK_KEYS = tuple(Check.model_fields)
 # Keys that a multi-check entry merges into the defaults key by key; others replace.
-MERGED_KEYS = ("recipe", "tolerance")
+MERGED_KEYS = ("recipe", "tolerance", "baseline")
 
 
 class _Defaults(_Strict):
@@ -236,6 +244,7 @@ class _Defaults(_Strict):
     input: InputSpec | None = None
     recipe: RecipeSpec | None = None
     tolerance: ToleranceSpec | None = None
+    baseline: ToleranceSpec | None = None
 
 
 class SpecDocument(_Defaults):

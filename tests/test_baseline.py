@@ -1,0 +1,125 @@
+"""Golden baselines: round trip, drift with a named cause, the missing-baseline lifecycle, atomic writes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, planted_spec, reprocheck
+from reprocheck import baseline
+from reprocheck.outputs import flatten
+
+
+def run(spec, bl, *extra, env=None, report=None):
+    args = ["run", str(spec), "--baseline", str(bl), *extra]
+    if report:
+        args += ["--report", str(report)]
+    return reprocheck(*args, env=env)
+
+
+def test_round_trip_keeps_structure_dtypes_and_metadata(tmp_path):
+    out = flatten({"boxes": torch.rand(3, 4), "labels": torch.tensor([1, 2, 3]), "mask": torch.tensor([True, False]),
+                   "half": torch.ones(2, dtype=torch.bfloat16), "name": "cat", "nested": [torch.zeros(1), 2.5]})
+    path = tmp_path / "g.safetensors"
+    baseline.save(out, path, check="c", config_hash="abc", fingerprint={"torch": "x", "gpus": [{"name": "A"}]})
+    back, info = baseline.load(path)
+    assert back.tree == out.tree
+    assert all(torch.equal(back.tensors[k], v) and back.tensors[k].dtype == v.dtype for k, v in out.tensors.items())
+    assert info["config_hash"] == "abc" and info["fingerprint"]["gpus"][0]["name"] == "A" and info["created"]
+    assert path.read_bytes()[8:9] == b"{"  # safetensors: a JSON header, no pickle
+
+
+def test_missing_baseline_fails_with_how_to_create_it(spec_dir):
+    spec = planted_spec(spec_dir, "loaded_weights")
+    r = run(spec, spec_dir / "bl")
+    assert r.code == 1, r
+    assert "no baseline at" in r.out and "--update-baseline" in r.out
+    assert (spec_dir / "bl" / "spec" / "spec.obtained.safetensors").exists()
+    assert not (spec_dir / "bl" / "spec" / "spec.safetensors").exists()
+
+
+def test_update_then_match(spec_dir):
+    spec = planted_spec(spec_dir, "loaded_weights")
+    assert run(spec, spec_dir / "bl", "--update-baseline").code == 0
+    golden = spec_dir / "bl" / "spec" / "spec.safetensors"
+    assert golden.exists() and not (spec_dir / "bl" / "spec" / "spec.obtained.safetensors").exists()
+    r = run(spec, spec_dir / "bl", report=spec_dir / "r.json")
+    assert r.code == 0, r
+    assert json.loads((spec_dir / "r.json").read_text())["checks"][0]["baseline"]["status"] == "match"
+
+
+def test_nondeterministic_check_never_becomes_a_baseline(spec_dir):
+    spec = planted_spec(spec_dir, "os_entropy")
+    r = run(spec, spec_dir / "bl", "--update-baseline")
+    assert r.code == 1 and "baseline not written" in r.out
+    assert not (spec_dir / "bl" / "spec" / "spec.safetensors").exists()
+
+
+def test_drift_from_a_nudged_weight_is_caught_and_the_obtained_file_kept(spec_dir):
+    spec = planted_spec(spec_dir, "nudged")
+    assert run(spec, spec_dir / "bl", "--update-baseline").code == 0
+    r = run(spec, spec_dir / "bl", env={"REPROCHECK_TEST_NUDGE": "1e-3"}, report=spec_dir / "r.json")
+    assert r.code == 1, r
+    assert "drifted from the baseline" in r.out and "the baseline and run 1" in r.out
+    b = json.loads((spec_dir / "r.json").read_text())["checks"][0]["baseline"]
+    assert b["status"] == "drift" and b["config_changed"] is False
+    assert b["outputs"][0]["max_abs_diff"] > 0
+    assert (spec_dir / "bl" / "spec" / "spec.obtained.safetensors").exists()
+    # A per-check baseline tolerance accepts the nudge without loosening run-to-run checks.
+    tolerant = planted_spec(spec_dir, "nudged", "baseline: {atol: 0.1}\n")
+    assert run(tolerant, spec_dir / "bl", env={"REPROCHECK_TEST_NUDGE": "1e-3"}).code == 0
+
+
+def test_fingerprint_diff_names_the_changed_fields(spec_dir):
+    spec = planted_spec(spec_dir, "nudged")
+    assert run(spec, spec_dir / "bl", "--update-baseline").code == 0
+    golden = spec_dir / "bl" / "spec" / "spec.safetensors"
+    # Simulated: rewrite the stored fingerprint as if the golden came from another stack and GPU
+    # (no second machine here). Only the metadata changes; the tensors stay.
+    outs, info = baseline.load(golden)
+    fp = dict(info["fingerprint"], torch="2.13.0+cu128", cudnn=91002, gpus=[{"name": "NVIDIA A100-SXM4-80GB"}])
+    baseline.save(outs, golden, check="spec", config_hash=info["config_hash"], fingerprint=fp)
+    r = run(spec, spec_dir / "bl", env={"REPROCHECK_TEST_NUDGE": "1e-3"}, report=spec_dir / "r.json",)
+    assert r.code == 1
+    fields = [d["field"] for d in json.loads((spec_dir / "r.json").read_text())["checks"][0]["baseline"]["fingerprint_diff"]]
+    assert fields[:3] == ["torch", "cudnn", "gpus"]  # likeliest causes first
+    assert "likely causes): torch, cudnn, gpus" in r.out
+    md = subprocess.run  # the Markdown report lists them too
+    r = run(spec, spec_dir / "bl", "--summary", str(spec_dir / "s.md"), env={"REPROCHECK_TEST_NUDGE": "1e-3"})
+    assert "| torch | 2.13.0+cu128 |" in (spec_dir / "s.md").read_text()
+
+
+def test_fingerprint_diff_orders_causes():
+    diff = baseline.fingerprint_diff({"platform": "a", "driver": "1", "flags": {"tf32_matmul": False}},
+                                     {"platform": "b", "driver": "2", "flags": {"tf32_matmul": True}})
+    assert [d.field for d in diff] == ["driver", "flags.tf32_matmul", "platform"]
+
+
+WRITER = r"""
+import sys, torch
+sys.path.insert(0, sys.argv[2])
+from reprocheck import baseline
+from reprocheck.outputs import flatten
+print("writing", flush=True)
+baseline.save(flatten({"big": torch.ones(200_000_000)}), __import__("pathlib").Path(sys.argv[1]),
+              check="c", config_hash="new", fingerprint={})
+"""
+
+
+def test_a_killed_writer_leaves_the_old_golden_intact(tmp_path):
+    golden = tmp_path / "g.safetensors"
+    baseline.save(flatten(torch.arange(4.0)), golden, check="c", config_hash="old", fingerprint={})
+    before = golden.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(golden), str(ROOT / "runner")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    time.sleep(1.5)  # allocating and writing 800 MB takes longer than this
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert golden.read_bytes() == before
+    outs, info = baseline.load(golden)
+    assert info["config_hash"] == "old" and outs.tensors["output"].tolist() == [0, 1, 2, 3]
