@@ -15,6 +15,7 @@ boolean() {  # strictly true or false: anything else is a mistake, not "true"
 
 fail_on_mismatch=$(boolean fail-on-mismatch "${INPUT_FAIL_ON_MISMATCH:-true}") || exit 1
 build=$(boolean build "${INPUT_BUILD:-false}") || exit 1
+update_baseline=$(boolean update-baseline "${INPUT_UPDATE_BASELINE:-false}") || exit 1
 
 image="${INPUT_IMAGE:-}"
 if [ "$build" = true ]; then
@@ -45,6 +46,16 @@ if [ -n "${INPUT_RUNS:-}" ]; then
   args+=(--runs "$INPUT_RUNS")
 fi
 [ -n "${INPUT_DEVICE:-}" ] && args+=(--device "$INPUT_DEVICE")
+
+if [ -n "${INPUT_BASELINE:-}" ]; then
+  baseline=$(realpath -m "$INPUT_BASELINE")
+  case "$baseline/" in "$GITHUB_WORKSPACE"/*) ;; *) die "input baseline must be inside the workspace, got '$INPUT_BASELINE'" ;; esac
+  mkdir -p "$baseline"
+  args+=(--baseline "$baseline")
+  [ "$update_baseline" = true ] && args+=(--update-baseline)
+elif [ "$update_baseline" = true ]; then
+  die "input update-baseline needs the baseline input (the folder to write the goldens to)"
+fi
 
 report=$(realpath -m "${INPUT_REPORT:-reprocheck-report.json}")
 mkdir -p "$(dirname "$report")"

@@ -222,7 +222,7 @@ class Check(_Strict):
     def config_hash(self) -> str:
         """A stable hash of what the check computes, for baselines and reports. Files count by
         content, not path, so the same spec in another checkout hashes the same."""
-        data = self.model_dump(mode="json", exclude={"name", "runs", "timeout", "tolerance", "baseline"})
+        data = self.model_dump(mode="json", exclude={"name", "runs", "timeout", "tolerance", "baseline", "device"})
         for section, keys in (("model", ("torchscript", "exported")), ("input", ("image", "tensor"))):
             for key in keys:
                 if data[section].get(key):

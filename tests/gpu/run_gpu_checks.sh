@@ -20,4 +20,30 @@ expect 0 run examples/suite.yaml --device cuda
 expect 1 run examples/nondeterministic.yaml
 expect 1 run tests/gpu/index_add_fragile.yaml
 expect 0 run tests/gpu/index_add_recipe.yaml
+
+# Baselines across devices: a CPU golden, compared on CUDA with the spec's baseline tolerance.
+golden=$(mktemp -d)
+expect 0 run tests/gpu/baseline_cpu.yaml --device cpu --baseline "$golden" --update-baseline
+expect 0 run tests/gpu/baseline_cpu.yaml --device cuda --baseline "$golden" --report "$golden/cuda.json"
+"$py" - "$golden/cuda.json" <<'PY'
+import json, sys
+check = json.load(open(sys.argv[1]))["checks"][0]
+print("fingerprint gpus:", check["fingerprint"]["gpus"], "driver:", check["fingerprint"]["driver"])
+print("baseline:", check["baseline"]["status"], "max abs diff vs CPU golden:",
+      max((o["max_abs_diff"] for o in check["baseline"]["outputs"]), default=0))
+print("fields that differ from the CPU golden:", [d["field"] for d in check["baseline"]["fingerprint_diff"]])
+assert check["fingerprint"]["gpus"], "the fingerprint must name the GPU"
+PY
+[ $? -eq 0 ] || fail=1
+
+# diagnose on the planted CUDA op must name deterministic algorithms.
+expect 0 diagnose tests/gpu/index_add_recipe.yaml --report "$golden/diag.json"
+"$py" - "$golden/diag.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))["checks"][0]
+broke = [a["knob"] for a in d["ablations"] if a["breaks"]]
+print("ablations that break it:", broke, "ops:", d["nondeterministic_ops"])
+assert "deterministic_algorithms" in broke
+PY
+[ $? -eq 0 ] || fail=1
 exit $fail
