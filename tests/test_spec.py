@@ -155,3 +155,18 @@ def test_usage_errors_are_exit_2():
     assert r.code == 2 and "no such spec file" in r.err
     r = reprocheck("run", str(EXAMPLES / "nondeterministic.yaml"), "--report", "/nonexistent-dir/r.json")
     assert r.code == 2 and "--report" in r.err
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    # PyYAML (YAML 1.1) reads `1e-4` as a string; a spec author means the number.
+    write_spec(tmp_path, "", "planted.py")
+    spec = write_spec(tmp_path, 'version: 1\nmodel: {factory: "planted:x"}\ninput: {random: {shape: [2]}}\n'
+                                'timeout: 1e2\ntolerance: {atol: 1e-4, outputs: {"o*": {rtol: 2E-3}}}\n')
+    sys.path.insert(0, str(ROOT / "runner"))
+    from reprocheck.spec import load_spec
+
+    (c,) = load_spec(spec)
+    assert c.check.tolerance.atol == 1e-4 and c.check.tolerance.outputs["o*"].rtol == 2e-3 and c.check.timeout == 100.0
+    bad = write_spec(tmp_path, 'version: 1\nmodel: {factory: "planted:x"}\ninput: {random: {shape: [2]}}\ntolerance: {atol: small}\n', "b.yaml")
+    r = reprocheck("validate", str(bad))
+    assert r.code == 2 and 'tolerance.atol: Input should be a valid number, got "small"' in r.err

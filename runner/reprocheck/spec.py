@@ -15,10 +15,11 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 DEFAULT_SEED = 3407
 SPEC_VERSION = 1
@@ -45,6 +46,18 @@ class SpecErrors(Exception):
 
 
 # --- the models -------------------------------------------------------------------------------
+
+_YAML11_FLOAT = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+$")
+
+
+def _yaml_float(value: Any) -> Any:
+    # YAML 1.1 (PyYAML) reads `1e-4` as a string: only `1.0e-4` is a float. Users mean the number.
+    if isinstance(value, str) and _YAML11_FLOAT.match(value.strip()):
+        return float(value)
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_yaml_float)]
 
 
 class _Strict(BaseModel):
@@ -105,8 +118,8 @@ class RandomInput(_Strict):
     shape: list[int] = Field(min_length=1, description="e.g. [1, 3, 224, 224]")
     dtype: Dtype = "float32"
     distribution: Literal["uniform", "normal"] = "uniform"
-    low: float = Field(0.0, description="uniform/integer lower bound (inclusive)")
-    high: float = Field(1.0, description="uniform/integer upper bound (exclusive)")
+    low: Number = Field(0.0, description="uniform/integer lower bound (inclusive)")
+    high: Number = Field(1.0, description="uniform/integer upper bound (exclusive)")
 
     @field_validator("shape")
     @classmethod
@@ -123,8 +136,8 @@ class RandomInput(_Strict):
 
 
 class Normalize(_Strict):
-    mean: list[float] = Field(min_length=1)
-    std: list[float] = Field(min_length=1)
+    mean: list[Number] = Field(min_length=1)
+    std: list[Number] = Field(min_length=1)
 
 
 class InputSpec(_Strict):
@@ -188,15 +201,15 @@ class RecipeSpec(_Strict):
 
 
 class ToleranceRule(_Strict):
-    atol: float | None = Field(None, ge=0)
-    rtol: float | None = Field(None, ge=0)
+    atol: Number | None = Field(None, ge=0)
+    rtol: Number | None = Field(None, ge=0)
 
 
 class ToleranceSpec(_Strict):
     """|obtained - expected| <= atol + rtol * |expected|; default bitwise."""
 
-    atol: float = Field(0.0, ge=0)
-    rtol: float = Field(0.0, ge=0)
+    atol: Number = Field(0.0, ge=0)
+    rtol: Number = Field(0.0, ge=0)
     outputs: dict[str, ToleranceRule] = Field(
         default_factory=dict,
         description="Per-output overrides; keys are glob patterns over output paths; the first match wins.",
@@ -210,7 +223,7 @@ class Check(_Strict):
     seed: int = Field(DEFAULT_SEED, ge=0, lt=2**32)
     runs: int = Field(2, ge=2, le=100)
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|auto)$", description="cpu | cuda | cuda:N | auto")
-    timeout: float = Field(600.0, gt=0, description="Seconds allowed for each run.")
+    timeout: Number = Field(600.0, gt=0, description="Seconds allowed for each run.")
     model: ModelSpec
     input: InputSpec
     recipe: RecipeSpec = RecipeSpec()
@@ -239,7 +252,7 @@ class _Defaults(_Strict):
     seed: int | None = None
     runs: int | None = None
     device: str | None = None
-    timeout: float | None = None
+    timeout: Number | None = None
     model: ModelSpec | None = None
     input: InputSpec | None = None
     recipe: RecipeSpec | None = None
