@@ -51,3 +51,20 @@ model:
 input:
   random: {{shape: {shape}}}
 {extra}""", name)
+
+
+def engine_up() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The pinned image, built from docker/Dockerfile on the local base (no registry here).
+    Skips without a Docker engine, except under CI=true where that is a failure."""
+    if not engine_up():
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but no Docker engine is running (.ci/start-docker.sh should have started one)")
+        pytest.skip("no Docker engine on this machine (start dockerd to run the container tests)")
+    proc = subprocess.run(["bash", "docker/build.sh", "--local"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]

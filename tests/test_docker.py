@@ -14,21 +14,6 @@ from conftest import EXAMPLES, FIXTURES, ROOT, reprocheck, write_spec
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def _engine_up() -> bool:
-    return shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-
-
-@pytest.fixture(scope="session")
-def image():
-    if not _engine_up():
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but no Docker engine is running (.ci/start-docker.sh should have started one)")
-        pytest.skip("no Docker engine on this machine (start dockerd to run the container tests)")
-    proc = subprocess.run(["bash", "docker/build.sh", "--local"], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
-
-
 def docker_run(image, *args, mount=ROOT, workdir="/work"):
     # The README's verification line: docker run --rm -v "$PWD:/work" -w /work IMAGE run SPEC
     cmd = ["docker", "run", "--rm", "-v", f"{mount}:/work", "-w", workdir, image, *args]
