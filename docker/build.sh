@@ -22,16 +22,24 @@ if [ "${1:-}" = "--local" ]; then
   cat "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" > "$context/docker/extra-ca.pem"
 fi
 trap cleanup EXIT
-docker build -q -f docker/Dockerfile -t "$tag" \
-  --build-arg BASE_IMAGE="$base" \
-  --build-arg REPROCHECK_VERSION="$REPROCHECK_VERSION" \
-  --build-arg TORCH_VERSION="$TORCH_VERSION" \
-  --build-arg TORCHVISION_VERSION="$TORCHVISION_VERSION" \
-  --build-arg CUDA_VERSION="$CUDA_VERSION" \
-  --build-arg CUDNN_VERSION="$CUDNN_VERSION" \
-  --build-arg MIN_DRIVER="$MIN_DRIVER" \
-  --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
-  --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-  "$context" >&2
-docker image prune -f --filter label=org.opencontainers.image.title=reprocheck >/dev/null 2>&1 || true
+build() {
+  docker build -q -f docker/Dockerfile "$@" \
+    --build-arg BASE_IMAGE="$base" \
+    --build-arg REPROCHECK_VERSION="$REPROCHECK_VERSION" \
+    --build-arg TORCH_VERSION="$TORCH_VERSION" \
+    --build-arg TORCHVISION_VERSION="$TORCHVISION_VERSION" \
+    --build-arg CUDA_VERSION="$CUDA_VERSION" \
+    --build-arg CUDNN_VERSION="$CUDNN_VERSION" \
+    --build-arg MIN_DRIVER="$MIN_DRIVER" \
+    --build-arg REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
+    --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    "$context" >&2
+}
+# The build stage gets a tag of its own so that it stays as cache; the ones it replaces become
+# dangling and are pruned with the replaced final images. Nothing else on the engine is touched.
+build --target build -t reprocheck-build-stage:latest
+build -t "$tag"
+for label in io.reprocheck.stage=build org.opencontainers.image.title=reprocheck; do
+  docker image prune -f --filter "label=$label" >/dev/null 2>&1 || true
+done
 echo "$tag"

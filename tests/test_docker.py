@@ -121,3 +121,21 @@ def test_engine_and_image_problems_are_one_line_exit_2(image, tmp_path):
     assert r.code == 2 and "cannot reach the Docker engine" in r.err and len(r.err.strip().splitlines()) == 1
     r = reprocheck("docker", str(spec), "--image", image, "--gpus", "lots")
     assert r.code == 2 and "--gpus" in r.err
+
+
+def test_base_image_is_recorded(image):
+    labels = json.loads(subprocess.run(["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image],
+                                       capture_output=True, text=True, check=True).stdout)
+    assert labels["org.opencontainers.image.base.name"]  # the local stand-in here, the pinned tag in releases
+
+
+def test_rebuilding_reuses_the_cache_and_leaves_nothing_dangling(image):
+    import time
+
+    start = time.monotonic()
+    proc = subprocess.run(["bash", "docker/build.sh", "--local"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert time.monotonic() - start < 120  # the torch layers come from the cache, not from PyPI again
+    dangling = subprocess.run(["docker", "images", "-q", "--filter", "dangling=true", "--filter",
+                               "label=org.opencontainers.image.title=reprocheck"], capture_output=True, text=True).stdout
+    assert dangling.strip() == ""
