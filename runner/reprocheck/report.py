@@ -52,6 +52,10 @@ def _num(x: float | None) -> str:
     return f"{x:.3g}"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _val(x: float | None) -> str:
     # Enough digits to show how two nearly equal values differ.
     return "-" if x is None else f"{x:.9g}"
@@ -186,7 +190,7 @@ def render_console(results: list[CheckResult], colour: bool = False) -> str:
         lines += _baseline_console(r)
         lines += [f"  note: {n}" for n in r.notes]
     counts = {s: sum(1 for r in results if r.status is s) for s in Status}
-    lines += ["", f"{len(results)} checks: {counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, {counts[Status.ERROR]} errors"]
+    lines += ["", f"{_plural(len(results), 'check')}: {counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, {counts[Status.ERROR]} errors"]
     return "\n".join(lines) + "\n"
 
 
@@ -267,7 +271,7 @@ def render_markdown(results: list[CheckResult]) -> str:
     head = [
         "## reprocheck",
         "",
-        f"{len(results)} checks: **{counts[Status.PASS]} passed**, **{counts[Status.FAIL]} failed**, **{counts[Status.ERROR]} errors**",
+        f"{_plural(len(results), 'check')}: **{counts[Status.PASS]} passed**, **{counts[Status.FAIL]} failed**, **{counts[Status.ERROR]} errors**",
         "",
         "| check | result | runs | device | seed | max abs diff | time |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -382,7 +386,7 @@ def _diagnosis_lines(d: Any) -> list[str]:
     elif d.reproducible:
         out.append("reproducible under the check's recipe (two isolated runs agree)")
     else:
-        out.append(f"NOT reproducible under the check's recipe: {len(d.comparison.failures)} outputs differ")
+        out.append(f"NOT reproducible under the check's recipe: {_plural(len(d.comparison.failures), 'output')} differ")
     if d.divergence is not None:
         v = d.divergence
         where = f"module {v.module or '(the model itself)'} ({v.type}), call {v.call + 1}"
