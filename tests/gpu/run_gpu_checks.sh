@@ -7,6 +7,13 @@ cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD/runner${PYTHONPATH:+:$PYTHONPATH}" NO_COLOR=1
 py=${PYTHON:-python3}
 fail=0
+# The lent GPU machines have torch, torchvision, PyYAML and safetensors but not pydantic, and no network:
+# carry its wheels (made here with the line below, for that machine's Python 3.12) in .gpu-wheels/.
+#   pip download --python-version 3.12 --platform manylinux2014_x86_64 --only-binary=:all: -d .gpu-wheels pydantic
+if ! "$py" -c "import pydantic" 2>/dev/null; then
+  [ -d .gpu-wheels ] || { echo "pydantic is missing and no .gpu-wheels/ was carried (see the comment above)"; exit 2; }
+  "$py" -m pip install -q --no-index --find-links .gpu-wheels pydantic || exit 2
+fi
 expect() {  # expect CODE ARGS...
   local want=$1; shift
   echo "=== reprocheck $* (must exit $want)"
