@@ -21,8 +21,10 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/reprocheck run examples/retinanet.yaml
 
+# pytest exits 5 when it collected no tests: that is a failure here, never a pass.
 test: setup
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 clean:
 	rm -rf $(VENV) .pytest_cache
