@@ -62,7 +62,6 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
     stage = "recipe"
     caught: list[str] = []
     try:
-        t = time.perf_counter()
         recipe.apply(check.seed, check.recipe, job["threads"])
         device = _resolve_device(check.device)
         import torch
