@@ -11,7 +11,7 @@ import pytest
 
 from conftest import EXAMPLES, FIXTURES, ROOT, reprocheck, write_spec
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+pytestmark = [pytest.mark.docker]
 
 
 def docker_run(image, *args, mount=ROOT, workdir="/work"):
@@ -141,3 +141,19 @@ def test_rebuilding_reuses_the_cache_and_leaves_nothing_dangling(image):
     dangling = subprocess.run(["docker", "images", "-q", "--filter", "dangling=true", "--filter",
                                "label=org.opencontainers.image.title=reprocheck"], capture_output=True, text=True).stdout
     assert dangling.strip() == ""
+
+
+def test_plan_mounts_and_user_without_an_engine(tmp_path):
+    # Pure planning: what the container would get (no engine needed).
+    from reprocheck import container
+
+    spec = write_spec(tmp_path, "version: 1\n", "s.yaml")
+    (tmp_path / "out").mkdir()
+    p = container.plan([spec], ["--runs", "3"], tmp_path / "out" / "r.json", None, tmp_path / "golden", True)
+    assert p.volumes[str(tmp_path)] == {"bind": str(tmp_path), "mode": "ro"}
+    assert p.volumes[str(tmp_path / "out")]["mode"] == "rw" and p.volumes[str(tmp_path / "golden")]["mode"] == "rw"
+    assert p.command == ["run", str(spec), "--report", str(tmp_path / "out" / "r.json"),
+                         "--baseline", str(tmp_path / "golden"), "--update-baseline", "--runs", "3"]
+    assert p.user == f"{os.getuid()}:{os.getgid()}"
+    assert container.gpu_requests("none") == []
+    assert container.gpu_requests("all")[0]["Count"] == -1 and container.gpu_requests("2")[0]["Count"] == 2
