@@ -295,7 +295,7 @@ class LoadedCheck:
 
     def key_line(self, *keys: str) -> int:
         """The line of one of this check's keys, falling back to the defaults, then the check."""
-        where = _Located(yaml.compose(self.file.read_text(encoding="utf-8"), Loader=yaml.SafeLoader))
+        where = _Located(_parse(self.file.read_text(encoding="utf-8"))[0])
         for path in (self.key_prefix + keys, keys):
             if where.has(path):
                 return where.line(path) or self.line
@@ -419,6 +419,16 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _parse(text: str) -> tuple[yaml.Node | None, Any]:
+    """One safe parse giving both the node tree (for line numbers) and the data."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
+
+
 def _read(path: Path) -> tuple[Any, _Located]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -427,8 +437,7 @@ def _read(path: Path) -> tuple[Any, _Located]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecErrors([SpecError(path, None, "", f"cannot read the spec: {exc}")]) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
