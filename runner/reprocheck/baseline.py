@@ -137,7 +137,7 @@ def check_against(lc: LoadedCheck, root: Path, obtained: Outputs, fingerprint: d
     spec_tol = lc.check.baseline or lc.check.tolerance
     if not golden.exists():
         side = obtained_path(golden)
-        save(obtained, side, check=lc.name, config_hash=lc.check.config_hash(), fingerprint=fingerprint)
+        save(obtained, side, check=lc.name, config_hash=lc.config_hash, fingerprint=fingerprint)
         return BaselineResult(
             status=BaselineStatus.MISSING, golden=golden, obtained=side,
             message=(f"no baseline at {golden}; the obtained outputs are in {side}. Create the baseline with "
@@ -146,7 +146,7 @@ def check_against(lc: LoadedCheck, root: Path, obtained: Outputs, fingerprint: d
     expected, info = load(golden)
     comparison = compare.compare_runs([expected, obtained], spec_tol, labels=[0, 1])
     diff = fingerprint_diff(info["fingerprint"], fingerprint or {})
-    changed = info["config_hash"] != lc.check.config_hash()
+    changed = info["config_hash"] != lc.config_hash
     if comparison:
         side = obtained_path(golden)
         if side.exists():
@@ -154,7 +154,7 @@ def check_against(lc: LoadedCheck, root: Path, obtained: Outputs, fingerprint: d
         return BaselineResult(status=BaselineStatus.MATCH, golden=golden, comparison=comparison,
                               fingerprint_diff=diff, config_changed=changed, golden_created=info["created"])
     side = obtained_path(golden)
-    save(obtained, side, check=lc.name, config_hash=lc.check.config_hash(), fingerprint=fingerprint)
+    save(obtained, side, check=lc.name, config_hash=lc.config_hash, fingerprint=fingerprint)
     causes = ", ".join(d.field for d in diff[:6]) or "none: same environment, so the model, its input or the code changed"
     message = (f"outputs drifted from the baseline {golden} (created {info['created']}); obtained outputs written to {side}. "
                f"Environment differences (likely causes): {causes}.")
@@ -167,7 +167,7 @@ def check_against(lc: LoadedCheck, root: Path, obtained: Outputs, fingerprint: d
 
 def update(lc: LoadedCheck, root: Path, obtained: Outputs, fingerprint: dict[str, Any] | None) -> BaselineResult:
     golden = golden_path(root, lc)
-    save(obtained, golden, check=lc.name, config_hash=lc.check.config_hash(), fingerprint=fingerprint)
+    save(obtained, golden, check=lc.name, config_hash=lc.config_hash, fingerprint=fingerprint)
     side = obtained_path(golden)
     if side.exists():
         side.unlink()

@@ -144,14 +144,19 @@ def _writable(path: Path | None, flag: str) -> None:
         raise UsageError(f"{flag} {path}: folder {parent} does not exist (create it first)")
 
 
+def _check_output_flags(args: argparse.Namespace) -> None:
+    """Refuse bad output flags before anything runs."""
+    _writable(args.report, "--report")
+    _writable(args.summary, "--summary")
+    if getattr(args, "update_baseline", False) and not args.baseline:
+        raise UsageError("--update-baseline needs --baseline DIR (where to write the goldens)")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .execute import Isolation
     from .spec import apply_overrides, select
 
-    _writable(args.report, "--report")
-    _writable(args.summary, "--summary")
-    if args.update_baseline and not args.baseline:
-        raise UsageError("--update-baseline needs --baseline DIR (where to write the goldens)")
+    _check_output_flags(args)
     try:
         checks = select(apply_overrides(_load(args.specs, semantic=False), runs=args.runs, device=args.device), args.check)
     except SpecErrors as exc:
@@ -234,8 +239,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     """Exit 0 when the check is reproducible under its recipe, 1 when not, 3 when its runs fail."""
     from .spec import apply_overrides, select
 
-    _writable(args.report, "--report")
-    _writable(args.summary, "--summary")
+    _check_output_flags(args)
     try:
         checks = select(apply_overrides(_load(args.specs), device=args.device), args.check)
     except SpecErrors as exc:
@@ -308,8 +312,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_docker(args: argparse.Namespace) -> int:
     from . import container
 
-    _writable(args.report, "--report")
-    _writable(args.summary, "--summary")
+    _check_output_flags(args)
     forwarded: list[str] = []
     for name in args.check:
         forwarded += ["--check", name]
@@ -317,8 +320,6 @@ def cmd_docker(args: argparse.Namespace) -> int:
         if value is not None:
             forwarded += [flag, str(value)]
     forwarded += ["--isolation", args.isolation] + (["-q"] if args.quiet else []) + (["--github"] if args.github else [])
-    if args.update_baseline and not args.baseline:
-        raise UsageError("--update-baseline needs --baseline DIR (where to write the goldens)")
     try:
         return container.run([Path(p) for p in args.specs], forwarded, image=args.image or container.default_image(),
                              build=args.build, gpus=args.gpus, network=args.network,

@@ -113,7 +113,7 @@ def run_check(lc: LoadedCheck, prepared: execute.Prepared, progress: execute.Pro
         device=next((r.device for r in ok if r.device), check.device), runs_requested=check.runs,
         runs=tuple(runs), comparison=comparison,
         recipe=recipe.describe(check.seed, check.recipe, recipe.resolve_threads(check.recipe)),
-        config_hash=check.config_hash(), duration=time.perf_counter() - start, notes=tuple(notes), baseline=golden,
+        config_hash=lc.config_hash, duration=time.perf_counter() - start, notes=tuple(notes), baseline=golden,
     )
 
 

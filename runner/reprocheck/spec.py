@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -292,6 +293,11 @@ class LoadedCheck:
     line: int
     base_dir: Path
     key_prefix: tuple[Any, ...] = ()  # ("checks", i) inside a multi-check file
+
+    @functools.cached_property
+    def config_hash(self) -> str:
+        # Once per check: it reads (and hashes) every model and input file.
+        return self.check.config_hash()
 
     def key_line(self, *keys: str) -> int:
         """The line of one of this check's keys, falling back to the defaults, then the check."""
