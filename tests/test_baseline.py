@@ -1,11 +1,9 @@
 """Golden baselines: round trip, drift with a named cause, the missing-baseline lifecycle, atomic writes."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -16,10 +14,11 @@ from reprocheck.outputs import flatten
 
 
 def run(spec, bl, *extra, env=None, report=None):
+    # From the spec's folder: goldens are laid out by the spec's path relative to the current folder.
     args = ["run", str(spec), "--baseline", str(bl), *extra]
     if report:
         args += ["--report", str(report)]
-    return reprocheck(*args, env=env)
+    return reprocheck(*args, env=env, cwd=spec.parent)
 
 
 def test_round_trip_keeps_structure_dtypes_and_metadata(tmp_path):
@@ -39,15 +38,15 @@ def test_missing_baseline_fails_with_how_to_create_it(spec_dir):
     r = run(spec, spec_dir / "bl")
     assert r.code == 1, r
     assert "no baseline at" in r.out and "--update-baseline" in r.out
-    assert (spec_dir / "bl" / "spec" / "spec.obtained.safetensors").exists()
-    assert not (spec_dir / "bl" / "spec" / "spec.safetensors").exists()
+    assert (spec_dir / "bl" / "spec.yaml" / "spec.obtained.safetensors").exists()
+    assert not (spec_dir / "bl" / "spec.yaml" / "spec.safetensors").exists()
 
 
 def test_update_then_match(spec_dir):
     spec = planted_spec(spec_dir, "loaded_weights")
     assert run(spec, spec_dir / "bl", "--update-baseline").code == 0
-    golden = spec_dir / "bl" / "spec" / "spec.safetensors"
-    assert golden.exists() and not (spec_dir / "bl" / "spec" / "spec.obtained.safetensors").exists()
+    golden = spec_dir / "bl" / "spec.yaml" / "spec.safetensors"
+    assert golden.exists() and not (spec_dir / "bl" / "spec.yaml" / "spec.obtained.safetensors").exists()
     r = run(spec, spec_dir / "bl", report=spec_dir / "r.json")
     assert r.code == 0, r
     assert json.loads((spec_dir / "r.json").read_text())["checks"][0]["baseline"]["status"] == "match"
@@ -57,7 +56,7 @@ def test_nondeterministic_check_never_becomes_a_baseline(spec_dir):
     spec = planted_spec(spec_dir, "os_entropy")
     r = run(spec, spec_dir / "bl", "--update-baseline")
     assert r.code == 1 and "baseline not written" in r.out
-    assert not (spec_dir / "bl" / "spec" / "spec.safetensors").exists()
+    assert not (spec_dir / "bl" / "spec.yaml" / "spec.safetensors").exists()
 
 
 def test_drift_from_a_nudged_weight_is_caught_and_the_obtained_file_kept(spec_dir):
@@ -69,7 +68,7 @@ def test_drift_from_a_nudged_weight_is_caught_and_the_obtained_file_kept(spec_di
     b = json.loads((spec_dir / "r.json").read_text())["checks"][0]["baseline"]
     assert b["status"] == "drift" and b["config_changed"] is False
     assert b["outputs"][0]["max_abs_diff"] > 0
-    assert (spec_dir / "bl" / "spec" / "spec.obtained.safetensors").exists()
+    assert (spec_dir / "bl" / "spec.yaml" / "spec.obtained.safetensors").exists()
     # A per-check baseline tolerance accepts the nudge without loosening run-to-run checks.
     tolerant = planted_spec(spec_dir, "nudged", "baseline: {atol: 0.1}\n")
     assert run(tolerant, spec_dir / "bl", env={"REPROCHECK_TEST_NUDGE": "1e-3"}).code == 0
@@ -78,19 +77,20 @@ def test_drift_from_a_nudged_weight_is_caught_and_the_obtained_file_kept(spec_di
 def test_fingerprint_diff_names_the_changed_fields(spec_dir):
     spec = planted_spec(spec_dir, "nudged")
     assert run(spec, spec_dir / "bl", "--update-baseline").code == 0
-    golden = spec_dir / "bl" / "spec" / "spec.safetensors"
+    golden = spec_dir / "bl" / "spec.yaml" / "spec.safetensors"
     # Simulated: rewrite the stored fingerprint as if the golden came from another stack and GPU
     # (no second machine here). Only the metadata changes; the tensors stay.
     outs, info = baseline.load(golden)
     fp = dict(info["fingerprint"], torch="2.13.0+cu128", cudnn=91002, gpus=[{"name": "NVIDIA A100-SXM4-80GB"}])
     baseline.save(outs, golden, check="spec", config_hash=info["config_hash"], fingerprint=fp)
     r = run(spec, spec_dir / "bl", env={"REPROCHECK_TEST_NUDGE": "1e-3"}, report=spec_dir / "r.json",)
-    assert r.code == 1
+    assert r.code == 1, r
     fields = [d["field"] for d in json.loads((spec_dir / "r.json").read_text())["checks"][0]["baseline"]["fingerprint_diff"]]
     assert fields[:3] == ["torch", "cudnn", "gpus"]  # likeliest causes first
     assert "likely causes): torch, cudnn, gpus" in r.out
-    md = subprocess.run  # the Markdown report lists them too
+    # The Markdown report lists them too.
     r = run(spec, spec_dir / "bl", "--summary", str(spec_dir / "s.md"), env={"REPROCHECK_TEST_NUDGE": "1e-3"})
+    assert r.code == 1, r
     assert "| torch | 2.13.0+cu128 |" in (spec_dir / "s.md").read_text()
 
 
@@ -101,12 +101,23 @@ def test_fingerprint_diff_orders_causes():
 
 
 WRITER = r"""
-import sys, torch
+import os, sys, torch
 sys.path.insert(0, sys.argv[2])
+import safetensors.torch
 from reprocheck import baseline
 from reprocheck.outputs import flatten
-print("writing", flush=True)
-baseline.save(flatten({"big": torch.ones(200_000_000)}), __import__("pathlib").Path(sys.argv[1]),
+
+def half_then_die(tensors, filename, metadata=None):
+    # Fail the write part-way, deterministically: half the bytes reach the temporary file, then the process dies.
+    data = safetensors.torch.save(tensors, metadata=metadata)
+    with open(filename, "wb") as f:
+        f.write(data[: len(data) // 2])
+        f.flush()
+        os.fsync(f.fileno())
+    os.kill(os.getpid(), 9)
+
+safetensors.torch.save_file = half_then_die
+baseline.save(flatten({"big": torch.ones(1000)}), __import__("pathlib").Path(sys.argv[1]),
               check="c", config_hash="new", fingerprint={})
 """
 
@@ -115,11 +126,10 @@ def test_a_killed_writer_leaves_the_old_golden_intact(tmp_path):
     golden = tmp_path / "g.safetensors"
     baseline.save(flatten(torch.arange(4.0)), golden, check="c", config_hash="old", fingerprint={})
     before = golden.read_bytes()
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(golden), str(ROOT / "runner")], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "writing"
-    time.sleep(1.5)  # allocating and writing 800 MB takes longer than this
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc = subprocess.run([sys.executable, "-c", WRITER, str(golden), str(ROOT / "runner")], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert golden.read_bytes() == before
     outs, info = baseline.load(golden)
     assert info["config_hash"] == "old" and outs.tensors["output"].tolist() == [0, 1, 2, 3]
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "g.safetensors"]
+    assert all(name.startswith(".g.safetensors.") for name in leftovers)  # only the dead writer's temporary file

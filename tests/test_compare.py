@@ -155,3 +155,25 @@ def test_worst_run_is_kept_and_comparison_is_falsy_when_any_fails():
 def test_comparison_does_not_print(capsys):
     compare.compare_runs([flatten(torch.zeros(3)), flatten(torch.ones(3))], tol())
     assert capsys.readouterr() == ("", "")
+
+
+def test_nan_only_in_the_expected_run_is_a_mismatch():
+    r = compare_tensors("x", torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0]), Tolerance(atol=1e9))
+    assert not r and r.mismatched == 1 and r.first_index == (1,) and r.needed_atol is None
+
+
+def test_the_sign_of_zero_differs_under_the_bitwise_default_only():
+    r = compare_tensors("x", torch.tensor([0.0, 1.0]), torch.tensor([-0.0, 1.0]), Tolerance())
+    assert not r and r.mismatched == 1 and "sign of zero" in r.detail and r.needed_atol > 0
+    assert compare_tensors("x", torch.tensor([0.0]), torch.tensor([-0.0]), Tolerance(atol=1e-12))
+    assert compare_tensors("x", torch.tensor([-0.0]), torch.tensor([-0.0]), Tolerance())
+
+
+def test_atol_and_rtol_add_up():
+    expected = torch.tensor([100.0, 0.0])
+    tol = Tolerance(atol=0.5, rtol=0.01)  # allows 1.5 at 100 and 0.5 at 0
+    assert compare_tensors("x", expected, torch.tensor([101.4, 0.4]), tol)
+    r = compare_tensors("x", expected, torch.tensor([101.6, 0.4]), tol)
+    assert not r and r.first_index == (0,)
+    assert compare_tensors("x", expected, torch.tensor([101.6, 0.4]), Tolerance(atol=0.5, rtol=0.011))
+    assert not compare_tensors("x", expected, torch.tensor([100.0, 0.6]), tol)

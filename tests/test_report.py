@@ -1,8 +1,10 @@
 """Renderers: every format handled, colour rules, JSON without NaN, Markdown under GitHub's cap."""
 
+import io
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from reprocheck import cli, compare, report
@@ -21,6 +23,14 @@ def make_result(status=Status.FAIL, n_outputs=3, name="c"):
                        comparison=comp, recipe={}, config_hash="x", duration=2.0)
 
 
+def make_result_inf():
+    runs = [flatten({"x": torch.zeros(2)}), flatten({"x": torch.tensor([0.0, 1.0])})]
+    comp = compare.compare_runs(runs, ToleranceSpec())
+    return CheckResult(name="i", file=Path("s.yaml"), line=1, status=Status.FAIL, seed=1, device="cpu", runs_requested=2,
+                       runs=(RunResult(1, RunStatus.OK, 1.0, Path(".")), RunResult(2, RunStatus.OK, 1.0, Path("."))),
+                       comparison=comp, recipe={}, config_hash="x", duration=2.0)
+
+
 def test_every_format_and_command_is_handled():
     assert set(report.RENDERERS) == set(report.Format)
     assert set(cli.HANDLERS) == set(cli.Command)
@@ -30,6 +40,12 @@ def test_console_has_summary_table_and_remedy_without_colour():
     text = report.render_console([make_result()])
     assert text.startswith("FAIL  c ") and "remedy:" in text and "\033[" not in text
     assert "3 of 3 outputs differ" in text
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith("output  result"))
+    assert lines[header].split() == ["output", "result", "shape", "dtype", "mismatched", "max", "abs", "max", "rel",
+                                     "first", "at", "passing", "tolerance"]
+    rows = [line.split() for line in lines[header + 1:header + 4]]
+    assert rows == [[f"out{i}", "values", "[5]", "float32", "2/5", "0.001", "0.00025", "[2]", "-"] for i in range(3)]
 
 
 def test_colour_only_on_a_tty_and_never_with_no_color(monkeypatch):
@@ -39,6 +55,7 @@ def test_colour_only_on_a_tty_and_never_with_no_color(monkeypatch):
 
     monkeypatch.delenv("NO_COLOR", raising=False)
     assert report._use_colour(Tty())
+    assert not report._use_colour(io.StringIO())  # a pipe or file: no escape codes
     monkeypatch.setenv("NO_COLOR", "1")
     assert not report._use_colour(Tty())
 
@@ -46,7 +63,12 @@ def test_colour_only_on_a_tty_and_never_with_no_color(monkeypatch):
 def test_json_is_strict_json():
     data = json.loads(report.render_json([make_result()]), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     out = data["checks"][0]["outputs"][0]
-    assert out["status"] == "values" and out["max_rel_diff"] in ("inf",) or isinstance(out["max_rel_diff"], float)
+    assert out["status"] == "values"
+    # index 2 is NaN in one run only, index 4 off by 1e-3; no zero denominator, so the ratio is finite.
+    assert isinstance(out["max_rel_diff"], float) and out["nan_count"] == 0
+    assert out["max_abs_diff"] == pytest.approx(1e-3, rel=1e-3) and out["mismatched"] == 2
+    inf = json.loads(report.render_json([make_result_inf()]))["checks"][0]["outputs"][0]
+    assert inf["max_rel_diff"] == "inf"  # non-finite numbers become strings, never bare Infinity
 
 
 def test_markdown_stays_under_githubs_limit():

@@ -133,13 +133,18 @@ def test_schema_is_valid_and_accepts_the_examples(tmp_path):
 def test_help_validate_and_schema_do_not_import_torch(tmp_path):
     bad = write_spec(tmp_path, "version: 1\nsead: 2\n")
     code = f"""
-import sys
+import contextlib, io, sys
 from reprocheck.cli import main
-for argv in (["schema", "-o", {str(tmp_path / 's.json')!r}], ["validate", {str(bad)!r}]):
-    try:
-        main(argv)
-    except SystemExit:
-        pass
+codes = []
+for argv in (["--help"], ["run", "--help"], ["schema", "-o", {str(tmp_path / 's.json')!r}], ["validate", {str(bad)!r}]):
+    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
+        try:
+            codes.append(main(argv))
+        except SystemExit as exc:
+            codes.append(exc.code)
+    if argv[-1] == "--help":
+        assert "usage: reprocheck" in out.getvalue(), out.getvalue()
+assert codes == [0, 0, 0, 2], codes
 assert "torch" not in sys.modules, "torch was imported"
 print("no torch")
 """
@@ -153,8 +158,9 @@ def test_usage_errors_are_exit_2():
     assert reprocheck("frobnicate").code == 2
     r = reprocheck("run", "does-not-exist.yaml")
     assert r.code == 2 and "no such spec file" in r.err
-    r = reprocheck("run", str(EXAMPLES / "nondeterministic.yaml"), "--report", "/nonexistent-dir/r.json")
-    assert r.code == 2 and "--report" in r.err
+    # Missing folders are created; a folder that cannot exist is a usage error before anything runs.
+    r = reprocheck("run", str(EXAMPLES / "nondeterministic.yaml"), "--report", str(EXAMPLES / "models.py" / "r.json"))
+    assert r.code == 2 and "--report" in r.err and "is a file, not a folder" in r.err, r
 
 
 def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
@@ -170,3 +176,95 @@ def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
     bad = write_spec(tmp_path, 'version: 1\nmodel: {factory: "planted:x"}\ninput: {random: {shape: [2]}}\ntolerance: {atol: small}\n', "b.yaml")
     r = reprocheck("validate", str(bad))
     assert r.code == 2 and 'tolerance.atol: Input should be a valid number, got "small"' in r.err
+
+
+def test_an_entrys_patterns_come_before_the_defaults(tmp_path):
+    write_spec(tmp_path, "", "planted.py")
+    spec = write_spec(tmp_path, """version: 1
+model: {factory: "planted:x"}
+input: {random: {shape: [2]}}
+tolerance: {outputs: {"*": {atol: 1.0}, "b": {atol: 3.0}}}
+checks:
+  - name: c
+    tolerance: {outputs: {logits: {atol: 2.0}, b: {atol: 4.0}}}
+""")
+    sys.path.insert(0, str(ROOT / "runner"))
+    from reprocheck.spec import load_spec
+
+    (c,) = load_spec(spec)
+    assert list(c.check.tolerance.outputs) == ["logits", "b", "*"]
+    assert c.check.tolerance.outputs["b"].atol == 4.0
+
+
+# Bad specs that only the validator can refuse, and why: the schema sees data, not files, YAML text or torchvision.
+VALIDATOR_ONLY = {
+    "missing file": "file existence",
+    "unknown torchvision model": "torchvision's model list",
+    "unknown weights": "torchvision's weight names",
+    "duplicate key": "YAML text (parsed data has one key)",
+    "yaml syntax": "YAML text",
+    "huge random input": "a product of the shape's dimensions",
+    "high below low": "a comparison of two fields",
+}
+MORE_BAD = [
+    ("multi: runs 1 in the defaults", 'version: 1\nruns: 1\nmodel: {factory: "m:f"}\ninput: {random: {shape: [2]}}\n'
+     "checks:\n  - {name: a, runs: 3}\n", "runs: Input should be greater than or equal to 2", 2),
+    ("multi: bad device in the defaults", 'version: 1\ndevice: gpu\nmodel: {factory: "m:f"}\ninput: {random: {shape: [2]}}\n'
+     "checks:\n  - {name: a, device: cpu}\n", 'device: "gpu" is not a device', 2),
+    ("multi: entry without a model", 'version: 1\ninput: {random: {shape: [2]}}\nchecks:\n  - {name: a}\n', "model: missing", 4),
+    ("multi: empty checks", "version: 1\nchecks: []\n", "must be a non-empty list", 2),
+    ("multi: bad name", 'version: 1\nmodel: {factory: "m:f"}\ninput: {random: {shape: [2]}}\nchecks:\n  - {name: "a b"}\n',
+     "not a valid check name", 5),
+    ("null model", "version: 1\nmodel: null\ninput: {random: {shape: [2]}}\n", "model", 2),
+    ("null source beside a source", 'version: 1\nmodel: {factory: "m:f", torchvision: null, torchscript: spec.yaml}\n'
+     "input: {random: {shape: [2]}}\n", "several model sources", 2),
+    ("infinite atol", GOOD + "tolerance: {atol: .inf}\n", "finite number", 7),
+    ("rule atol negative", GOOD + "tolerance: {outputs: {x: {atol: -1.0}}}\n", "greater than or equal to 0", 7),
+    ("huge random input", GOOD.replace("[1, 3, 32, 32]", "[100000, 100000, 100000]"), "elements", 6),
+    ("high below low", GOOD.replace("shape: [1, 3, 32, 32]", "shape: [2], low: 2.0, high: 1.0"), "must be greater than low", 6),
+    ("normalize on random", GOOD + "  normalize: {mean: [0.5], std: [0.5]}\n", "apply to image inputs only", 5),
+    ("kwargs on exported", "version: 1\nmodel: {exported: spec.yaml, kwargs: {a: 1}}\ninput: {random: {shape: [1]}}\n",
+     "kwargs apply to torchvision and factory models only", 2),
+]
+
+
+@pytest.mark.parametrize("name,text,fragment,line", BAD + MORE_BAD, ids=[b[0] for b in BAD + MORE_BAD])
+def test_the_schema_refuses_what_the_validator_refuses(tmp_path, name, text, fragment, line):
+    import jsonschema
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "runner"))
+    from reprocheck.spec import json_schema
+
+    spec = write_spec(tmp_path, text)
+    r = reprocheck("validate", str(spec))
+    assert r.code == 2 and fragment in r.err, r
+    if name in VALIDATOR_ONLY:
+        return
+    errors = list(jsonschema.Draft7Validator(json_schema()).iter_errors(yaml.safe_load(text)))
+    assert errors, f"the schema accepts a spec the validator refuses: {r.err}"
+
+
+GOOD_MULTI = """version: 1
+input: {random: {shape: [2], low: -1e-3, high: 1e-3}}
+tolerance: {atol: 1e-4, outputs: {"o*": {rtol: 2.0e-3}}}
+checks:
+  - {name: a, model: {torchvision: resnet18, kwargs: {weights: null}}}
+  - {name: b, model: {factory: "m:f"}, runs: 3, recipe: {threads: 2, deterministic_algorithms: warn}}
+"""
+
+
+def test_the_schema_accepts_what_the_validator_accepts(tmp_path):
+    import jsonschema
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "runner"))
+    from reprocheck.spec import json_schema
+
+    schema = json_schema()
+    specs = [write_spec(tmp_path, GOOD, "good.yaml"), write_spec(tmp_path, GOOD_MULTI, "multi.yaml"),
+             *sorted(EXAMPLES.glob("*.yaml"))]
+    r = reprocheck("validate", *map(str, specs))
+    assert r.code == 0, r
+    for spec in specs:
+        jsonschema.validate(yaml.safe_load(spec.read_text()), schema)

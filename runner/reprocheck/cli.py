@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import enum
 import importlib
 import json
+import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
+import traceback
 from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .exitcodes import ExitCode
+from .outputs import OutputTargetError, refuse_special_target
 from .spec import LoadedCheck, SpecErrors
 
 
@@ -25,9 +31,6 @@ class Command(str, enum.Enum):
     DOCKER = "docker"
     MATRIX = "matrix"
     DIAGNOSE = "diagnose"
-
-
-USAGE_EXIT = 2
 
 
 class UsageError(Exception):
@@ -48,7 +51,7 @@ def _github_usage_error(exc: UsageError) -> None:
     github.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
 
 
-def die(message: str, code: int = USAGE_EXIT) -> NoReturn:
+def die(message: str, code: int = ExitCode.USAGE) -> NoReturn:
     for line in message.splitlines():
         print(f"reprocheck: error: {line}", file=sys.stderr)
     raise SystemExit(code)
@@ -106,6 +109,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="fork: one zygote imports torch, each run is a fresh fork (default on Linux); spawn: a new interpreter per run")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.add_argument("--baseline", type=Path, metavar="DIR", help="also compare with the golden outputs stored in DIR")
+    p.add_argument("--baseline-root", type=Path, metavar="DIR", default=None,
+                   help="goldens are laid out by each spec's path relative to DIR (default: the current folder)")
     p.add_argument("--update-baseline", action="store_true", help="write (or rewrite) the goldens in --baseline DIR")
     p.add_argument("--github", action="store_true",
                    help="also write GitHub Actions annotations, step outputs ($GITHUB_OUTPUT) and the step summary")
@@ -134,22 +139,58 @@ def _load(paths: list[str], semantic: bool = True) -> list[LoadedCheck]:
     return loaded
 
 
-def _writable(path: Path | None, flag: str) -> None:
+def _probe_writable(folder: Path, what: str) -> None:
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".reprocheck-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot write in {folder} ({exc.strerror or exc}); choose another place") from None
+
+
+def _make_folder(folder: Path, what: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UsageError(f"{what}: {folder} (or a folder above it) is a file, not a folder") from None
+    except OSError as exc:
+        raise UsageError(f"{what}: cannot create folder {folder} ({exc.strerror or exc})") from None
+
+
+def prepare_output_file(path: Path | None, flag: str) -> None:
+    """Before anything runs: create the missing parent folders of an output file, refuse a target that is a
+    symlink, FIFO, device or folder, and make sure the folder is writable."""
     if path is None:
         return
+    try:
+        refuse_special_target(path)
+    except OutputTargetError as exc:
+        raise UsageError(f"{flag} {exc}") from None
     parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise UsageError(f"{flag} {path}: is a folder (give a file name)")
-    if not parent.exists():
-        raise UsageError(f"{flag} {path}: folder {parent} does not exist (create it first)")
+    _make_folder(parent, f"{flag} {path}")
+    _probe_writable(parent, f"{flag} {path}")
+
+
+def prepare_output_folder(path: Path | None, flag: str) -> None:
+    if path is None:
+        return
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise UsageError(f"{flag} {path}: is not a folder (a symlink or a file is never written through)")
+    _make_folder(path, f"{flag} {path}")
+    _probe_writable(path, f"{flag} {path}")
 
 
 def _check_output_flags(args: argparse.Namespace) -> None:
     """Refuse bad output flags before anything runs."""
-    _writable(args.report, "--report")
-    _writable(args.summary, "--summary")
+    prepare_output_file(args.report, "--report")
+    prepare_output_file(args.summary, "--summary")
+    prepare_output_folder(getattr(args, "keep", None), "--keep")
     if getattr(args, "update_baseline", False) and not args.baseline:
         raise UsageError("--update-baseline needs --baseline DIR (where to write the goldens)")
+    if getattr(args, "baseline_root", None) is not None and not getattr(args, "baseline", None):
+        raise UsageError("--baseline-root needs --baseline DIR")
+    if getattr(args, "baseline", None) is not None:
+        prepare_output_folder(args.baseline, "--baseline")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -162,31 +203,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
 
-    from . import pipeline, report
-    from .execute import Prepared
-    from .outputs import atomic_write_text
-    from .spec import semantic_errors
+    from . import baseline as baselines
+    from . import execute, pipeline, report
+
+    golden = None
+    if args.baseline:
+        golden = pipeline.BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."))
+        problems = baselines.preflight(checks, golden)
+        if problems:
+            raise UsageError("\n".join(problems))
 
     keep = args.keep
     root = keep if keep else Path(tempfile.mkdtemp(prefix="reprocheck-"))
-    # The first check's worker imports torch while this process checks model names (which imports
-    # torchvision too); it runs nothing until told to.
-    first = Prepared(checks[0], pipeline.workdir_for(root, 0, checks[0]), Isolation(args.isolation))
-    # Comparing needs torch here too: import it while the runs go on.
-    threading.Thread(target=importlib.import_module, args=("torch",), daemon=True).start()
     try:
+        # The first check's worker imports torch while this process checks model names (which imports
+        # torchvision too); it runs nothing until told to.
+        first = execute.Prepared(checks[0], pipeline.workdir_for(root, 0, checks[0]), Isolation(args.isolation))
+        # Comparing needs torch here too: import it while the runs go on.
+        threading.Thread(target=importlib.import_module, args=("torch",), daemon=True).start()
+        from .spec import semantic_errors
+
         errors = semantic_errors(checks)
         if errors:
             raise UsageError("\n".join(str(e) for e in errors), errors)
-    except BaseException:
-        first.cancel()
+        results, crash = _run_checks(args, checks, root, first, golden)
+    finally:
+        execute.cancel_all()  # whatever ended us, no worker outlives this process
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
-        raise
+    _write_reports(args, results)
+    if crash is not None:
+        raise crash
+    return int(pipeline.exit_code(results))
+
+
+def _run_checks(args: argparse.Namespace, checks: list[LoadedCheck], root: Path, first: object,
+                golden: object) -> tuple[list, BaseException | None]:
+    """Run every check with progress lines; on an internal failure, the checks completed before it."""
+    from . import pipeline
+    from .execute import Isolation
 
     quiet = args.quiet
     total = len(checks)
-
     # Under GitHub the progress log goes to stdout inside a collapsible group.
     log = sys.stdout if args.github else sys.stderr
     if args.github:
@@ -205,13 +263,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                     print(f"        | {line}", file=log, flush=True)
 
     try:
-        golden = pipeline.BaselineOptions(args.baseline, args.update_baseline) if args.baseline else None
-        results = pipeline.run_all(checks, root, Isolation(args.isolation), on_start, on_run, first=first, baseline=golden)
-    finally:
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
+        results = pipeline.run_all(checks, root, Isolation(args.isolation), on_start, on_run,
+                                   first=first, baseline=golden)  # type: ignore[arg-type]
+        crash: BaseException | None = None
+    except pipeline.Interrupted as exc:
+        results, crash = exc.completed, exc.cause
     if args.github:
         print("::endgroup::", flush=True)
+    return results, crash
+
+
+def _write_reports(args: argparse.Namespace, results: list) -> None:
+    from . import report
+    from .outputs import atomic_write_text
+
+    if not results:
+        return
     report.print_console(results)
     if args.report:
         atomic_write_text(args.report, report.render(report.Format.JSON, results))
@@ -224,7 +291,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(line)
         github.append_summary(report.render(report.Format.MARKDOWN, results))
         github.write_outputs(report.github_outputs(results, str(args.report) if args.report else None))
-    return int(pipeline.exit_code(results))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -340,15 +406,71 @@ HANDLERS = {
 }
 
 
+class Terminated(BaseException):
+    """SIGTERM: unwinds like Ctrl-C, so clean-up (workers, temp folders) runs."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _crash_log(exc: BaseException, argv: list[str]) -> Path | None:
+    """Write the traceback where the user can find it; None when even that fails."""
+    folder = Path(os.environ.get("REPROCHECK_CRASH_DIR") or tempfile.gettempdir())
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    text = (f"reprocheck {__version__} crashed at {stamp}\ncommand: reprocheck {' '.join(argv)}\n"
+            f"python: {sys.version.split()[0]} on {sys.platform}\n\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"reprocheck-crash-{stamp}-", suffix=".log", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return Path(name)
+    except OSError:
+        return None
+
+
+def _internal_error(exc: BaseException, argv: list[str], github: bool) -> int:
+    log = _crash_log(exc, argv)
+    what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    where = f"traceback in {log}" if log else "no crash log could be written"
+    message = f"internal error ({what}); this is a bug in reprocheck, not in your model: {where}"
+    if github:
+        from . import github as gh
+
+        print(gh.command("error", message, title="reprocheck: internal error"))
+        try:
+            gh.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
+        except OSError:
+            pass
+    print(f"reprocheck: {message}", file=sys.stderr)
+    return int(ExitCode.INTERNAL)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Every command goes through here: usage errors exit 2, interruptions 130/143, anything unexpected 4."""
+    argv = sys.argv[1:] if argv is None else argv
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     args = _parser().parse_args(argv)
+    github = bool(getattr(args, "github", False))
     handler = HANDLERS[Command(args.command)]
     try:
-        return handler(args)
+        return int(handler(args))
     except UsageError as exc:
-        if getattr(args, "github", False):
+        if github:
             _github_usage_error(exc)
+        die(str(exc))
+    except OutputTargetError as exc:
+        if github:
+            _github_usage_error(UsageError(str(exc)))
         die(str(exc))
     except KeyboardInterrupt:
         print("reprocheck: interrupted", file=sys.stderr)
-        return 130
+        return int(ExitCode.INTERRUPTED)
+    except Terminated:
+        print("reprocheck: terminated", file=sys.stderr)
+        return int(ExitCode.TERMINATED)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into exit 4
+        return _internal_error(exc, argv, github)

@@ -1,9 +1,11 @@
 """Nested outputs -> per-output results. No printing here: reports render these objects.
 
-Rules (DESIGN §4):
+Rules (the comparison contract, also in the README):
   * structure first: container types, keys, lengths, shapes, dtypes; a difference is a
     `structure` mismatch with a description, never a crash;
-  * floats: |obtained - expected| <= atol + rtol * |expected|, elementwise;
+  * floats: |obtained - expected| <= atol + rtol * |expected|, elementwise; with the default
+    atol = rtol = 0 the comparison is bitwise, so -0.0 vs 0.0 is a mismatch (the sign of zero
+    shows a different computation, and flips 1/x or atan2 downstream);
   * integers and bools: exactly, whatever the tolerance;
   * NaN at the same positions in both counts as equal (and is counted); NaN in one only is
     a mismatch; infinities are equal only when equal;
@@ -129,8 +131,9 @@ def _walk(exp: dict[str, Any], obt: dict[str, Any], path: str, found: list[tuple
     elif t == "dict":
         ek = [k for k, _ in exp["items"]]
         ok = [k for k, _ in obt["items"]]
-        missing = [k for k in ek if k not in ok]
-        extra = [k for k in ok if k not in ek]
+        ek_set, ok_set = set(ek), set(ok)
+        missing = [k for k in ek if k not in ok_set]
+        extra = [k for k in ok if k not in ek_set]
         if missing or extra:
             parts = []
             if missing:
@@ -177,12 +180,22 @@ def compare_tensors(path: str, expected: Any, obtained: Any, tol: Tolerance, run
         expected, obtained = torch.view_as_real(expected), torch.view_as_real(obtained)
     exact = not expected.is_floating_point()
     bitwise = exact or (tol.atol == 0 and tol.rtol == 0)
-    # Fast path: identical tensors need no arithmetic (NaN makes torch.equal false: slow path).
-    if bitwise and torch.equal(expected, obtained):
-        return OutputResult(kind=Kind.MATCH, exact=exact, needed_atol=0.0, needed_rtol=0.0, **base)
+    # Fast path: bit-identical tensors need no arithmetic.
+    if bitwise and _same_bits(expected, obtained):
+        nan = 0 if exact else int(expected.isnan().sum())
+        return OutputResult(kind=Kind.MATCH, exact=exact, needed_atol=0.0, needed_rtol=0.0, nan_count=nan, **base)
     if exact:
         return _compare_exact(expected, obtained, base)
     return _compare_float(expected, obtained, tol, base)
+
+
+def _same_bits(expected: Any, obtained: Any) -> bool:
+    import torch
+
+    if not expected.is_floating_point():
+        return torch.equal(expected, obtained)
+    as_bytes = [t.contiguous().reshape(-1).view(torch.uint8) for t in (expected, obtained)]
+    return torch.equal(*as_bytes)
 
 
 def _compare_exact(expected: Any, obtained: Any, base: dict[str, Any]) -> OutputResult:
@@ -207,7 +220,8 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
 
     e_flat, o_flat = expected.reshape(-1), obtained.reshape(-1)
     work = torch.float64 if expected.dtype == torch.float64 else torch.float32
-    mismatched = nan_same = 0
+    mismatched = nan_same = zero_sign = 0
+    bitwise = tol.atol == 0 and tol.rtol == 0
     max_abs = max_rel = sum_abs = 0.0
     need_atol = need_rtol = 0.0
     unfixable = False  # NaN vs number, inf vs something else: no tolerance passes
@@ -222,6 +236,10 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
         diff = torch.where(finite, (o - e).abs(), torch.zeros((), dtype=work))
         scale = e.abs()
         bad = (finite & (diff > tol.atol + tol.rtol * scale)) | nonfinite_bad
+        if bitwise:
+            signs = (e == 0) & (o == 0) & (e.signbit() != o.signbit())
+            zero_sign += int(signs.sum())
+            bad |= signs
         n_bad = int(bad.sum())
         nan_same += int(both_nan.sum())
         if n_bad and first is None:
@@ -238,6 +256,8 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
             excess = diff - tol.atol
             need_rtol = max(need_rtol, float(torch.where(excess > 0, torch.where(scale > 0, excess / scale, math.inf), 0.0).max()))
     kind = Kind.VALUES if mismatched else Kind.MATCH
+    if zero_sign and need_atol <= 0:
+        need_atol = math.ulp(0.0)  # any positive tolerance accepts a sign-of-zero difference
     index = tuple(int(i) for i in _unravel(first, tuple(expected.shape))) if first is not None else None
     return OutputResult(
         kind=kind, mismatched=mismatched, max_abs_diff=max_abs, max_rel_diff=max_rel,
@@ -247,7 +267,9 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
         nan_count=nan_same,
         needed_atol=None if unfixable else max(0.0, need_atol),
         needed_rtol=None if unfixable or math.isinf(need_rtol) else need_rtol,
-        detail="NaN or infinity in one run where the other has a different value" if unfixable else "",
+        detail=("NaN or infinity in one run where the other has a different value" if unfixable
+                else f"{zero_sign} of them -0.0 vs 0.0 (the sign of zero differs; any tolerance > 0 accepts it)"
+                if zero_sign else ""),
         **base,
     )
 

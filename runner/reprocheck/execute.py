@@ -137,7 +137,21 @@ def _pythonpath(env: dict[str, str]) -> dict[str, str]:
     # The worker imports this very package, even when it is not installed (tests, source checkouts).
     here = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    # The worker dies with this process (parent-death signal); it checks it was not orphaned before that.
+    env[PARENT_ENV] = str(os.getpid())
     return env
+
+
+PARENT_ENV = "REPROCHECK_PARENT_PID"
+_live: set[subprocess.Popen[bytes]] = set()  # zygotes started and not yet reaped
+
+
+def cancel_all() -> None:
+    """Kill every worker this process started that is still alive (on exit, whatever the cause)."""
+    for proc in list(_live):
+        if proc.poll() is None:
+            _kill_group(proc)
+        _live.discard(proc)
 
 
 def _kill_group(proc: subprocess.Popen[Any]) -> None:
@@ -173,10 +187,13 @@ class Prepared:
                     _worker_cmd(str(self.job_file), "--fork", str(self.timeout), *map(str, self.run_dirs)),
                     env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=zlog, start_new_session=True,
                 )
+            _live.add(self.zygote)
 
     def cancel(self) -> None:
-        if self.zygote is not None and self.zygote.poll() is None:
-            _kill_group(self.zygote)
+        if self.zygote is not None:
+            if self.zygote.poll() is None:
+                _kill_group(self.zygote)
+            _live.discard(self.zygote)
 
     def run(self, progress: Progress | None = None) -> list[RunResult]:
         """Run the check `runs` times in isolation; stops at the first failed run."""
@@ -249,6 +266,7 @@ def _run_forked(proc: subprocess.Popen[bytes], job_file: Path, run_dirs: list[Pa
             _kill_group(proc)
         else:
             proc.wait()
+        _live.discard(proc)
     if not results or (results[-1].ok and len(results) < len(run_dirs)):
         # The zygote itself died or hung (e.g. torch failed to import).
         i = len(results) + 1

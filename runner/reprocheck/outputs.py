@@ -1,8 +1,14 @@
 """A model's output as a structure tree plus named leaf tensors, and its file format.
 
-Leaf paths join container keys/indices with dots: `0.boxes`, `logits`, `1.2`; a bare
-tensor output is `output`. The tree records container types, keys and lengths so that
-comparison can check structure before values. Python numbers become 0-d tensors;
+Output paths join one component per container level with dots: `0.boxes`, `logits`, `1.2`;
+a bare tensor output is `output`. Components are unambiguous, so no two leaves share a path:
+  * a list/tuple index or an int dict key is written in decimal: `0`, `-1`;
+  * a str key is written bare when it is identifier-like (`[A-Za-z_][A-Za-z0-9_-]*`), else
+    quoted as a JSON string: `{"a.b": x}` -> `"a.b"`, `{"1": x}` -> `"1"` (so it differs from `1`);
+  * any other key (bool, float, None, tuple, ...) is written `<repr>`: `<True>`, `<0.5>`.
+Two keys of one dict that still read the same (equal reprs) are refused, never merged.
+`split_path` reverses `join_path`. The tree records container types, keys and lengths so
+that comparison can check structure before values. Python numbers become 0-d tensors;
 strings and None are kept in the tree and compared exactly.
 
 On disk: `torch.save({"format": 1, "tree": ..., "tensors": {path: cpu tensor}})`,
@@ -12,17 +18,28 @@ read back with `weights_only=True` (no pickle code runs), written atomically.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
+import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT_NAME = "output"
+SEPARATOR = "."
+_BARE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_INT = re.compile(r"^-?\d+$")
 
 
 class UnsupportedOutput(TypeError):
     pass
+
+
+class OutputTargetError(OSError):
+    """A path the user asked us to write cannot be written safely (symlink, device, not writable)."""
 
 
 @dataclass
@@ -30,13 +47,68 @@ class Outputs:
     tree: dict[str, Any]
     tensors: dict[str, Any]
 
-    @property
-    def paths(self) -> list[str]:
-        return list(self.tensors)
+
+def key_component(key: Any) -> str:
+    """One unambiguous path component for a container key or index."""
+    if isinstance(key, bool):
+        return f"<{key!r}>"
+    if isinstance(key, int):
+        return str(key)
+    if isinstance(key, str):
+        return key if _BARE.match(key) else json.dumps(key, ensure_ascii=False)
+    return f"<{key!r}>"
 
 
-def _join(prefix: str, key: Any) -> str:
-    return f"{prefix}.{key}" if prefix else str(key)
+def join_path(prefix: str, component: str) -> str:
+    return f"{prefix}{SEPARATOR}{component}" if prefix else component
+
+
+def split_path(path: str) -> list[str]:
+    """The components of a path, quoting kept (`a."b.c".0` -> ['a', '"b.c"', '0'])."""
+    parts: list[str] = []
+    i, n = 0, len(path)
+    while i <= n:
+        if i < n and path[i] == '"':
+            j = i + 1
+            while j < n and path[j] != '"':
+                j += 2 if path[j] == "\\" else 1
+            end = j + 1
+        elif i < n and path[i] == "<":
+            end = path.find(">" + SEPARATOR, i)
+            end = n if end < 0 else end + 1
+        else:
+            end = path.find(SEPARATOR, i)
+            end = n if end < 0 else end
+        parts.append(path[i:end])
+        i = end + 1
+    return parts
+
+
+def decode_component(component: str) -> Any:
+    """The key a component stands for: str, int, or the repr text of any other key."""
+    if component.startswith('"'):
+        return json.loads(component)
+    if _INT.match(component):
+        return int(component)
+    return component
+
+
+def _leaf_tensor(value: Any, leaf: str) -> Any:
+    import torch
+
+    t = value.detach()
+    if getattr(t, "is_nested", False):
+        raise UnsupportedOutput(f"output {leaf!r} is a nested (jagged) tensor; return its components "
+                                "(e.g. `list(t.unbind())`) or a padded tensor (`t.to_padded_tensor(0.0)`)")
+    if t.is_meta:
+        raise UnsupportedOutput(f"output {leaf!r} is on the meta device and has no values")
+    if t.layout != torch.strided:  # sparse COO/CSR/CSC/BSR, mkldnn
+        t = t.to_dense()
+    if t.is_quantized:
+        t = t.dequantize()
+    if type(t) is not torch.Tensor and not isinstance(t, torch.nn.Parameter):
+        t = t.as_subclass(torch.Tensor)  # subclasses may not survive a weights-only load
+    return t.cpu().contiguous()
 
 
 def flatten(obj: Any) -> Outputs:
@@ -44,15 +116,22 @@ def flatten(obj: Any) -> Outputs:
 
     tensors: dict[str, Any] = {}
 
+    def items(pairs: list[tuple[Any, Any]], path: str) -> list[list[Any]]:
+        seen: dict[str, Any] = {}
+        out = []
+        for key, value in pairs:
+            comp = key_component(key)
+            if comp in seen:
+                raise UnsupportedOutput(f"output {join_path(path, comp)!r}: keys {seen[comp]!r} and {key!r} "
+                                        "cannot be told apart in an output path; give them distinct names")
+            seen[comp] = key
+            out.append([comp, walk(value, join_path(path, comp))])
+        return out
+
     def walk(value: Any, path: str) -> dict[str, Any]:
         leaf = path or ROOT_NAME
         if isinstance(value, torch.Tensor):
-            t = value.detach()
-            if t.is_sparse:
-                t = t.to_dense()
-            if t.is_quantized:
-                t = t.dequantize()
-            tensors[leaf] = t.cpu().contiguous()
+            tensors[leaf] = _leaf_tensor(value, leaf)
             return {"t": "tensor", "path": leaf}
         if isinstance(value, (bool, int, float)):
             tensors[leaf] = torch.tensor(value)
@@ -60,17 +139,16 @@ def flatten(obj: Any) -> Outputs:
         if value is None or isinstance(value, str):
             return {"t": "value", "path": leaf, "value": value}
         if isinstance(value, dict):  # includes OrderedDict and transformers' ModelOutput
-            return {"t": "dict", "type": type(value).__name__,
-                    "items": [[str(k), walk(v, _join(path, k))] for k, v in value.items()]}
+            return {"t": "dict", "type": type(value).__name__, "items": items(list(value.items()), path)}
         if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple
             return {"t": "dict", "type": type(value).__name__,
-                    "items": [[k, walk(getattr(value, k), _join(path, k))] for k in value._fields]}
+                    "items": items([(k, getattr(value, k)) for k in value._fields], path)}
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return {"t": "dict", "type": type(value).__name__,
-                    "items": [[f.name, walk(getattr(value, f.name), _join(path, f.name))] for f in dataclasses.fields(value)]}
+                    "items": items([(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)], path)}
         if isinstance(value, (list, tuple)):
             return {"t": type(value).__name__ if type(value) in (list, tuple) else "list",
-                    "items": [walk(v, _join(path, i)) for i, v in enumerate(value)]}
+                    "items": [walk(v, join_path(path, str(i))) for i, v in enumerate(value)]}
         raise UnsupportedOutput(
             f"output {leaf!r} is a {type(value).__name__}; return tensors, numbers, strings, "
             "or lists/tuples/dicts/dataclasses of them"
@@ -80,15 +158,50 @@ def flatten(obj: Any) -> Outputs:
     return Outputs(tree=tree, tensors=tensors)
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Call write(tmp_path) then rename over `path`: readers never see half a file."""
+def _umask() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666  # less the umask, like any file the user creates
+
+
+def refuse_special_target(path: Path) -> None:
+    """Raise when `path` exists and is not a regular file: a symlink, FIFO, device or folder is never replaced."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        raise OutputTargetError(f"{path}: a parent is a file, not a folder") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise OutputTargetError(f"{path}: is a symbolic link; name the real file (links are never replaced)")
+    if stat.S_ISDIR(st.st_mode):
+        raise OutputTargetError(f"{path}: is a folder (give a file name)")
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputTargetError(f"{path}: is a FIFO, socket or device, not a regular file (give a file name)")
+
+
+def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
+    """Call write(tmp_path) then rename over `path`: readers never see half a file.
+    The file gets mode 0666 less the umask; a non-regular file at `path` is refused, never replaced."""
+    refuse_special_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, FILE_MODE & ~_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        refuse_special_target(path)  # created meanwhile?
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -11,14 +11,8 @@ from typing import Any
 
 from . import baseline as baselines
 from . import compare, execute, outputs, recipe
+from .exitcodes import ExitCode
 from .spec import LoadedCheck
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0
-    MISMATCH = 1
-    USAGE = 2
-    RUN_FAILED = 3
 
 
 class Status(str, enum.Enum):
@@ -70,6 +64,15 @@ def workdir_for(root: Path, index: int, lc: LoadedCheck) -> Path:
 class BaselineOptions:
     root: Path
     update: bool = False
+    spec_root: Path = Path(".")  # goldens are laid out by the spec's path relative to this
+
+
+class Interrupted(Exception):
+    """reprocheck failed inside a check: the checks before it completed and can still be reported."""
+
+    def __init__(self, completed: list[CheckResult], cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.completed, self.cause = completed, cause
 
 
 def _baseline(lc: LoadedCheck, options: BaselineOptions, status: Status, first: outputs.Outputs,
@@ -77,10 +80,10 @@ def _baseline(lc: LoadedCheck, options: BaselineOptions, status: Status, first: 
     if options.update:
         if status is not Status.PASS:
             return baselines.BaselineResult(
-                status=baselines.BaselineStatus.NOT_UPDATED, golden=baselines.golden_path(options.root, lc),
+                status=baselines.BaselineStatus.NOT_UPDATED, golden=baselines.golden_path(options.root, lc, options.spec_root),
                 message="baseline not written: the runs themselves differ, so there is no single right answer to store")
-        return baselines.update(lc, options.root, first, fingerprint)
-    return baselines.check_against(lc, options.root, first, fingerprint)
+        return baselines.update(lc, options, first, fingerprint)
+    return baselines.check_against(lc, options, first, fingerprint)
 
 
 def run_check(lc: LoadedCheck, prepared: execute.Prepared, progress: execute.Progress | None = None,
@@ -128,8 +131,11 @@ def run_all(checks: list[LoadedCheck], workroot: Path, isolation: execute.Isolat
         if on_start:
             on_start(i, lc)
         progress = (lambda r, lc=lc: on_run(lc, r)) if on_run else None
-        prepared = first if (i == 0 and first is not None) else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation)
-        result = run_check(lc, prepared, progress, baseline)
+        try:
+            prepared = first if (i == 0 and first is not None) else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation)
+            result = run_check(lc, prepared, progress, baseline)
+        except Exception as exc:
+            raise Interrupted(results, exc) from exc
         results.append(result)
         if on_done:
             on_done(result)

@@ -13,14 +13,17 @@ import difflib
 import functools
 import hashlib
 import json
+import math
 import re
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler, ValidationError, ValidationInfo,
+                      create_model, field_validator, model_validator)
+from pydantic.fields import FieldInfo
 
 DEFAULT_SEED = 3407
 SPEC_VERSION = 1
@@ -58,7 +61,38 @@ def _yaml_float(value: Any) -> Any:
     return value
 
 
-Number = Annotated[float, BeforeValidator(_yaml_float)]
+class _YamlFloatSchema:
+    """In the JSON Schema, a number may also be written as YAML 1.1 reads `1e-4` (a string)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        number = handler(core)
+        # Constraints given through Annotated reach here under their Python names; JSON Schema has its own.
+        for ours, theirs in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum"), ("lt", "exclusiveMaximum")):
+            if ours in number:
+                number[theirs] = number.pop(ours)
+        # Finite only (an infinity fails these; JSON itself has no NaN).
+        number.setdefault("minimum", -sys.float_info.max)
+        number.setdefault("maximum", sys.float_info.max)
+        unsigned = any(number.get(k, -1) >= 0 for k in ("minimum", "exclusiveMinimum"))
+        pattern = _YAML11_UNSIGNED.pattern if unsigned else _YAML11_FLOAT.pattern
+        return {"anyOf": [number, {"type": "string", "pattern": pattern}]}
+
+
+_YAML11_UNSIGNED = re.compile(r"^\+?(\d+(\.\d*)?|\.\d+)[eE][-+]?\d+$")
+# Finite only: `atol: .inf` would pass anything, `timeout: .inf` would never end.
+Number = Annotated[float, BeforeValidator(_yaml_float), Field(allow_inf_nan=False), _YamlFloatSchema]
+NonNegative = Annotated[Number, Field(ge=0)]
+
+# Upper bounds that keep a hostile or mistyped spec from exhausting the machine.
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_ELEMENTS = 2**31  # elements of a random input
+MAX_DIM = 2**31
+MAX_RUNS = 100
+MAX_THREADS = 4096
+MAX_SPEC_BYTES = 4 * 1024 * 1024
+MAX_DEPTH = 64  # YAML nesting
+MAX_NODES = 200_000  # YAML nodes after alias expansion
 
 
 class _Strict(BaseModel):
@@ -76,8 +110,24 @@ def _existing_file(value: str | None, info: ValidationInfo) -> str | None:
     return str(path)
 
 
+def _one_of(sources: tuple[str, ...]) -> list[dict[str, Any]]:
+    # JSON Schema form of "exactly one source is given (and not null)".
+    return [{"required": [k], "properties": {k: {"not": {"type": "null"}}}} for k in sources]
+
+
+def _absent_unless(key: str, others: tuple[str, ...], empty: dict[str, Any]) -> dict[str, Any]:
+    # JSON Schema form of "`others` only go with a non-null `key`".
+    return {"if": {"not": {"required": [key], "properties": {key: {"type": "string"}}}},
+            "then": {"properties": {o: empty for o in others}}}
+
+
 class ModelSpec(_Strict):
     """Where the model comes from: exactly one source."""
+
+    model_config = ConfigDict(json_schema_extra=lambda s: s.update(
+        oneOf=_one_of(MODEL_SOURCES),
+        allOf=[{"if": {"required": [k], "properties": {k: {"type": "string"}}},
+                "then": {"properties": {"kwargs": {"maxProperties": 0}}}} for k in ("torchscript", "exported")]))
 
     torchvision: str | None = Field(None, description="Any torchvision.models.get_model name, e.g. resnet50.")
     factory: str | None = Field(
@@ -116,17 +166,24 @@ Dtype = Literal[
 class RandomInput(_Strict):
     """A seeded random tensor (its own generator, seeded from the check's seed)."""
 
-    shape: list[int] = Field(min_length=1, description="e.g. [1, 3, 224, 224]")
+    shape: list[Annotated[int, Field(ge=1, le=MAX_DIM)]] = Field(min_length=1, max_length=16, description="e.g. [1, 3, 224, 224]")
     dtype: Dtype = "float32"
     distribution: Literal["uniform", "normal"] = "uniform"
     low: Number = Field(0.0, description="uniform/integer lower bound (inclusive)")
     high: Number = Field(1.0, description="uniform/integer upper bound (exclusive)")
 
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _positive(cls, v: Any) -> Any:
+        if isinstance(v, list) and any(isinstance(d, int) and not isinstance(d, bool) and d < 1 for d in v):
+            raise ValueError(f"every dimension must be >= 1, got {v}")
+        return v
+
     @field_validator("shape")
     @classmethod
-    def _positive(cls, v: list[int]) -> list[int]:
-        if any(d < 1 for d in v):
-            raise ValueError(f"every dimension must be >= 1, got {v}")
+    def _size(cls, v: list[int]) -> list[int]:
+        if math.prod(v) > MAX_ELEMENTS:
+            raise ValueError(f"{v} has {math.prod(v):,} elements, more than {MAX_ELEMENTS:,} (use a smaller input)")
         return v
 
     @model_validator(mode="after")
@@ -137,22 +194,27 @@ class RandomInput(_Strict):
 
 
 class Normalize(_Strict):
-    mean: list[Number] = Field(min_length=1)
-    std: list[Number] = Field(min_length=1)
+    mean: list[Number] = Field(min_length=1, max_length=64)
+    std: list[Number] = Field(min_length=1, max_length=64)
 
 
 class InputSpec(_Strict):
     """What the model is called with: exactly one source."""
 
+    model_config = ConfigDict(json_schema_extra=lambda s: s.update(
+        oneOf=_one_of(INPUT_SOURCES), allOf=[_absent_unless("image", ("resize", "normalize"), {"type": "null"})]))
+
     image: str | None = Field(None, description="An image file, decoded to RGB and preprocessed.")
-    tensor: str | None = Field(None, description=".pt (torch.load weights_only) or .npy/.npz (allow_pickle=False).")
+    tensor: str | None = Field(None, description=".pt (torch.load weights_only) or .npy/.npz (allow_pickle=False).",
+                               json_schema_extra={"pattern": r"\.(pt|pth|npy|npz)$"})
     random: RandomInput | None = None
     format: Literal["auto", "tensor", "batch", "list"] = Field(
         "auto",
         description="auto: detection models get a list of CHW tensors, images get a batch of one, "
         "tensors are passed as they are; tensor/batch/list force one of these.",
     )
-    resize: list[int] | None = Field(None, min_length=2, max_length=2, description="[height, width] (image only)")
+    resize: list[Annotated[int, Field(ge=1, le=16384)]] | None = Field(
+        None, min_length=2, max_length=2, description="[height, width] (image only)")
     normalize: Normalize | None = Field(None, description="mean/std per channel (image only)")
 
     _check_files = field_validator("image", "tensor")(_existing_file)
@@ -194,26 +256,27 @@ class RecipeSpec(_Strict):
     cudnn_deterministic: bool = True
     cudnn_benchmark: bool = False
     tf32: bool = Field(False, description="Allow TF32 in matmul and convolutions.")
-    threads: int | None = Field(
-        None, ge=1, description="Intra-op threads; default: the CPUs available, the same in every run."
+    threads: Annotated[int, Field(ge=1, le=MAX_THREADS)] | None = Field(
+        None, description="Intra-op threads; default: the CPUs available, the same in every run."
     )
     eval_mode: bool = Field(True, description="Call model.eval() before running.")
     inference_mode: bool = Field(True, description="Run under torch.inference_mode().")
 
 
 class ToleranceRule(_Strict):
-    atol: Number | None = Field(None, ge=0)
-    rtol: Number | None = Field(None, ge=0)
+    atol: NonNegative | None = None
+    rtol: NonNegative | None = None
 
 
 class ToleranceSpec(_Strict):
     """|obtained - expected| <= atol + rtol * |expected|; default bitwise."""
 
-    atol: Number = Field(0.0, ge=0)
-    rtol: Number = Field(0.0, ge=0)
+    atol: NonNegative = 0.0
+    rtol: NonNegative = 0.0
     outputs: dict[str, ToleranceRule] = Field(
         default_factory=dict,
-        description="Per-output overrides; keys are glob patterns over output paths; the first match wins.",
+        description="Per-output overrides; keys are glob patterns over output paths; the first match wins "
+        "(in a multi-check file, an entry's patterns are tried before the defaults').",
     )
 
 
@@ -222,9 +285,9 @@ class Check(_Strict):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][\w.\-]*$")
     seed: int = Field(DEFAULT_SEED, ge=0, lt=2**32)
-    runs: int = Field(2, ge=2, le=100)
+    runs: int = Field(2, ge=2, le=MAX_RUNS)
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|auto)$", description="cpu | cuda | cuda:N | auto")
-    timeout: Number = Field(600.0, gt=0, description="Seconds allowed for each run.")
+    timeout: Number = Field(600.0, gt=0, le=MAX_TIMEOUT, description="Seconds allowed for each run (at most a week).")
     model: ModelSpec
     input: InputSpec
     recipe: RecipeSpec = RecipeSpec()
@@ -249,36 +312,53 @@ CHECK_KEYS = tuple(Check.model_fields)
 MERGED_KEYS = ("recipe", "tolerance", "baseline")
 
 
-class _Defaults(_Strict):
-    seed: int | None = None
-    runs: int | None = None
-    device: str | None = None
-    timeout: Number | None = None
-    model: ModelSpec | None = None
-    input: InputSpec | None = None
-    recipe: RecipeSpec | None = None
-    tolerance: ToleranceSpec | None = None
-    baseline: ToleranceSpec | None = None
+def _defaults_model() -> type[BaseModel]:
+    # The top of a multi-check file: every check key but `name`, with the same constraints, none
+    # required (null is not a value: leave the key out). Generated, so it cannot drift from Check.
+    fields: dict[str, Any] = {}
+    for key, info in Check.model_fields.items():
+        if key != "name":
+            fields[key] = (info.annotation, FieldInfo.merge_field_infos(info, default=None, default_factory=None))
+    return create_model("Defaults", __config__=_Strict.model_config, **fields)
 
 
-class SpecDocument(_Defaults):
-    """A spec file: one check (its keys at the top), or defaults plus `checks:`."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, title="reprocheck spec (version 1)"
-    )
-    version: Literal[1]
-    checks: list[Check] | None = Field(None, description="Several checks; each entry overrides the defaults above.")
+Defaults = _defaults_model()
 
 
 def json_schema() -> dict[str, Any]:
-    schema = SpecDocument.model_json_schema()
-    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
-    schema["$id"] = "https://github.com/reprocheck/reprocheck/spec-v1.schema.json"
-    # Entries inherit the defaults, so inside `checks:` only `name` is required.
-    check = schema["$defs"]["Check"]
-    check["required"] = ["name"]
-    return schema
+    """The JSON Schema of a spec file, generated from the same models the validator uses."""
+    check = Check.model_json_schema(ref_template="#/$defs/{model}")
+    defaults = Defaults.model_json_schema(ref_template="#/$defs/{model}")
+    defs = {**check.pop("$defs", {}), **defaults.pop("$defs", {})}
+    version = {"const": SPEC_VERSION, "description": "The spec format version; always 1."}
+    single = {k: v for k, v in check["properties"].items() if k != "name"}
+    # Inside `checks:` an entry inherits the defaults, so only `name` is required of it...
+    entry = {**check, "required": ["name"], "title": "Check entry"}
+    # ...except the model and input, when the defaults do not give them.
+    inherit = [{"if": {"not": {"required": [k]}},
+                "then": {"properties": {"checks": {"items": {"required": [k]}}}}} for k in ("model", "input")]
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$id": "https://github.com/reprocheck/reprocheck/spec-v1.schema.json",
+        "title": "reprocheck spec (version 1)",
+        "description": "One check (its keys at the top, named after the file), or defaults plus `checks:`.",
+        "type": "object",
+        "required": ["version"],
+        "$defs": {**defs, "CheckEntry": entry},
+        "if": {"required": ["checks"]},
+        "then": {
+            "properties": {"version": version, **defaults["properties"],
+                           "checks": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/CheckEntry"},
+                                      "description": "Several checks; each entry overrides the defaults above."}},
+            "additionalProperties": False,
+            "allOf": inherit,
+        },
+        "else": {
+            "properties": {"version": version, **single},
+            "required": ["version", *[k for k in check.get("required", []) if k != "name"]],
+            "additionalProperties": False,
+        },
+    }
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -293,6 +373,8 @@ class LoadedCheck:
     line: int
     base_dir: Path
     key_prefix: tuple[Any, ...] = ()  # ("checks", i) inside a multi-check file
+    # The file's parsed node tree, shared by its checks: line lookups never re-read the file.
+    where: _Located | None = field(default=None, compare=False, repr=False)
 
     @functools.cached_property
     def config_hash(self) -> str:
@@ -301,7 +383,7 @@ class LoadedCheck:
 
     def key_line(self, *keys: str) -> int:
         """The line of one of this check's keys, falling back to the defaults, then the check."""
-        where = _Located(_parse(self.file.read_text(encoding="utf-8"))[0])
+        where = self.where or _read(self.file)[1]
         for path in (self.key_prefix + keys, keys):
             if where.has(path):
                 return where.line(path) or self.line
@@ -416,7 +498,8 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
             merged = dict(out[k])
             for kk, vv in v.items():
                 if kk == "outputs" and isinstance(merged.get(kk), dict) and isinstance(vv, dict):
-                    merged[kk] = {**merged[kk], **vv}
+                    # Globs match in order and the first wins: the entry's own patterns go first.
+                    merged[kk] = {**vv, **{p: r for p, r in merged[kk].items() if p not in vv}}
                 else:
                     merged[kk] = vv
             out[k] = merged
@@ -425,11 +508,64 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _TooBig(Exception):
+    def __init__(self, line: int | None, message: str) -> None:
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+def _check_depth(text: str) -> None:
+    """Refuse deep nesting from the event stream, before the (recursive) composer sees it."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _TooBig(event.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep (a spec needs a few)")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def _check_expansion(root: yaml.Node | None) -> None:
+    """Refuse alias bombs: count the nodes as if every alias were expanded, without expanding them."""
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+    stack = [(root, False)] if root is not None else []
+    while stack:  # post-order, without recursion
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        kids = _children(node)
+        if not children_done:
+            open_.add(id(node))
+            stack.append((node, True))
+            for kid in kids:
+                if id(kid) in open_:
+                    raise _TooBig(kid.start_mark.line + 1, "a YAML alias refers to a value that contains it")
+                stack.append((kid, False))
+            continue
+        open_.discard(id(node))
+        sizes[id(node)] = 1 + sum(sizes[id(k)] for k in kids)
+        if sizes[id(node)] > MAX_NODES:
+            raise _TooBig(node.start_mark.line + 1,
+                          f"expands to more than {MAX_NODES:,} values through YAML aliases (an alias bomb?); write it out")
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def _parse(text: str) -> tuple[yaml.Node | None, Any]:
-    """One safe parse giving both the node tree (for line numbers) and the data."""
+    """One safe parse giving both the node tree (for line numbers) and the data, within limits."""
+    _check_depth(text)
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        _check_expansion(node)
         return node, (loader.construct_document(node) if node is not None else None)
     finally:
         loader.dispose()
@@ -437,6 +573,8 @@ def _parse(text: str) -> tuple[yaml.Node | None, Any]:
 
 def _read(path: Path) -> tuple[Any, _Located]:
     try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecErrors([SpecError(path, None, "", f"larger than {MAX_SPEC_BYTES // 1024 // 1024} MiB; a spec is a small YAML file")])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecErrors([SpecError(path, None, "", "no such spec file (check the path)")]) from None
@@ -444,6 +582,10 @@ def _read(path: Path) -> tuple[Any, _Located]:
         raise SpecErrors([SpecError(path, None, "", f"cannot read the spec: {exc}")]) from None
     try:
         node, data = _parse(text)
+    except _TooBig as exc:
+        raise SpecErrors([SpecError(path, exc.line, "", exc.message)]) from None
+    except RecursionError:
+        raise SpecErrors([SpecError(path, None, "", "nested too deeply to read")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -498,6 +640,12 @@ def load_spec(path: str | Path) -> list[LoadedCheck]:
     else:
         if not isinstance(checks_raw, list) or not checks_raw:
             raise SpecErrors([SpecError(path, where.line(("checks",)), "checks", "must be a non-empty list of checks")])
+        # The defaults are checked on their own too (a bad default is wrong even where every entry overrides it),
+        # and once: their errors are not repeated for every entry that inherits them.
+        try:
+            Defaults.model_validate(top, context=context)
+        except ValidationError as exc:
+            raise SpecErrors([located(e, (), Defaults) for e in exc.errors()]) from None
         entries = []
         for i, entry in enumerate(checks_raw):
             if not isinstance(entry, dict):
@@ -518,7 +666,8 @@ def load_spec(path: str | Path) -> list[LoadedCheck]:
             errors.append(SpecError(path, line, _key_text(prefix + ("name",)), f"duplicate check name '{check.name}' (first on line {seen[check.name]}; names must be unique)"))
             continue
         seen[check.name] = line or 1
-        loaded.append(LoadedCheck(check=check, file=path, line=line or 1, base_dir=path.resolve().parent, key_prefix=prefix))
+        loaded.append(LoadedCheck(check=check, file=path, line=line or 1, base_dir=path.resolve().parent, key_prefix=prefix,
+                                  where=where))
     if errors:
         raise SpecErrors(errors)
     return loaded

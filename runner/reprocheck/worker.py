@@ -109,8 +109,11 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
     except BaseException as exc:  # noqa: BLE001 - SystemExit inside a model is a failure too
         if isinstance(exc, KeyboardInterrupt):
             raise
+        from .outputs import UnsupportedOutput
+
         lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        tail = "".join(lines).rstrip().splitlines()[-12:]
+        # Our own refusal of an output says all there is to say; a model's exception needs its traceback.
+        tail = [] if isinstance(exc, UnsupportedOutput) else "".join(lines).rstrip().splitlines()[-12:]
         message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
         if isinstance(exc, SystemExit):
             message = f"the model called sys.exit({exc.code!r})"
@@ -266,6 +269,10 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
 
 
 def main(argv: list[str]) -> int:
+    _die_with_parent()
+    parent = os.environ.get("REPROCHECK_PARENT_PID")
+    if parent and parent.isdigit() and os.getppid() != int(parent):
+        return 1  # reprocheck died before the signal was armed: nobody waits for this run
     job = json.loads(Path(argv[0]).read_text())
     if argv[1] == "--fork":
         return serve_forked(job, float(argv[2]), [Path(p) for p in argv[3:]])
