@@ -47,7 +47,8 @@ def _github_usage_error(exc: UsageError) -> None:
     located = [(github.workspace_relative(e.file), e.line or 1, "reprocheck: invalid spec", str(e))
                for e in exc.errors if e.file != "command line"]
     lines = github.annotations(located) if located else [github.command("error", str(exc), title="reprocheck: invalid command")]
-    print("\n".join(lines))
+    for line in lines:
+        github.emit(line)
     github.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
 
 
@@ -71,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     dock.add_argument("--image", help="image to run (default: the pinned image for this version)")
     dock.add_argument("--build", action="store_true", help="build the image from this source tree's docker/Dockerfile first")
     dock.add_argument("--gpus", default="none", metavar="all|N|none", help="GPUs for the container (default none)")
-    dock.add_argument("--network", default="none", help="container network (default none: no network)")
+    dock.add_argument("--network", default="none", help="container network (default none: no network; host is refused)")
+    dock.add_argument("--workspace", type=Path, metavar="DIR",
+                      help="mounted read-only; specs and outputs must be inside it (default: the current folder)")
 
     val = sub.add_parser(Command.VALIDATE.value, help="check spec files without running anything")
     val.add_argument("specs", nargs="+", metavar="SPEC")
@@ -248,7 +251,9 @@ def _run_checks(args: argparse.Namespace, checks: list[LoadedCheck], root: Path,
     # Under GitHub the progress log goes to stdout inside a collapsible group.
     log = sys.stdout if args.github else sys.stderr
     if args.github:
-        print(f"::group::reprocheck: {total} checks", flush=True)
+        from .github import emit
+
+        emit(f"::group::reprocheck: {total} checks")
 
     def on_start(i: int, lc: LoadedCheck) -> None:
         if not quiet:
@@ -269,7 +274,7 @@ def _run_checks(args: argparse.Namespace, checks: list[LoadedCheck], root: Path,
     except pipeline.Interrupted as exc:
         results, crash = exc.completed, exc.cause
     if args.github:
-        print("::endgroup::", flush=True)
+        emit("::endgroup::")
     return results, crash
 
 
@@ -288,7 +293,7 @@ def _write_reports(args: argparse.Namespace, results: list) -> None:
         from . import github
 
         for line in github.annotations(report.github_failures(results)):
-            print(line)
+            github.emit(line)
         github.append_summary(report.render(report.Format.MARKDOWN, results))
         github.write_outputs(report.github_outputs(results, str(args.report) if args.report else None))
 
@@ -376,22 +381,28 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_docker(args: argparse.Namespace) -> int:
-    from . import container
+    """The same check in the pinned image, launched by the one policy the Action uses too (launch.py)."""
+    from . import container, launch
 
-    _check_output_flags(args)
-    forwarded: list[str] = []
-    for name in args.check:
-        forwarded += ["--check", name]
-    for flag, value in (("--runs", args.runs), ("--device", args.device)):
-        if value is not None:
-            forwarded += [flag, str(value)]
-    forwarded += ["--isolation", args.isolation] + (["-q"] if args.quiet else []) + (["--github"] if args.github else [])
+    if args.baseline_root is not None:
+        raise UsageError("--baseline-root: in the container the goldens are laid out relative to --workspace")
+    def absolute(path: object) -> str | None:  # command-line paths are relative to the current folder
+        return os.path.abspath(str(path)) if path else None
+
+    request = launch.Request(
+        specs=tuple(os.path.abspath(s) for s in args.specs), image=args.image or container.default_image(),
+        workspace=args.workspace or Path.cwd(),
+        checks=tuple(args.check), runs=args.runs, device=args.device, gpus=args.gpus, network=args.network,
+        isolation=args.isolation, quiet=args.quiet,
+        report=absolute(args.report), summary=absolute(args.summary), baseline=absolute(args.baseline),
+        update_baseline=args.update_baseline,
+        github=args.github, github_output=os.environ.get("GITHUB_OUTPUT"),
+        github_summary=os.environ.get("GITHUB_STEP_SUMMARY"))
     try:
-        return container.run([Path(p) for p in args.specs], forwarded, image=args.image or container.default_image(),
-                             build=args.build, gpus=args.gpus, network=args.network,
-                             report=args.report, summary=args.summary, baseline=args.baseline,
-                             update_baseline=args.update_baseline)
-    except container.ContainerError as exc:
+        plan = launch.plan(request)
+        _check_output_flags(args)
+        return container.run(plan, build=args.build)
+    except (launch.LaunchError, container.ContainerError) as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -439,7 +450,7 @@ def _internal_error(exc: BaseException, argv: list[str], github: bool) -> int:
     if github:
         from . import github as gh
 
-        print(gh.command("error", message, title="reprocheck: internal error"))
+        gh.emit(gh.command("error", message, title="reprocheck: internal error"))
         try:
             gh.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
         except OSError:
@@ -455,6 +466,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _on_sigterm)
     args = _parser().parse_args(argv)
     github = bool(getattr(args, "github", False))
+    if github:
+        from .github import guard_streams
+
+        guard_streams()  # model text printed from here on can never act as a workflow command
     handler = HANDLERS[Command(args.command)]
     try:
         return int(handler(args))

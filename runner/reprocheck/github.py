@@ -6,21 +6,86 @@
     multiline-safe with a random delimiter;
   * print one `::error file=SPEC,line=N,title=...::` per failing check (at most 10, then one summary).
 Escaping follows the runner's workflow-command rules: data escapes % CR LF; properties also : and ,.
+Everything else printed under --github is neutralised, so text from a model (an exception message,
+an output key) can never be read as a workflow command: a line starting with `::` (after spaces)
+gets a backslash before it, and `##[` (the legacy form) becomes `#\\#[` wherever it stands. Our own
+commands go out through `emit`, which alone bypasses that.
 """
 
 from __future__ import annotations
 
+import atexit
+import io
 import os
+import re
 import secrets
+import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TextIO
 
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
 SUMMARY_LIMIT = 1024 * 1024  # bytes GitHub accepts per step summary
 
 
+_COMMAND_START = re.compile(r"^(\s*)::")
+
+
+def neutralise(text: str) -> str:
+    """Text that the runner will show but never act on."""
+    lines = text.replace("##[", "#\\#[").split("\n")
+    return "\n".join(_COMMAND_START.sub(r"\1\\::", line) for line in lines)
+
+
 def escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A").replace("##[", "#\\#[")
+
+
+class NeutralisedStream(io.TextIOBase):
+    """Wraps stdout/stderr under --github: whole lines are neutralised on their way out."""
+
+    def __init__(self, raw: TextIO) -> None:
+        self.raw, self.pending = raw, ""
+        atexit.register(self.close_pending)
+
+    def write(self, text: str) -> int:
+        *lines, self.pending = (self.pending + text).replace("\r", "\n").split("\n")
+        for line in lines:
+            self.raw.write(neutralise(line) + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.raw.flush()  # a partial line waits for its end: split writes must not smuggle `::` through
+
+    def close_pending(self) -> None:
+        if self.pending:
+            self.raw.write(neutralise(self.pending) + "\n")
+            self.pending = ""
+        self.raw.flush()
+
+    def emit(self, line: str) -> None:
+        self.close_pending()
+        self.raw.write(line + "\n")
+        self.raw.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+def guard_streams() -> None:
+    """Under --github: from here on, only `emit` can print a workflow command."""
+    if not isinstance(sys.stdout, NeutralisedStream):
+        sys.stdout = NeutralisedStream(sys.stdout)
+    if not isinstance(sys.stderr, NeutralisedStream):
+        sys.stderr = NeutralisedStream(sys.stderr)
+
+
+def emit(line: str) -> None:
+    """Print one of our own workflow commands (built by `command`)."""
+    if isinstance(sys.stdout, NeutralisedStream):
+        sys.stdout.emit(line)
+    else:
+        print(line, flush=True)
 
 
 def escape_property(text: str) -> str:

@@ -24,6 +24,7 @@ import enum
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -259,8 +260,23 @@ def render_json(results: list[CheckResult]) -> str:
 # --- Markdown -----------------------------------------------------------------------------------
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # emphasis, code, links/images, table cells, strikethrough
+
+
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Model text (exception messages, output keys, paths) as inert Markdown: no HTML, no links, no images,
+    no code spans breaking out, one table cell."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    """`text` as a code span that nothing in it can close."""
+    text = text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {text} {fence}" if longest else f"`{text}`"
 
 
 _ICONS = {Status.PASS: ":white_check_mark: pass", Status.FAIL: ":x: fail", Status.ERROR: ":warning: error"}
@@ -279,12 +295,12 @@ def render_markdown(results: list[CheckResult]) -> str:
     for r in results:
         diff = _num(r.comparison.max_abs_diff) if r.comparison is not None else "-"
         ok_runs = sum(1 for x in r.runs if x.ok)
-        head.append(f"| `{_md(r.name)}` | {_ICONS[r.status]} | {ok_runs}/{r.runs_requested} | {r.device} | {r.seed} | {diff} | {r.duration:.1f}s |")
+        head.append(f"| {_code(r.name)} | {_ICONS[r.status]} | {ok_runs}/{r.runs_requested} | {r.device} | {r.seed} | {diff} | {r.duration:.1f}s |")
     sections: list[str] = []
     for r in results:
         if r.status is Status.PASS and not r.notes and (r.baseline is None or r.baseline.status.value == "match"):
             continue
-        body = ["", f"### `{_md(r.name)}` — {r.status.value}", "", f"Spec: `{r.file}` line {r.line}", ""]
+        body = ["", f"### {_code(r.name)} — {r.status.value}", "", f"Spec: {_code(str(r.file))} line {r.line}", ""]
         if r.status is Status.ERROR:
             run = r.failed_run
             body.append(f"{_md(run_cause(r))}")
@@ -303,7 +319,7 @@ def render_markdown(results: list[CheckResult]) -> str:
             body += ["", f"**Remedy:** {_md(remedy(fails[0]))}"]
         b = r.baseline
         if b is not None and b.status.value != "match":
-            body += ["", f"**Baseline:** {b.status.value} (`{b.golden}`)", ""]
+            body += ["", f"**Baseline:** {b.status.value} ({_code(str(b.golden))})", ""]
             if b.message:
                 body.append(_md(b.message))
             if b.comparison is not None and not b.comparison:
