@@ -184,7 +184,7 @@ def test_model_text_under_github_never_becomes_a_command(spec_dir, tmp_path):
 from torch import nn
 class M(nn.Module):
     def forward(self, x):
-        raise ValueError("boom\\n::add-mask::leaked\\n##[error]forged <img src=x onerror=alert(1)> [x](http://evil)")
+        raise ValueError("boom <img src=x onerror=alert(1)> [x](http://evil)\\n::add-mask::leaked\\n##[error]forged")
 def build():
     return M()
 """, "evil.py")
@@ -199,7 +199,7 @@ def build():
     md = summary.read_text()
     # Outside fenced code blocks (where nothing renders), no raw HTML and no link survive.
     prose = "".join(part for i, part in enumerate(md.split("\n```")) if i % 2 == 0)
-    assert "<img" not in prose and "](http://evil)" not in prose and "&lt;img" in prose
+    assert "<img" not in prose and "[x](http" not in prose and "&lt;img" in prose and "\\[x\\](http" in prose
     assert "```\n```" not in md
 
 
