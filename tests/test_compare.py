@@ -1,4 +1,4 @@
-"""One test per comparison rule (DESIGN §4), on real tensors."""
+"""One test per comparison rule (the comparison contract in compare.py and the README), on real tensors."""
 
 import math
 

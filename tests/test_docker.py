@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -97,20 +99,58 @@ def test_reprocheck_docker_passes_exit_codes_and_writes_reports(image, tmp_path)
     spec = _net_spec(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    r = reprocheck("docker", str(spec), "--image", image, "--report", str(out / "r.json"), "--summary", str(out / "s.md"))
+    r = reprocheck("docker", str(spec), "--image", image, "--report", str(out / "r.json"), "--summary", str(out / "s.md"),
+                   cwd=tmp_path)
     assert r.code == 0, r  # no network interfaces: the probe model passed
     report = json.loads((out / "r.json").read_text())
     assert report["checks"][0]["status"] == "pass"
     assert (out / "s.md").read_text().startswith("## reprocheck")
     assert (out / "r.json").stat().st_uid == os.getuid()
 
-    r = reprocheck("docker", str(spec), "--image", image, "--network", "bridge")
+    r = reprocheck("docker", str(spec), "--image", image, "--network", "bridge", cwd=tmp_path)
     assert r.code == 3 and "network interfaces present" in r.out, r
 
-    assert reprocheck("docker", str(EXAMPLES / "nondeterministic.yaml"), "--image", image).code == 1
+    assert reprocheck("docker", str(EXAMPLES / "nondeterministic.yaml"), "--image", image, cwd=ROOT).code == 1
     bad = write_spec(tmp_path, "version: 1\nruns: 1\n", "bad.yaml")
-    r = reprocheck("docker", str(bad), "--image", image)
+    r = reprocheck("docker", str(bad), "--image", image, cwd=tmp_path)
     assert r.code == 2 and "runs:" in r.out
+
+
+def test_the_container_cannot_write_outside_its_output_folders(image, tmp_path):
+    # The workspace is read-only, the root file system too; only the report folder and /tmp take writes.
+    (tmp_path / "writer.py").write_text(
+        "import os, torch\n"
+        "def build():\n"
+        "    denied = []\n"
+        "    for target in (os.path.join(os.path.dirname(os.path.abspath(__file__)), 'x'), '/usr/x', '/work/x'):\n"
+        "        try:\n"
+        "            open(target, 'w').close()\n"
+        "        except OSError:\n"
+        "            denied.append(target)\n"
+        "    open('/tmp/ok', 'w').close()\n"
+        "    assert len(denied) == 3, denied\n"
+        "    return torch.nn.Identity()\n")
+    spec = write_spec(tmp_path, "version: 1\nmodel: {factory: 'writer:build'}\ninput: {random: {shape: [2]}}\n", "w.yaml")
+    r = reprocheck("docker", str(spec), "--image", image, "--report", str(tmp_path / "out" / "r.json"), cwd=tmp_path)
+    assert r.code == 0, r
+    assert not (tmp_path / "x").exists() and (tmp_path / "out" / "r.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_readme_launcher_line_works_verbatim(image):
+    readme = (ROOT / "README.md").read_text()
+    (line,) = [x.strip() for x in readme.splitlines() if x.strip().startswith("reprocheck docker examples/retinanet.yaml")]
+    out = ROOT / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        proc = subprocess.run(line, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                                   "PYTHONPATH": str(ROOT / "runner")})
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert json.loads((out / "report.json").read_text())["checks"][0]["status"] == "pass"
+        assert (out / "summary.md").is_file()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def test_engine_and_image_problems_are_one_line_exit_2(image, tmp_path):
@@ -120,7 +160,7 @@ def test_engine_and_image_problems_are_one_line_exit_2(image, tmp_path):
     r = reprocheck("docker", str(spec), env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock"})
     assert r.code == 2 and "cannot reach the Docker engine" in r.err and len(r.err.strip().splitlines()) == 1
     r = reprocheck("docker", str(spec), "--image", image, "--gpus", "lots")
-    assert r.code == 2 and "--gpus" in r.err
+    assert r.code == 2 and "gpus must be none, all or a positive count" in r.err
 
 
 def test_base_image_is_recorded(image):
@@ -145,15 +185,15 @@ def test_rebuilding_reuses_the_cache_and_leaves_nothing_dangling(image):
 
 def test_plan_mounts_and_user_without_an_engine(tmp_path):
     # Pure planning: what the container would get (no engine needed).
-    from reprocheck import container
+    from reprocheck import launch
 
-    spec = write_spec(tmp_path, "version: 1\n", "s.yaml")
-    (tmp_path / "out").mkdir()
-    p = container.plan([spec], ["--runs", "3"], tmp_path / "out" / "r.json", None, tmp_path / "golden", True)
-    assert p.volumes[str(tmp_path)] == {"bind": str(tmp_path), "mode": "ro"}
-    assert p.volumes[str(tmp_path / "out")]["mode"] == "rw" and p.volumes[str(tmp_path / "golden")]["mode"] == "rw"
-    assert p.command == ["run", str(spec), "--report", str(tmp_path / "out" / "r.json"),
-                         "--baseline", str(tmp_path / "golden"), "--update-baseline", "--runs", "3"]
+    write_spec(tmp_path, "version: 1\n", "s.yaml")
+    p = launch.plan(launch.Request(specs=("s.yaml",), image="i:t", workspace=tmp_path, runs=3, report="out/r.json",
+                                   baseline="golden", update_baseline=True, gpus="2"))
+    ws = str(tmp_path.resolve())
+    assert [(m.path, m.writable) for m in p.mounts] == [(ws, False), (f"{ws}/out", True), (f"{ws}/golden", True)]
+    assert p.args == ("run", "--runs", "3", "--isolation", "auto", "--report", f"{ws}/out/r.json",
+                      "--baseline", f"{ws}/golden", "--baseline-root", ws, "--update-baseline", "--", f"{ws}/s.yaml")
     assert p.user == f"{os.getuid()}:{os.getgid()}"
-    assert container.gpu_requests("none") == []
-    assert container.gpu_requests("all")[0]["Count"] == -1 and container.gpu_requests("2")[0]["Count"] == 2
+    argv = p.docker_argv()
+    assert argv[argv.index("--gpus") + 1] == "2" and argv[argv.index("--network") + 1] == "none"
