@@ -113,7 +113,7 @@ def test_reprocheck_docker_passes_exit_codes_and_writes_reports(image, tmp_path)
     assert reprocheck("docker", str(EXAMPLES / "nondeterministic.yaml"), "--image", image, cwd=ROOT).code == 1
     bad = write_spec(tmp_path, "version: 1\nruns: 1\n", "bad.yaml")
     r = reprocheck("docker", str(bad), "--image", image, cwd=tmp_path)
-    assert r.code == 2 and "runs:" in r.out
+    assert r.code == 2 and "runs:" in r.err  # the container's stderr reaches ours
 
 
 def test_the_container_cannot_write_outside_its_output_folders(image, tmp_path):
