@@ -48,7 +48,9 @@ print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_m
 
 
 def measure(cmd: list[str]) -> tuple[float, int]:
-    out = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout
     wall, rss, rc = out.split()
     if rc != "0":
         raise SystemExit(f"command failed with exit {rc}: {' '.join(cmd)}")
@@ -64,8 +66,12 @@ def bench_run(repeat: int) -> None:
         ours.append(measure(ours_cmd))
     ow, bw = statistics.median(w for w, _ in ours), statistics.median(w for w, _ in bare)
     orss, brss = max(r for _, r in ours), max(r for _, r in bare)
-    print(f"(a) wall time   reprocheck run {ow:6.2f}s   bare script {bw:6.2f}s   ratio {ow / bw:.2f}x  (target <= 1.15x; median of {repeat})")
-    print(f"(c) peak RSS    reprocheck run {orss / 1024:6.0f} MiB bare script {brss / 1024:6.0f} MiB ratio {orss / brss:.2f}x  (target <= 1.2x)")
+    print(
+        f"(a) wall time   reprocheck run {ow:6.2f}s   bare script {bw:6.2f}s   ratio {ow / bw:.2f}x  (target <= 1.15x; median of {repeat})"
+    )
+    print(
+        f"(c) peak RSS    reprocheck run {orss / 1024:6.0f} MiB bare script {brss / 1024:6.0f} MiB ratio {orss / brss:.2f}x  (target <= 1.2x)"
+    )
 
 
 def bench_compare(repeat: int) -> None:
@@ -92,12 +98,16 @@ def bench_compare(repeat: int) -> None:
 
     t_equal = timed(lambda: all(torch.equal(a[k], b[k]) for k in a))
     t_ours = timed(lambda: compare.compare_runs([ea, eb], ToleranceSpec()))
-    print(f"(b) compare 1 GiB, identical   reprocheck {t_ours * 1000:7.1f} ms   torch.equal {t_equal * 1000:7.1f} ms   ratio {t_ours / t_equal:.2f}x  (target <= 2x)")
+    print(
+        f"(b) compare 1 GiB, identical   reprocheck {t_ours * 1000:7.1f} ms   torch.equal {t_equal * 1000:7.1f} ms   ratio {t_ours / t_equal:.2f}x  (target <= 2x)"
+    )
     for v in b.values():
         v[::1000] += 1e-3
     t_tol = timed(lambda: compare.compare_runs([ea, eb], ToleranceSpec(atol=1e-4)))
     t_close = timed(lambda: all(torch.allclose(a[k], b[k], atol=1e-4, rtol=0) for k in a))
-    print(f"    compare 1 GiB, differing   reprocheck {t_tol * 1000:7.1f} ms   torch.allclose {t_close * 1000:7.1f} ms   ratio {t_tol / t_close:.2f}x  (with full stats; no target)")
+    print(
+        f"    compare 1 GiB, differing   reprocheck {t_tol * 1000:7.1f} ms   torch.allclose {t_close * 1000:7.1f} ms   ratio {t_tol / t_close:.2f}x  (with full stats; no target)"
+    )
 
 
 def main() -> None:

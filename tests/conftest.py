@@ -26,8 +26,14 @@ def reprocheck(*args: str, cwd: Path | None = None, env: dict | None = None, tim
     """The real CLI in a real subprocess."""
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
     full_env["PYTHONPATH"] = str(ROOT / "runner")
-    proc = subprocess.run([sys.executable, "-m", "reprocheck", *args], capture_output=True, text=True,
-                          cwd=cwd, env=full_env, timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "reprocheck", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=timeout,
+    )
     return Result(proc)
 
 
@@ -45,16 +51,22 @@ def write_spec(folder: Path, text: str, name: str = "spec.yaml") -> Path:
 
 
 def planted_spec(folder: Path, factory: str, extra: str = "", shape: str = "[4, 8]", name: str = "spec.yaml") -> Path:
-    return write_spec(folder, f"""version: 1
+    return write_spec(
+        folder,
+        f"""version: 1
 model:
   factory: "planted:{factory}"
 input:
   random: {{shape: {shape}}}
-{extra}""", name)
+{extra}""",
+        name,
+    )
 
 
 def engine_up() -> bool:
-    return shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    return (
+        shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    )
 
 
 @pytest.fixture(scope="session")

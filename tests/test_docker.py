@@ -23,8 +23,11 @@ def docker_run(image, *args, mount=ROOT, workdir="/work"):
 
 
 def versions():
-    return dict(line.split("=", 1) for line in (ROOT / "docker/versions.env").read_text().splitlines()
-                if line and not line.startswith("#"))
+    return dict(
+        line.split("=", 1)
+        for line in (ROOT / "docker/versions.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
 
 
 def test_tag_encodes_the_stack(image):
@@ -33,8 +36,14 @@ def test_tag_encodes_the_stack(image):
 
 
 def test_labels_carry_the_versions(image):
-    labels = json.loads(subprocess.run(["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image],
-                                       capture_output=True, text=True, check=True).stdout)
+    labels = json.loads(
+        subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     v = versions()
     assert labels["io.reprocheck.torch.version"] == v["TORCH_VERSION"]
     assert labels["io.reprocheck.torchvision.version"] == v["TORCHVISION_VERSION"]
@@ -44,23 +53,55 @@ def test_labels_carry_the_versions(image):
 
 
 def test_installed_stack_matches_the_labels(image):
-    out = subprocess.run(["docker", "run", "--rm", "--entrypoint", "python", image, "-c",
-                          "import torch, torchvision; print(torch.__version__, torchvision.__version__, torch.version.cuda, torch.backends.cudnn.version())"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--entrypoint",
+            "python",
+            image,
+            "-c",
+            "import torch, torchvision; "
+            "print(torch.__version__, torchvision.__version__, torch.version.cuda, torch.backends.cudnn.version())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     v = versions()
-    assert out[0].startswith(v["TORCH_VERSION"]) and out[1].startswith(v["TORCHVISION_VERSION"]) and out[2] == v["CUDA_VERSION"]
+    assert (
+        out[0].startswith(v["TORCH_VERSION"])
+        and out[1].startswith(v["TORCHVISION_VERSION"])
+        and out[2] == v["CUDA_VERSION"]
+    )
 
 
 def test_runs_as_non_root_with_the_env_for_gpus(image):
-    out = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", image, "-c",
-                          "id -u; echo $NVIDIA_VISIBLE_DEVICES $NVIDIA_DRIVER_CAPABILITIES; pwd"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--entrypoint",
+            "sh",
+            image,
+            "-c",
+            "id -u; echo $NVIDIA_VISIBLE_DEVICES $NVIDIA_DRIVER_CAPABILITIES; pwd",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert out[0] != "0" and out[1:] == ["all", "compute,utility", "/work"]
 
 
 def test_no_ca_bundle_in_the_image(image):
-    r = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", image, "-c", "ls /build 2>&1; echo $PIP_CERT"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "sh", image, "-c", "ls /build 2>&1; echo $PIP_CERT"],
+        capture_output=True,
+        text=True,
+    )
     assert "No such file" in r.stdout
 
 
@@ -91,16 +132,28 @@ def _net_spec(folder):
         "    ifaces = sorted(i for i in os.listdir('/sys/class/net') if i != 'lo')\n"
         "    if ifaces:\n"
         "        raise RuntimeError(f'network interfaces present: {ifaces}')\n"
-        "    return torch.nn.Identity()\n")
-    return write_spec(folder, "version: 1\nmodel: {factory: 'netprobe:build'}\ninput: {random: {shape: [2]}}\n", "net.yaml")
+        "    return torch.nn.Identity()\n"
+    )
+    return write_spec(
+        folder, "version: 1\nmodel: {factory: 'netprobe:build'}\ninput: {random: {shape: [2]}}\n", "net.yaml"
+    )
 
 
 def test_reprocheck_docker_passes_exit_codes_and_writes_reports(image, tmp_path):
     spec = _net_spec(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    r = reprocheck("docker", str(spec), "--image", image, "--report", str(out / "r.json"), "--summary", str(out / "s.md"),
-                   cwd=tmp_path)
+    r = reprocheck(
+        "docker",
+        str(spec),
+        "--image",
+        image,
+        "--report",
+        str(out / "r.json"),
+        "--summary",
+        str(out / "s.md"),
+        cwd=tmp_path,
+    )
     assert r.code == 0, r  # no network interfaces: the probe model passed
     report = json.loads((out / "r.json").read_text())
     assert report["checks"][0]["status"] == "pass"
@@ -129,8 +182,11 @@ def test_the_container_cannot_write_outside_its_output_folders(image, tmp_path):
         "            denied.append(target)\n"
         "    open('/tmp/ok', 'w').close()\n"
         "    assert len(denied) == 3, denied\n"
-        "    return torch.nn.Identity()\n")
-    spec = write_spec(tmp_path, "version: 1\nmodel: {factory: 'writer:build'}\ninput: {random: {shape: [2]}}\n", "w.yaml")
+        "    return torch.nn.Identity()\n"
+    )
+    spec = write_spec(
+        tmp_path, "version: 1\nmodel: {factory: 'writer:build'}\ninput: {random: {shape: [2]}}\n", "w.yaml"
+    )
     r = reprocheck("docker", str(spec), "--image", image, "--report", str(tmp_path / "out" / "r.json"), cwd=tmp_path)
     assert r.code == 0, r
     assert not (tmp_path / "x").exists() and (tmp_path / "out" / "r.json").is_file()
@@ -139,13 +195,25 @@ def test_the_container_cannot_write_outside_its_output_folders(image, tmp_path):
 @pytest.mark.slow
 def test_the_readme_launcher_line_works_verbatim(image):
     readme = (ROOT / "README.md").read_text()
-    (line,) = [x.strip() for x in readme.splitlines() if x.strip().startswith("reprocheck docker examples/retinanet.yaml")]
+    (line,) = [
+        x.strip() for x in readme.splitlines() if x.strip().startswith("reprocheck docker examples/retinanet.yaml")
+    ]
     out = ROOT / "out"
     shutil.rmtree(out, ignore_errors=True)
     try:
-        proc = subprocess.run(line, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=900,
-                              env={**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-                                   "PYTHONPATH": str(ROOT / "runner")})
+        proc = subprocess.run(
+            line,
+            shell=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={
+                **os.environ,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                "PYTHONPATH": str(ROOT / "runner"),
+            },
+        )
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert json.loads((out / "report.json").read_text())["checks"][0]["status"] == "pass"
         assert (out / "summary.md").is_file()
@@ -164,13 +232,21 @@ def test_engine_and_image_problems_are_one_line_exit_2(image, tmp_path):
 
 
 def test_base_image_is_recorded(image):
-    labels = json.loads(subprocess.run(["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image],
-                                       capture_output=True, text=True, check=True).stdout)
+    labels = json.loads(
+        subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert labels["org.opencontainers.image.base.name"]  # the local stand-in here, the pinned tag in releases
 
 
 def _image_id(ref):
-    return subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", ref], capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_rebuilding_reuses_the_cache_and_leaves_nothing_dangling(image):
@@ -178,8 +254,19 @@ def test_rebuilding_reuses_the_cache_and_leaves_nothing_dangling(image):
     proc = subprocess.run(["bash", "docker/build.sh", "--local"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert _image_id("reprocheck-build-stage:latest") == stage  # the torch layers came from the cache
-    dangling = subprocess.run(["docker", "images", "-q", "--filter", "dangling=true", "--filter",
-                               "label=org.opencontainers.image.title=reprocheck"], capture_output=True, text=True).stdout
+    dangling = subprocess.run(
+        [
+            "docker",
+            "images",
+            "-q",
+            "--filter",
+            "dangling=true",
+            "--filter",
+            "label=org.opencontainers.image.title=reprocheck",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
     assert dangling.strip() == ""
 
 
@@ -188,12 +275,36 @@ def test_plan_mounts_and_user_without_an_engine(tmp_path):
     from reprocheck import launch
 
     write_spec(tmp_path, "version: 1\n", "s.yaml")
-    p = launch.plan(launch.Request(specs=("s.yaml",), image="i:t", workspace=tmp_path, runs=3, report="out/r.json",
-                                   baseline="golden", update_baseline=True, gpus="2"))
+    p = launch.plan(
+        launch.Request(
+            specs=("s.yaml",),
+            image="i:t",
+            workspace=tmp_path,
+            runs=3,
+            report="out/r.json",
+            baseline="golden",
+            update_baseline=True,
+            gpus="2",
+        )
+    )
     ws = str(tmp_path.resolve())
     assert [(m.path, m.writable) for m in p.mounts] == [(ws, False), (f"{ws}/out", True), (f"{ws}/golden", True)]
-    assert p.args == ("run", "--runs", "3", "--isolation", "auto", "--report", f"{ws}/out/r.json",
-                      "--baseline", f"{ws}/golden", "--baseline-root", ws, "--update-baseline", "--", f"{ws}/s.yaml")
+    assert p.args == (
+        "run",
+        "--runs",
+        "3",
+        "--isolation",
+        "auto",
+        "--report",
+        f"{ws}/out/r.json",
+        "--baseline",
+        f"{ws}/golden",
+        "--baseline-root",
+        ws,
+        "--update-baseline",
+        "--",
+        f"{ws}/s.yaml",
+    )
     assert p.user == f"{os.getuid()}:{os.getgid()}"
     argv = p.docker_argv()
     assert argv[argv.index("--gpus") + 1] == "2" and argv[argv.index("--network") + 1] == "none"

@@ -14,7 +14,7 @@ def test_data_and_property_escaping():
 
 def test_annotations_are_capped_with_a_summary():
     failures = [(f"s{i}.yaml", i, f"check{i}", "differs") for i in range(13)]
-    lines = github.annotations(failures)
+    lines = github.error_annotations(failures)
     assert len(lines) == github.MAX_ANNOTATIONS + 1
     assert lines[-1].endswith("3 more failing checks: check10, check11, check12")
 

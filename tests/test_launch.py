@@ -39,17 +39,33 @@ def fake(tmp_path: Path):
     files.mkdir()
     for name in ("output", "summary", "env", "path"):
         (files / name).write_text("")
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "STAND_IN_LOG": str(tmp_path / "calls"),
-           "GITHUB_WORKSPACE": str(ws), "GITHUB_OUTPUT": str(files / "output"),
-           "GITHUB_STEP_SUMMARY": str(files / "summary"), "GITHUB_ACTIONS": "true"}
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "STAND_IN_LOG": str(tmp_path / "calls"),
+        "GITHUB_WORKSPACE": str(ws),
+        "GITHUB_OUTPUT": str(files / "output"),
+        "GITHUB_STEP_SUMMARY": str(files / "summary"),
+        "GITHUB_ACTIONS": "true",
+    }
     return type("Fake", (), {"ws": ws, "env": env, "files": files, "calls": tmp_path / "calls", "root": tmp_path})
 
 
 def action(fake, exit_code: int = 0, **inputs: str) -> subprocess.CompletedProcess:
-    env = {**fake.env, "STAND_IN_EXIT": str(exit_code), "INPUT_SPEC": "specs/model.yaml", "INPUT_IMAGE": "reprocheck:test"}
+    env = {
+        **fake.env,
+        "STAND_IN_EXIT": str(exit_code),
+        "INPUT_SPEC": "specs/model.yaml",
+        "INPUT_IMAGE": "reprocheck:test",
+    }
     env.update({f"INPUT_{k.upper()}": v for k, v in inputs.items()})
-    return subprocess.run([sys.executable, str(ROOT / "runner" / "reprocheck" / "launch.py"), "action"], cwd=fake.ws,
-                          env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "runner" / "reprocheck" / "launch.py"), "action"],
+        cwd=fake.ws,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def calls(fake) -> list[list[str]]:
@@ -73,9 +89,27 @@ def outputs(fake) -> dict[str, str]:
 def test_the_action_and_reprocheck_docker_launch_the_same_container(fake):
     r = action(fake, report="out/r.json", baseline="goldens", checks="a,b", runs="3", device="cpu")
     assert r.returncode == 0, r.stderr
-    d = reprocheck("docker", "specs/model.yaml", "--image", "reprocheck:test", "--report", "out/r.json",
-                   "--baseline", "goldens", "--check", "a", "--check", "b", "--runs", "3", "--device", "cpu", "--github",
-                   cwd=fake.ws, env=fake.env)
+    d = reprocheck(
+        "docker",
+        "specs/model.yaml",
+        "--image",
+        "reprocheck:test",
+        "--report",
+        "out/r.json",
+        "--baseline",
+        "goldens",
+        "--check",
+        "a",
+        "--check",
+        "b",
+        "--runs",
+        "3",
+        "--device",
+        "cpu",
+        "--github",
+        cwd=fake.ws,
+        env=fake.env,
+    )
     assert d.code == 0, d
     from_action, from_docker = calls(fake)
     assert from_action == from_docker
@@ -86,8 +120,13 @@ def test_the_container_gets_least_privilege(fake):
     (argv,) = calls(fake)
     m = mounts(argv)
     ws = str(fake.ws.resolve())
-    assert m == {ws: False, f"{ws}/out": True, f"{ws}/goldens": True,
-                 str(fake.files / "output"): True, str(fake.files / "summary"): True}  # the files, not their folder
+    assert m == {
+        ws: False,
+        f"{ws}/out": True,
+        f"{ws}/goldens": True,
+        str(fake.files / "output"): True,
+        str(fake.files / "summary"): True,
+    }  # the files, not their folder
     assert str(fake.files) not in m
     assert argv[argv.index("--network") + 1] == "none"
     assert argv[argv.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
@@ -99,23 +138,26 @@ def test_the_container_gets_least_privilege(fake):
     assert (fake.ws / "out").is_dir() and (fake.ws / "goldens").is_dir()
 
 
-@pytest.mark.parametrize("inputs,fragment", [
-    ({"report": "../../../../root/x/report.json"}, "outside the workspace"),
-    ({"report": "/run/docker/report.json"}, "outside the workspace"),
-    ({"baseline": "../elsewhere"}, "outside the workspace"),
-    ({"image": "--privileged"}, "is not an image reference"),
-    ({"spec": "--help"}, "starts with '-'"),
-    ({"checks": "*"}, "is not a check name"),
-    ({"checks": "a,-x"}, "is not a check name"),
-    ({"fail_on_mismatch": "yes"}, "fail-on-mismatch must be true or false, got 'yes'"),
-    ({"build": "1"}, "build must be true or false"),
-    ({"runs": "3; rm -rf /"}, "runs must be a whole number"),
-    ({"network": "host"}, "never host"),
-    ({"gpus": "-1"}, "gpus must be none, all or a positive count"),
-    ({"device": "cuda --privileged"}, "device must be cpu"),
-    ({"update_baseline": "true"}, "update-baseline needs a baseline folder"),
-    ({"spec": "specs/missing.yaml"}, "no such file"),
-])
+@pytest.mark.parametrize(
+    "inputs,fragment",
+    [
+        ({"report": "../../../../root/x/report.json"}, "outside the workspace"),
+        ({"report": "/run/docker/report.json"}, "outside the workspace"),
+        ({"baseline": "../elsewhere"}, "outside the workspace"),
+        ({"image": "--privileged"}, "is not an image reference"),
+        ({"spec": "--help"}, "starts with '-'"),
+        ({"checks": "*"}, "is not a check name"),
+        ({"checks": "a,-x"}, "is not a check name"),
+        ({"fail_on_mismatch": "yes"}, "fail-on-mismatch must be true or false, got 'yes'"),
+        ({"build": "1"}, "build must be true or false"),
+        ({"runs": "3; rm -rf /"}, "runs must be a whole number"),
+        ({"network": "host"}, "never host"),
+        ({"gpus": "-1"}, "gpus must be none, all or a positive count"),
+        ({"device": "cuda --privileged"}, "device must be cpu"),
+        ({"update_baseline": "true"}, "update-baseline needs a baseline folder"),
+        ({"spec": "specs/missing.yaml"}, "no such file"),
+    ],
+)
 def test_bad_inputs_fail_the_step_with_the_message_in_the_log(fake, inputs, fragment):
     r = action(fake, **inputs)
     assert r.returncode == 1, r
@@ -139,11 +181,20 @@ def test_an_input_with_a_newline_cannot_print_a_workflow_command(fake):
     assert line.startswith("::error title=reprocheck::image ") and "#\\#[error]forged" in line
 
 
-@pytest.mark.parametrize("code,fail_on_mismatch,step,result", [
-    (0, "true", 0, None), (1, "true", 1, None), (1, "false", 0, None),
-    (2, "false", 2, "error"), (3, "false", 3, "error"), (4, "false", 4, "error"), (125, "false", 1, "error"),
-    (137, "false", 1, "error"), (2, "true", 2, "error"),
-])
+@pytest.mark.parametrize(
+    "code,fail_on_mismatch,step,result",
+    [
+        (0, "true", 0, None),
+        (1, "true", 1, None),
+        (1, "false", 0, None),
+        (2, "false", 2, "error"),
+        (3, "false", 3, "error"),
+        (4, "false", 4, "error"),
+        (125, "false", 1, "error"),
+        (137, "false", 1, "error"),
+        (2, "true", 2, "error"),
+    ],
+)
 def test_every_error_fails_the_step_whatever_fail_on_mismatch_says(fake, code, fail_on_mismatch, step, result):
     r = action(fake, code, fail_on_mismatch=fail_on_mismatch)
     assert r.returncode == step, r
@@ -156,15 +207,33 @@ def test_every_error_fails_the_step_whatever_fail_on_mismatch_says(fake, code, f
 
 
 def test_reprocheck_docker_refuses_outputs_outside_the_workspace(fake, tmp_path):
-    d = reprocheck("docker", "specs/model.yaml", "--image", "reprocheck:test", "--report", str(tmp_path / "r.json"),
-                   cwd=fake.ws, env=fake.env)
+    d = reprocheck(
+        "docker",
+        "specs/model.yaml",
+        "--image",
+        "reprocheck:test",
+        "--report",
+        str(tmp_path / "r.json"),
+        cwd=fake.ws,
+        env=fake.env,
+    )
     assert d.code == 2 and "outside the workspace" in d.err, d
     assert calls(fake) == []
 
 
 def test_reprocheck_docker_creates_missing_output_folders(fake):
-    d = reprocheck("docker", "specs/model.yaml", "--image", "reprocheck:test", "--report", "out/deep/r.json",
-                   "--summary", "out/s.md", cwd=fake.ws, env=fake.env)
+    d = reprocheck(
+        "docker",
+        "specs/model.yaml",
+        "--image",
+        "reprocheck:test",
+        "--report",
+        "out/deep/r.json",
+        "--summary",
+        "out/s.md",
+        cwd=fake.ws,
+        env=fake.env,
+    )
     assert d.code == 0, d
     assert (fake.ws / "out" / "deep").is_dir()
 
@@ -180,18 +249,28 @@ def test_neutralise_breaks_commands_at_line_starts_and_legacy_anywhere():
 
 
 def test_model_text_under_github_never_becomes_a_command(spec_dir, tmp_path):
-    write_spec(spec_dir, """import torch
+    write_spec(
+        spec_dir,
+        """import torch
 from torch import nn
 class M(nn.Module):
     def forward(self, x):
         raise ValueError("boom <img src=x onerror=alert(1)> [x](http://evil)\\n::add-mask::leaked\\n##[error]forged")
 def build():
     return M()
-""", "evil.py")
+""",
+        "evil.py",
+    )
     spec = write_spec(spec_dir, 'version: 1\nmodel: {factory: "evil:build"}\ninput: {random: {shape: [2]}}\n')
     summary = tmp_path / "summary.md"
-    r = reprocheck("run", "--github", str(spec), "--summary", str(tmp_path / "s.md"),
-                   env={"GITHUB_OUTPUT": str(tmp_path / "o"), "GITHUB_STEP_SUMMARY": str(summary)})
+    r = reprocheck(
+        "run",
+        "--github",
+        str(spec),
+        "--summary",
+        str(tmp_path / "s.md"),
+        env={"GITHUB_OUTPUT": str(tmp_path / "o"), "GITHUB_STEP_SUMMARY": str(summary)},
+    )
     assert r.code == 3, r
     for line in (r.out + r.err).splitlines():
         assert not line.lstrip().startswith("::add-mask") and "##[error]" not in line, line
@@ -212,7 +291,8 @@ def test_the_plan_is_refused_for_a_request_that_would_mount_the_runner_folder(tm
     ws = tmp_path / "ws"
     ws.mkdir()
     write_spec(ws, "version: 1\n", "s.yaml")
-    req = launch.Request(specs=("s.yaml",), image="i:t", workspace=ws, github=True,
-                         github_output=str(tmp_path / "no-such-file"))
+    req = launch.Request(
+        specs=("s.yaml",), image="i:t", workspace=ws, github=True, github_output=str(tmp_path / "no-such-file")
+    )
     with pytest.raises(launch.LaunchError, match="is not a file"):
         launch.plan(req)

@@ -8,7 +8,6 @@ import warnings
 import pytest
 import torch
 
-from conftest import ROOT
 from reprocheck import make_generator, seed_everything, seed_worker, worker_env
 from reprocheck.spec import RecipeSpec
 
@@ -51,7 +50,9 @@ def test_generator_and_worker_init_fn_make_dataloaders_repeat():
             return torch.tensor([np.random.rand(), float(torch.rand(1))])
 
     def epoch():
-        loader = DataLoader(Noise(), batch_size=4, num_workers=2, generator=make_generator(3), worker_init_fn=seed_worker)
+        loader = DataLoader(
+            Noise(), batch_size=4, num_workers=2, generator=make_generator(3), worker_init_fn=seed_worker
+        )
         return torch.cat(list(loader)).tolist()
 
     assert epoch() == epoch()
@@ -59,15 +60,36 @@ def test_generator_and_worker_init_fn_make_dataloaders_repeat():
 
 def test_worker_env_sets_what_must_be_set_before_start():
     env = worker_env(42, RecipeSpec(), 3, base={"PYTHONHASHSEED": "0", "CUBLAS_WORKSPACE_CONFIG": ":16:8"})
-    assert env["PYTHONHASHSEED"] == "42" and env["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and env["OMP_NUM_THREADS"] == "3"
-    off = worker_env(42, RecipeSpec(hash_seed=False, cublas_workspace=False), 1, base={"PYTHONHASHSEED": "0", "CUBLAS_WORKSPACE_CONFIG": "x"})
+    assert (
+        env["PYTHONHASHSEED"] == "42" and env["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8" and env["OMP_NUM_THREADS"] == "3"
+    )
+    off = worker_env(
+        42,
+        RecipeSpec(hash_seed=False, cublas_workspace=False),
+        1,
+        base={"PYTHONHASHSEED": "0", "CUBLAS_WORKSPACE_CONFIG": "x"},
+    )
     assert off["PYTHONHASHSEED"] == "random" and "CUBLAS_WORKSPACE_CONFIG" not in off
 
 
 def test_hash_seed_only_works_before_interpreter_start():
     code = "import os; os.environ['PYTHONHASHSEED'] = '1'; print(hash('reprocheck'))"
-    late = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "random"}).stdout for _ in range(3)}
-    early = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=worker_env(1, RecipeSpec(), 1, base={"PATH": "/usr/bin:/bin"})).stdout for _ in range(3)}
+    late = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "random"},
+        ).stdout
+        for _ in range(3)
+    }
+    early = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env=worker_env(1, RecipeSpec(), 1, base={"PATH": "/usr/bin:/bin"}),
+        ).stdout
+        for _ in range(3)
+    }
     assert len(late) > 1 and len(early) == 1

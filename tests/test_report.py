@@ -15,20 +15,44 @@ from reprocheck.spec import ToleranceSpec
 
 
 def make_result(status=Status.FAIL, n_outputs=3, name="c"):
-    runs = [flatten({f"out{i}": torch.arange(5.0) for i in range(n_outputs)}),
-            flatten({f"out{i}": torch.arange(5.0) + torch.tensor([0, 0, float("nan"), 0, 1e-3]) for i in range(n_outputs)})]
+    runs = [
+        flatten({f"out{i}": torch.arange(5.0) for i in range(n_outputs)}),
+        flatten({f"out{i}": torch.arange(5.0) + torch.tensor([0, 0, float("nan"), 0, 1e-3]) for i in range(n_outputs)}),
+    ]
     comp = compare.compare_runs(runs, ToleranceSpec())
-    return CheckResult(name=name, file=Path("s.yaml"), line=3, status=status, seed=1, device="cpu", runs_requested=2,
-                       runs=(RunResult(1, RunStatus.OK, 1.0, Path(".")), RunResult(2, RunStatus.OK, 1.0, Path("."))),
-                       comparison=comp, recipe={}, config_hash="x", duration=2.0)
+    return CheckResult(
+        name=name,
+        file=Path("s.yaml"),
+        line=3,
+        status=status,
+        seed=1,
+        device="cpu",
+        runs_requested=2,
+        runs=(RunResult(1, RunStatus.OK, 1.0, Path(".")), RunResult(2, RunStatus.OK, 1.0, Path("."))),
+        comparison=comp,
+        recipe={},
+        config_hash="x",
+        duration=2.0,
+    )
 
 
 def make_result_inf():
     runs = [flatten({"x": torch.zeros(2)}), flatten({"x": torch.tensor([0.0, 1.0])})]
     comp = compare.compare_runs(runs, ToleranceSpec())
-    return CheckResult(name="i", file=Path("s.yaml"), line=1, status=Status.FAIL, seed=1, device="cpu", runs_requested=2,
-                       runs=(RunResult(1, RunStatus.OK, 1.0, Path(".")), RunResult(2, RunStatus.OK, 1.0, Path("."))),
-                       comparison=comp, recipe={}, config_hash="x", duration=2.0)
+    return CheckResult(
+        name="i",
+        file=Path("s.yaml"),
+        line=1,
+        status=Status.FAIL,
+        seed=1,
+        device="cpu",
+        runs_requested=2,
+        runs=(RunResult(1, RunStatus.OK, 1.0, Path(".")), RunResult(2, RunStatus.OK, 1.0, Path("."))),
+        comparison=comp,
+        recipe={},
+        config_hash="x",
+        duration=2.0,
+    )
 
 
 def test_every_format_and_command_is_handled():
@@ -42,9 +66,22 @@ def test_console_has_summary_table_and_remedy_without_colour():
     assert "3 of 3 outputs differ" in text
     lines = text.splitlines()
     header = next(i for i, line in enumerate(lines) if line.strip().startswith("output  result"))
-    assert lines[header].split() == ["output", "result", "shape", "dtype", "mismatched", "max", "abs", "max", "rel",
-                                     "first", "at", "passing", "tolerance"]
-    rows = [line.split() for line in lines[header + 1:header + 4]]
+    assert lines[header].split() == [
+        "output",
+        "result",
+        "shape",
+        "dtype",
+        "mismatched",
+        "max",
+        "abs",
+        "max",
+        "rel",
+        "first",
+        "at",
+        "passing",
+        "tolerance",
+    ]
+    rows = [line.split() for line in lines[header + 1 : header + 4]]
     assert rows == [[f"out{i}", "values", "[5]", "float32", "2/5", "0.001", "0.00025", "[2]", "-"] for i in range(3)]
 
 
@@ -61,7 +98,9 @@ def test_colour_only_on_a_tty_and_never_with_no_color(monkeypatch):
 
 
 def test_json_is_strict_json():
-    data = json.loads(report.render_json([make_result()]), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+    data = json.loads(
+        report.render_json([make_result()]), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c))
+    )
     out = data["checks"][0]["outputs"][0]
     assert out["status"] == "values"
     # index 2 is NaN in one run only, index 4 off by 1e-3; no zero denominator, so the ratio is finite.

@@ -97,7 +97,9 @@ def test_hang_is_killed_at_the_timeout(spec_dir, isolation):
 
 
 def test_other_checks_still_run_after_a_failure(spec_dir):
-    spec = write_spec(spec_dir, """version: 1
+    spec = write_spec(
+        spec_dir,
+        """version: 1
 input: {random: {shape: [4, 8]}}
 checks:
   - name: broken
@@ -106,7 +108,8 @@ checks:
     model: {factory: "planted:seeded_init"}
   - name: flaky
     model: {factory: "planted:os_entropy"}
-""")
+""",
+    )
     r = reprocheck("run", str(spec))
     assert r.code == 3, r  # the highest code wins
     assert "ERROR broken" in r.out and "PASS  fine" in r.out and "FAIL  flaky" in r.out
@@ -116,8 +119,16 @@ def test_spawn_and_fork_are_observably_equivalent(spec_dir):
     spec = planted_spec(spec_dir, "hash_order", "runs: 2\n")
     outs = {}
     for mode in ("fork", "spawn"):
-        r = reprocheck("run", str(spec), "--isolation", mode, "--report", str(spec_dir / f"{mode}.json"),
-                       "--keep", str(spec_dir / mode))
+        r = reprocheck(
+            "run",
+            str(spec),
+            "--isolation",
+            mode,
+            "--report",
+            str(spec_dir / f"{mode}.json"),
+            "--keep",
+            str(spec_dir / mode),
+        )
         assert r.code == 0, r
         import torch
 
@@ -129,14 +140,17 @@ def test_spawn_and_fork_are_observably_equivalent(spec_dir):
 
 
 def test_check_selection_and_overrides(spec_dir):
-    spec = write_spec(spec_dir, """version: 1
+    spec = write_spec(
+        spec_dir,
+        """version: 1
 input: {random: {shape: [4, 8]}}
 checks:
   - name: a
     model: {factory: "planted:seeded_init"}
   - name: b
     model: {factory: "planted:raises"}
-""")
+""",
+    )
     r = reprocheck("run", str(spec), "--check", "a", "--runs", "3", "--report", str(spec_dir / "r.json"))
     assert r.code == 0, r
     report = json.loads((spec_dir / "r.json").read_text())
@@ -149,8 +163,18 @@ checks:
 
 
 def test_json_report_holds_the_contracted_fields(spec_dir):
-    r = reprocheck("run", str(planted_spec(spec_dir, "os_entropy", "seed: 11\nthreads: 1\n".replace("threads: 1\n", "recipe: {threads: 1}\n"))),
-                   "--report", str(spec_dir / "r.json"), "--summary", str(spec_dir / "s.md"))
+    r = reprocheck(
+        "run",
+        str(
+            planted_spec(
+                spec_dir, "os_entropy", "seed: 11\nthreads: 1\n".replace("threads: 1\n", "recipe: {threads: 1}\n")
+            )
+        ),
+        "--report",
+        str(spec_dir / "r.json"),
+        "--summary",
+        str(spec_dir / "s.md"),
+    )
     assert r.code == 1, r
     report = json.loads((spec_dir / "r.json").read_text())
     assert report["exit_code"] == 1 and report["summary"]["fail"] == 1
@@ -158,7 +182,16 @@ def test_json_report_holds_the_contracted_fields(spec_dir):
     assert check["seed"] == 11 and check["device"] == "cpu" and check["status"] == "fail"
     assert check["recipe"]["threads"] == 1 and check["fingerprint"]["threads"] == 1
     o = check["outputs"][0]
-    for key in ("shape", "dtype", "max_abs_diff", "max_rel_diff", "mismatched", "total", "first_index", "passing_tolerance"):
+    for key in (
+        "shape",
+        "dtype",
+        "max_abs_diff",
+        "max_rel_diff",
+        "mismatched",
+        "total",
+        "first_index",
+        "passing_tolerance",
+    ):
         assert key in o
     assert o["mismatched"] > 0 and o["passing_tolerance"]["atol"] >= o["max_abs_diff"] - 1e-12
     assert all(run["timings"]["forward"] >= 0 for run in check["runs"])

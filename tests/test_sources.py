@@ -50,7 +50,8 @@ def test_tensor_inputs(tmp_path, kind):
         "class Two(torch.nn.Module):\n"
         "    def forward(self, x, y=None):\n"
         "        return x * 2 if y is None else x + y\n"
-        "def build():\n    return Two()\n")
+        "def build():\n    return Two()\n"
+    )
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
     if kind == "pt":
         torch.save(torch.from_numpy(x), tmp_path / "x.pt")
@@ -91,10 +92,13 @@ def test_image_input_to_a_classifier_and_detector_format(tmp_path):
         "        if isinstance(x, list):\n"
         "            return [torch.tensor(t.shape) for t in x]\n"
         "        return torch.tensor(x.shape)\n"
-        "def build():\n    return Shape()\n")
+        "def build():\n    return Shape()\n"
+    )
     img = EXAMPLES / "data" / "chelsea.png"
     for fmt, expected in (("auto", [1, 3, 300, 451]), ("list", None), ("tensor", [3, 300, 451])):
-        spec = write_spec(tmp_path, f"version: 1\nmodel: {{factory: 'models:build'}}\ninput: {{image: {img}, format: {fmt}}}\n")
+        spec = write_spec(
+            tmp_path, f"version: 1\nmodel: {{factory: 'models:build'}}\ninput: {{image: {img}, format: {fmt}}}\n"
+        )
         r = reprocheck("run", str(spec), "--keep", str(tmp_path / fmt))
         assert r.code == 0, r
         out = torch.load(tmp_path / fmt / "001-spec" / "run1" / "outputs.pt", weights_only=True)
@@ -102,7 +106,9 @@ def test_image_input_to_a_classifier_and_detector_format(tmp_path):
             assert out["tensors"]["0"].tolist() == [3, 300, 451]
         else:
             assert out["tensors"]["output"].tolist() == expected
-    spec = write_spec(tmp_path, f"version: 1\nmodel: {{factory: 'models:build'}}\ninput: {{image: {img}, resize: [64, 80]}}\n")
+    spec = write_spec(
+        tmp_path, f"version: 1\nmodel: {{factory: 'models:build'}}\ninput: {{image: {img}, resize: [64, 80]}}\n"
+    )
     r = reprocheck("run", str(spec), "--keep", str(tmp_path / "resized"))
     out = torch.load(tmp_path / "resized" / "001-spec" / "run1" / "outputs.pt", weights_only=True)
     assert out["tensors"]["output"].tolist() == [1, 3, 64, 80]
@@ -112,9 +118,13 @@ def test_cuda_device_without_a_gpu_is_a_clear_run_failure(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     (tmp_path / "models.py").write_text("import torch\ndef build():\n    return torch.nn.Identity()\n")
-    spec = write_spec(tmp_path, "version: 1\ndevice: cuda\nmodel: {factory: 'models:build'}\ninput: {random: {shape: [2]}}\n")
+    spec = write_spec(
+        tmp_path, "version: 1\ndevice: cuda\nmodel: {factory: 'models:build'}\ninput: {random: {shape: [2]}}\n"
+    )
     r = reprocheck("run", str(spec))
     assert r.code == 3 and "torch.cuda.is_available() is False" in r.out
-    spec = write_spec(tmp_path, "version: 1\ndevice: auto\nmodel: {factory: 'models:build'}\ninput: {random: {shape: [2]}}\n")
+    spec = write_spec(
+        tmp_path, "version: 1\ndevice: auto\nmodel: {factory: 'models:build'}\ninput: {random: {shape: [2]}}\n"
+    )
     r, report = run_report(spec, tmp_path)
     assert r.code == 0 and report["checks"][0]["device"] == "cpu"

@@ -23,31 +23,97 @@ BAD = [
     ("runs below two", GOOD + "runs: 1\n", "runs: Input should be greater than or equal to 2", 7),
     ("runs as string", GOOD + "runs: '3'\n", "runs: Input should be a valid integer", 7),
     ("negative timeout", GOOD + "timeout: -5\n", "timeout: Input should be greater than 0", 7),
-    ("negative atol", GOOD + "tolerance: {atol: -1.0}\n", "tolerance.atol: Input should be greater than or equal to 0", 7),
+    (
+        "negative atol",
+        GOOD + "tolerance: {atol: -1.0}\n",
+        "tolerance.atol: Input should be greater than or equal to 0",
+        7,
+    ),
     ("bad device", GOOD + "device: gpu\n", 'device: "gpu" is not a device (use cpu, cuda, cuda:N or auto)', 7),
-    ("two model sources", GOOD.replace("  torchvision: resnet18\n", "  torchvision: resnet18\n  factory: 'm:f'\n"),
-     "model: several model sources (torchvision, factory); give exactly one", 2),
-    ("no input source", GOOD.replace("  random: {shape: [1, 3, 32, 32]}\n", "  format: auto\n"), "input: no input source", 5),
+    (
+        "two model sources",
+        GOOD.replace("  torchvision: resnet18\n", "  torchvision: resnet18\n  factory: 'm:f'\n"),
+        "model: several model sources (torchvision, factory); give exactly one",
+        2,
+    ),
+    (
+        "no input source",
+        GOOD.replace("  random: {shape: [1, 3, 32, 32]}\n", "  format: auto\n"),
+        "input: no input source",
+        5,
+    ),
     ("missing model", "version: 1\ninput:\n  random: {shape: [2]}\n", "model: missing (add this key)", 1),
-    ("missing file", GOOD.replace("random: {shape: [1, 3, 32, 32]}", "image: nowhere.png"), "input.image: file not found", 6),
-    ("bad factory string", GOOD.replace("torchvision: resnet18", "factory: not-a-callable").replace("  kwargs: {weights: null}\n", ""),
-     'model.factory: "not-a-callable" is not "module:callable"', 3),
-    ("unknown torchvision model", GOOD.replace("resnet18", "resnet19"), "unknown torchvision model 'resnet19' (did you mean", 3),
-    ("unknown weights", GOOD.replace("weights: null", "weights: IMAGENET"), "'IMAGENET' is not a weight of resnet18", 4),
-    ("wrong version", GOOD.replace("version: 1", "version: 2"), "version: 2 is not supported (write `version: 1` at the top)", 1),
+    (
+        "missing file",
+        GOOD.replace("random: {shape: [1, 3, 32, 32]}", "image: nowhere.png"),
+        "input.image: file not found",
+        6,
+    ),
+    (
+        "bad factory string",
+        GOOD.replace("torchvision: resnet18", "factory: not-a-callable").replace("  kwargs: {weights: null}\n", ""),
+        'model.factory: "not-a-callable" is not "module:callable"',
+        3,
+    ),
+    (
+        "unknown torchvision model",
+        GOOD.replace("resnet18", "resnet19"),
+        "unknown torchvision model 'resnet19' (did you mean",
+        3,
+    ),
+    (
+        "unknown weights",
+        GOOD.replace("weights: null", "weights: IMAGENET"),
+        "'IMAGENET' is not a weight of resnet18",
+        4,
+    ),
+    (
+        "wrong version",
+        GOOD.replace("version: 1", "version: 2"),
+        "version: 2 is not supported (write `version: 1` at the top)",
+        1,
+    ),
     ("no version", GOOD.replace("version: 1\n", ""), "version: missing", 1),
     ("duplicate key", GOOD + "seed: 1\nseed: 2\n", "seed: duplicate key", 8),
     ("yaml syntax", "version: 1\nmodel: [unclosed\n", "YAML syntax error", None),
     ("not a mapping", "- 1\n- 2\n", "a spec is a YAML mapping", 1),
-    ("random zero dim", GOOD.replace("[1, 3, 32, 32]", "[1, 0]"), "input.random.shape: every dimension must be >= 1", 6),
-    ("bad dtype", GOOD.replace("shape: [1, 3, 32, 32]", "shape: [2], dtype: float128"), "input.random.dtype: Input should be", 6),
-    ("kwargs on torchscript", "version: 1\nmodel: {torchscript: spec.yaml, kwargs: {a: 1}}\ninput: {random: {shape: [1]}}\n",
-     "kwargs apply to torchvision and factory models only", 2),
-    ("resize on random", GOOD.replace("random: {shape: [1, 3, 32, 32]}", "random: {shape: [1, 3, 32, 32]}\n  resize: [4, 4]"),
-     "resize and normalize apply to image inputs only", 5),
-    ("unsupported tensor file", GOOD.replace("random: {shape: [1, 3, 32, 32]}", "tensor: spec.yaml"), "unsupported tensor file spec.yaml", 6),
+    (
+        "random zero dim",
+        GOOD.replace("[1, 3, 32, 32]", "[1, 0]"),
+        "input.random.shape: every dimension must be >= 1",
+        6,
+    ),
+    (
+        "bad dtype",
+        GOOD.replace("shape: [1, 3, 32, 32]", "shape: [2], dtype: float128"),
+        "input.random.dtype: Input should be",
+        6,
+    ),
+    (
+        "kwargs on torchscript",
+        "version: 1\nmodel: {torchscript: spec.yaml, kwargs: {a: 1}}\ninput: {random: {shape: [1]}}\n",
+        "kwargs apply to torchvision and factory models only",
+        2,
+    ),
+    (
+        "resize on random",
+        GOOD.replace("random: {shape: [1, 3, 32, 32]}", "random: {shape: [1, 3, 32, 32]}\n  resize: [4, 4]"),
+        "resize and normalize apply to image inputs only",
+        5,
+    ),
+    (
+        "unsupported tensor file",
+        GOOD.replace("random: {shape: [1, 3, 32, 32]}", "tensor: spec.yaml"),
+        "unsupported tensor file spec.yaml",
+        6,
+    ),
     ("deterministic typo", GOOD + "recipe: {deterministic_algorithms: maybe}\n", "recipe.deterministic_algorithms", 7),
-    ("name in single-check file", GOOD + "name: x\n", "name: unknown key (a single-check file's check is named after the file", 7),
+    (
+        "name in single-check file",
+        GOOD + "name: x\n",
+        "name: unknown key (a single-check file's check is named after the file",
+        7,
+    ),
     ("negative seed", GOOD + "seed: -1\n", "seed: Input should be greater than or equal to 0", 7),
 ]
 
@@ -68,7 +134,9 @@ def test_bad_spec_is_refused_clearly(tmp_path, name, text, fragment, line):
 
 
 def test_multi_check_errors_point_at_the_entry(tmp_path):
-    spec = write_spec(tmp_path, """version: 1
+    spec = write_spec(
+        tmp_path,
+        """version: 1
 input: {random: {shape: [2, 8]}}
 checks:
   - name: a
@@ -78,7 +146,8 @@ checks:
     runs: 0
   - name: a
     model: {torchvision: resnet18}
-""")
+""",
+    )
     r = reprocheck("validate", str(spec))
     assert r.code == 2
     assert f"{spec}:8: checks.1.runs: Input should be greater than or equal to 2" in r.err
@@ -87,7 +156,9 @@ checks:
 
 def test_defaults_merge_into_entries(tmp_path):
     write_spec(tmp_path, "", "planted.py")
-    spec = write_spec(tmp_path, """version: 1
+    spec = write_spec(
+        tmp_path,
+        """version: 1
 seed: 5
 recipe: {threads: 1, tf32: false}
 tolerance: {atol: 0.5, outputs: {"a*": {rtol: 0.1}}}
@@ -99,7 +170,8 @@ checks:
     seed: 6
     recipe: {deterministic_algorithms: warn}
     tolerance: {outputs: {"b*": {atol: 1.0}}}
-""")
+""",
+    )
     sys.path.insert(0, str(ROOT / "runner"))
     from reprocheck.spec import load_spec
 
@@ -136,7 +208,7 @@ def test_help_validate_and_schema_do_not_import_torch(tmp_path):
 import contextlib, io, sys
 from reprocheck.cli import main
 codes = []
-for argv in (["--help"], ["run", "--help"], ["schema", "-o", {str(tmp_path / 's.json')!r}], ["validate", {str(bad)!r}]):
+for argv in (["--help"], ["run", "--help"], ["schema", "-o", {str(tmp_path / "s.json")!r}], ["validate", {str(bad)!r}]):
     with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):
         try:
             codes.append(main(argv))
@@ -148,8 +220,12 @@ assert codes == [0, 0, 0, 2], codes
 assert "torch" not in sys.modules, "torch was imported"
 print("no torch")
 """
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env={"PYTHONPATH": str(ROOT / "runner"), "PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT / "runner"), "PATH": "/usr/bin:/bin"},
+    )
     assert "no torch" in r.stdout, r.stderr
 
 
@@ -166,28 +242,38 @@ def test_usage_errors_are_exit_2():
 def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
     # PyYAML (YAML 1.1) reads `1e-4` as a string; a spec author means the number.
     write_spec(tmp_path, "", "planted.py")
-    spec = write_spec(tmp_path, 'version: 1\nmodel: {factory: "planted:x"}\ninput: {random: {shape: [2]}}\n'
-                                'timeout: 1e2\ntolerance: {atol: 1e-4, outputs: {"o*": {rtol: 2E-3}}}\n')
+    spec = write_spec(
+        tmp_path,
+        'version: 1\nmodel: {factory: "planted:x"}\ninput: {random: {shape: [2]}}\n'
+        'timeout: 1e2\ntolerance: {atol: 1e-4, outputs: {"o*": {rtol: 2E-3}}}\n',
+    )
     sys.path.insert(0, str(ROOT / "runner"))
     from reprocheck.spec import load_spec
 
     (c,) = load_spec(spec)
     assert c.check.tolerance.atol == 1e-4 and c.check.tolerance.outputs["o*"].rtol == 2e-3 and c.check.timeout == 100.0
-    bad = write_spec(tmp_path, 'version: 1\nmodel: {factory: "planted:x"}\ninput: {random: {shape: [2]}}\ntolerance: {atol: small}\n', "b.yaml")
+    bad = write_spec(
+        tmp_path,
+        'version: 1\nmodel: {factory: "planted:x"}\ninput: {random: {shape: [2]}}\ntolerance: {atol: small}\n',
+        "b.yaml",
+    )
     r = reprocheck("validate", str(bad))
     assert r.code == 2 and 'tolerance.atol: Input should be a valid number, got "small"' in r.err
 
 
 def test_an_entrys_patterns_come_before_the_defaults(tmp_path):
     write_spec(tmp_path, "", "planted.py")
-    spec = write_spec(tmp_path, """version: 1
+    spec = write_spec(
+        tmp_path,
+        """version: 1
 model: {factory: "planted:x"}
 input: {random: {shape: [2]}}
 tolerance: {outputs: {"*": {atol: 1.0}, "b": {atol: 3.0}}}
 checks:
   - name: c
     tolerance: {outputs: {logits: {atol: 2.0}, b: {atol: 4.0}}}
-""")
+""",
+    )
     sys.path.insert(0, str(ROOT / "runner"))
     from reprocheck.spec import load_spec
 
@@ -207,24 +293,57 @@ VALIDATOR_ONLY = {
     "high below low": "a comparison of two fields",
 }
 MORE_BAD = [
-    ("multi: runs 1 in the defaults", 'version: 1\nruns: 1\nmodel: {factory: "m:f"}\ninput: {random: {shape: [2]}}\n'
-     "checks:\n  - {name: a, runs: 3}\n", "runs: Input should be greater than or equal to 2", 2),
-    ("multi: bad device in the defaults", 'version: 1\ndevice: gpu\nmodel: {factory: "m:f"}\ninput: {random: {shape: [2]}}\n'
-     "checks:\n  - {name: a, device: cpu}\n", 'device: "gpu" is not a device', 2),
-    ("multi: entry without a model", 'version: 1\ninput: {random: {shape: [2]}}\nchecks:\n  - {name: a}\n', "model: missing", 4),
+    (
+        "multi: runs 1 in the defaults",
+        'version: 1\nruns: 1\nmodel: {factory: "m:f"}\ninput: {random: {shape: [2]}}\n'
+        "checks:\n  - {name: a, runs: 3}\n",
+        "runs: Input should be greater than or equal to 2",
+        2,
+    ),
+    (
+        "multi: bad device in the defaults",
+        'version: 1\ndevice: gpu\nmodel: {factory: "m:f"}\ninput: {random: {shape: [2]}}\n'
+        "checks:\n  - {name: a, device: cpu}\n",
+        'device: "gpu" is not a device',
+        2,
+    ),
+    (
+        "multi: entry without a model",
+        "version: 1\ninput: {random: {shape: [2]}}\nchecks:\n  - {name: a}\n",
+        "model: missing",
+        4,
+    ),
     ("multi: empty checks", "version: 1\nchecks: []\n", "must be a non-empty list", 2),
-    ("multi: bad name", 'version: 1\nmodel: {factory: "m:f"}\ninput: {random: {shape: [2]}}\nchecks:\n  - {name: "a b"}\n',
-     "not a valid check name", 5),
+    (
+        "multi: bad name",
+        'version: 1\nmodel: {factory: "m:f"}\ninput: {random: {shape: [2]}}\nchecks:\n  - {name: "a b"}\n',
+        "not a valid check name",
+        5,
+    ),
     ("null model", "version: 1\nmodel: null\ninput: {random: {shape: [2]}}\n", "model", 2),
-    ("null source beside a source", 'version: 1\nmodel: {factory: "m:f", torchvision: null, torchscript: spec.yaml}\n'
-     "input: {random: {shape: [2]}}\n", "several model sources", 2),
+    (
+        "null source beside a source",
+        'version: 1\nmodel: {factory: "m:f", torchvision: null, torchscript: spec.yaml}\n'
+        "input: {random: {shape: [2]}}\n",
+        "several model sources",
+        2,
+    ),
     ("infinite atol", GOOD + "tolerance: {atol: .inf}\n", "finite number", 7),
     ("rule atol negative", GOOD + "tolerance: {outputs: {x: {atol: -1.0}}}\n", "greater than or equal to 0", 7),
     ("huge random input", GOOD.replace("[1, 3, 32, 32]", "[100000, 100000, 100000]"), "elements", 6),
-    ("high below low", GOOD.replace("shape: [1, 3, 32, 32]", "shape: [2], low: 2.0, high: 1.0"), "must be greater than low", 6),
+    (
+        "high below low",
+        GOOD.replace("shape: [1, 3, 32, 32]", "shape: [2], low: 2.0, high: 1.0"),
+        "must be greater than low",
+        6,
+    ),
     ("normalize on random", GOOD + "  normalize: {mean: [0.5], std: [0.5]}\n", "apply to image inputs only", 5),
-    ("kwargs on exported", "version: 1\nmodel: {exported: spec.yaml, kwargs: {a: 1}}\ninput: {random: {shape: [1]}}\n",
-     "kwargs apply to torchvision and factory models only", 2),
+    (
+        "kwargs on exported",
+        "version: 1\nmodel: {exported: spec.yaml, kwargs: {a: 1}}\ninput: {random: {shape: [1]}}\n",
+        "kwargs apply to torchvision and factory models only",
+        2,
+    ),
 ]
 
 
@@ -262,8 +381,11 @@ def test_the_schema_accepts_what_the_validator_accepts(tmp_path):
     from reprocheck.spec import json_schema
 
     schema = json_schema()
-    specs = [write_spec(tmp_path, GOOD, "good.yaml"), write_spec(tmp_path, GOOD_MULTI, "multi.yaml"),
-             *sorted(EXAMPLES.glob("*.yaml"))]
+    specs = [
+        write_spec(tmp_path, GOOD, "good.yaml"),
+        write_spec(tmp_path, GOOD_MULTI, "multi.yaml"),
+        *sorted(EXAMPLES.glob("*.yaml")),
+    ]
     r = reprocheck("validate", *map(str, specs))
     assert r.code == 0, r
     for spec in specs:

@@ -1,4 +1,5 @@
-"""Verdicts users can trust: no false pass, every error an error (never exit 1), no traceback, outputs only where asked."""
+"""Verdicts users can trust: no false pass, every error an error (never exit 1), no traceback, outputs only where
+asked."""
 
 import json
 import os
@@ -61,8 +62,12 @@ def test_a_changing_leaf_beside_a_lookalike_is_compared_and_fails(spec_dir, fact
 
 def test_exit_codes_precedence_is_the_highest():
     assert exit_code([]) is ExitCode.OK
-    for statuses, expected in [((Status.PASS, Status.PASS), 0), ((Status.PASS, Status.FAIL), 1),
-                               ((Status.FAIL, Status.ERROR, Status.PASS), 3), ((Status.ERROR, Status.FAIL), 3)]:
+    for statuses, expected in [
+        ((Status.PASS, Status.PASS), 0),
+        ((Status.PASS, Status.FAIL), 1),
+        ((Status.FAIL, Status.ERROR, Status.PASS), 3),
+        ((Status.ERROR, Status.FAIL), 3),
+    ]:
         results = [type("R", (), {"status": s})() for s in statuses]
         assert exit_code(results) == expected  # type: ignore[arg-type]
     assert sorted(int(c) for c in ExitCode)[:5] == [0, 1, 2, 3, 4]
@@ -99,18 +104,36 @@ sys.exit(cli.main(sys.argv[2:]))
 
 
 def test_an_internal_failure_is_exit_4_with_a_crash_log_and_the_completed_reports(spec_dir, tmp_path):
-    spec = write_spec(spec_dir, """version: 1
+    spec = write_spec(
+        spec_dir,
+        """version: 1
 input: {random: {shape: [4, 8]}}
 checks:
   - name: first
     model: {factory: "planted:os_entropy"}
   - name: second
     model: {factory: "planted:seeded_init"}
-""")
+""",
+    )
     crash_dir = tmp_path / "crashes"
-    proc = subprocess.run([sys.executable, "-c", CRASHING, str(ROOT / "runner"), "run", "-q", str(spec),
-                           "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md")],
-                          capture_output=True, text=True, env={**os.environ, "REPROCHECK_CRASH_DIR": str(crash_dir)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CRASHING,
+            str(ROOT / "runner"),
+            "run",
+            "-q",
+            str(spec),
+            "--report",
+            str(tmp_path / "r.json"),
+            "--summary",
+            str(tmp_path / "s.md"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "REPROCHECK_CRASH_DIR": str(crash_dir)},
+    )
     assert proc.returncode == 4, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("reprocheck:")]
@@ -125,10 +148,26 @@ checks:
 def test_an_internal_failure_under_github_is_result_error(spec_dir, tmp_path):
     spec = planted_spec(spec_dir, "seeded_init")
     out, summary = tmp_path / "out", tmp_path / "summary"
-    proc = subprocess.run([sys.executable, "-c", CRASHING.replace("len(compare_runs.calls) == 1", "True"),
-                           str(ROOT / "runner"), "run", "-q", "--github", str(spec)], capture_output=True, text=True,
-                          env={**os.environ, "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary),
-                               "REPROCHECK_CRASH_DIR": str(tmp_path)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CRASHING.replace("len(compare_runs.calls) == 1", "True"),
+            str(ROOT / "runner"),
+            "run",
+            "-q",
+            "--github",
+            str(spec),
+        ],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "GITHUB_OUTPUT": str(out),
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "REPROCHECK_CRASH_DIR": str(tmp_path),
+        },
+    )
     assert proc.returncode == 4
     assert "result=error" in out.read_text()
     assert "::error title=reprocheck%3A internal error::" in proc.stdout
@@ -157,7 +196,9 @@ print(json.dumps({"code": code, "s": time.perf_counter() - start, "err": err.get
 
 def _timed_validate(path: Path) -> dict:
     """`validate` in a fresh process of its own, with its time and peak memory."""
-    proc = subprocess.run([sys.executable, "-c", MEASURED, str(ROOT / "runner"), str(path)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURED, str(ROOT / "runner"), str(path)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -176,21 +217,26 @@ def test_deep_nesting_is_refused_without_a_recursion_error(tmp_path):
 
 
 def test_a_thousand_checks_validate_in_one_parse(tmp_path):
-    entries = "".join(f"  - name: c{i}\n    model: {{torchvision: resnet18, kwargs: {{weights: null}}}}\n" for i in range(1000))
+    entries = "".join(
+        f"  - name: c{i}\n    model: {{torchvision: resnet18, kwargs: {{weights: null}}}}\n" for i in range(1000)
+    )
     r = _timed_validate(write_spec(tmp_path, "version: 1\ninput: {random: {shape: [1, 3, 8, 8]}}\nchecks:\n" + entries))
     assert r["code"] == 0, r
     assert r["out"].count("ok  ") == 1000
     assert r["s"] < 15, r["s"]  # re-parsing per check took 120 s; one parse takes a few
 
 
-@pytest.mark.parametrize("extra,fragment", [
-    ("timeout: .inf\n", "timeout: Input should be less than or equal to 604800"),
-    ("timeout: .nan\n", "timeout: Input should be less than or equal to 604800, got NaN"),
-    ("tolerance: {atol: .inf}\n", "tolerance.atol: Input should be a finite number"),
-    ("timeout: 1e400\n", "timeout: Input should be less than or equal to 604800, got Infinity"),
-    ("runs: 100000\n", "runs: Input should be less than or equal to 100"),
-    ("recipe: {threads: 100000000}\n", "recipe.threads: Input should be less than or equal to 4096"),
-])
+@pytest.mark.parametrize(
+    "extra,fragment",
+    [
+        ("timeout: .inf\n", "timeout: Input should be less than or equal to 604800"),
+        ("timeout: .nan\n", "timeout: Input should be less than or equal to 604800, got NaN"),
+        ("tolerance: {atol: .inf}\n", "tolerance.atol: Input should be a finite number"),
+        ("timeout: 1e400\n", "timeout: Input should be less than or equal to 604800, got Infinity"),
+        ("runs: 100000\n", "runs: Input should be less than or equal to 100"),
+        ("recipe: {threads: 100000000}\n", "recipe.threads: Input should be less than or equal to 4096"),
+    ],
+)
 def test_numbers_have_upper_bounds(tmp_path, extra, fragment):
     spec = write_spec(tmp_path, 'version: 1\nmodel: {factory: "m:f"}\ninput: {random: {shape: [2]}}\n' + extra)
     r = reprocheck("validate", str(spec))
@@ -198,7 +244,9 @@ def test_numbers_have_upper_bounds(tmp_path, extra, fragment):
 
 
 def test_a_huge_random_input_is_refused_before_it_runs(tmp_path):
-    spec = write_spec(tmp_path, 'version: 1\nmodel: {factory: "m:f"}\ninput: {random: {shape: [100000, 100000, 100000]}}\n')
+    spec = write_spec(
+        tmp_path, 'version: 1\nmodel: {factory: "m:f"}\ninput: {random: {shape: [100000, 100000, 100000]}}\n'
+    )
     r = reprocheck("validate", str(spec))
     assert r.code == 2 and "more than 2,147,483,648" in r.err, r
 
@@ -208,8 +256,17 @@ def test_a_huge_random_input_is_refused_before_it_runs(tmp_path):
 
 def test_report_folders_are_created(spec_dir):
     spec = planted_spec(spec_dir, "seeded_init")
-    r = reprocheck("run", "-q", str(spec), "--report", str(spec_dir / "a" / "b" / "r.json"),
-                   "--summary", str(spec_dir / "c" / "s.md"), "--keep", str(spec_dir / "k" / "runs"))
+    r = reprocheck(
+        "run",
+        "-q",
+        str(spec),
+        "--report",
+        str(spec_dir / "a" / "b" / "r.json"),
+        "--summary",
+        str(spec_dir / "c" / "s.md"),
+        "--keep",
+        str(spec_dir / "k" / "runs"),
+    )
     assert r.code == 0, r
     assert json.loads((spec_dir / "a" / "b" / "r.json").read_text())["exit_code"] == 0
     assert (spec_dir / "c" / "s.md").is_file() and (spec_dir / "k" / "runs" / "001-spec").is_dir()
@@ -219,9 +276,13 @@ def _special_targets(tmp_path: Path) -> list[tuple[str, str]]:
     (tmp_path / "plain").write_text("x")
     (tmp_path / "link.json").symlink_to(tmp_path / "elsewhere.json")
     os.mkfifo(tmp_path / "fifo")
-    cases = [(str(tmp_path / "link.json"), "symbolic link"), (str(tmp_path / "fifo"), "FIFO, socket or device"),
-             (str(tmp_path / "plain" / "r.json"), "is a file, not a folder"), ("/proc/r.json", "cannot write in /proc"),
-             (str(tmp_path), "is a folder")]
+    cases = [
+        (str(tmp_path / "link.json"), "symbolic link"),
+        (str(tmp_path / "fifo"), "FIFO, socket or device"),
+        (str(tmp_path / "plain" / "r.json"), "is a file, not a folder"),
+        ("/proc/r.json", "cannot write in /proc"),
+        (str(tmp_path), "is a folder"),
+    ]
     if os.path.exists("/dev/full"):
         cases.append(("/dev/full", "FIFO, socket or device"))
     return cases
@@ -244,9 +305,11 @@ def test_files_are_created_with_the_umask_not_0600(spec_dir):
     spec = planted_spec(spec_dir, "seeded_init")
     for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
         name = f"r{umask:o}"
-        code = (f"import os, sys; os.umask({umask}); sys.path.insert(0, {str(ROOT / 'runner')!r}); "
-                f"from reprocheck.cli import main; sys.exit(main(['run', '-q', {str(spec)!r}, '--report', "
-                f"{str(spec_dir / name)!r} + '.json', '--baseline', {str(spec_dir / name)!r}, '--update-baseline']))")
+        code = (
+            f"import os, sys; os.umask({umask}); sys.path.insert(0, {str(ROOT / 'runner')!r}); "
+            f"from reprocheck.cli import main; sys.exit(main(['run', '-q', {str(spec)!r}, '--report', "
+            f"{str(spec_dir / name)!r} + '.json', '--baseline', {str(spec_dir / name)!r}, '--update-baseline']))"
+        )
         proc = subprocess.run([sys.executable, "-c", code], cwd=spec_dir, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         assert (spec_dir / f"{name}.json").stat().st_mode & 0o777 == mode
@@ -265,7 +328,9 @@ def test_equal_stems_in_two_folders_get_two_goldens(spec_dir):
     args = ["run", "-q", "a/model.yaml", "b/model.yaml", "--baseline", "bl"]
     assert reprocheck(*args, "--update-baseline", cwd=spec_dir).code == 0
     assert sorted(p.relative_to(spec_dir / "bl").as_posix() for p in (spec_dir / "bl").rglob("*.safetensors")) == [
-        "a/model.yaml/model.safetensors", "b/model.yaml/model.safetensors"]
+        "a/model.yaml/model.safetensors",
+        "b/model.yaml/model.safetensors",
+    ]
     r = reprocheck(*args, cwd=spec_dir, env={"REPROCHECK_TEST_NUDGE": "0"})
     assert r.code == 0, r  # no false drift from one overwriting the other
 
@@ -291,13 +356,23 @@ def _corrupt(golden: Path, how: str, other: Path) -> None:
         golden.unlink()
         golden.mkdir()
         return
-    golden.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "random": os.urandom(300),
-                        "foreign": other.read_bytes()}[how])
+    golden.write_bytes(
+        {"truncated": data[: len(data) // 2], "empty": b"", "random": os.urandom(300), "foreign": other.read_bytes()}[
+            how
+        ]
+    )
 
 
-@pytest.mark.parametrize("how,fragment", [("truncated", "truncated"), ("empty", "empty or truncated"),
-                                          ("random", "not a safetensors file"), ("foreign", "without our metadata"),
-                                          ("folder", "is a folder")])
+@pytest.mark.parametrize(
+    "how,fragment",
+    [
+        ("truncated", "truncated"),
+        ("empty", "empty or truncated"),
+        ("random", "not a safetensors file"),
+        ("foreign", "without our metadata"),
+        ("folder", "is a folder"),
+    ],
+)
 def test_an_unusable_golden_is_refused_before_any_run(spec_dir, how, fragment):
     spec = planted_spec(spec_dir, "loaded_weights")
     assert reprocheck("run", "-q", "spec.yaml", "--baseline", "bl", "--update-baseline", cwd=spec_dir).code == 0
@@ -309,7 +384,7 @@ def test_an_unusable_golden_is_refused_before_any_run(spec_dir, how, fragment):
     _corrupt(golden, how, foreign)
     r = reprocheck("run", "spec.yaml", "--baseline", "bl", cwd=spec_dir, timeout=120)
     assert r.code == 2, r
-    assert f"golden bl/spec.yaml/spec.safetensors cannot be used: " in r.err and fragment in r.err
+    assert "golden bl/spec.yaml/spec.safetensors cannot be used: " in r.err and fragment in r.err
     assert "reprocheck run spec.yaml --check spec --baseline bl --update-baseline" in r.err
     assert "run 1" not in r.out + r.err  # nothing ran
     assert spec.exists()
@@ -330,8 +405,13 @@ def test_nothing_outlives_a_stopped_reprocheck(spec_dir, tmp_path, isolation, si
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "runner"), "TMPDIR": str(tmp)}
-    proc = subprocess.Popen([sys.executable, "-m", "reprocheck", "run", str(spec), "--isolation", isolation],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reprocheck", "run", str(spec), "--isolation", isolation],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     marker = str(tmp / "reprocheck-")
     deadline = time.monotonic() + 60
     while not _workers(marker) and time.monotonic() < deadline:
@@ -354,7 +434,9 @@ def test_nothing_outlives_a_stopped_reprocheck(spec_dir, tmp_path, isolation, si
 
 
 def test_an_entrys_tolerance_pattern_wins_over_the_defaults(spec_dir):
-    spec = write_spec(spec_dir, """version: 1
+    spec = write_spec(
+        spec_dir,
+        """version: 1
 model: {factory: "planted:logits_and_boxes"}
 input: {random: {shape: [4, 8]}}
 runs: 3
@@ -367,7 +449,8 @@ checks:
       outputs:
         logits: {atol: 1.0e-2}
   - name: defaults-only
-""")
+""",
+    )
     r = reprocheck("run", str(spec), "--report", str(spec_dir / "r.json"))
     checks = {c["name"]: c for c in json.loads((spec_dir / "r.json").read_text())["checks"]}
     assert checks["loose-logits"]["status"] == "pass", r
@@ -390,9 +473,17 @@ def test_forked_runs_do_not_share_numpy_or_random_state(spec_dir, factory):
 
 def test_annotations_of_a_single_check_file_point_at_its_first_line(spec_dir, tmp_path):
     spec = planted_spec(spec_dir, "os_entropy")
-    r = reprocheck("run", "-q", "--github", str(spec),
-                   env={"GITHUB_OUTPUT": str(tmp_path / "o"), "GITHUB_STEP_SUMMARY": str(tmp_path / "s"),
-                        "GITHUB_WORKSPACE": str(spec_dir)})
+    r = reprocheck(
+        "run",
+        "-q",
+        "--github",
+        str(spec),
+        env={
+            "GITHUB_OUTPUT": str(tmp_path / "o"),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "s"),
+            "GITHUB_WORKSPACE": str(spec_dir),
+        },
+    )
     assert r.code == 1
     (line,) = [x for x in r.out.splitlines() if x.startswith("::error ")]
     assert "file=spec.yaml,line=1," in line and "title=reprocheck%3A spec" in line

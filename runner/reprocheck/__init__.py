@@ -9,6 +9,6 @@ The seeding recipe is public API for use in your own code:
 
 __version__ = "0.1.0"
 
-from .recipe import make_generator, seed_everything, seed_worker, worker_env  # noqa: E402
+from .recipe import make_generator, seed_everything, seed_worker, worker_env
 
 __all__ = ["__version__", "make_generator", "seed_everything", "seed_worker", "worker_env"]

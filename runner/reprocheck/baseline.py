@@ -43,8 +43,25 @@ SUFFIX = ".safetensors"
 OBTAINED_SUFFIX = ".obtained.safetensors"
 
 # Fingerprint fields, most likely cause of numeric drift first.
-CAUSE_ORDER = ("torch", "torchvision", "cuda_build", "cudnn", "driver", "gpus", "cpu", "threads", "interop_threads",
-               "flags", "mkldnn", "numpy", "python", "env", "platform", "cpu_count", "hash_randomization")
+CAUSE_ORDER = (
+    "torch",
+    "torchvision",
+    "cuda_build",
+    "cudnn",
+    "driver",
+    "gpus",
+    "cpu",
+    "threads",
+    "interop_threads",
+    "flags",
+    "mkldnn",
+    "numpy",
+    "python",
+    "env",
+    "platform",
+    "cpu_count",
+    "hash_randomization",
+)
 
 
 class BaselineStatus(str, enum.Enum):
@@ -99,8 +116,10 @@ def golden_path(root: Path, lc: LoadedCheck, spec_root: Path = Path(".")) -> Pat
     try:
         rel = spec.relative_to(base)
     except ValueError:
-        raise BaselineError(f"{lc.file}: the spec is outside the baseline root {base}; goldens are laid out by the "
-                            f"spec's path under that root (run from a folder above it, or pass --baseline-root)") from None
+        raise BaselineError(
+            f"{lc.file}: the spec is outside the baseline root {base}; goldens are laid out by the "
+            f"spec's path under that root (run from a folder above it, or pass --baseline-root)"
+        ) from None
     return root.joinpath(*[_escape(p) for p in rel.parts], f"{_escape(lc.name)}{SUFFIX}")
 
 
@@ -132,8 +151,28 @@ def save(outputs: Outputs, path: Path, *, check: str, config_hash: str, fingerpr
 
 
 MAX_HEADER = 100 * 1024 * 1024
-_DTYPES = {"BOOL", "U8", "I8", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "F64", "I64", "U64", "C64",
-           "F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2"}
+_DTYPES = {
+    "BOOL",
+    "U8",
+    "I8",
+    "I16",
+    "U16",
+    "F16",
+    "BF16",
+    "I32",
+    "U32",
+    "F32",
+    "F64",
+    "I64",
+    "U64",
+    "C64",
+    "F8_E4M3",
+    "F8_E5M2",
+    "F8_E8M0",
+    "F4",
+    "F6_E2M3",
+    "F6_E3M2",
+}
 
 
 def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
@@ -155,10 +194,15 @@ def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     meta = header.pop("__metadata__", None) or {}
     data = size - 8 - n
     for name, info in header.items():
-        ok = (isinstance(info, dict) and info.get("dtype") in _DTYPES and isinstance(info.get("shape"), list)
-              and isinstance(info.get("data_offsets"), list) and len(info["data_offsets"]) == 2
-              and all(isinstance(x, int) and 0 <= x <= data for x in info["data_offsets"])
-              and info["data_offsets"][0] <= info["data_offsets"][1])
+        ok = (
+            isinstance(info, dict)
+            and info.get("dtype") in _DTYPES
+            and isinstance(info.get("shape"), list)
+            and isinstance(info.get("data_offsets"), list)
+            and len(info["data_offsets"]) == 2
+            and all(isinstance(x, int) and 0 <= x <= data for x in info["data_offsets"])
+            and info["data_offsets"][0] <= info["data_offsets"][1]
+        )
         if not ok:
             raise ValueError(f"tensor {name!r} is described wrongly or lies beyond the end of the file (truncated?)")
     if not isinstance(meta, dict):
@@ -183,8 +227,10 @@ def validate_golden(path: Path, check: str) -> None:
     refuse_special_target(path)
     header, meta = read_header(path)
     if meta.get("reprocheck.format") != FORMAT:
-        raise ValueError(f"it is not a reprocheck baseline (safetensors without our metadata; format "
-                         f"{meta.get('reprocheck.format')!r})")
+        raise ValueError(
+            f"it is not a reprocheck baseline (safetensors without our metadata; format "
+            f"{meta.get('reprocheck.format')!r})"
+        )
     try:
         leaves = _tree_leaves(json.loads(meta.get("reprocheck.tree") or "null"))
         json.loads(meta.get("reprocheck.fingerprint") or "{}")
@@ -207,7 +253,9 @@ def preflight(checks: list[LoadedCheck], options: BaselineOptions) -> list[str]:
             problems.append(str(exc))
             continue
         if golden in seen:
-            problems.append(f"{lc.file}: check {lc.name} would share the golden {golden} with {seen[golden]} (rename one)")
+            problems.append(
+                f"{lc.file}: check {lc.name} would share the golden {golden} with {seen[golden]} (rename one)"
+            )
         seen[golden] = f"{lc.file} {lc.name}"
         try:
             refuse_special_target(obtained_path(golden))
@@ -217,7 +265,9 @@ def preflight(checks: list[LoadedCheck], options: BaselineOptions) -> list[str]:
                 validate_golden(golden, lc.name)
         except (OutputTargetError, OSError, ValueError) as exc:
             why = exc.args[-1] if isinstance(exc, OSError) and not isinstance(exc, OutputTargetError) else str(exc)
-            problems.append(f"golden {golden} cannot be used: {why}. Regenerate it with `{regenerate_command(lc, options)}`")
+            problems.append(
+                f"golden {golden} cannot be used: {why}. Regenerate it with `{regenerate_command(lc, options)}`"
+            )
     return problems
 
 
@@ -228,7 +278,7 @@ def load(path: Path) -> tuple[Outputs, dict[str, Any]]:
         meta = f.metadata() or {}
         if meta.get("reprocheck.format") != FORMAT:
             raise ValueError(f"{path} is not a reprocheck baseline (format {meta.get('reprocheck.format')!r})")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f}
     info = {
         "config_hash": meta.get("reprocheck.config_hash"),
         "check": meta.get("reprocheck.check"),
@@ -259,8 +309,9 @@ def fingerprint_diff(expected: dict[str, Any], obtained: dict[str, Any]) -> tupl
     return tuple(FieldDiff(k, a.get(k), b.get(k)) for k in sorted(keys, key=rank))
 
 
-def check_against(lc: LoadedCheck, options: BaselineOptions, obtained: Outputs,
-                  fingerprint: dict[str, Any] | None) -> BaselineResult:
+def check_against(
+    lc: LoadedCheck, options: BaselineOptions, obtained: Outputs, fingerprint: dict[str, Any] | None
+) -> BaselineResult:
     """Compare run 1's outputs with the golden; write the obtained file beside it on any failure."""
     golden = golden_path(options.root, lc, options.spec_root)
     spec_tol = lc.check.baseline or lc.check.tolerance
@@ -268,9 +319,13 @@ def check_against(lc: LoadedCheck, options: BaselineOptions, obtained: Outputs,
         side = obtained_path(golden)
         save(obtained, side, check=lc.name, config_hash=lc.config_hash, fingerprint=fingerprint)
         return BaselineResult(
-            status=BaselineStatus.MISSING, golden=golden, obtained=side,
-            message=(f"no baseline at {golden}; the obtained outputs are in {side}. Create the baseline with "
-                     f"`{regenerate_command(lc, options)}` and commit it"),
+            status=BaselineStatus.MISSING,
+            golden=golden,
+            obtained=side,
+            message=(
+                f"no baseline at {golden}; the obtained outputs are in {side}. Create the baseline with "
+                f"`{regenerate_command(lc, options)}` and commit it"
+            ),
         )
     expected, info = load(golden)
     comparison = compare.compare_runs([expected, obtained], spec_tol, labels=[0, 1])
@@ -280,21 +335,41 @@ def check_against(lc: LoadedCheck, options: BaselineOptions, obtained: Outputs,
         side = obtained_path(golden)
         if side.exists():
             side.unlink()  # a stale obtained file from an earlier failure would mislead
-        return BaselineResult(status=BaselineStatus.MATCH, golden=golden, comparison=comparison,
-                              fingerprint_diff=diff, config_changed=changed, golden_created=info["created"])
+        return BaselineResult(
+            status=BaselineStatus.MATCH,
+            golden=golden,
+            comparison=comparison,
+            fingerprint_diff=diff,
+            config_changed=changed,
+            golden_created=info["created"],
+        )
     side = obtained_path(golden)
     save(obtained, side, check=lc.name, config_hash=lc.config_hash, fingerprint=fingerprint)
-    causes = ", ".join(d.field for d in diff[:6]) or "none: same environment, so the model, its input or the code changed"
-    message = (f"outputs drifted from the baseline {golden} (created {info['created']}); obtained outputs written to {side}. "
-               f"Environment differences (likely causes): {causes}.")
+    causes = (
+        ", ".join(d.field for d in diff[:6]) or "none: same environment, so the model, its input or the code changed"
+    )
+    message = (
+        f"outputs drifted from the baseline {golden} (created {info['created']}); obtained outputs written to {side}. "
+        f"Environment differences (likely causes): {causes}."
+    )
     if changed:
         message += " The check's spec changed since the baseline was made (config hash differs)."
     message += f" If the new outputs are right, accept them with `{regenerate_command(lc, options)}`."
-    return BaselineResult(status=BaselineStatus.DRIFT, golden=golden, obtained=side, comparison=comparison,
-                          fingerprint_diff=diff, config_changed=changed, golden_created=info["created"], message=message)
+    return BaselineResult(
+        status=BaselineStatus.DRIFT,
+        golden=golden,
+        obtained=side,
+        comparison=comparison,
+        fingerprint_diff=diff,
+        config_changed=changed,
+        golden_created=info["created"],
+        message=message,
+    )
 
 
-def update(lc: LoadedCheck, options: BaselineOptions, obtained: Outputs, fingerprint: dict[str, Any] | None) -> BaselineResult:
+def update(
+    lc: LoadedCheck, options: BaselineOptions, obtained: Outputs, fingerprint: dict[str, Any] | None
+) -> BaselineResult:
     golden = golden_path(options.root, lc, options.spec_root)
     save(obtained, golden, check=lc.name, config_hash=lc.config_hash, fingerprint=fingerprint)
     side = obtained_path(golden)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import enum
 import importlib
@@ -44,9 +45,16 @@ class UsageError(Exception):
 def _github_usage_error(exc: UsageError) -> None:
     from . import github
 
-    located = [(github.workspace_relative(e.file), e.line or 1, "reprocheck: invalid spec", str(e))
-               for e in exc.errors if e.file != "command line"]
-    lines = github.annotations(located) if located else [github.command("error", str(exc), title="reprocheck: invalid command")]
+    located = [
+        (github.workspace_relative(e.file), e.line or 1, "reprocheck: invalid spec", str(e))
+        for e in exc.errors
+        if e.file != "command line"
+    ]
+    lines = (
+        github.error_annotations(located)
+        if located
+        else [github.command("error", str(exc), title="reprocheck: invalid command")]
+    )
     for line in lines:
         github.emit(line)
     github.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
@@ -63,18 +71,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"reprocheck {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser(Command.RUN.value, help="run checks and compare their runs (exit 0 pass, 1 differ, 2 bad spec, 3 run failed)")
+    run = sub.add_parser(
+        Command.RUN.value, help="run checks and compare their runs (exit 0 pass, 1 differ, 2 bad spec, 3 run failed)"
+    )
     _add_run_options(run)
     run.add_argument("--keep", type=Path, metavar="DIR", help="keep each run's outputs and logs in DIR")
 
     dock = sub.add_parser(Command.DOCKER.value, help="run the same checks inside the pinned Docker image")
     _add_run_options(dock)
     dock.add_argument("--image", help="image to run (default: the pinned image for this version)")
-    dock.add_argument("--build", action="store_true", help="build the image from this source tree's docker/Dockerfile first")
+    dock.add_argument(
+        "--build", action="store_true", help="build the image from this source tree's docker/Dockerfile first"
+    )
     dock.add_argument("--gpus", default="none", metavar="all|N|none", help="GPUs for the container (default none)")
     dock.add_argument("--network", default="none", help="container network (default none: no network; host is refused)")
-    dock.add_argument("--workspace", type=Path, metavar="DIR",
-                      help="mounted read-only; specs and outputs must be inside it (default: the current folder)")
+    dock.add_argument(
+        "--workspace",
+        type=Path,
+        metavar="DIR",
+        help="mounted read-only; specs and outputs must be inside it (default: the current folder)",
+    )
 
     val = sub.add_parser(Command.VALIDATE.value, help="check spec files without running anything")
     val.add_argument("specs", nargs="+", metavar="SPEC")
@@ -82,7 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     sch = sub.add_parser(Command.SCHEMA.value, help="print the JSON Schema of spec v1 (for editors)")
     sch.add_argument("--output", "-o", type=Path, metavar="FILE")
 
-    diag = sub.add_parser(Command.DIAGNOSE.value, help="find why a check is irreproducible: first diverging module, seed sensitivity, recipe ablation")
+    diag = sub.add_parser(
+        Command.DIAGNOSE.value,
+        help="find why a check is irreproducible: first diverging module, seed sensitivity, recipe ablation",
+    )
     diag.add_argument("specs", nargs="+", metavar="SPEC")
     diag.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
     diag.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
@@ -107,16 +126,31 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, help="runs per check (>= 2), overriding the spec")
     p.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
-    p.add_argument("--summary", type=Path, metavar="FILE", help="write the Markdown report here (e.g. $GITHUB_STEP_SUMMARY)")
-    p.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto",
-                   help="fork: one zygote imports torch, each run is a fresh fork (default on Linux); spawn: a new interpreter per run")
+    p.add_argument(
+        "--summary", type=Path, metavar="FILE", help="write the Markdown report here (e.g. $GITHUB_STEP_SUMMARY)"
+    )
+    p.add_argument(
+        "--isolation",
+        choices=[i.value for i in _isolations()],
+        default="auto",
+        help="fork: one zygote imports torch, each run is a fresh fork (default on Linux); "
+        "spawn: a new interpreter per run",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.add_argument("--baseline", type=Path, metavar="DIR", help="also compare with the golden outputs stored in DIR")
-    p.add_argument("--baseline-root", type=Path, metavar="DIR", default=None,
-                   help="goldens are laid out by each spec's path relative to DIR (default: the current folder)")
+    p.add_argument(
+        "--baseline-root",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="goldens are laid out by each spec's path relative to DIR (default: the current folder)",
+    )
     p.add_argument("--update-baseline", action="store_true", help="write (or rewrite) the goldens in --baseline DIR")
-    p.add_argument("--github", action="store_true",
-                   help="also write GitHub Actions annotations, step outputs ($GITHUB_OUTPUT) and the step summary")
+    p.add_argument(
+        "--github",
+        action="store_true",
+        help="also write GitHub Actions annotations, step outputs ($GITHUB_OUTPUT) and the step summary",
+    )
 
 
 def _isolations() -> list[enum.Enum]:
@@ -202,12 +236,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _check_output_flags(args)
     try:
-        checks = select(apply_overrides(_load(args.specs, semantic=False), runs=args.runs, device=args.device), args.check)
+        checks = select(
+            apply_overrides(_load(args.specs, semantic=False), runs=args.runs, device=args.device), args.check
+        )
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
 
     from . import baseline as baselines
-    from . import execute, pipeline, report
+    from . import execute, pipeline
 
     golden = None
     if args.baseline:
@@ -240,8 +276,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return int(pipeline.exit_code(results))
 
 
-def _run_checks(args: argparse.Namespace, checks: list[LoadedCheck], root: Path, first: object,
-                golden: object) -> tuple[list, BaseException | None]:
+def _run_checks(
+    args: argparse.Namespace, checks: list[LoadedCheck], root: Path, first: object, golden: object
+) -> tuple[list, BaseException | None]:
     """Run every check with progress lines; on an internal failure, the checks completed before it."""
     from . import pipeline
     from .execute import Isolation
@@ -257,7 +294,11 @@ def _run_checks(args: argparse.Namespace, checks: list[LoadedCheck], root: Path,
 
     def on_start(i: int, lc: LoadedCheck) -> None:
         if not quiet:
-            print(f"[{i + 1}/{total}] {lc.name} ({lc.file}): {lc.check.runs} runs on {lc.check.device}", file=log, flush=True)
+            print(
+                f"[{i + 1}/{total}] {lc.name} ({lc.file}): {lc.check.runs} runs on {lc.check.device}",
+                file=log,
+                flush=True,
+            )
 
     def on_run(lc: LoadedCheck, r: object) -> None:
         if not quiet:
@@ -268,8 +309,9 @@ def _run_checks(args: argparse.Namespace, checks: list[LoadedCheck], root: Path,
                     print(f"        | {line}", file=log, flush=True)
 
     try:
-        results = pipeline.run_all(checks, root, Isolation(args.isolation), on_start, on_run,
-                                   first=first, baseline=golden)  # type: ignore[arg-type]
+        results = pipeline.run_all(
+            checks, root, Isolation(args.isolation), on_start, on_run, first=first, baseline=golden
+        )  # type: ignore[arg-type]
         crash: BaseException | None = None
     except pipeline.Interrupted as exc:
         results, crash = exc.completed, exc.cause
@@ -292,7 +334,7 @@ def _write_reports(args: argparse.Namespace, results: list) -> None:
     if args.github:
         from . import github
 
-        for line in github.annotations(report.github_failures(results)):
+        for line in github.error_annotations(report.github_failures(results)):
             github.emit(line)
         github.append_summary(report.render(report.Format.MARKDOWN, results))
         github.write_outputs(report.github_outputs(results, str(args.report) if args.report else None))
@@ -302,7 +344,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     checks = _load(args.specs)
     for lc in checks:
         c = lc.check
-        print(f"ok  {lc.name}  ({lc.file}:{lc.line}; model {c.model.source}, input {c.input.source}, {c.runs} runs on {c.device})")
+        print(
+            f"ok  {lc.name}  ({lc.file}:{lc.line}; model {c.model.source}, input {c.input.source}, "
+            f"{c.runs} runs on {c.device})"
+        )
     return 0
 
 
@@ -323,7 +368,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     results = []
     for lc in checks:
         print(f"diagnosing {lc.name} ({lc.file})", file=sys.stderr, flush=True)
-        results.append(diagnose(lc, Isolation(args.isolation), lambda text: print(f"  {text}", file=sys.stderr, flush=True)))
+        results.append(
+            diagnose(lc, Isolation(args.isolation), lambda text: print(f"  {text}", file=sys.stderr, flush=True))
+        )
     sys.stdout.write(report.DIAGNOSIS_RENDERERS[report.Format.CONSOLE](results))
     if args.report:
         atomic_write_text(args.report, report.DIAGNOSIS_RENDERERS[report.Format.JSON](results))
@@ -340,8 +387,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         checks = select(_load(args.specs, semantic=False), args.check)
     except SpecErrors as exc:
         raise UsageError(str(exc)) from None
-    include = [{"check": lc.name, "spec": str(lc.file), "line": lc.line, "device": lc.check.device, "runs": lc.check.runs}
-               for lc in checks]
+    include = [
+        {"check": lc.name, "spec": str(lc.file), "line": lc.line, "device": lc.check.device, "runs": lc.check.runs}
+        for lc in checks
+    ]
     text = json.dumps({"include": include}, separators=(",", ":"))
     print(text)
     if args.github_output:
@@ -386,18 +435,29 @@ def cmd_docker(args: argparse.Namespace) -> int:
 
     if args.baseline_root is not None:
         raise UsageError("--baseline-root: in the container the goldens are laid out relative to --workspace")
+
     def absolute(path: object) -> str | None:  # command-line paths are relative to the current folder
         return os.path.abspath(str(path)) if path else None
 
     request = launch.Request(
-        specs=tuple(os.path.abspath(s) for s in args.specs), image=args.image or container.default_image(),
+        specs=tuple(os.path.abspath(s) for s in args.specs),
+        image=args.image or container.default_image(),
         workspace=args.workspace or Path.cwd(),
-        checks=tuple(args.check), runs=args.runs, device=args.device, gpus=args.gpus, network=args.network,
-        isolation=args.isolation, quiet=args.quiet,
-        report=absolute(args.report), summary=absolute(args.summary), baseline=absolute(args.baseline),
+        checks=tuple(args.check),
+        runs=args.runs,
+        device=args.device,
+        gpus=args.gpus,
+        network=args.network,
+        isolation=args.isolation,
+        quiet=args.quiet,
+        report=absolute(args.report),
+        summary=absolute(args.summary),
+        baseline=absolute(args.baseline),
         update_baseline=args.update_baseline,
-        github=args.github, github_output=os.environ.get("GITHUB_OUTPUT"),
-        github_summary=os.environ.get("GITHUB_STEP_SUMMARY"))
+        github=args.github,
+        github_output=os.environ.get("GITHUB_OUTPUT"),
+        github_summary=os.environ.get("GITHUB_STEP_SUMMARY"),
+    )
     try:
         plan = launch.plan(request)
         _check_output_flags(args)
@@ -429,9 +489,11 @@ def _crash_log(exc: BaseException, argv: list[str]) -> Path | None:
     """Write the traceback where the user can find it; None when even that fails."""
     folder = Path(os.environ.get("REPROCHECK_CRASH_DIR") or tempfile.gettempdir())
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    text = (f"reprocheck {__version__} crashed at {stamp}\ncommand: reprocheck {' '.join(argv)}\n"
-            f"python: {sys.version.split()[0]} on {sys.platform}\n\n"
-            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    text = (
+        f"reprocheck {__version__} crashed at {stamp}\ncommand: reprocheck {' '.join(argv)}\n"
+        f"python: {sys.version.split()[0]} on {sys.platform}\n\n"
+        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    )
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f"reprocheck-crash-{stamp}-", suffix=".log", dir=folder)
@@ -451,10 +513,8 @@ def _internal_error(exc: BaseException, argv: list[str], github: bool) -> int:
         from . import github as gh
 
         gh.emit(gh.command("error", message, title="reprocheck: internal error"))
-        try:
+        with contextlib.suppress(OSError):
             gh.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
-        except OSError:
-            pass
     print(f"reprocheck: {message}", file=sys.stderr)
     return int(ExitCode.INTERNAL)
 
@@ -487,5 +547,5 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("reprocheck: terminated", file=sys.stderr)
         return int(ExitCode.TERMINATED)
-    except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into exit 4
+    except Exception as exc:
         return _internal_error(exc, argv, github)

@@ -149,7 +149,7 @@ def _walk(exp: dict[str, Any], obt: dict[str, Any], path: str, found: list[tuple
         ne, no = len(exp["items"]), len(obt["items"])
         if ne != no:
             found.append((where, f"length {ne} expected, {no} obtained"))
-        for i, (a, b) in enumerate(zip(exp["items"], obt["items"])):
+        for i, (a, b) in enumerate(zip(exp["items"], obt["items"], strict=False)):
             _walk(a, b, f"{path}.{i}" if path else str(i), found, pairs)
 
 
@@ -164,17 +164,33 @@ def _float(x: Any) -> float:
     return float(x.item()) if hasattr(x, "item") else float(x)
 
 
-def compare_tensors(path: str, expected: Any, obtained: Any, tol: Tolerance, runs: tuple[int, int] = (1, 2)) -> OutputResult:
+def compare_tensors(
+    path: str, expected: Any, obtained: Any, tol: Tolerance, runs: tuple[int, int] = (1, 2)
+) -> OutputResult:
     import torch
 
-    base = dict(path=path, tolerance=tol, expected_run=runs[0], obtained_run=runs[1],
-                shape=tuple(expected.shape), dtype=str(expected.dtype).replace("torch.", ""), total=expected.numel())
+    base = dict(
+        path=path,
+        tolerance=tol,
+        expected_run=runs[0],
+        obtained_run=runs[1],
+        shape=tuple(expected.shape),
+        dtype=str(expected.dtype).replace("torch.", ""),
+        total=expected.numel(),
+    )
     if expected.dtype != obtained.dtype:
-        return OutputResult(kind=Kind.STRUCTURE, detail=f"dtype {base['dtype']} expected, {str(obtained.dtype).replace('torch.', '')} obtained", **base)
+        return OutputResult(
+            kind=Kind.STRUCTURE,
+            detail=f"dtype {base['dtype']} expected, {str(obtained.dtype).replace('torch.', '')} obtained",
+            **base,
+        )
     if expected.shape != obtained.shape:
         detail = f"shape {list(expected.shape)} expected, {list(obtained.shape)} obtained"
         if expected.dim() == obtained.dim() and expected.dim() >= 1 and expected.shape[1:] == obtained.shape[1:]:
-            detail += f": {expected.shape[0]} vs {obtained.shape[0]} items (a count mismatch, e.g. a different number of detections)"
+            detail += (
+                f": {expected.shape[0]} vs {obtained.shape[0]} items "
+                "(a count mismatch, e.g. a different number of detections)"
+            )
         return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base)
     if expected.is_complex():
         expected, obtained = torch.view_as_real(expected), torch.view_as_real(obtained)
@@ -207,12 +223,21 @@ def _compare_exact(expected: Any, obtained: Any, base: dict[str, Any]) -> Output
         return OutputResult(kind=Kind.MATCH, exact=True, needed_atol=0.0, needed_rtol=0.0, **base)
     diff = (expected.double() - obtained.double()).abs()
     first = tuple(int(i) for i in torch.nonzero(bad)[0]) if expected.dim() else ()
-    return OutputResult(kind=Kind.VALUES, exact=True, mismatched=n, max_abs_diff=float(diff.max()),
-                        mean_abs_diff=float(diff.mean()), first_index=first,
-                        expected_value=_float(expected[first]), obtained_value=_float(obtained[first]),
-                        max_rel_diff=float((diff / expected.double().abs()).nan_to_num(nan=0.0, posinf=math.inf).max()),
-                        needed_atol=None, needed_rtol=None,
-                        detail="integer/bool outputs must match exactly", **base)
+    return OutputResult(
+        kind=Kind.VALUES,
+        exact=True,
+        mismatched=n,
+        max_abs_diff=float(diff.max()),
+        mean_abs_diff=float(diff.mean()),
+        first_index=first,
+        expected_value=_float(expected[first]),
+        obtained_value=_float(obtained[first]),
+        max_rel_diff=float((diff / expected.double().abs()).nan_to_num(nan=0.0, posinf=math.inf).max()),
+        needed_atol=None,
+        needed_rtol=None,
+        detail="integer/bool outputs must match exactly",
+        **base,
+    )
 
 
 def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str, Any]) -> OutputResult:
@@ -227,8 +252,8 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
     unfixable = False  # NaN vs number, inf vs something else: no tolerance passes
     first: int | None = None
     for start in range(0, e_flat.numel(), CHUNK):
-        e = e_flat[start:start + CHUNK].to(work)
-        o = o_flat[start:start + CHUNK].to(work)
+        e = e_flat[start : start + CHUNK].to(work)
+        o = o_flat[start : start + CHUNK].to(work)
         e_nan, o_nan = e.isnan(), o.isnan()
         finite = e.isfinite() & o.isfinite()
         both_nan = e_nan & o_nan
@@ -254,22 +279,32 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
             max_rel = max(max_rel, float(rel.max()))
             need_atol = max(need_atol, float((diff - tol.rtol * scale).max()))
             excess = diff - tol.atol
-            need_rtol = max(need_rtol, float(torch.where(excess > 0, torch.where(scale > 0, excess / scale, math.inf), 0.0).max()))
+            need_rtol = max(
+                need_rtol, float(torch.where(excess > 0, torch.where(scale > 0, excess / scale, math.inf), 0.0).max())
+            )
     kind = Kind.VALUES if mismatched else Kind.MATCH
     if zero_sign and need_atol <= 0:
         need_atol = math.ulp(0.0)  # any positive tolerance accepts a sign-of-zero difference
     index = tuple(int(i) for i in _unravel(first, tuple(expected.shape))) if first is not None else None
     return OutputResult(
-        kind=kind, mismatched=mismatched, max_abs_diff=max_abs, max_rel_diff=max_rel,
-        mean_abs_diff=sum_abs / max(1, e_flat.numel()), first_index=index,
+        kind=kind,
+        mismatched=mismatched,
+        max_abs_diff=max_abs,
+        max_rel_diff=max_rel,
+        mean_abs_diff=sum_abs / max(1, e_flat.numel()),
+        first_index=index,
         expected_value=_float(e_flat[first]) if first is not None else None,
         obtained_value=_float(o_flat[first]) if first is not None else None,
         nan_count=nan_same,
         needed_atol=None if unfixable else max(0.0, need_atol),
         needed_rtol=None if unfixable or math.isinf(need_rtol) else need_rtol,
-        detail=("NaN or infinity in one run where the other has a different value" if unfixable
-                else f"{zero_sign} of them -0.0 vs 0.0 (the sign of zero differs; any tolerance > 0 accepts it)"
-                if zero_sign else ""),
+        detail=(
+            "NaN or infinity in one run where the other has a different value"
+            if unfixable
+            else f"{zero_sign} of them -0.0 vs 0.0 (the sign of zero differs; any tolerance > 0 accepts it)"
+            if zero_sign
+            else ""
+        ),
         **base,
     )
 
@@ -282,14 +317,22 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
     return list(reversed(out))
 
 
-def compare(expected: Outputs, obtained: Outputs, spec: ToleranceSpec, runs: tuple[int, int] = (1, 2)) -> list[OutputResult]:
+def compare(
+    expected: Outputs, obtained: Outputs, spec: ToleranceSpec, runs: tuple[int, int] = (1, 2)
+) -> list[OutputResult]:
     """Compare one obtained run with the expected one: structure first, then each shared leaf."""
     problems: list[tuple[str, str]] = []
     pairs: list[str] = []
     _walk(expected.tree, obtained.tree, "", problems, pairs)
     results = [
-        OutputResult(path=p, kind=Kind.STRUCTURE, tolerance=tolerance_for(p, spec), detail=d,
-                     expected_run=runs[0], obtained_run=runs[1])
+        OutputResult(
+            path=p,
+            kind=Kind.STRUCTURE,
+            tolerance=tolerance_for(p, spec),
+            detail=d,
+            expected_run=runs[0],
+            obtained_run=runs[1],
+        )
         for p, d in problems
     ]
     for p in pairs:
@@ -310,4 +353,3 @@ def compare_runs(runs: list[Outputs], spec: ToleranceSpec, labels: Iterable[int]
     ordered = sorted(worst.values(), key=lambda r: (order.get(r.path, -1), r.path))
     unused = tuple(p for p in spec.outputs if not any(fnmatch.fnmatchcase(x, p) for x in paths))
     return Comparison(outputs=tuple(ordered), unused_patterns=unused, runs_compared=len(runs))
-

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import __version__
 
+
 class ContainerError(Exception):
     """A one-line problem with the engine or image, with its fix."""
 
@@ -83,8 +84,10 @@ def run(plan: Any, *, build: bool) -> int:
     if build:
         build_image(plan.image)
     if _docker("image", "inspect", "--format", "{{.Id}}", plan.image).returncode != 0:
-        raise ContainerError(f"image {plan.image} is not here; build it with `reprocheck docker --build ...` "
-                             f"(or docker/build.sh) or pass --image")
+        raise ContainerError(
+            f"image {plan.image} is not here; build it with `reprocheck docker --build ...` "
+            f"(or docker/build.sh) or pass --image"
+        )
     prepare(plan)
     sys.stdout.flush()
     proc = subprocess.run(plan.docker_argv())

@@ -83,14 +83,22 @@ class _Runner:
     def __init__(self, lc: LoadedCheck, root: Path, isolation: execute.Isolation) -> None:
         self.lc, self.root, self.isolation, self.count = lc, root, isolation, 0
 
-    def run(self, runs: int, *, trace: bool = False, env: dict[str, str] | None = None, input_seed: int | None = None,
-            **changes: Any) -> list[execute.RunResult]:
+    def run(
+        self,
+        runs: int,
+        *,
+        trace: bool = False,
+        env: dict[str, str] | None = None,
+        input_seed: int | None = None,
+        **changes: Any,
+    ) -> list[execute.RunResult]:
         self.count += 1
         # model_copy skips validation: a single run is fine here, unlike in a spec.
         check: Check = self.lc.check.model_copy(update={"runs": runs, **changes})
         variant = dataclasses.replace(self.lc, check=check)
-        return execute.Prepared(variant, self.root / f"p{self.count:02d}", self.isolation, trace=trace, env=env,
-                                input_seed=input_seed).run()
+        return execute.Prepared(
+            variant, self.root / f"p{self.count:02d}", self.isolation, trace=trace, env=env, input_seed=input_seed
+        ).run()
 
 
 def _outputs(runs: list[execute.RunResult]) -> list[outputs.Outputs]:
@@ -105,18 +113,25 @@ def _trace(run: execute.RunResult) -> dict[str, Any]:
 
 def first_divergence(a: dict[str, Any], b: dict[str, Any], tolerance: Any) -> Divergence | None:
     """The first module (in finishing order) whose output differs between two traces."""
-    for i, (ca, cb) in enumerate(zip(a["calls"], b["calls"])):
+    for i, (ca, cb) in enumerate(zip(a["calls"], b["calls"], strict=False)):
         if ca != cb:
-            return Divergence(call=i, module=ca[0], type=ca[1], result=None,
-                              detail=f"the runs call different modules here: {ca[0] or '(model)'} vs {cb[0] or '(model)'}")
+            return Divergence(
+                call=i,
+                module=ca[0],
+                type=ca[1],
+                result=None,
+                detail=f"the runs call different modules here: {ca[0] or '(model)'} vs {cb[0] or '(model)'}",
+            )
         prefix = f"{i}|"
         keys_a = [k for k in a["tensors"] if k.startswith(prefix)]
         worst = None
         for key in keys_a:
             ta, tb = a["tensors"][key], b["tensors"].get(key)
             if tb is None:
-                return Divergence(call=i, module=ca[0], type=ca[1], result=None, detail="an output leaf is missing in run 2")
-            leaf = key[len(prefix):]
+                return Divergence(
+                    call=i, module=ca[0], type=ca[1], result=None, detail="an output leaf is missing in run 2"
+                )
+            leaf = key[len(prefix) :]
             r = compare.compare_tensors(leaf, ta, tb, compare.tolerance_for(leaf, tolerance))
             if not r and (worst is None or r.severity() > worst.severity()):
                 worst = r
@@ -124,8 +139,13 @@ def first_divergence(a: dict[str, Any], b: dict[str, Any], tolerance: Any) -> Di
             return Divergence(call=i, module=ca[0], type=ca[1], result=worst)
     if len(a["calls"]) != len(b["calls"]):
         n = min(len(a["calls"]), len(b["calls"]))
-        return Divergence(call=n, module="", type="", result=None,
-                          detail=f"run 1 made {len(a['calls'])} module calls, run 2 made {len(b['calls'])}")
+        return Divergence(
+            call=n,
+            module="",
+            type="",
+            result=None,
+            detail=f"run 1 made {len(a['calls'])} module calls, run 2 made {len(b['calls'])}",
+        )
     return None
 
 
@@ -135,17 +155,23 @@ def _vary_hash_seed(r: _Runner, base: list[outputs.Outputs]) -> tuple[list[outpu
     return base[:1] + _outputs(runs), runs
 
 
-def _both(**changes: Any) -> Callable[[_Runner, list[outputs.Outputs]], tuple[list[outputs.Outputs], list[execute.RunResult]]]:
+def _both(
+    **changes: Any,
+) -> Callable[[_Runner, list[outputs.Outputs]], tuple[list[outputs.Outputs], list[execute.RunResult]]]:
     def vary(r: _Runner, base: list[outputs.Outputs]) -> tuple[list[outputs.Outputs], list[execute.RunResult]]:
         runs = r.run(2, recipe=r.lc.check.recipe.model_copy(update=changes))
         return _outputs(runs), runs
+
     return vary
 
 
-def _second(**changes: Any) -> Callable[[_Runner, list[outputs.Outputs]], tuple[list[outputs.Outputs], list[execute.RunResult]]]:
+def _second(
+    **changes: Any,
+) -> Callable[[_Runner, list[outputs.Outputs]], tuple[list[outputs.Outputs], list[execute.RunResult]]]:
     def vary(r: _Runner, base: list[outputs.Outputs]) -> tuple[list[outputs.Outputs], list[execute.RunResult]]:
         runs = r.run(1, recipe=r.lc.check.recipe.model_copy(update=changes))
         return base[:1] + _outputs(runs), runs
+
     return vary
 
 
@@ -158,8 +184,11 @@ VARIATIONS = (
     ("hash_seed", "a different PYTHONHASHSEED in the second run", _vary_hash_seed),
     ("seed_rngs", "random, NumPy and torch left unseeded in both runs", _both(seed_rngs=False)),
     ("deterministic_algorithms", "deterministic algorithms off in both runs", _both(deterministic_algorithms=False)),
-    ("cudnn_benchmark", "cuDNN benchmark on and cuDNN determinism off in both runs",
-     _both(cudnn_benchmark=True, cudnn_deterministic=False)),
+    (
+        "cudnn_benchmark",
+        "cuDNN benchmark on and cuDNN determinism off in both runs",
+        _both(cudnn_benchmark=True, cudnn_deterministic=False),
+    ),
     ("tf32", "TF32 allowed in the second run", _second(tf32=True)),
     ("threads", "a different intra-op thread count in the second run", _other_threads),
 )
@@ -174,18 +203,25 @@ def _causes(seed: SeedSensitivity | None, lc: LoadedCheck) -> tuple[str, ...]:
     if seed.random_parameters:
         n, total = len(seed.random_parameters), seed.parameters_total
         head = ", ".join(seed.random_parameters[:5]) + (", ..." if n > 5 else "")
-        causes.append(f"{n} of {total} parameters/buffers change with the seed, so they are randomly initialised, "
-                      f"not loaded ({head})")
+        causes.append(
+            f"{n} of {total} parameters/buffers change with the seed, so they are randomly initialised, "
+            f"not loaded ({head})"
+        )
         if lc.check.model.torchvision and lc.check.model.kwargs.get("weights") is None:
-            causes.append("the torchvision model was built with weights: null (random init); load real weights "
-                          "(weights: DEFAULT with a pre-filled TORCH_HOME) for outputs that mean something")
+            causes.append(
+                "the torchvision model was built with weights: null (random init); load real weights "
+                "(weights: DEFAULT with a pre-filled TORCH_HOME) for outputs that mean something"
+            )
     if seed.sensitive and not causes:
         causes.append("random draws in forward (e.g. dropout called with training=True, torch.rand, random noise)")
     return tuple(causes)
 
 
-def diagnose(lc: LoadedCheck, isolation: execute.Isolation = execute.Isolation.AUTO,
-             progress: Callable[[str], None] | None = None) -> Diagnosis:
+def diagnose(
+    lc: LoadedCheck,
+    isolation: execute.Isolation = execute.Isolation.AUTO,
+    progress: Callable[[str], None] | None = None,
+) -> Diagnosis:
     say = progress or (lambda text: None)
     root = Path(tempfile.mkdtemp(prefix="reprocheck-diagnose-"))
     try:
@@ -204,8 +240,18 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
         cause = failed.cause if failed else "the second run did not happen"
         if failed is not None and DETERMINISM_MARK in cause:
             ops.append(cause.split(": ", 1)[-1])
-        return Diagnosis(lc.name, lc.file, lc.line, None, None, None, None, (), tuple(ops),
-                         error=f"run {failed.index if failed else 2} {cause}")
+        return Diagnosis(
+            lc.name,
+            lc.file,
+            lc.line,
+            None,
+            None,
+            None,
+            None,
+            (),
+            tuple(ops),
+            error=f"run {failed.index if failed else 2} {cause}",
+        )
     base = _outputs(traced)
     comparison = compare.compare_runs(base, tol)
     trace_a, trace_b = _trace(traced[0]), _trace(traced[1])
@@ -221,9 +267,15 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
         trace_s = _trace(seeded[0])
         changed = compare.compare_runs(base[:1] + _outputs(seeded), tol)
         params = tuple(k for k, v in trace_a["params"].items() if trace_s["params"].get(k) != v)
-        seed = SeedSensitivity(sensitive=not changed, other_seed=other, comparison=changed,
-                               training_modules=tuple(sorted(trace_a["training"].items())),
-                               random_parameters=params, parameters_total=len(trace_a["params"]), causes=())
+        seed = SeedSensitivity(
+            sensitive=not changed,
+            other_seed=other,
+            comparison=changed,
+            training_modules=tuple(sorted(trace_a["training"].items())),
+            random_parameters=params,
+            parameters_total=len(trace_a["params"]),
+            causes=(),
+        )
         seed = dataclasses.replace(seed, causes=_causes(seed, lc))
 
     ablations = _ablations(r, base, say) if comparison else _repairs(r, say)
@@ -251,8 +303,17 @@ def _repairs(r: _Runner, say: Callable[[str], None]) -> list[Ablation]:
     which one fixes it. `broke` then means "still differs"."""
     full, mine = RecipeSpec(threads=r.lc.check.recipe.threads), r.lc.check.recipe
     out = []
-    for knob in ("hash_seed", "seed_rngs", "deterministic_algorithms", "cudnn_deterministic", "cudnn_benchmark", "tf32",
-                 "eval_mode", "inference_mode", "cublas_workspace"):
+    for knob in (
+        "hash_seed",
+        "seed_rngs",
+        "deterministic_algorithms",
+        "cudnn_deterministic",
+        "cudnn_benchmark",
+        "tf32",
+        "eval_mode",
+        "inference_mode",
+        "cublas_workspace",
+    ):
         if getattr(mine, knob) == getattr(full, knob):
             continue
         description = f"{knob} set back to {getattr(full, knob)!r} (the full recipe)"
@@ -267,14 +328,30 @@ def _repairs(r: _Runner, say: Callable[[str], None]) -> list[Ablation]:
     return out
 
 
-def _finish(lc: LoadedCheck, r: _Runner, say: Callable[[str], None], comparison: compare.Comparison,
-            divergence: Divergence | None, seed: SeedSensitivity | None, ablations: list[Ablation],
-            ops: list[str]) -> Diagnosis:
+def _finish(
+    lc: LoadedCheck,
+    r: _Runner,
+    say: Callable[[str], None],
+    comparison: compare.Comparison,
+    divergence: Divergence | None,
+    seed: SeedSensitivity | None,
+    ablations: list[Ablation],
+    ops: list[str],
+) -> Diagnosis:
     say("one run with deterministic algorithms in warn-only mode")
     warned = r.run(1, recipe=lc.check.recipe.model_copy(update={"deterministic_algorithms": "warn"}))
     for run in warned:
         ops += [w for w in run.warnings if DETERMINISM_MARK in w]
         if not run.ok and DETERMINISM_MARK in run.cause:
             ops.append(run.cause)
-    return Diagnosis(lc.name, lc.file, lc.line, bool(comparison), comparison, divergence, seed, tuple(ablations),
-                     tuple(dict.fromkeys(ops)))
+    return Diagnosis(
+        lc.name,
+        lc.file,
+        lc.line,
+        bool(comparison),
+        comparison,
+        divergence,
+        seed,
+        tuple(ablations),
+        tuple(dict.fromkeys(ops)),
+    )

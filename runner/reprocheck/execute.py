@@ -89,12 +89,18 @@ def _log_tail(path: Path, lines: int = 12) -> tuple[str, ...]:
     return tuple(text.rstrip().splitlines()[-lines:])
 
 
-def classify(index: int, run_dir: Path, returncode: int | None, timed_out: bool, duration: float, timeout: float) -> RunResult:
+def classify(
+    index: int, run_dir: Path, returncode: int | None, timed_out: bool, duration: float, timeout: float
+) -> RunResult:
     """How one run ended, from its exit status and what it wrote."""
-    base = dict(index=index, duration=duration, run_dir=run_dir)
+    base: dict[str, Any] = dict(index=index, duration=duration, run_dir=run_dir)
     if timed_out:
-        return RunResult(status=RunStatus.TIMEOUT, cause=f"timed out after {timeout:g}s and was killed (raise `timeout:` if the model is just slow)",
-                         details=_log_tail(run_dir / "log.txt"), **base)
+        return RunResult(
+            status=RunStatus.TIMEOUT,
+            cause=f"timed out after {timeout:g}s and was killed (raise `timeout:` if the model is just slow)",
+            details=_log_tail(run_dir / "log.txt"),
+            **base,
+        )
     try:
         result = json.loads((run_dir / "result.json").read_text())
     except (OSError, ValueError):
@@ -102,17 +108,37 @@ def classify(index: int, run_dir: Path, returncode: int | None, timed_out: bool,
     if returncode is not None and returncode < 0:
         sig = _signal_name(-returncode)
         why = " (out of memory? the kernel's OOM killer sends SIGKILL)" if sig == "SIGKILL" else ""
-        return RunResult(status=RunStatus.CRASHED, cause=f"crashed: killed by {sig}{why}",
-                         details=_log_tail(run_dir / "log.txt"), **base)
+        return RunResult(
+            status=RunStatus.CRASHED,
+            cause=f"crashed: killed by {sig}{why}",
+            details=_log_tail(run_dir / "log.txt"),
+            **base,
+        )
     if result is None or (returncode not in (0, 1)):
-        return RunResult(status=RunStatus.CRASHED, cause=f"exited with code {returncode} without writing its result",
-                         details=_log_tail(run_dir / "log.txt"), **base)
+        return RunResult(
+            status=RunStatus.CRASHED,
+            cause=f"exited with code {returncode} without writing its result",
+            details=_log_tail(run_dir / "log.txt"),
+            **base,
+        )
     if not result["ok"]:
-        return RunResult(status=RunStatus.ERROR, cause=f"raised while {_STAGES.get(result['stage'], result['stage'])}: {result['error']}",
-                         details=tuple(result.get("traceback") or ()), stage=result["stage"], hint=result.get("hint"),
-                         timings=result.get("timings") or {}, **base)
-    return RunResult(status=RunStatus.OK, device=result["device"], timings=result["timings"],
-                     fingerprint=result["fingerprint"], warnings=tuple(result["warnings"]), **base)
+        return RunResult(
+            status=RunStatus.ERROR,
+            cause=f"raised while {_STAGES.get(result['stage'], result['stage'])}: {result['error']}",
+            details=tuple(result.get("traceback") or ()),
+            stage=result["stage"],
+            hint=result.get("hint"),
+            timings=result.get("timings") or {},
+            **base,
+        )
+    return RunResult(
+        status=RunStatus.OK,
+        device=result["device"],
+        timings=result["timings"],
+        fingerprint=result["fingerprint"],
+        warnings=tuple(result["warnings"]),
+        **base,
+    )
 
 
 _STAGES = {
@@ -126,7 +152,11 @@ _STAGES = {
 
 def _job(lc: LoadedCheck, threads: int) -> dict[str, Any]:
     # Without runs: the worker does one run whatever the count (diagnose runs single variants).
-    return {"check": lc.check.model_dump(mode="json", exclude={"runs"}), "base_dir": str(lc.base_dir), "threads": threads}
+    return {
+        "check": lc.check.model_dump(mode="json", exclude={"runs"}),
+        "base_dir": str(lc.base_dir),
+        "threads": threads,
+    }
 
 
 def _worker_cmd(*args: str) -> list[str]:
@@ -167,8 +197,16 @@ class Prepared:
     """A check's runs, set up. In fork mode the zygote starts importing torch at once and
     waits for `run()`, so the caller's own work (validation, imports) overlaps with it."""
 
-    def __init__(self, lc: LoadedCheck, workdir: Path, isolation: Isolation = Isolation.AUTO, *,
-                 trace: bool = False, env: dict[str, str] | None = None, input_seed: int | None = None) -> None:
+    def __init__(
+        self,
+        lc: LoadedCheck,
+        workdir: Path,
+        isolation: Isolation = Isolation.AUTO,
+        *,
+        trace: bool = False,
+        env: dict[str, str] | None = None,
+        input_seed: int | None = None,
+    ) -> None:
         check = lc.check
         threads = recipe.resolve_threads(check.recipe)
         self.env = _pythonpath(recipe.worker_env(check.seed, check.recipe, threads))
@@ -185,7 +223,11 @@ class Prepared:
             with open(workdir / "zygote.log", "wb") as zlog:
                 self.zygote = subprocess.Popen(
                     _worker_cmd(str(self.job_file), "--fork", str(self.timeout), *map(str, self.run_dirs)),
-                    env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=zlog, start_new_session=True,
+                    env=self.env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=zlog,
+                    start_new_session=True,
                 )
             _live.add(self.zygote)
 
@@ -202,14 +244,22 @@ class Prepared:
         return _run_spawned(self.job_file, self.run_dirs, self.env, self.timeout, progress)
 
 
-def _run_spawned(job_file: Path, run_dirs: list[Path], env: dict[str, str], timeout: float, progress: Progress | None) -> list[RunResult]:
+def _run_spawned(
+    job_file: Path, run_dirs: list[Path], env: dict[str, str], timeout: float, progress: Progress | None
+) -> list[RunResult]:
     results = []
     for i, run_dir in enumerate(run_dirs, 1):
         run_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         with open(run_dir / "log.txt", "wb") as log:
-            proc = subprocess.Popen(_worker_cmd(str(job_file), str(run_dir)), env=env, stdout=log, stderr=log,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                _worker_cmd(str(job_file), str(run_dir)),
+                env=env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             timed_out = False
             try:
                 proc.wait(timeout=timeout)
@@ -227,8 +277,9 @@ def _run_spawned(job_file: Path, run_dirs: list[Path], env: dict[str, str], time
     return results
 
 
-def _run_forked(proc: subprocess.Popen[bytes], job_file: Path, run_dirs: list[Path], timeout: float,
-                progress: Progress | None) -> list[RunResult]:
+def _run_forked(
+    proc: subprocess.Popen[bytes], job_file: Path, run_dirs: list[Path], timeout: float, progress: Progress | None
+) -> list[RunResult]:
     zlog_path = job_file.parent / "zygote.log"
     results: list[RunResult] = []
     assert proc.stdin is not None
@@ -257,7 +308,9 @@ def _run_forked(proc: subprocess.Popen[bytes], job_file: Path, run_dirs: list[Pa
                 break
             report = json.loads(line)
             i = run_dirs.index(Path(report["dir"])) + 1
-            result = classify(i, Path(report["dir"]), report["returncode"], report["timed_out"], report["duration"], timeout)
+            result = classify(
+                i, Path(report["dir"]), report["returncode"], report["timed_out"], report["duration"], timeout
+            )
             results.append(result)
             if progress:
                 progress(result)
@@ -274,7 +327,9 @@ def _run_forked(proc: subprocess.Popen[bytes], job_file: Path, run_dirs: list[Pa
         cause = f"the worker process exited with code {proc.returncode} before run {i} finished"
         if proc.returncode is not None and proc.returncode < 0:
             cause = f"the worker process was killed by {_signal_name(-proc.returncode)} before run {i} finished"
-        failed = RunResult(index=i, status=RunStatus.CRASHED, duration=0.0, run_dir=run_dirs[i - 1], cause=cause, details=tail)
+        failed = RunResult(
+            index=i, status=RunStatus.CRASHED, duration=0.0, run_dir=run_dirs[i - 1], cause=cause, details=tail
+        )
         results.append(failed)
         if progress:
             progress(failed)

@@ -97,9 +97,11 @@ def command(name: str, message: str = "", **properties: str | int | None) -> str
     return f"::{name}{' ' + props if props else ''}::{escape_data(message)}"
 
 
-def annotations(failures: list[tuple[str, int, str, str]], level: str = "error") -> list[str]:
+def error_annotations(failures: list[tuple[str, int, str, str]], level: str = "error") -> list[str]:
     """(file, line, title, message) per failing check -> workflow commands, capped with a summary line."""
-    lines = [command(level, msg, file=file, line=line, title=title) for file, line, title, msg in failures[:MAX_ANNOTATIONS]]
+    lines = [
+        command(level, msg, file=file, line=line, title=title) for file, line, title, msg in failures[:MAX_ANNOTATIONS]
+    ]
     if len(failures) > MAX_ANNOTATIONS:
         rest = failures[MAX_ANNOTATIONS:]
         names = ", ".join(t for _, _, t, _ in rest)

@@ -19,6 +19,7 @@ which reads the action's INPUT_* variables, runs the container and maps its exit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -30,7 +31,7 @@ if __package__:
     from . import github as gh
 else:  # run as a file by the Action
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import github as gh  # type: ignore[no-redef]
+    import github as gh  # type: ignore[import-not-found, no-redef]
 
 CHECK_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|auto)$")
@@ -88,9 +89,22 @@ class Plan:
     outputs: tuple[Path, ...] = ()  # output folders to create on the host before the run
 
     def docker_argv(self) -> list[str]:
-        argv = ["docker", "run", "--rm", "--user", self.user, "--network", self.network,
-                "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-                "--read-only", "--tmpfs", "/tmp:rw,exec,mode=1777"]
+        argv = [
+            "docker",
+            "run",
+            "--rm",
+            "--user",
+            self.user,
+            "--network",
+            self.network,
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--read-only",
+            "--tmpfs",
+            "/tmp:rw,exec,mode=1777",
+        ]
         if self.gpus != "none":
             argv += ["--gpus", self.gpus]
         for m in self.mounts:
@@ -182,14 +196,21 @@ def plan(req: Request) -> Plan:
         env["GITHUB_WORKSPACE"] = str(workspace)
         for var, value in (("GITHUB_OUTPUT", req.github_output), ("GITHUB_STEP_SUMMARY", req.github_summary)):
             if value:
-                path = os.path.realpath(_no_option(var, value))
-                if not os.path.isfile(path):
+                file = os.path.realpath(_no_option(var, value))
+                if not os.path.isfile(file):
                     raise LaunchError(f"${var} {value!r} is not a file")
-                mounts.append(Mount(path, writable=True))  # the file alone, not its folder
-                env[var] = path
-    return Plan(mounts=tuple(mounts), env=env, user=f"{os.getuid()}:{os.getgid()}", network=req.network,
-                gpus=_gpus(req.gpus), image=req.image, args=tuple([*args, "--", *map(str, specs)]),
-                outputs=tuple(dict.fromkeys(writable)))
+                mounts.append(Mount(file, writable=True))  # the file alone, not its folder
+                env[var] = file
+    return Plan(
+        mounts=tuple(mounts),
+        env=env,
+        user=f"{os.getuid()}:{os.getgid()}",
+        network=req.network,
+        gpus=_gpus(req.gpus),
+        image=req.image,
+        args=tuple([*args, "--", *map(str, specs)]),
+        outputs=tuple(dict.fromkeys(writable)),
+    )
 
 
 def prepare(p: Plan) -> None:
@@ -219,6 +240,7 @@ def _split(text: str, separators: str) -> list[str]:
 
 def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
     """The Action's inputs (INPUT_*) -> (request, fail_on_mismatch, build)."""
+
     def get(name: str, default: str = "") -> str:
         return env.get(f"INPUT_{name}", default)
 
@@ -232,16 +254,26 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
     if not image and not build:
         repo, ref = env.get("ACTION_REPOSITORY", ""), env.get("ACTION_REF", "")
         if not repo or not ref:
-            raise LaunchError("no image to run: set the image input or build: true (a local `uses: ./` has no released image)")
+            raise LaunchError(
+                "no image to run: set the image input or build: true (a local `uses: ./` has no released image)"
+            )
         image = f"ghcr.io/{repo.lower()}:{ref}"
     workspace = env.get("GITHUB_WORKSPACE") or os.getcwd()
     request = Request(
-        specs=tuple(_split(get("SPEC"), "\n")), image=image or "reprocheck:unbuilt", workspace=Path(workspace),
-        checks=tuple(_split(get("CHECKS"), ",\n")), runs=int(runs) if runs else None,
-        device=get("DEVICE").strip() or None, gpus=get("GPUS", "none").strip() or "none",
-        network=get("NETWORK", "none").strip() or "none", report=get("REPORT", "reprocheck-report.json").strip() or None,
-        baseline=get("BASELINE").strip() or None, update_baseline=update, github=True,
-        github_output=env.get("GITHUB_OUTPUT"), github_summary=env.get("GITHUB_STEP_SUMMARY"),
+        specs=tuple(_split(get("SPEC"), "\n")),
+        image=image or "reprocheck:unbuilt",
+        workspace=Path(workspace),
+        checks=tuple(_split(get("CHECKS"), ",\n")),
+        runs=int(runs) if runs else None,
+        device=get("DEVICE").strip() or None,
+        gpus=get("GPUS", "none").strip() or "none",
+        network=get("NETWORK", "none").strip() or "none",
+        report=get("REPORT", "reprocheck-report.json").strip() or None,
+        baseline=get("BASELINE").strip() or None,
+        update_baseline=update,
+        github=True,
+        github_output=env.get("GITHUB_OUTPUT"),
+        github_summary=env.get("GITHUB_STEP_SUMMARY"),
     )
     return request, fail_on_mismatch, build
 
@@ -249,10 +281,8 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
 def _die(message: str) -> int:
     print(gh.command("error", message, title="reprocheck"), flush=True)
     print(f"reprocheck: error: {gh.neutralise(message)}", file=sys.stderr, flush=True)
-    try:
+    with contextlib.suppress(OSError):
         gh.write_outputs(RESULT_ERROR)
-    except OSError:
-        pass
     return 1
 
 
@@ -289,8 +319,10 @@ def run_action(env: dict[str, str]) -> int:
     if rc in (2, 3, 4):
         gh.write_outputs({"result": "error"})  # whatever the container wrote before it failed
         return rc
-    return _die(f"the container could not run (docker exit {rc}): is the image {request.image} available here? "
-                "Pull or build it, or set the image input")
+    return _die(
+        f"the container could not run (docker exit {rc}): is the image {request.image} available here? "
+        "Pull or build it, or set the image input"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ read back with `weights_only=True` (no pickle code runs), written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -98,8 +99,10 @@ def _leaf_tensor(value: Any, leaf: str) -> Any:
 
     t = value.detach()
     if getattr(t, "is_nested", False):
-        raise UnsupportedOutput(f"output {leaf!r} is a nested (jagged) tensor; return its components "
-                                "(e.g. `list(t.unbind())`) or a padded tensor (`t.to_padded_tensor(0.0)`)")
+        raise UnsupportedOutput(
+            f"output {leaf!r} is a nested (jagged) tensor; return its components "
+            "(e.g. `list(t.unbind())`) or a padded tensor (`t.to_padded_tensor(0.0)`)"
+        )
     if t.is_meta:
         raise UnsupportedOutput(f"output {leaf!r} is on the meta device and has no values")
     if t.layout != torch.strided:  # sparse COO/CSR/CSC/BSR, mkldnn
@@ -122,8 +125,10 @@ def flatten(obj: Any) -> Outputs:
         for key, value in pairs:
             comp = key_component(key)
             if comp in seen:
-                raise UnsupportedOutput(f"output {join_path(path, comp)!r}: keys {seen[comp]!r} and {key!r} "
-                                        "cannot be told apart in an output path; give them distinct names")
+                raise UnsupportedOutput(
+                    f"output {join_path(path, comp)!r}: keys {seen[comp]!r} and {key!r} "
+                    "cannot be told apart in an output path; give them distinct names"
+                )
             seen[comp] = key
             out.append([comp, walk(value, join_path(path, comp))])
         return out
@@ -141,14 +146,22 @@ def flatten(obj: Any) -> Outputs:
         if isinstance(value, dict):  # includes OrderedDict and transformers' ModelOutput
             return {"t": "dict", "type": type(value).__name__, "items": items(list(value.items()), path)}
         if isinstance(value, tuple) and hasattr(value, "_fields"):  # namedtuple
-            return {"t": "dict", "type": type(value).__name__,
-                    "items": items([(k, getattr(value, k)) for k in value._fields], path)}
+            return {
+                "t": "dict",
+                "type": type(value).__name__,
+                "items": items([(k, getattr(value, k)) for k in value._fields], path),
+            }
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return {"t": "dict", "type": type(value).__name__,
-                    "items": items([(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)], path)}
+            return {
+                "t": "dict",
+                "type": type(value).__name__,
+                "items": items([(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)], path),
+            }
         if isinstance(value, (list, tuple)):
-            return {"t": type(value).__name__ if type(value) in (list, tuple) else "list",
-                    "items": [walk(v, join_path(path, str(i))) for i, v in enumerate(value)]}
+            return {
+                "t": type(value).__name__ if type(value) in (list, tuple) else "list",
+                "items": [walk(v, join_path(path, str(i))) for i, v in enumerate(value)],
+            }
         raise UnsupportedOutput(
             f"output {leaf!r} is a {type(value).__name__}; return tensors, numbers, strings, "
             "or lists/tuples/dicts/dataclasses of them"
@@ -204,10 +217,8 @@ def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
         refuse_special_target(path)  # created meanwhile?
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

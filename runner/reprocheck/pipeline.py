@@ -75,19 +75,30 @@ class Interrupted(Exception):
         self.completed, self.cause = completed, cause
 
 
-def _baseline(lc: LoadedCheck, options: BaselineOptions, status: Status, first: outputs.Outputs,
-              fingerprint: dict[str, Any] | None) -> baselines.BaselineResult:
+def _baseline(
+    lc: LoadedCheck,
+    options: BaselineOptions,
+    status: Status,
+    first: outputs.Outputs,
+    fingerprint: dict[str, Any] | None,
+) -> baselines.BaselineResult:
     if options.update:
         if status is not Status.PASS:
             return baselines.BaselineResult(
-                status=baselines.BaselineStatus.NOT_UPDATED, golden=baselines.golden_path(options.root, lc, options.spec_root),
-                message="baseline not written: the runs themselves differ, so there is no single right answer to store")
+                status=baselines.BaselineStatus.NOT_UPDATED,
+                golden=baselines.golden_path(options.root, lc, options.spec_root),
+                message="baseline not written: the runs themselves differ, so there is no single right answer to store",
+            )
         return baselines.update(lc, options, first, fingerprint)
     return baselines.check_against(lc, options, first, fingerprint)
 
 
-def run_check(lc: LoadedCheck, prepared: execute.Prepared, progress: execute.Progress | None = None,
-              baseline: BaselineOptions | None = None) -> CheckResult:
+def run_check(
+    lc: LoadedCheck,
+    prepared: execute.Prepared,
+    progress: execute.Progress | None = None,
+    baseline: BaselineOptions | None = None,
+) -> CheckResult:
     start = time.perf_counter()
     check = lc.check
     runs = prepared.run(progress)
@@ -109,30 +120,50 @@ def run_check(lc: LoadedCheck, prepared: execute.Prepared, progress: execute.Pro
             status = Status.FAIL
     notes = []
     if comparison is not None:
-        notes += [f"tolerance pattern {p!r} matches no output (outputs: {', '.join(o.path for o in comparison.outputs[:5])})"
-                  for p in comparison.unused_patterns]
+        notes += [
+            f"tolerance pattern {p!r} matches no output (outputs: {', '.join(o.path for o in comparison.outputs[:5])})"
+            for p in comparison.unused_patterns
+        ]
     return CheckResult(
-        name=check.name, file=lc.file, line=lc.line, status=status, seed=check.seed,
-        device=next((r.device for r in ok if r.device), check.device), runs_requested=check.runs,
-        runs=tuple(runs), comparison=comparison,
+        name=check.name,
+        file=lc.file,
+        line=lc.line,
+        status=status,
+        seed=check.seed,
+        device=next((r.device for r in ok if r.device), check.device),
+        runs_requested=check.runs,
+        runs=tuple(runs),
+        comparison=comparison,
         recipe=recipe.describe(check.seed, check.recipe, recipe.resolve_threads(check.recipe)),
-        config_hash=lc.config_hash, duration=time.perf_counter() - start, notes=tuple(notes), baseline=golden,
+        config_hash=lc.config_hash,
+        duration=time.perf_counter() - start,
+        notes=tuple(notes),
+        baseline=golden,
     )
 
 
-def run_all(checks: list[LoadedCheck], workroot: Path, isolation: execute.Isolation,
-            on_start: Callable[[int, LoadedCheck], None] | None = None,
-            on_run: Callable[[LoadedCheck, execute.RunResult], None] | None = None,
-            on_done: Callable[[CheckResult], None] | None = None,
-            first: execute.Prepared | None = None, baseline: BaselineOptions | None = None) -> list[CheckResult]:
+def run_all(
+    checks: list[LoadedCheck],
+    workroot: Path,
+    isolation: execute.Isolation,
+    on_start: Callable[[int, LoadedCheck], None] | None = None,
+    on_run: Callable[[LoadedCheck, execute.RunResult], None] | None = None,
+    on_done: Callable[[CheckResult], None] | None = None,
+    first: execute.Prepared | None = None,
+    baseline: BaselineOptions | None = None,
+) -> list[CheckResult]:
     """Run checks in order. `first` is the first check already prepared (its worker warming up)."""
-    results = []
+    results: list[CheckResult] = []
     for i, lc in enumerate(checks):
         if on_start:
             on_start(i, lc)
         progress = (lambda r, lc=lc: on_run(lc, r)) if on_run else None
         try:
-            prepared = first if (i == 0 and first is not None) else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation)
+            prepared = (
+                first
+                if (i == 0 and first is not None)
+                else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation)
+            )
             result = run_check(lc, prepared, progress, baseline)
         except Exception as exc:
             raise Interrupted(results, exc) from exc

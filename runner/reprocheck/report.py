@@ -78,18 +78,22 @@ def summarize(o: OutputResult) -> str:
     if o.kind is Kind.MATCH:
         extra = f", {o.nan_count} NaN in the same places" if o.nan_count else ""
         return f"{o.path}: matches ({o.total} values{extra})"
-    text = (f"{o.path}: {o.mismatched} of {o.total} values ({o.mismatch_percent:.1f}%) differ between {a} "
-            f"and {b}; max abs diff {_num(o.max_abs_diff)}, "
-            f"max rel diff {_num(o.max_rel_diff)}; first at {_where(o)}: "
-            f"{_val(o.expected_value)} vs {_val(o.obtained_value)}")
+    text = (
+        f"{o.path}: {o.mismatched} of {o.total} values ({o.mismatch_percent:.1f}%) differ between {a} "
+        f"and {b}; max abs diff {_num(o.max_abs_diff)}, "
+        f"max rel diff {_num(o.max_rel_diff)}; first at {_where(o)}: "
+        f"{_val(o.expected_value)} vs {_val(o.obtained_value)}"
+    )
     return text + (f" ({o.detail})" if o.detail else "")
 
 
 def remedy(o: OutputResult) -> str:
     if o.kind is Kind.STRUCTURE:
-        return ("the output's structure changes between runs, so no tolerance helps: something before it varies "
-                "(values near a score threshold, an unseeded random source, a nondeterministic op); "
-                "run `reprocheck diagnose` to find the first module that diverges")
+        return (
+            "the output's structure changes between runs, so no tolerance helps: something before it varies "
+            "(values near a score threshold, an unseeded random source, a nondeterministic op); "
+            "run `reprocheck diagnose` to find the first module that diverges"
+        )
     if o.exact:
         return "integer/bool outputs are compared exactly; find the source of the variation (e.g. argmax over values that differ)"
     if o.needed_atol is None and o.needed_rtol is None:
@@ -99,9 +103,11 @@ def remedy(o: OutputResult) -> str:
         parts.append(f"atol: {o.needed_atol:.3g} (with rtol {o.tolerance.rtol:g})")
     if o.needed_rtol is not None:
         parts.append(f"rtol: {o.needed_rtol:.3g} (with atol {o.tolerance.atol:g})")
-    return ("would pass with tolerance " + " or ".join(parts) + f" for {o.path!r}; "
-            "but first ask why the runs differ: run-to-run nondeterminism usually means a nondeterministic kernel or an "
-            "unseeded random source")
+    return (
+        "would pass with tolerance " + " or ".join(parts) + f" for {o.path!r}; "
+        "but first ask why the runs differ: run-to-run nondeterminism usually means a nondeterministic kernel or an "
+        "unseeded random source"
+    )
 
 
 def run_cause(r: CheckResult) -> str:
@@ -123,17 +129,26 @@ _COLOURS = {Status.PASS: "32", Status.FAIL: "31", Status.ERROR: "33"}
 
 def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def _output_rows(outs: list[OutputResult]) -> list[list[str]]:
     rows = [["output", "result", "shape", "dtype", "mismatched", "max abs", "max rel", "first at", "passing tolerance"]]
     for o in outs[:TABLE_ROWS]:
         passing = "-" if o.kind is Kind.STRUCTURE or o.exact or o.needed_atol is None else f"atol {_num(o.needed_atol)}"
-        rows.append([o.path, o.kind.value, str(list(o.shape)) if o.shape or o.total else "-", o.dtype or "-",
-                     f"{o.mismatched}/{o.total}" if o.kind is not Kind.STRUCTURE else "-",
-                     _num(o.max_abs_diff), _num(o.max_rel_diff),
-                     str(list(o.first_index)) if o.first_index is not None else "-", passing if o.kind is not Kind.MATCH else "-"])
+        rows.append(
+            [
+                o.path,
+                o.kind.value,
+                str(list(o.shape)) if o.shape or o.total else "-",
+                o.dtype or "-",
+                f"{o.mismatched}/{o.total}" if o.kind is not Kind.STRUCTURE else "-",
+                _num(o.max_abs_diff),
+                _num(o.max_rel_diff),
+                str(list(o.first_index)) if o.first_index is not None else "-",
+                passing if o.kind is not Kind.MATCH else "-",
+            ]
+        )
     return rows
 
 
@@ -163,7 +178,9 @@ def _baseline_console(r: CheckResult) -> list[str]:
         fails = list(b.comparison.failures)
         lines += [f"    {summarize(o)}" for o in fails[:TABLE_ROWS]]
     if b.fingerprint_diff and not b:
-        rows = [["environment field", "baseline", "now"]] + [[d.field, str(d.expected), str(d.obtained)] for d in b.fingerprint_diff[:TABLE_ROWS]]
+        rows = [["environment field", "baseline", "now"]] + [
+            [d.field, str(d.expected), str(d.obtained)] for d in b.fingerprint_diff[:TABLE_ROWS]
+        ]
         lines += ["    " + t for t in _table(rows)]
     return lines
 
@@ -191,7 +208,10 @@ def render_console(results: list[CheckResult], colour: bool = False) -> str:
         lines += _baseline_console(r)
         lines += [f"  note: {n}" for n in r.notes]
     counts = {s: sum(1 for r in results if r.status is s) for s in Status}
-    lines += ["", f"{_plural(len(results), 'check')}: {counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, {counts[Status.ERROR]} errors"]
+    lines += [
+        "",
+        f"{_plural(len(results), 'check')}: {counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, {counts[Status.ERROR]} errors",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -209,40 +229,78 @@ def _finite(x: Any) -> Any:
 
 
 def output_dict(o: OutputResult) -> dict[str, Any]:
-    passing = None
+    passing: dict[str, float | None] | None = None
     if o.kind is Kind.MATCH:
-        passing = {"atol": 0.0 if o.needed_atol is None else o.needed_atol, "rtol": 0.0 if o.needed_rtol is None else o.needed_rtol}
+        passing = {
+            "atol": 0.0 if o.needed_atol is None else o.needed_atol,
+            "rtol": 0.0 if o.needed_rtol is None else o.needed_rtol,
+        }
     elif o.kind is Kind.VALUES and not o.exact and (o.needed_atol is not None or o.needed_rtol is not None):
         passing = {"atol": o.needed_atol, "rtol": o.needed_rtol}
     return {
-        "path": o.path, "status": o.kind.value, "shape": list(o.shape), "dtype": o.dtype, "total": o.total,
-        "mismatched": o.mismatched, "mismatch_percent": round(o.mismatch_percent, 4),
-        "max_abs_diff": o.max_abs_diff, "max_rel_diff": o.max_rel_diff, "mean_abs_diff": o.mean_abs_diff,
+        "path": o.path,
+        "status": o.kind.value,
+        "shape": list(o.shape),
+        "dtype": o.dtype,
+        "total": o.total,
+        "mismatched": o.mismatched,
+        "mismatch_percent": round(o.mismatch_percent, 4),
+        "max_abs_diff": o.max_abs_diff,
+        "max_rel_diff": o.max_rel_diff,
+        "mean_abs_diff": o.mean_abs_diff,
         "first_index": list(o.first_index) if o.first_index is not None else None,
-        "expected_value": o.expected_value, "obtained_value": o.obtained_value, "nan_count": o.nan_count,
-        "exact": o.exact, "tolerance": {"atol": o.tolerance.atol, "rtol": o.tolerance.rtol, "pattern": o.tolerance.pattern},
-        "passing_tolerance": passing, "runs": [o.expected_run, o.obtained_run], "detail": o.detail,
+        "expected_value": o.expected_value,
+        "obtained_value": o.obtained_value,
+        "nan_count": o.nan_count,
+        "exact": o.exact,
+        "tolerance": {"atol": o.tolerance.atol, "rtol": o.tolerance.rtol, "pattern": o.tolerance.pattern},
+        "passing_tolerance": passing,
+        "runs": [o.expected_run, o.obtained_run],
+        "detail": o.detail,
     }
 
 
 def check_dict(r: CheckResult) -> dict[str, Any]:
     return {
-        "name": r.name, "file": str(r.file), "line": r.line, "status": r.status.value, "seed": r.seed,
-        "device": r.device, "runs_requested": r.runs_requested, "config_hash": r.config_hash,
-        "duration_s": round(r.duration, 3), "recipe": r.recipe,
-        "runs": [{"index": x.index, "status": x.status.value, "duration_s": round(x.duration, 3), "cause": x.cause,
-                  "stage": x.stage, "details": list(x.details), "hint": x.hint, "timings": x.timings,
-                  "warnings": list(x.warnings)} for x in r.runs],
+        "name": r.name,
+        "file": str(r.file),
+        "line": r.line,
+        "status": r.status.value,
+        "seed": r.seed,
+        "device": r.device,
+        "runs_requested": r.runs_requested,
+        "config_hash": r.config_hash,
+        "duration_s": round(r.duration, 3),
+        "recipe": r.recipe,
+        "runs": [
+            {
+                "index": x.index,
+                "status": x.status.value,
+                "duration_s": round(x.duration, 3),
+                "cause": x.cause,
+                "stage": x.stage,
+                "details": list(x.details),
+                "hint": x.hint,
+                "timings": x.timings,
+                "warnings": list(x.warnings),
+            }
+            for x in r.runs
+        ],
         "outputs": [output_dict(o) for o in (r.comparison.outputs if r.comparison is not None else ())],
-        "fingerprint": r.fingerprint, "notes": list(r.notes),
+        "fingerprint": r.fingerprint,
+        "notes": list(r.notes),
         "baseline": baseline_dict(r.baseline) if r.baseline is not None else None,
     }
 
 
 def baseline_dict(b: Any) -> dict[str, Any]:
     return {
-        "status": b.status.value, "golden": str(b.golden), "obtained": str(b.obtained) if b.obtained else None,
-        "golden_created": b.golden_created, "config_changed": b.config_changed, "message": b.message,
+        "status": b.status.value,
+        "golden": str(b.golden),
+        "obtained": str(b.obtained) if b.obtained else None,
+        "golden_created": b.golden_created,
+        "config_changed": b.config_changed,
+        "message": b.message,
         "fingerprint_diff": [{"field": d.field, "baseline": d.expected, "now": d.obtained} for d in b.fingerprint_diff],
         "outputs": [output_dict(o) for o in (b.comparison.outputs if b.comparison is not None else ())],
     }
@@ -250,7 +308,10 @@ def baseline_dict(b: Any) -> dict[str, Any]:
 
 def render_json(results: list[CheckResult]) -> str:
     data = {
-        "tool": "reprocheck", "version": __version__, "schema_version": 1, "exit_code": int(exit_code(results)),
+        "tool": "reprocheck",
+        "version": __version__,
+        "schema_version": 1,
+        "exit_code": int(exit_code(results)),
         "summary": {"checks": len(results), **{s.value: sum(1 for r in results if r.status is s) for s in Status}},
         "checks": [check_dict(r) for r in results],
     }
@@ -295,7 +356,9 @@ def render_markdown(results: list[CheckResult]) -> str:
     for r in results:
         diff = _num(r.comparison.max_abs_diff) if r.comparison is not None else "-"
         ok_runs = sum(1 for x in r.runs if x.ok)
-        head.append(f"| {_code(r.name)} | {_ICONS[r.status]} | {ok_runs}/{r.runs_requested} | {r.device} | {r.seed} | {diff} | {r.duration:.1f}s |")
+        head.append(
+            f"| {_code(r.name)} | {_ICONS[r.status]} | {ok_runs}/{r.runs_requested} | {r.device} | {r.seed} | {diff} | {r.duration:.1f}s |"
+        )
     sections: list[str] = []
     for r in results:
         if r.status is Status.PASS and not r.notes and (r.baseline is None or r.baseline.status.value == "match"):
@@ -326,7 +389,10 @@ def render_markdown(results: list[CheckResult]) -> str:
                 body += [f"- {_md(summarize(o))}" for o in list(b.comparison.failures)[:TABLE_ROWS]]
             if b.fingerprint_diff and not b:
                 body += ["", "| environment field | baseline | now |", "| --- | --- | --- |"]
-                body += [f"| {_md(d.field)} | {_md(str(d.expected))} | {_md(str(d.obtained))} |" for d in b.fingerprint_diff[:TABLE_ROWS]]
+                body += [
+                    f"| {_md(d.field)} | {_md(str(d.expected))} | {_md(str(d.obtained))} |"
+                    for d in b.fingerprint_diff[:TABLE_ROWS]
+                ]
         body += [f"- note: {_md(n)}" for n in r.notes]
         sections.append("\n".join(body))
     text = "\n".join(head)
@@ -354,7 +420,9 @@ def github_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str
         elif r.comparison is not None and not r.comparison:
             fails = r.comparison.failures
             title = f"reprocheck: {r.name} is not reproducible"
-            message = "; ".join(summarize(o) for o in fails[:3]) + (f"; and {len(fails) - 3} more" if len(fails) > 3 else "")
+            message = "; ".join(summarize(o) for o in fails[:3]) + (
+                f"; and {len(fails) - 3} more" if len(fails) > 3 else ""
+            )
         else:
             title = f"reprocheck: {r.name} drifted from its baseline"
             message = r.baseline.message if r.baseline is not None else "failed"
@@ -365,8 +433,12 @@ def github_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str
 def github_outputs(results: list[CheckResult], report_path: str | None) -> dict[str, str]:
     code = exit_code(results)
     result = {0: "pass", 1: "fail"}.get(int(code), "error")
-    diffs = [c.max_abs_diff for r in results
-             for c in (r.comparison, r.baseline.comparison if r.baseline is not None else None) if c is not None]
+    diffs = [
+        c.max_abs_diff
+        for r in results
+        for c in (r.comparison, r.baseline.comparison if r.baseline is not None else None)
+        if c is not None
+    ]
     return {
         "result": result,
         "failed-checks": ",".join(r.name for r in results if r.status is not Status.PASS),
@@ -434,8 +506,10 @@ def _diagnosis_lines(d: Any) -> list[str]:
         if fixes:
             out.append(f"turning {', '.join(fixes)} back on makes it reproducible")
         else:
-            out.append("no part of the recipe fixes it: genuine nondeterminism (see the first divergence); "
-                       "ablations need a reproducible check, so none were run")
+            out.append(
+                "no part of the recipe fixes it: genuine nondeterminism (see the first divergence); "
+                "ablations need a reproducible check, so none were run"
+            )
     broken = [a.knob for a in d.ablations if a.broke]
     if broken and not repairing:
         out.append(f"knobs that matter for this model: {', '.join(broken)} (keep them on in the recipe)")
@@ -472,25 +546,54 @@ def _comparison_dict(c: Any) -> Any:
 def diagnosis_dict(d: Any) -> dict[str, Any]:
     v, s = d.divergence, d.seed
     return {
-        "name": d.name, "file": str(d.file), "line": d.line, "reproducible": d.reproducible, "error": d.error,
+        "name": d.name,
+        "file": str(d.file),
+        "line": d.line,
+        "reproducible": d.reproducible,
+        "error": d.error,
         "comparison": _comparison_dict(d.comparison),
-        "first_divergence": None if v is None else {
-            "call": v.call, "module": v.module, "type": v.type, "detail": v.detail,
-            "output": output_dict(v.result) if v.result is not None else None},
-        "seed_sensitivity": None if s is None else {
-            "sensitive": s.sensitive, "other_seed": s.other_seed, "causes": list(s.causes),
+        "first_divergence": None
+        if v is None
+        else {
+            "call": v.call,
+            "module": v.module,
+            "type": v.type,
+            "detail": v.detail,
+            "output": output_dict(v.result) if v.result is not None else None,
+        },
+        "seed_sensitivity": None
+        if s is None
+        else {
+            "sensitive": s.sensitive,
+            "other_seed": s.other_seed,
+            "causes": list(s.causes),
             "training_modules": [{"module": p, "type": t} for p, t in s.training_modules],
-            "random_parameters": list(s.random_parameters), "parameters_total": s.parameters_total,
-            "comparison": _comparison_dict(s.comparison)},
-        "ablations": [{"knob": a.knob, "description": a.description, "breaks": a.broke, "error": a.error,
-                       "comparison": _comparison_dict(a.comparison)} for a in d.ablations],
+            "random_parameters": list(s.random_parameters),
+            "parameters_total": s.parameters_total,
+            "comparison": _comparison_dict(s.comparison),
+        },
+        "ablations": [
+            {
+                "knob": a.knob,
+                "description": a.description,
+                "breaks": a.broke,
+                "error": a.error,
+                "comparison": _comparison_dict(a.comparison),
+            }
+            for a in d.ablations
+        ],
         "nondeterministic_ops": list(d.nondeterministic_ops),
     }
 
 
 def render_diagnosis_json(diagnoses: list[Any]) -> str:
-    data = {"tool": "reprocheck", "version": __version__, "schema_version": 1, "kind": "diagnose",
-            "checks": [diagnosis_dict(d) for d in diagnoses]}
+    data = {
+        "tool": "reprocheck",
+        "version": __version__,
+        "schema_version": 1,
+        "kind": "diagnose",
+        "checks": [diagnosis_dict(d) for d in diagnoses],
+    }
     return json.dumps(_finite(data), indent=2) + "\n"
 
 

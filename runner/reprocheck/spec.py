@@ -16,13 +16,24 @@ import json
 import math
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, GetJsonSchemaHandler, ValidationError, ValidationInfo,
-                      create_model, field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 DEFAULT_SEED = 3407
@@ -68,7 +79,12 @@ class _YamlFloatSchema:
     def __get_pydantic_json_schema__(cls, core: Any, handler: GetJsonSchemaHandler) -> dict[str, Any]:
         number = handler(core)
         # Constraints given through Annotated reach here under their Python names; JSON Schema has its own.
-        for ours, theirs in (("ge", "minimum"), ("gt", "exclusiveMinimum"), ("le", "maximum"), ("lt", "exclusiveMaximum")):
+        for ours, theirs in (
+            ("ge", "minimum"),
+            ("gt", "exclusiveMinimum"),
+            ("le", "maximum"),
+            ("lt", "exclusiveMaximum"),
+        ):
             if ours in number:
                 number[theirs] = number.pop(ours)
         # Finite only (an infinity fails these; JSON itself has no NaN).
@@ -110,6 +126,10 @@ def _existing_file(value: str | None, info: ValidationInfo) -> str | None:
     return str(path)
 
 
+MODEL_SOURCES = ("torchvision", "factory", "torchscript", "exported")
+INPUT_SOURCES = ("image", "tensor", "random")
+
+
 def _one_of(sources: tuple[str, ...]) -> list[dict[str, Any]]:
     # JSON Schema form of "exactly one source is given (and not null)".
     return [{"required": [k], "properties": {k: {"not": {"type": "null"}}}} for k in sources]
@@ -117,17 +137,27 @@ def _one_of(sources: tuple[str, ...]) -> list[dict[str, Any]]:
 
 def _absent_unless(key: str, others: tuple[str, ...], empty: dict[str, Any]) -> dict[str, Any]:
     # JSON Schema form of "`others` only go with a non-null `key`".
-    return {"if": {"not": {"required": [key], "properties": {key: {"type": "string"}}}},
-            "then": {"properties": {o: empty for o in others}}}
+    return {
+        "if": {"not": {"required": [key], "properties": {key: {"type": "string"}}}},
+        "then": {"properties": {o: empty for o in others}},
+    }
 
 
 class ModelSpec(_Strict):
     """Where the model comes from: exactly one source."""
 
-    model_config = ConfigDict(json_schema_extra=lambda s: s.update(
-        oneOf=_one_of(MODEL_SOURCES),
-        allOf=[{"if": {"required": [k], "properties": {k: {"type": "string"}}},
-                "then": {"properties": {"kwargs": {"maxProperties": 0}}}} for k in ("torchscript", "exported")]))
+    model_config = ConfigDict(
+        json_schema_extra=lambda s: s.update(
+            oneOf=_one_of(MODEL_SOURCES),
+            allOf=[
+                {
+                    "if": {"required": [k], "properties": {k: {"type": "string"}}},
+                    "then": {"properties": {"kwargs": {"maxProperties": 0}}},
+                }
+                for k in ("torchscript", "exported")
+            ],
+        )
+    )
 
     torchvision: str | None = Field(None, description="Any torchvision.models.get_model name, e.g. resnet50.")
     factory: str | None = Field(
@@ -156,17 +186,16 @@ class ModelSpec(_Strict):
         return next(k for k in MODEL_SOURCES if getattr(self, k) is not None)
 
 
-MODEL_SOURCES = ("torchvision", "factory", "torchscript", "exported")
 
-Dtype = Literal[
-    "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"
-]
+Dtype = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"]
 
 
 class RandomInput(_Strict):
     """A seeded random tensor (its own generator, seeded from the check's seed)."""
 
-    shape: list[Annotated[int, Field(ge=1, le=MAX_DIM)]] = Field(min_length=1, max_length=16, description="e.g. [1, 3, 224, 224]")
+    shape: list[Annotated[int, Field(ge=1, le=MAX_DIM)]] = Field(
+        min_length=1, max_length=16, description="e.g. [1, 3, 224, 224]"
+    )
     dtype: Dtype = "float32"
     distribution: Literal["uniform", "normal"] = "uniform"
     low: Number = Field(0.0, description="uniform/integer lower bound (inclusive)")
@@ -201,12 +230,18 @@ class Normalize(_Strict):
 class InputSpec(_Strict):
     """What the model is called with: exactly one source."""
 
-    model_config = ConfigDict(json_schema_extra=lambda s: s.update(
-        oneOf=_one_of(INPUT_SOURCES), allOf=[_absent_unless("image", ("resize", "normalize"), {"type": "null"})]))
+    model_config = ConfigDict(
+        json_schema_extra=lambda s: s.update(
+            oneOf=_one_of(INPUT_SOURCES), allOf=[_absent_unless("image", ("resize", "normalize"), {"type": "null"})]
+        )
+    )
 
     image: str | None = Field(None, description="An image file, decoded to RGB and preprocessed.")
-    tensor: str | None = Field(None, description=".pt (torch.load weights_only) or .npy/.npz (allow_pickle=False).",
-                               json_schema_extra={"pattern": r"\.(pt|pth|npy|npz)$"})
+    tensor: str | None = Field(
+        None,
+        description=".pt (torch.load weights_only) or .npy/.npz (allow_pickle=False).",
+        json_schema_extra={"pattern": r"\.(pt|pth|npy|npz)$"},
+    )
     random: RandomInput | None = None
     format: Literal["auto", "tensor", "batch", "list"] = Field(
         "auto",
@@ -214,7 +249,8 @@ class InputSpec(_Strict):
         "tensors are passed as they are; tensor/batch/list force one of these.",
     )
     resize: list[Annotated[int, Field(ge=1, le=16384)]] | None = Field(
-        None, min_length=2, max_length=2, description="[height, width] (image only)")
+        None, min_length=2, max_length=2, description="[height, width] (image only)"
+    )
     normalize: Normalize | None = Field(None, description="mean/std per channel (image only)")
 
     _check_files = field_validator("image", "tensor")(_existing_file)
@@ -241,7 +277,6 @@ class InputSpec(_Strict):
         return next(k for k in INPUT_SOURCES if getattr(self, k) is not None)
 
 
-INPUT_SOURCES = ("image", "tensor", "random")
 
 
 class RecipeSpec(_Strict):
@@ -250,7 +285,7 @@ class RecipeSpec(_Strict):
     hash_seed: bool = Field(True, description="PYTHONHASHSEED=<seed> in the worker's environment before start.")
     cublas_workspace: bool = Field(True, description="CUBLAS_WORKSPACE_CONFIG=:4096:8 before start.")
     seed_rngs: bool = Field(True, description="Seed random, numpy and torch (all devices) before building.")
-    deterministic_algorithms: Union[bool, Literal["warn"]] = Field(
+    deterministic_algorithms: bool | Literal["warn"] = Field(
         True, description="torch.use_deterministic_algorithms; 'warn' only warns about non-deterministic ops."
     )
     cudnn_deterministic: bool = True
@@ -335,8 +370,10 @@ def json_schema() -> dict[str, Any]:
     # Inside `checks:` an entry inherits the defaults, so only `name` is required of it...
     entry = {**check, "required": ["name"], "title": "Check entry"}
     # ...except the model and input, when the defaults do not give them.
-    inherit = [{"if": {"not": {"required": [k]}},
-                "then": {"properties": {"checks": {"items": {"required": [k]}}}}} for k in ("model", "input")]
+    inherit = [
+        {"if": {"not": {"required": [k]}}, "then": {"properties": {"checks": {"items": {"required": [k]}}}}}
+        for k in ("model", "input")
+    ]
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://github.com/reprocheck/reprocheck/spec-v1.schema.json",
@@ -347,9 +384,16 @@ def json_schema() -> dict[str, Any]:
         "$defs": {**defs, "CheckEntry": entry},
         "if": {"required": ["checks"]},
         "then": {
-            "properties": {"version": version, **defaults["properties"],
-                           "checks": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/CheckEntry"},
-                                      "description": "Several checks; each entry overrides the defaults above."}},
+            "properties": {
+                "version": version,
+                **defaults["properties"],
+                "checks": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {"$ref": "#/$defs/CheckEntry"},
+                    "description": "Several checks; each entry overrides the defaults above.",
+                },
+            },
             "additionalProperties": False,
             "allOf": inherit,
         },
@@ -463,7 +507,7 @@ def _inner_model(annotation: Any) -> Any:
     return None
 
 
-def _message(err: dict[str, Any], owner: type[BaseModel] | None) -> str:
+def _message(err: Mapping[str, Any], owner: type[BaseModel] | None) -> str:
     kind, loc = err["type"], err["loc"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
@@ -475,7 +519,7 @@ def _message(err: dict[str, Any], owner: type[BaseModel] | None) -> str:
         return "missing (add this key)"
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        return msg[len("Value error, "):]
+        return msg[len("Value error, ") :]
     got = err.get("input")
     shown = json.dumps(got, default=str) if not isinstance(got, dict) else "a mapping"
     if kind == "string_pattern_mismatch" and loc and loc[-1] == "device":
@@ -521,7 +565,8 @@ def _check_depth(text: str) -> None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > MAX_DEPTH:
-                raise _TooBig(event.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep (a spec needs a few)")
+                line = event.start_mark.line + 1 if event.start_mark else None
+                raise _TooBig(line, f"nested more than {MAX_DEPTH} levels deep (a spec needs a few)")
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
 
@@ -547,8 +592,10 @@ def _check_expansion(root: yaml.Node | None) -> None:
         open_.discard(id(node))
         sizes[id(node)] = 1 + sum(sizes[id(k)] for k in kids)
         if sizes[id(node)] > MAX_NODES:
-            raise _TooBig(node.start_mark.line + 1,
-                          f"expands to more than {MAX_NODES:,} values through YAML aliases (an alias bomb?); write it out")
+            raise _TooBig(
+                node.start_mark.line + 1,
+                f"expands to more than {MAX_NODES:,} values through YAML aliases (an alias bomb?); write it out",
+            )
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -574,7 +621,13 @@ def _parse(text: str) -> tuple[yaml.Node | None, Any]:
 def _read(path: Path) -> tuple[Any, _Located]:
     try:
         if path.stat().st_size > MAX_SPEC_BYTES:
-            raise SpecErrors([SpecError(path, None, "", f"larger than {MAX_SPEC_BYTES // 1024 // 1024} MiB; a spec is a small YAML file")])
+            raise SpecErrors(
+                [
+                    SpecError(
+                        path, None, "", f"larger than {MAX_SPEC_BYTES // 1024 // 1024} MiB; a spec is a small YAML file"
+                    )
+                ]
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecErrors([SpecError(path, None, "", "no such spec file (check the path)")]) from None
@@ -608,19 +661,26 @@ def load_spec(path: str | Path) -> list[LoadedCheck]:
     context = {"base_dir": str(path.resolve().parent)}
     errors: list[SpecError] = []
 
-    def located(err: dict[str, Any], prefix: tuple[Any, ...], root: type[BaseModel]) -> SpecError:
+    def located(err: Mapping[str, Any], prefix: tuple[Any, ...], root: type[BaseModel]) -> SpecError:
         loc = tuple(err["loc"])
         full = prefix + loc
         line = where.line(full)
         # Keys inherited from the defaults are reported where they were written.
         if prefix and not where.has(full) and where.has(loc):
             line, full = where.line(loc), loc
-        return SpecError(path, line, _key_text(full), _message(err, _model_at(loc[:-1] if err["type"] == "extra_forbidden" else loc, root)))
+        return SpecError(
+            path,
+            line,
+            _key_text(full),
+            _message(err, _model_at(loc[:-1] if err["type"] == "extra_forbidden" else loc, root)),
+        )
 
     version = data.get("version")
     if version != SPEC_VERSION:
         shown = "missing" if "version" not in data else f"{version!r} is not supported"
-        raise SpecErrors([SpecError(path, where.line(("version",)) or 1, "version", f"{shown} (write `version: 1` at the top)")])
+        raise SpecErrors(
+            [SpecError(path, where.line(("version",)) or 1, "version", f"{shown} (write `version: 1` at the top)")]
+        )
 
     top = {k: v for k, v in data.items() if k not in ("version", "checks")}
     checks_raw = data.get("checks")
@@ -636,7 +696,7 @@ def load_spec(path: str | Path) -> list[LoadedCheck]:
         raise SpecErrors(errors)
 
     if checks_raw is None:
-        entries = [((), {**top, "name": _name_from_file(path)})]
+        entries: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((), {**top, "name": _name_from_file(path)})]
     else:
         if not isinstance(checks_raw, list) or not checks_raw:
             raise SpecErrors([SpecError(path, where.line(("checks",)), "checks", "must be a non-empty list of checks")])
@@ -649,7 +709,9 @@ def load_spec(path: str | Path) -> list[LoadedCheck]:
         entries = []
         for i, entry in enumerate(checks_raw):
             if not isinstance(entry, dict):
-                errors.append(SpecError(path, where.line(("checks", i)), f"checks.{i}", "each check is a mapping with a `name:`"))
+                errors.append(
+                    SpecError(path, where.line(("checks", i)), f"checks.{i}", "each check is a mapping with a `name:`")
+                )
                 continue
             entries.append((("checks", i), _deep_merge(top, entry)))
 
@@ -663,11 +725,21 @@ def load_spec(path: str | Path) -> list[LoadedCheck]:
             continue
         line = where.line(prefix + ("name",)) if prefix else 1
         if check.name in seen:
-            errors.append(SpecError(path, line, _key_text(prefix + ("name",)), f"duplicate check name '{check.name}' (first on line {seen[check.name]}; names must be unique)"))
+            errors.append(
+                SpecError(
+                    path,
+                    line,
+                    _key_text(prefix + ("name",)),
+                    f"duplicate check name '{check.name}' (first on line {seen[check.name]}; names must be unique)",
+                )
+            )
             continue
         seen[check.name] = line or 1
-        loaded.append(LoadedCheck(check=check, file=path, line=line or 1, base_dir=path.resolve().parent, key_prefix=prefix,
-                                  where=where))
+        loaded.append(
+            LoadedCheck(
+                check=check, file=path, line=line or 1, base_dir=path.resolve().parent, key_prefix=prefix, where=where
+            )
+        )
     if errors:
         raise SpecErrors(errors)
     return loaded

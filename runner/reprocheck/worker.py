@@ -45,7 +45,9 @@ def _resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device} was asked for but torch.cuda.is_available() is False here (use device: cpu or auto)")
+            raise RuntimeError(
+                f"device {device} was asked for but torch.cuda.is_available() is False here (use device: cpu or auto)"
+            )
         index = int(device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
             raise RuntimeError(f"device {device} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
@@ -98,15 +100,18 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
         outputs.save(flat, run_dir / "outputs.pt")
         if tracer is not None:
             tracer.save(run_dir / "trace.pt")
-        _write_json(run_dir / "result.json", {
-            "ok": True,
-            "device": device,
-            "timings": timings,
-            "warnings": caught,
-            "fingerprint": fingerprint.collect(),
-        })
+        _write_json(
+            run_dir / "result.json",
+            {
+                "ok": True,
+                "device": device,
+                "timings": timings,
+                "warnings": caught,
+                "fingerprint": fingerprint.collect(),
+            },
+        )
         return 0
-    except BaseException as exc:  # noqa: BLE001 - SystemExit inside a model is a failure too
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         from .outputs import UnsupportedOutput
@@ -118,9 +123,17 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
         if isinstance(exc, SystemExit):
             message = f"the model called sys.exit({exc.code!r})"
         hint = DETERMINISM_HINT if "does not have a deterministic implementation" in str(exc) else None
-        _write_json(run_dir / "result.json", {
-            "ok": False, "stage": stage, "error": message, "traceback": tail, "hint": hint, "timings": timings,
-        })
+        _write_json(
+            run_dir / "result.json",
+            {
+                "ok": False,
+                "stage": stage,
+                "error": message,
+                "traceback": tail,
+                "hint": hint,
+                "timings": timings,
+            },
+        )
         return 1
 
 
@@ -194,7 +207,7 @@ def _fresh_rng_state() -> None:
     torch.seed()
 
 
-def _wait(pid: int, timeout: float) -> tuple[int | None, bool]:
+def _wait(pid: int, timeout: float) -> tuple[int, bool]:
     """Wait for a child up to `timeout` seconds; kill its group on timeout. Returns (wait status, timed_out)."""
     deadline = time.monotonic() + timeout
     try:
@@ -260,8 +273,12 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
             finally:
                 os._exit(code)
         status, timed_out = _wait(pid, timeout)
-        report = {"dir": str(run_dir), "returncode": os.waitstatus_to_exitcode(status),
-                  "timed_out": timed_out, "duration": time.perf_counter() - start}
+        report = {
+            "dir": str(run_dir),
+            "returncode": os.waitstatus_to_exitcode(status),
+            "timed_out": timed_out,
+            "duration": time.perf_counter() - start,
+        }
         print(json.dumps(report), flush=True)
         if timed_out or report["returncode"] != 0:
             break  # the next run would most likely fail the same way
