@@ -278,7 +278,7 @@ def load(path: Path) -> tuple[Outputs, dict[str, Any]]:
         meta = f.metadata() or {}
         if meta.get("reprocheck.format") != FORMAT:
             raise ValueError(f"{path} is not a reprocheck baseline (format {meta.get('reprocheck.format')!r})")
-        tensors = {k: f.get_tensor(k) for k in f}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
     info = {
         "config_hash": meta.get("reprocheck.config_hash"),
         "check": meta.get("reprocheck.check"),
@@ -309,30 +309,66 @@ def fingerprint_diff(expected: dict[str, Any], obtained: dict[str, Any]) -> tupl
     return tuple(FieldDiff(k, a.get(k), b.get(k)) for k in sorted(keys, key=rank))
 
 
-def check_against(
-    lc: LoadedCheck, options: BaselineOptions, obtained: Outputs, fingerprint: dict[str, Any] | None
-) -> BaselineResult:
+@dataclass(frozen=True)
+class GoldenJob:
+    """What the torch side needs to check or write one check's golden: plain data, made by `golden_job`."""
+
+    golden: str
+    check: str
+    config_hash: str
+    tolerance: dict[str, Any]  # a ToleranceSpec dump: the check's `baseline:` tolerance, else its `tolerance:`
+    regenerate: str  # the command that writes the golden
+    update: bool
+
+
+def golden_job(lc: LoadedCheck, options: BaselineOptions) -> GoldenJob:
+    tolerance = lc.check.baseline or lc.check.tolerance
+    return GoldenJob(
+        golden=str(golden_path(options.root, lc, options.spec_root)),
+        check=lc.name,
+        config_hash=lc.config_hash,
+        tolerance=tolerance.model_dump(mode="json"),
+        regenerate=regenerate_command(lc, options),
+        update=options.update,
+    )
+
+
+def apply(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None, runs_agree: bool) -> BaselineResult:
+    """Write the golden (--update-baseline) or compare run 1's outputs with it. Runs on the torch side."""
+    golden = Path(job.golden)
+    if job.update:
+        if not runs_agree:
+            return BaselineResult(
+                status=BaselineStatus.NOT_UPDATED,
+                golden=golden,
+                message="baseline not written: the runs themselves differ, so there is no single right answer to store",
+            )
+        return update(job, obtained, fingerprint)
+    return check_against(job, obtained, fingerprint)
+
+
+def check_against(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None) -> BaselineResult:
     """Compare run 1's outputs with the golden; write the obtained file beside it on any failure."""
-    golden = golden_path(options.root, lc, options.spec_root)
-    spec_tol = lc.check.baseline or lc.check.tolerance
+    from .spec import ToleranceSpec
+
+    golden = Path(job.golden)
+    side = obtained_path(golden)
     if not golden.exists():
-        side = obtained_path(golden)
-        save(obtained, side, check=lc.name, config_hash=lc.config_hash, fingerprint=fingerprint)
+        save(obtained, side, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint)
         return BaselineResult(
             status=BaselineStatus.MISSING,
             golden=golden,
             obtained=side,
             message=(
                 f"no baseline at {golden}; the obtained outputs are in {side}. Create the baseline with "
-                f"`{regenerate_command(lc, options)}` and commit it"
+                f"`{job.regenerate}` and commit it"
             ),
         )
     expected, info = load(golden)
-    comparison = compare.compare_runs([expected, obtained], spec_tol, labels=[0, 1])
+    comparison = compare.compare_runs([expected, obtained], ToleranceSpec.model_validate(job.tolerance), labels=[0, 1])
     diff = fingerprint_diff(info["fingerprint"], fingerprint or {})
-    changed = info["config_hash"] != lc.config_hash
+    changed = info["config_hash"] != job.config_hash
     if comparison:
-        side = obtained_path(golden)
         if side.exists():
             side.unlink()  # a stale obtained file from an earlier failure would mislead
         return BaselineResult(
@@ -343,8 +379,7 @@ def check_against(
             config_changed=changed,
             golden_created=info["created"],
         )
-    side = obtained_path(golden)
-    save(obtained, side, check=lc.name, config_hash=lc.config_hash, fingerprint=fingerprint)
+    save(obtained, side, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint)
     causes = (
         ", ".join(d.field for d in diff[:6]) or "none: same environment, so the model, its input or the code changed"
     )
@@ -354,7 +389,7 @@ def check_against(
     )
     if changed:
         message += " The check's spec changed since the baseline was made (config hash differs)."
-    message += f" If the new outputs are right, accept them with `{regenerate_command(lc, options)}`."
+    message += f" If the new outputs are right, accept them with `{job.regenerate}`."
     return BaselineResult(
         status=BaselineStatus.DRIFT,
         golden=golden,
@@ -367,12 +402,36 @@ def check_against(
     )
 
 
-def update(
-    lc: LoadedCheck, options: BaselineOptions, obtained: Outputs, fingerprint: dict[str, Any] | None
-) -> BaselineResult:
-    golden = golden_path(options.root, lc, options.spec_root)
-    save(obtained, golden, check=lc.name, config_hash=lc.config_hash, fingerprint=fingerprint)
+def update(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None) -> BaselineResult:
+    golden = Path(job.golden)
+    save(obtained, golden, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint)
     side = obtained_path(golden)
     if side.exists():
         side.unlink()
     return BaselineResult(status=BaselineStatus.UPDATED, golden=golden, message=f"baseline written to {golden}")
+
+
+def result_to_dict(b: BaselineResult) -> dict[str, Any]:
+    return {
+        "status": b.status.value,
+        "golden": str(b.golden),
+        "obtained": str(b.obtained) if b.obtained else None,
+        "comparison": compare.comparison_to_dict(b.comparison) if b.comparison is not None else None,
+        "fingerprint_diff": [[d.field, d.expected, d.obtained] for d in b.fingerprint_diff],
+        "config_changed": b.config_changed,
+        "golden_created": b.golden_created,
+        "message": b.message,
+    }
+
+
+def result_from_dict(d: dict[str, Any]) -> BaselineResult:
+    return BaselineResult(
+        status=BaselineStatus(d["status"]),
+        golden=Path(d["golden"]),
+        obtained=Path(d["obtained"]) if d["obtained"] else None,
+        comparison=compare.comparison_from_dict(d["comparison"]) if d["comparison"] is not None else None,
+        fingerprint_diff=tuple(FieldDiff(*f) for f in d["fingerprint_diff"]),
+        config_changed=d["config_changed"],
+        golden_created=d["golden_created"],
+        message=d["message"],
+    )

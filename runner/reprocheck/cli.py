@@ -6,22 +6,25 @@ import argparse
 import contextlib
 import datetime
 import enum
-import importlib
+import importlib.util
 import json
 import os
-import shutil
 import signal
 import sys
 import tempfile
 import threading
 import traceback
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .exitcodes import ExitCode
 from .outputs import OutputTargetError, refuse_special_target
 from .spec import LoadedCheck, SpecErrors
+
+if TYPE_CHECKING:
+    from . import pipeline
+    from .execute import RunResult
 
 
 class Command(str, enum.Enum):
@@ -159,8 +162,8 @@ def _isolations() -> list[enum.Enum]:
     return list(Isolation)
 
 
-def _load(paths: list[str], semantic: bool = True) -> list[LoadedCheck]:
-    from .spec import load_spec, semantic_errors
+def _load(paths: list[str]) -> list[LoadedCheck]:
+    from .spec import load_spec
 
     loaded: list[LoadedCheck] = []
     errors = []
@@ -169,11 +172,18 @@ def _load(paths: list[str], semantic: bool = True) -> list[LoadedCheck]:
             loaded += load_spec(path)
         except SpecErrors as exc:
             errors += exc.errors
-    if not errors and semantic:
-        errors += semantic_errors(loaded)
     if errors:
         raise UsageError("\n".join(str(e) for e in errors), errors)
     return loaded
+
+
+def _need_torch() -> None:
+    # Checked without importing it: this process never imports torch, its workers do.
+    if importlib.util.find_spec("torch") is None:
+        raise UsageError(
+            "torch is not installed in this environment: install it (pip install 'reprocheck[torch]'), "
+            "or run the check in the pinned image with `reprocheck docker`"
+        )
 
 
 def _probe_writable(folder: Path, what: str) -> None:
@@ -231,45 +241,21 @@ def _check_output_flags(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from . import pipeline
     from .execute import Isolation
     from .spec import apply_overrides, select
 
     _check_output_flags(args)
     try:
-        checks = select(
-            apply_overrides(_load(args.specs, semantic=False), runs=args.runs, device=args.device), args.check
-        )
+        checks = select(apply_overrides(_load(args.specs), runs=args.runs, device=args.device), args.check)
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
-
-    from . import baseline as baselines
-    from . import execute, pipeline
-
+    _need_torch()
     golden = None
     if args.baseline:
         golden = pipeline.BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."))
-        problems = baselines.preflight(checks, golden)
-        if problems:
-            raise UsageError("\n".join(problems))
-
-    keep = args.keep
-    root = keep if keep else Path(tempfile.mkdtemp(prefix="reprocheck-"))
-    try:
-        # The first check's worker imports torch while this process checks model names (which imports
-        # torchvision too); it runs nothing until told to.
-        first = execute.Prepared(checks[0], pipeline.workdir_for(root, 0, checks[0]), Isolation(args.isolation))
-        # Comparing needs torch here too: import it while the runs go on.
-        threading.Thread(target=importlib.import_module, args=("torch",), daemon=True).start()
-        from .spec import semantic_errors
-
-        errors = semantic_errors(checks)
-        if errors:
-            raise UsageError("\n".join(str(e) for e in errors), errors)
-        results, crash = _run_checks(args, checks, root, first, golden)
-    finally:
-        execute.cancel_all()  # whatever ended us, no worker outlives this process
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
+    session = pipeline.Session(Isolation(args.isolation), args.keep, golden)
+    results, crash = _run_checks(args, checks, session)
     _write_reports(args, results)
     if crash is not None:
         raise crash
@@ -277,20 +263,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run_checks(
-    args: argparse.Namespace, checks: list[LoadedCheck], root: Path, first: object, golden: object
-) -> tuple[list, BaseException | None]:
+    args: argparse.Namespace, checks: list[LoadedCheck], session: pipeline.Session
+) -> tuple[list[pipeline.CheckResult], BaseException | None]:
     """Run every check with progress lines; on an internal failure, the checks completed before it."""
     from . import pipeline
-    from .execute import Isolation
+    from .github import emit
 
     quiet = args.quiet
     total = len(checks)
     # Under GitHub the progress log goes to stdout inside a collapsible group.
     log = sys.stdout if args.github else sys.stderr
-    if args.github:
-        from .github import emit
-
-        emit(f"::group::reprocheck: {total} checks")
 
     def on_start(i: int, lc: LoadedCheck) -> None:
         if not quiet:
@@ -300,27 +282,30 @@ def _run_checks(
                 flush=True,
             )
 
-    def on_run(lc: LoadedCheck, r: object) -> None:
+    def on_run(lc: LoadedCheck, r: RunResult) -> None:
         if not quiet:
-            text = "ok" if r.ok else r.cause  # type: ignore[attr-defined]
-            print(f"      run {r.index}/{lc.check.runs} {text} ({r.duration:.1f}s)", file=log, flush=True)  # type: ignore[attr-defined]
-            if not r.ok:  # type: ignore[attr-defined]
-                for line in r.details:  # type: ignore[attr-defined]
+            text = "ok" if r.ok else r.cause
+            print(f"      run {r.index}/{lc.check.runs} {text} ({r.duration:.1f}s)", file=log, flush=True)
+            if not r.ok:
+                for line in r.details:
                     print(f"        | {line}", file=log, flush=True)
 
+    if args.github:
+        emit(f"::group::reprocheck: {total} checks")
+    crash: BaseException | None = None
     try:
-        results = pipeline.run_all(
-            checks, root, Isolation(args.isolation), on_start, on_run, first=first, baseline=golden
-        )  # type: ignore[arg-type]
-        crash: BaseException | None = None
+        results = pipeline.run_session(checks, session, on_start, on_run)
+    except pipeline.SpecProblems as exc:
+        raise UsageError(str(exc), exc.errors) from None
     except pipeline.Interrupted as exc:
         results, crash = exc.completed, exc.cause
-    if args.github:
-        emit("::endgroup::")
+    finally:
+        if args.github:
+            emit("::endgroup::")
     return results, crash
 
 
-def _write_reports(args: argparse.Namespace, results: list) -> None:
+def _write_reports(args: argparse.Namespace, results: list[pipeline.CheckResult]) -> None:
     from . import report
     from .outputs import atomic_write_text
 
@@ -341,7 +326,18 @@ def _write_reports(args: argparse.Namespace, results: list) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from .spec import name_errors, name_requests
+
     checks = _load(args.specs)
+    requests = name_requests(checks)
+    if requests:  # torchvision's names: asked of a worker, this process never imports torch
+        _need_torch()
+        from .execute import name_problems
+
+        with tempfile.TemporaryDirectory(prefix="reprocheck-validate-") as tmp:
+            errors = name_errors(checks, name_problems(requests, Path(tmp)))
+        if errors:
+            raise UsageError("\n".join(str(e) for e in errors), errors)
     for lc in checks:
         c = lc.check
         print(
@@ -360,8 +356,15 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         checks = select(apply_overrides(_load(args.specs), device=args.device), args.check)
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
+    _need_torch()
     from . import report
     from .diagnose import diagnose
+    from .models import name_problems
+    from .spec import name_errors, name_requests
+
+    errors = name_errors(checks, name_problems(name_requests(checks)))  # diagnose itself compares with torch
+    if errors:
+        raise UsageError("\n".join(str(e) for e in errors), errors)
     from .execute import Isolation
     from .outputs import atomic_write_text
 
@@ -384,7 +387,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from .spec import select
 
     try:
-        checks = select(_load(args.specs, semantic=False), args.check)
+        checks = select(_load(args.specs), args.check)
     except SpecErrors as exc:
         raise UsageError(str(exc)) from None
     include = [

@@ -15,6 +15,7 @@ Rules (the comparison contract, also in the README):
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import fnmatch
 import math
@@ -353,3 +354,31 @@ def compare_runs(runs: list[Outputs], spec: ToleranceSpec, labels: Iterable[int]
     ordered = sorted(worst.values(), key=lambda r: (order.get(r.path, -1), r.path))
     unused = tuple(p for p in spec.outputs if not any(fnmatch.fnmatchcase(x, p) for x in paths))
     return Comparison(outputs=tuple(ordered), unused_patterns=unused, runs_compared=len(runs))
+
+
+# --- plain data, for the way back from the worker ---------------------------------------------------
+
+
+def comparison_to_dict(c: Comparison) -> dict[str, Any]:
+    return {
+        "outputs": [dataclasses.asdict(o) for o in c.outputs],
+        "unused_patterns": list(c.unused_patterns),
+        "runs_compared": c.runs_compared,
+    }
+
+
+def _output_from_dict(d: dict[str, Any]) -> OutputResult:
+    fields = dict(d)
+    fields["kind"] = Kind(d["kind"])
+    fields["tolerance"] = Tolerance(**d["tolerance"])
+    fields["shape"] = tuple(d["shape"])
+    fields["first_index"] = tuple(d["first_index"]) if d["first_index"] is not None else None
+    return OutputResult(**fields)
+
+
+def comparison_from_dict(d: dict[str, Any]) -> Comparison:
+    return Comparison(
+        outputs=tuple(_output_from_dict(o) for o in d["outputs"]),
+        unused_patterns=tuple(d["unused_patterns"]),
+        runs_compared=d["runs_compared"],
+    )

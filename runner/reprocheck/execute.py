@@ -193,9 +193,41 @@ def _kill_group(proc: subprocess.Popen[Any]) -> None:
 Progress = Callable[[RunResult], None]
 
 
+class WorkerFailed(RuntimeError):
+    """A worker could not answer (name checks, comparison): reprocheck itself failed."""
+
+
+class _Events:
+    """JSON lines from a zygote's stdout, read on a thread so that waits can time out."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue  # not ours: the zygote's stdout carries only JSON lines from reprocheck
+            if isinstance(event, dict):
+                self.queue.put(event)
+        self.queue.put(None)
+
+    def next(self, deadline: float) -> dict[str, Any] | None:
+        """The next event, or None when the zygote ended or the deadline passed."""
+        try:
+            return self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+
+
 class Prepared:
     """A check's runs, set up. In fork mode the zygote starts importing torch at once and
-    waits for `run()`, so the caller's own work (validation, imports) overlaps with it."""
+    waits for `run()`, so the caller's own work overlaps with it. The zygote also answers the
+    torchvision name checks (`names`) and, after the runs, compares them (`verdict`): this
+    process never imports torch."""
 
     def __init__(
         self,
@@ -206,17 +238,22 @@ class Prepared:
         trace: bool = False,
         env: dict[str, str] | None = None,
         input_seed: int | None = None,
+        names: list[dict[str, Any]] | None = None,
     ) -> None:
         check = lc.check
         threads = recipe.resolve_threads(check.recipe)
         self.env = _pythonpath(recipe.worker_env(check.seed, check.recipe, threads))
         self.env.update(env or {})  # diagnose's variations (e.g. another hash seed)
         workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
         self.job_file = workdir / "job.json"
-        self.job_file.write_text(json.dumps({**_job(lc, threads), "trace": trace, "input_seed": input_seed}))
+        job = {**_job(lc, threads), "trace": trace, "input_seed": input_seed, "names": names or []}
+        self.job_file.write_text(json.dumps(job))
         self.run_dirs = [workdir / f"run{i}" for i in range(1, check.runs + 1)]
         self.timeout = check.timeout
         self.zygote: subprocess.Popen[bytes] | None = None
+        self.events: _Events | None = None
+        self.problems: list[dict[str, Any]] | None = None
         # Forks share their zygote's hash seed: with the hash seed off, each run needs its own
         # interpreter to get its own random seed, as fresh processes would.
         if resolve_isolation(isolation) is Isolation.FORK and check.recipe.hash_seed:
@@ -230,6 +267,7 @@ class Prepared:
                     start_new_session=True,
                 )
             _live.add(self.zygote)
+            self.events = _Events(self.zygote)
 
     def cancel(self) -> None:
         if self.zygote is not None:
@@ -237,11 +275,89 @@ class Prepared:
                 _kill_group(self.zygote)
             _live.discard(self.zygote)
 
+    def _send(self, line: str) -> None:
+        assert self.zygote is not None and self.zygote.stdin is not None
+        try:
+            self.zygote.stdin.write(line.encode() + b"\n")
+            self.zygote.stdin.flush()
+        except BrokenPipeError:
+            pass  # it already died; reported from its log
+
+    def _ready(self) -> bool:
+        """Wait until the zygote has imported torch; False when it died first."""
+        if self.problems is None and self.events is not None:
+            event = self.events.next(time.monotonic() + ZYGOTE_STARTUP_ALLOWANCE)
+            if event is None or event.get("event") != "ready":
+                return False
+            self.problems = event.get("problems") or []
+        return True
+
+    def name_problems(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Answers to spec.name_requests: from the zygote (given them as `names`), else a helper process."""
+        if not requests:
+            return []
+        if self.zygote is not None and self._ready():
+            return self.problems or []
+        return _helper(self.workdir / "names", "--names", requests, self.env)
+
     def run(self, progress: Progress | None = None) -> list[RunResult]:
         """Run the check `runs` times in isolation; stops at the first failed run."""
-        if self.zygote is not None:
-            return _run_forked(self.zygote, self.job_file, self.run_dirs, self.timeout, progress)
-        return _run_spawned(self.job_file, self.run_dirs, self.env, self.timeout, progress)
+        if self.zygote is None:
+            return _run_spawned(self.job_file, self.run_dirs, self.env, self.timeout, progress)
+        if not self._ready():
+            return _zygote_died(self.zygote, self.job_file, self.run_dirs, [], progress)
+        self._send("go")
+        return _run_forked(self.zygote, self.events, self.job_file, self.run_dirs, self.timeout, progress)
+
+    def verdict(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Compare the runs (and the golden) in a process with torch: the zygote, else a helper."""
+        if self.zygote is not None and self.zygote.poll() is None and self.events is not None:
+            self._send(json.dumps(request))
+            event = self.events.next(time.monotonic() + VERDICT_ALLOWANCE)
+            self.cancel()
+            if event is None or event.get("event") != "verdict":
+                tail = "\n".join(_log_tail(self.job_file.parent / "zygote.log", 30))
+                raise WorkerFailed(f"the worker died while comparing the runs:\n{tail}")
+            return _read_answer(self.workdir / "verdict.json")
+        self.cancel()
+        return _helper(self.workdir / "verdict", "--verdict", request, self.env)
+
+
+VERDICT_ALLOWANCE = 3600.0  # seconds to load and compare the outputs of all runs
+
+
+def _read_answer(path: Path) -> dict[str, Any]:
+    answer = json.loads(path.read_text())
+    if not answer.get("ok"):
+        raise WorkerFailed(answer.get("error") or "the worker failed")
+    return dict(answer["value"])
+
+
+def _helper(base: Path, mode: str, request: Any, env: dict[str, str]) -> Any:
+    """One request to a fresh worker process (spawn mode, or names for `validate`)."""
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "request.json").write_text(json.dumps(request))
+    with open(base / "log.txt", "wb") as log:
+        proc = subprocess.run(
+            _worker_cmd(mode, str(base / "request.json"), str(base / "answer.json")),
+            env=env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    if not (base / "answer.json").exists():
+        tail = "\n".join(_log_tail(base / "log.txt", 30))
+        raise WorkerFailed(f"the worker ({mode}) exited with code {proc.returncode} without answering:\n{tail}")
+    return _read_answer(base / "answer.json")["answer"]
+
+
+def name_problems(requests: list[dict[str, Any]], workdir: Path) -> list[dict[str, Any]]:
+    """torchvision name checks in a helper process (for `validate`): this process never imports torch."""
+    if not requests:
+        return []
+    env = _pythonpath(dict(os.environ))
+    return list(_helper(workdir, "--names", requests, env))
 
 
 def _run_spawned(
@@ -278,59 +394,54 @@ def _run_spawned(
 
 
 def _run_forked(
-    proc: subprocess.Popen[bytes], job_file: Path, run_dirs: list[Path], timeout: float, progress: Progress | None
+    proc: subprocess.Popen[bytes],
+    events: _Events | None,
+    job_file: Path,
+    run_dirs: list[Path],
+    timeout: float,
+    progress: Progress | None,
 ) -> list[RunResult]:
-    zlog_path = job_file.parent / "zygote.log"
+    assert events is not None
     results: list[RunResult] = []
-    assert proc.stdin is not None
-    try:
-        proc.stdin.write(b"go\n")
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass  # it already died; reported below from its log
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line.decode())
-        lines.put(None)
-
-    threading.Thread(target=reader, daemon=True).start()
     deadline = time.monotonic() + ZYGOTE_STARTUP_ALLOWANCE + len(run_dirs) * (timeout + 5)
-    try:
-        while True:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            report = json.loads(line)
-            i = run_dirs.index(Path(report["dir"])) + 1
-            result = classify(
-                i, Path(report["dir"]), report["returncode"], report["timed_out"], report["duration"], timeout
-            )
-            results.append(result)
-            if progress:
-                progress(result)
-    finally:
-        if proc.poll() is None:
-            _kill_group(proc)
-        else:
-            proc.wait()
-        _live.discard(proc)
-    if not results or (results[-1].ok and len(results) < len(run_dirs)):
-        # The zygote itself died or hung (e.g. torch failed to import).
-        i = len(results) + 1
-        tail = _log_tail(zlog_path)
-        cause = f"the worker process exited with code {proc.returncode} before run {i} finished"
-        if proc.returncode is not None and proc.returncode < 0:
-            cause = f"the worker process was killed by {_signal_name(-proc.returncode)} before run {i} finished"
-        failed = RunResult(
-            index=i, status=RunStatus.CRASHED, duration=0.0, run_dir=run_dirs[i - 1], cause=cause, details=tail
-        )
-        results.append(failed)
+    while len(results) < len(run_dirs):
+        event = events.next(deadline)
+        if event is None:
+            break
+        if event.get("event") != "run":
+            continue
+        i = run_dirs.index(Path(event["dir"])) + 1
+        result = classify(i, Path(event["dir"]), event["returncode"], event["timed_out"], event["duration"], timeout)
+        results.append(result)
         if progress:
-            progress(failed)
+            progress(result)
+        if not result.ok:
+            break
+    if not results or (results[-1].ok and len(results) < len(run_dirs)):
+        return _zygote_died(proc, job_file, run_dirs, results, progress)
     return results
+
+
+def _zygote_died(
+    proc: subprocess.Popen[bytes],
+    job_file: Path,
+    run_dirs: list[Path],
+    results: list[RunResult],
+    progress: Progress | None,
+) -> list[RunResult]:
+    """The zygote itself died or hung (e.g. torch failed to import): a run failure naming it."""
+    if proc.poll() is None:
+        _kill_group(proc)
+    proc.wait()
+    _live.discard(proc)
+    i = len(results) + 1
+    tail = _log_tail(job_file.parent / "zygote.log")
+    cause = f"the worker process exited with code {proc.returncode} before run {i} finished"
+    if proc.returncode is not None and proc.returncode < 0:
+        cause = f"the worker process was killed by {_signal_name(-proc.returncode)} before run {i} finished"
+    failed = RunResult(
+        index=i, status=RunStatus.CRASHED, duration=0.0, run_dir=run_dirs[i - 1], cause=cause, details=tail
+    )
+    if progress:
+        progress(failed)
+    return [*results, failed]

@@ -67,3 +67,51 @@ def build(spec: ModelSpec, base_dir: Path, device: str, eval_mode: bool) -> Buil
             except NotImplementedError:
                 pass  # exported graphs keep the mode they were traced in
     return BuiltModel(module=model, is_detection=_is_detection(model), weights=weights)
+
+
+def name_problems(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Model and weight names checked against the installed torchvision (see spec.name_requests)."""
+    import difflib
+
+    import torchvision.models as tvm
+
+    names = set(tvm.list_models())
+    problems: list[dict[str, Any]] = []
+    for i, req in enumerate(requests):
+        name = req["model"]
+        if name not in names:
+            close = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
+            problems.append(
+                {"index": i, "key": "torchvision", "message": f"unknown torchvision model '{name}' ({hint})"}
+            )
+            continue
+        for kw in ("weights", "weights_backbone"):
+            if req.get(kw) is not None:
+                problem = _weights_problem(tvm, name, kw, req[kw])
+                if problem:
+                    problems.append({"index": i, "key": kw, "message": problem})
+    return problems
+
+
+def _weights_problem(tvm: Any, model: str, kw: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return f"{value!r} is not a weights name (use a string such as DEFAULT, or null)"
+    if kw == "weights":
+        enum = tvm.get_model_weights(model)
+    else:
+        import inspect
+
+        builder = tvm.get_model_builder(model)
+        ann = inspect.signature(builder).parameters.get("weights_backbone")
+        if ann is None:
+            return f"{model} takes no weights_backbone (remove it)"
+        enum = getattr(ann.annotation, "__args__", (None,))[0]
+        if isinstance(ann.annotation, str) or enum is None or not hasattr(enum, "verify"):
+            return None  # cannot tell statically; the run reports a bad name
+    try:
+        enum.verify(value)
+    except Exception:
+        choices = ", ".join(["DEFAULT", *enum.__members__])
+        return f"'{value}' is not a weight of {model} (choose from {choices}, or null for random init)"
+    return None

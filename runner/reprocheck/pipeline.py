@@ -1,8 +1,11 @@
-"""One check end to end: isolated runs -> comparison -> a CheckResult. Exit codes live here."""
+"""Checks end to end: goldens and names checked, isolated runs, the comparison (done on the torch side),
+a CheckResult per check, clean-up whatever happens. This process never imports torch."""
 
 from __future__ import annotations
 
 import enum
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import baseline as baselines
-from . import compare, execute, outputs, recipe
+from . import compare, execute, recipe
 from .exitcodes import ExitCode
 from .spec import LoadedCheck
 
@@ -75,24 +78,6 @@ class Interrupted(Exception):
         self.completed, self.cause = completed, cause
 
 
-def _baseline(
-    lc: LoadedCheck,
-    options: BaselineOptions,
-    status: Status,
-    first: outputs.Outputs,
-    fingerprint: dict[str, Any] | None,
-) -> baselines.BaselineResult:
-    if options.update:
-        if status is not Status.PASS:
-            return baselines.BaselineResult(
-                status=baselines.BaselineStatus.NOT_UPDATED,
-                golden=baselines.golden_path(options.root, lc, options.spec_root),
-                message="baseline not written: the runs themselves differ, so there is no single right answer to store",
-            )
-        return baselines.update(lc, options, first, fingerprint)
-    return baselines.check_against(lc, options, first, fingerprint)
-
-
 def run_check(
     lc: LoadedCheck,
     prepared: execute.Prepared,
@@ -103,27 +88,37 @@ def run_check(
     check = lc.check
     runs = prepared.run(progress)
     ok = [r for r in runs if r.ok]
-    loaded = [outputs.load(r.outputs_path) for r in ok]
-    comparison = None
-    if len(ok) >= 2:
-        comparison = compare.compare_runs(loaded, check.tolerance, [r.index for r in ok])
-    if len(ok) < len(runs) or len(runs) < check.runs:
+    all_ok = len(ok) == len(runs) == check.runs
+    want_golden = baseline is not None and all_ok
+    comparison = golden = None
+    if len(ok) >= 2 or (want_golden and ok):
+        answer = prepared.verdict(
+            {
+                "runs": [{"index": r.index, "outputs": str(r.outputs_path)} for r in ok],
+                "tolerance": check.tolerance.model_dump(mode="json"),
+                "golden": vars(baselines.golden_job(lc, baseline)) if want_golden and baseline else None,
+                "fingerprint": ok[0].fingerprint,
+                "all_ok": all_ok,
+            }
+        )
+        if answer["comparison"] is not None:
+            comparison = compare.comparison_from_dict(answer["comparison"])
+        if answer["golden"] is not None:
+            golden = baselines.result_from_dict(answer["golden"])
+    else:
+        prepared.cancel()
+    if not all_ok:
         status = Status.ERROR
     elif comparison is not None and not comparison:
         status = Status.FAIL
     else:
         status = Status.PASS
-    golden = None
-    if baseline is not None and status is not Status.ERROR:
-        golden = _baseline(lc, baseline, status, loaded[0], ok[0].fingerprint)
-        if not golden and status is Status.PASS:
-            status = Status.FAIL
+    if golden is not None and not golden and status is Status.PASS:
+        status = Status.FAIL
     notes = []
     if comparison is not None:
-        notes += [
-            f"tolerance pattern {p!r} matches no output (outputs: {', '.join(o.path for o in comparison.outputs[:5])})"
-            for p in comparison.unused_patterns
-        ]
+        outs = ", ".join(o.path for o in comparison.outputs[:5])
+        notes += [f"tolerance pattern {p!r} matches no output (outputs: {outs})" for p in comparison.unused_patterns]
     return CheckResult(
         name=check.name,
         file=lc.file,
@@ -152,7 +147,8 @@ def run_all(
     first: execute.Prepared | None = None,
     baseline: BaselineOptions | None = None,
 ) -> list[CheckResult]:
-    """Run checks in order. `first` is the first check already prepared (its worker warming up)."""
+    """Run checks in order. `first` is the first check already prepared (its worker warming up).
+    An unexpected failure inside a check raises Interrupted with the checks completed before it."""
     results: list[CheckResult] = []
     for i, lc in enumerate(checks):
         if on_start:
@@ -171,3 +167,50 @@ def run_all(
         if on_done:
             on_done(result)
     return results
+
+
+@dataclass(frozen=True)
+class Session:
+    """How `reprocheck run` runs its checks (the command line's choices)."""
+
+    isolation: execute.Isolation = execute.Isolation.AUTO
+    keep: Path | None = None  # keep each run's outputs and logs here
+    baseline: BaselineOptions | None = None
+
+
+class SpecProblems(Exception):
+    """Found before anything ran (golden files, torchvision names): exit 2."""
+
+    def __init__(self, messages: list[str], errors: list[Any] | None = None) -> None:
+        super().__init__("\n".join(messages))
+        self.errors = errors or []
+
+
+def run_session(
+    checks: list[LoadedCheck],
+    session: Session,
+    on_start: Callable[[int, LoadedCheck], None] | None = None,
+    on_run: Callable[[LoadedCheck, execute.RunResult], None] | None = None,
+) -> list[CheckResult]:
+    """Check the goldens and names, run every check, clean up whatever happens. Raises SpecProblems
+    before anything runs, Interrupted (with the completed checks) when reprocheck fails inside a check."""
+    from .spec import name_errors, name_requests
+
+    if session.baseline is not None:
+        problems = baselines.preflight(checks, session.baseline)
+        if problems:
+            raise SpecProblems(problems)
+    root = session.keep or Path(tempfile.mkdtemp(prefix="reprocheck-"))
+    try:
+        # The first check's zygote imports torch, answers the torchvision name checks of every check,
+        # then waits for "go": nothing runs until the whole spec is known to be valid.
+        requests = name_requests(checks)
+        first = execute.Prepared(checks[0], workdir_for(root, 0, checks[0]), session.isolation, names=requests)
+        errors = name_errors(checks, first.name_problems(requests))
+        if errors:
+            raise SpecProblems([str(e) for e in errors], errors)
+        return run_all(checks, root, session.isolation, on_start, on_run, first=first, baseline=session.baseline)
+    finally:
+        execute.cancel_all()  # whatever ended us, no worker outlives this process
+        if session.keep is None:
+            shutil.rmtree(root, ignore_errors=True)

@@ -186,7 +186,6 @@ class ModelSpec(_Strict):
         return next(k for k in MODEL_SOURCES if getattr(self, k) is not None)
 
 
-
 Dtype = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"]
 
 
@@ -275,8 +274,6 @@ class InputSpec(_Strict):
     @property
     def source(self) -> str:
         return next(k for k in INPUT_SOURCES if getattr(self, k) is not None)
-
-
 
 
 class RecipeSpec(_Strict):
@@ -750,55 +747,29 @@ def _name_from_file(path: Path) -> str:
     return name if name and name[0].isalnum() else f"check_{name}"
 
 
-def semantic_errors(loaded: list[LoadedCheck]) -> list[SpecError]:
-    """Checks that need torchvision: model names and weight names. Imports torchvision."""
-    errors: list[SpecError] = []
-    tv_checks = [c for c in loaded if c.check.model.torchvision]
-    if not tv_checks:
-        return errors
-    import torchvision.models as tvm
+def name_requests(loaded: list[LoadedCheck]) -> list[dict[str, Any]]:
+    """What must be checked against torchvision (model and weight names), as plain data for a worker:
+    this process never imports torch."""
+    return [
+        {
+            "model": c.check.model.torchvision,
+            **{kw: c.check.model.kwargs.get(kw) for kw in ("weights", "weights_backbone")},
+        }
+        for c in loaded
+        if c.check.model.torchvision
+    ]
 
-    names = set(tvm.list_models())
-    for c in tv_checks:
-        name = c.check.model.torchvision
-        line = c.key_line("model", "torchvision")
-        if name not in names:
-            close = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
-            errors.append(SpecError(c.file, line, "model.torchvision", f"unknown torchvision model '{name}' ({hint})"))
-            continue
-        for kw in ("weights", "weights_backbone"):
-            value = c.check.model.kwargs.get(kw)
-            if value is None:
-                continue
-            problem = _weights_problem(tvm, name, kw, value)
-            if problem:
-                kline = c.key_line("model", "kwargs", kw)
-                errors.append(SpecError(c.file, kline, f"model.kwargs.{kw}", problem))
+
+def name_errors(loaded: list[LoadedCheck], problems: list[dict[str, Any]]) -> list[SpecError]:
+    """A worker's answer to `name_requests` (index, key, message) -> located spec errors."""
+    checks = [c for c in loaded if c.check.model.torchvision]
+    errors = []
+    for p in problems:
+        c = checks[p["index"]]
+        key = p["key"]  # "torchvision", "weights" or "weights_backbone"
+        keys = ("model", key) if key == "torchvision" else ("model", "kwargs", key)
+        errors.append(SpecError(c.file, c.key_line(*keys), ".".join(keys), p["message"]))
     return errors
-
-
-def _weights_problem(tvm: Any, model: str, kw: str, value: Any) -> str | None:
-    if not isinstance(value, str):
-        return f"{value!r} is not a weights name (use a string such as DEFAULT, or null)"
-    if kw == "weights":
-        enum = tvm.get_model_weights(model)
-    else:
-        import inspect
-
-        builder = tvm.get_model_builder(model)
-        ann = inspect.signature(builder).parameters.get("weights_backbone")
-        if ann is None:
-            return f"{model} takes no weights_backbone (remove it)"
-        enum = getattr(ann.annotation, "__args__", (None,))[0]
-        if isinstance(ann.annotation, str) or enum is None or not hasattr(enum, "verify"):
-            return None  # cannot tell statically; the run reports a bad name
-    try:
-        enum.verify(value)
-    except Exception:
-        choices = ", ".join(["DEFAULT", *enum.__members__])
-        return f"'{value}' is not a weight of {model} (choose from {choices}, or null for random init)"
-    return None
 
 
 def apply_overrides(loaded: list[LoadedCheck], **overrides: Any) -> list[LoadedCheck]:

@@ -2,6 +2,11 @@
 
     python -m reprocheck.worker JOB.json RUN_DIR                 # one run, in this process
     python -m reprocheck.worker JOB.json --fork TIMEOUT DIR...   # import torch once, fork one child per run
+    python -m reprocheck.worker --names|--verdict REQUEST ANSWER # a helper: name checks, or the comparison
+
+The comparison happens here, on the torch side, never in reprocheck's own process: after the runs
+the zygote reads one more line on stdin, a verdict request (which runs to compare, with which
+tolerance, and the golden to check or write), and answers in WORKDIR/verdict.json.
 
 The forked mode is observably equivalent to fresh processes: the zygote starts with the
 same environment (so the same hash seed), imports torch and torchvision but never touches
@@ -249,8 +254,10 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
     from . import fingerprint, inputs, models, outputs, recipe  # noqa: F401
     from .spec import Check  # noqa: F401
 
+    problems = models.name_problems(job["names"]) if job.get("names") else []
     assert not torch.cuda.is_initialized(), "CUDA must not be initialised before forking runs"
-    # Imports done; the parent says "go" once the spec is fully validated (or closes stdin to cancel).
+    _event({"event": "ready", "problems": problems})
+    # The parent says "go" once the spec is fully validated (or closes stdin to cancel).
     if sys.stdin.readline().strip() != "go":
         return 0
     for run_dir in run_dirs:
@@ -274,15 +281,56 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
                 os._exit(code)
         status, timed_out = _wait(pid, timeout)
         report = {
+            "event": "run",
             "dir": str(run_dir),
             "returncode": os.waitstatus_to_exitcode(status),
             "timed_out": timed_out,
             "duration": time.perf_counter() - start,
         }
-        print(json.dumps(report), flush=True)
+        _event(report)
         if timed_out or report["returncode"] != 0:
             break  # the next run would most likely fail the same way
+    line = sys.stdin.readline()
+    if line.strip():
+        _answer(Path(run_dirs[0]).parent / "verdict.json", verdict, json.loads(line))
+        _event({"event": "verdict"})
     return 0
+
+
+def _event(data: dict[str, Any]) -> None:
+    print(json.dumps(data), flush=True)
+
+
+def _answer(path: Path, fn: Any, request: Any) -> None:
+    """Run fn(request) and write {"ok": true, "value": ...} or the error with its traceback to `path`."""
+    try:
+        value = fn(request)
+        answer: dict[str, Any] = {"ok": True, "value": value}
+    except Exception as exc:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}\n{text}"}
+    _write_json(path, answer)
+
+
+def verdict(request: dict[str, Any]) -> dict[str, Any]:
+    """Compare the runs' outputs (run 1 expected), then check or write the golden. Plain data back."""
+    from . import baseline, compare, outputs
+    from .spec import ToleranceSpec
+
+    runs = [(r["index"], outputs.load(Path(r["outputs"]))) for r in request["runs"]]
+    tolerance = ToleranceSpec.model_validate(request["tolerance"])
+    comparison = None
+    if len(runs) >= 2:
+        comparison = compare.compare_runs([o for _, o in runs], tolerance, [i for i, _ in runs])
+    golden = None
+    if request.get("golden") and runs:
+        job = baseline.GoldenJob(**request["golden"])
+        agreed = comparison is None or bool(comparison)
+        golden = baseline.apply(job, runs[0][1], request.get("fingerprint"), runs_agree=agreed and request["all_ok"])
+    return {
+        "comparison": compare.comparison_to_dict(comparison) if comparison is not None else None,
+        "golden": baseline.result_to_dict(golden) if golden is not None else None,
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -290,6 +338,15 @@ def main(argv: list[str]) -> int:
     parent = os.environ.get("REPROCHECK_PARENT_PID")
     if parent and parent.isdigit() and os.getppid() != int(parent):
         return 1  # reprocheck died before the signal was armed: nobody waits for this run
+    if argv[0] in ("--names", "--verdict"):
+        from . import models
+
+        request = json.loads(Path(argv[1]).read_text())
+        if argv[0] == "--names":
+            _answer(Path(argv[2]), lambda r: {"answer": models.name_problems(r)}, request)
+        else:
+            _answer(Path(argv[2]), lambda r: {"answer": verdict(r)}, request)
+        return 0
     job = json.loads(Path(argv[0]).read_text())
     if argv[1] == "--fork":
         return serve_forked(job, float(argv[2]), [Path(p) for p in argv[3:]])
