@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, reprocheck, write_spec
-from reprocheck import github, launch, report
+from reprocheck import github, launch
+from reprocheck.report import markdown
 
 STAND_IN = r"""#!/usr/bin/env python3
 import json, os, sys
@@ -283,8 +284,8 @@ def build():
 
 
 def test_markdown_code_spans_cannot_be_closed_from_inside():
-    assert report._code("a`b") == "`` a`b ``"
-    assert report._md("<b>[x](y)</b> | *z*") == "&lt;b&gt;\\[x\\](y)&lt;/b&gt; \\| \\*z\\*"
+    assert markdown._code("a`b") == "`` a`b ``"
+    assert markdown._md("<b>[x](y)</b> | *z*") == "&lt;b&gt;\\[x\\](y)&lt;/b&gt; \\| \\*z\\*"
 
 
 def test_the_plan_is_refused_for_a_request_that_would_mount_the_runner_folder(tmp_path):

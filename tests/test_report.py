@@ -11,6 +11,7 @@ from reprocheck import cli, compare, report
 from reprocheck.execute import RunResult, RunStatus
 from reprocheck.outputs import flatten
 from reprocheck.pipeline import CheckResult, Status
+from reprocheck.report import console, json_report, markdown
 from reprocheck.spec import ToleranceSpec
 
 
@@ -61,7 +62,7 @@ def test_every_format_and_command_is_handled():
 
 
 def test_console_has_summary_table_and_remedy_without_colour():
-    text = report.render_console([make_result()])
+    text = console.render_console([make_result()])
     assert text.startswith("FAIL  c ") and "remedy:" in text and "\033[" not in text
     assert "3 of 3 outputs differ" in text
     lines = text.splitlines()
@@ -91,28 +92,28 @@ def test_colour_only_on_a_tty_and_never_with_no_color(monkeypatch):
             return True
 
     monkeypatch.delenv("NO_COLOR", raising=False)
-    assert report._use_colour(Tty())
-    assert not report._use_colour(io.StringIO())  # a pipe or file: no escape codes
+    assert console._use_colour(Tty())
+    assert not console._use_colour(io.StringIO())  # a pipe or file: no escape codes
     monkeypatch.setenv("NO_COLOR", "1")
-    assert not report._use_colour(Tty())
+    assert not console._use_colour(Tty())
 
 
 def test_json_is_strict_json():
     data = json.loads(
-        report.render_json([make_result()]), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c))
+        json_report.render_json([make_result()]), parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c))
     )
     out = data["checks"][0]["outputs"][0]
     assert out["status"] == "values"
     # index 2 is NaN in one run only, index 4 off by 1e-3; no zero denominator, so the ratio is finite.
     assert isinstance(out["max_rel_diff"], float) and out["nan_count"] == 0
     assert out["max_abs_diff"] == pytest.approx(1e-3, rel=1e-3) and out["mismatched"] == 2
-    inf = json.loads(report.render_json([make_result_inf()]))["checks"][0]["outputs"][0]
+    inf = json.loads(json_report.render_json([make_result_inf()]))["checks"][0]["outputs"][0]
     assert inf["max_rel_diff"] == "inf"  # non-finite numbers become strings, never bare Infinity
 
 
 def test_markdown_stays_under_githubs_limit():
     results = [make_result(n_outputs=200, name=f"check{i}") for i in range(400)]
-    text = report.render_markdown(results)
+    text = markdown.render_markdown(results)
     assert len(text.encode()) < 1024 * 1024
     assert "left out to stay under GitHub's 1 MiB summary limit" in text
     assert text.count("| `check") == 400  # every check keeps its summary row

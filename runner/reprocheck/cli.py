@@ -98,8 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     val = sub.add_parser(Command.VALIDATE.value, help="check spec files without running anything")
     val.add_argument("specs", nargs="+", metavar="SPEC")
 
-    sch = sub.add_parser(Command.SCHEMA.value, help="print the JSON Schema of spec v1 (for editors)")
+    sch = sub.add_parser(
+        Command.SCHEMA.value, help="print the JSON Schema of spec v1 (for editors), or of the JSON report"
+    )
     sch.add_argument("--output", "-o", type=Path, metavar="FILE")
+    sch.add_argument("--report", action="store_true", help="the JSON report's schema instead of the spec's")
 
     diag = sub.add_parser(
         Command.DIAGNOSE.value,
@@ -266,8 +269,7 @@ def _run_checks(
     args: argparse.Namespace, checks: list[LoadedCheck], session: pipeline.Session
 ) -> tuple[list[pipeline.CheckResult], BaseException | None]:
     """Run every check with progress lines; on an internal failure, the checks completed before it."""
-    from . import pipeline
-    from .github import emit
+    from . import github, pipeline
 
     quiet = args.quiet
     total = len(checks)
@@ -291,7 +293,7 @@ def _run_checks(
                     print(f"        | {line}", file=log, flush=True)
 
     if args.github:
-        emit(f"::group::reprocheck: {total} checks")
+        github.begin_group(f"reprocheck: {total} checks")
     crash: BaseException | None = None
     try:
         results = pipeline.run_session(checks, session, on_start, on_run)
@@ -301,7 +303,7 @@ def _run_checks(
         results, crash = exc.completed, exc.cause
     finally:
         if args.github:
-            emit("::endgroup::")
+            github.end_group()
     return results, crash
 
 
@@ -319,10 +321,10 @@ def _write_reports(args: argparse.Namespace, results: list[pipeline.CheckResult]
     if args.github:
         from . import github
 
-        for line in github.error_annotations(report.github_failures(results)):
+        for line in github.error_annotations(github.check_failures(results)):
             github.emit(line)
         github.append_summary(report.render(report.Format.MARKDOWN, results))
-        github.write_outputs(report.github_outputs(results, str(args.report) if args.report else None))
+        github.write_outputs(github.step_outputs(results, str(args.report) if args.report else None))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -404,7 +406,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from .spec import json_schema
+    if args.report:
+        from .report.schema import json_schema
+    else:
+        from .spec import json_schema
 
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.output:

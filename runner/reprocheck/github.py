@@ -20,9 +20,11 @@ import os
 import re
 import secrets
 import sys
-from collections.abc import Iterable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from .pipeline import CheckResult
 
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
 SUMMARY_LIMIT = 1024 * 1024  # bytes GitHub accepts per step summary
@@ -158,5 +160,58 @@ def workspace_relative(path: str | Path) -> str:
     return str(path)
 
 
-def group(title: str, lines: Iterable[str]) -> str:
-    return "\n".join([command("group", title), *lines, "::endgroup::"]) + "\n"
+def begin_group(title: str) -> None:
+    """Fold what follows in the log, until end_group()."""
+    emit(command("group", title))
+
+
+def end_group() -> None:
+    emit("::endgroup::")
+
+
+# --- from check results (inside the package only: launch.py runs this file alone, without them) --------
+
+
+def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]]:
+    """(spec file, line, title, message) for each check that did not pass, for annotations."""
+    from .pipeline import Status
+    from .report.text import run_cause, summarize
+
+    out = []
+    for r in results:
+        if r.status is Status.PASS:
+            continue
+        if r.status is Status.ERROR:
+            title, message = f"reprocheck: {r.name} failed to run", run_cause(r)
+        elif r.comparison is not None and not r.comparison:
+            fails = r.comparison.failures
+            title = f"reprocheck: {r.name} is not reproducible"
+            message = "; ".join(summarize(o) for o in fails[:3]) + (
+                f"; and {len(fails) - 3} more" if len(fails) > 3 else ""
+            )
+        else:
+            title = f"reprocheck: {r.name} drifted from its baseline"
+            message = r.baseline.message if r.baseline is not None else "failed"
+        out.append((workspace_relative(r.file), r.line, title, message))
+    return out
+
+
+def step_outputs(results: list[CheckResult], report_path: str | None) -> dict[str, str]:
+    """The step's outputs: result, failed-checks, max-abs-diff, report."""
+    from .pipeline import Status, exit_code
+    from .report.text import num
+
+    code = exit_code(results)
+    result = {0: "pass", 1: "fail"}.get(int(code), "error")
+    diffs = [
+        c.max_abs_diff
+        for r in results
+        for c in (r.comparison, r.baseline.comparison if r.baseline is not None else None)
+        if c is not None
+    ]
+    return {
+        "result": result,
+        "failed-checks": ",".join(r.name for r in results if r.status is not Status.PASS),
+        "max-abs-diff": num(max(diffs)) if diffs else "0",
+        "report": report_path or "",
+    }

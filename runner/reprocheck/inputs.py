@@ -52,6 +52,7 @@ def _random(spec: InputSpec, seed: int) -> Any:
     import torch
 
     r = spec.random
+    assert r is not None
     dtype = getattr(torch, r.dtype)
     g = torch.Generator().manual_seed(seed)  # its own generator: independent of model init order
     if dtype == torch.bool:

@@ -34,6 +34,7 @@ def _torchvision(spec: ModelSpec) -> tuple[Any, Any]:
 
 
 def _factory(spec: ModelSpec, base_dir: Path) -> Any:
+    assert spec.factory is not None
     module_name, _, attr = spec.factory.partition(":")
     # The spec's folder first, so its own modules win over installed ones of the same name.
     sys.path.insert(0, str(base_dir))
@@ -58,6 +59,7 @@ def build(spec: ModelSpec, base_dir: Path, device: str, eval_mode: bool) -> Buil
     elif spec.torchscript:
         model = torch.jit.load(spec.torchscript, map_location=device)
     else:
+        assert spec.exported is not None
         model = torch.export.load(spec.exported).module()
     if isinstance(model, torch.nn.Module):
         model = model.to(device)

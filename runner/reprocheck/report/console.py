@@ -1,0 +1,99 @@
+"""Console text: one line per check, then per failure a summary, a capped table and the remedy."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, TextIO
+
+from ..pipeline import CheckResult, Status
+from .text import TABLE_ROWS, diagnosis_lines, output_rows, plural, remedy, run_cause, summarize
+
+
+def _use_colour(stream: TextIO) -> bool:
+    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+
+
+_COLOURS = {Status.PASS: "32", Status.FAIL: "31", Status.ERROR: "33"}
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def check_line(r: CheckResult, colour: bool = False) -> str:
+    label = r.status.value.upper().ljust(5)
+    if colour:
+        label = f"\033[{_COLOURS[r.status]}m{label}\033[0m"
+    ok_runs = sum(1 for x in r.runs if x.ok)
+    tail = ""
+    if r.status is Status.FAIL and r.comparison is not None and not r.comparison:
+        tail = f"  {len(r.comparison.failures)} of {len(r.comparison.outputs)} outputs differ"
+    elif r.status is Status.FAIL and r.baseline is not None and not r.baseline:
+        tail = f"  baseline: {r.baseline.status.value}"
+    elif r.status is Status.ERROR:
+        tail = f"  {run_cause(r)}"
+    return f"{label} {r.name}  ({ok_runs}/{r.runs_requested} runs, {r.device}, seed {r.seed}, {r.duration:.1f}s){tail}"
+
+
+def _baseline_console(r: CheckResult) -> list[str]:
+    b = r.baseline
+    if b is None:
+        return []
+    lines = [f"  baseline: {b.status.value} ({b.golden})"]
+    if b.message:
+        lines.append(f"    {b.message}")
+    if b.comparison is not None and not b.comparison:
+        fails = list(b.comparison.failures)
+        lines += [f"    {summarize(o)}" for o in fails[:TABLE_ROWS]]
+    if b.fingerprint_diff and not b:
+        rows = [["environment field", "baseline", "now"]] + [
+            [d.field, str(d.expected), str(d.obtained)] for d in b.fingerprint_diff[:TABLE_ROWS]
+        ]
+        lines += ["    " + t for t in _table(rows)]
+    return lines
+
+
+def render_console(results: list[CheckResult], colour: bool = False) -> str:
+    lines = [check_line(r, colour) for r in results]
+    for r in results:
+        if r.status is Status.PASS and not r.notes and (r.baseline is None or r.baseline.status.value == "match"):
+            continue
+        lines += ["", f"{r.name} ({r.file}:{r.line})"]
+        if r.status is Status.ERROR:
+            run = r.failed_run
+            lines.append(f"  {run_cause(r)}")
+            if run is not None:
+                lines += [f"    | {d}" for d in run.details]
+                if run.hint:
+                    lines.append(f"  fix: {run.hint}")
+        if r.comparison is not None and not r.comparison:
+            fails = list(r.comparison.failures)
+            lines += [f"  {summarize(o)}" for o in fails[:TABLE_ROWS]]
+            if len(fails) > TABLE_ROWS:
+                lines.append(f"  ... and {len(fails) - TABLE_ROWS} more outputs differ (see --report)")
+            lines += ["  " + t for t in _table(output_rows(fails))]
+            lines.append(f"  remedy: {remedy(fails[0])}")
+        lines += _baseline_console(r)
+        lines += [f"  note: {n}" for n in r.notes]
+    counts = {s: sum(1 for r in results if r.status is s) for s in Status}
+    lines += [
+        "",
+        f"{plural(len(results), 'check')}: {counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, "
+        f"{counts[Status.ERROR]} errors",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def print_console(results: list[CheckResult], stream: TextIO = sys.stdout) -> None:
+    stream.write(render_console(results, colour=_use_colour(stream)))
+
+
+def render_diagnosis_console(diagnoses: list[Any]) -> str:
+    lines = []
+    for d in diagnoses:
+        lines.append(f"diagnose {d.name} ({d.file}:{d.line})")
+        lines += [f"  {t}" for t in diagnosis_lines(d)]
+        lines.append("")
+    return "\n".join(lines)

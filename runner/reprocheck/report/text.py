@@ -1,0 +1,163 @@
+"""The sentences every format shares: one line per differing output, the remedy, a run's cause, table rows."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..compare import Kind, OutputResult
+from ..pipeline import CheckResult
+
+TABLE_ROWS = 20  # per failing check, in console and Markdown
+
+
+def num(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and (math.isinf(x) or math.isnan(x)):
+        return str(x)
+    if x == 0:
+        return "0"
+    return f"{x:.3g}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def val(x: float | None) -> str:
+    # Enough digits to show how two nearly equal values differ.
+    return "-" if x is None else f"{x:.9g}"
+
+
+def where(o: OutputResult) -> str:
+    return f"{o.path}[{', '.join(map(str, o.first_index))}]" if o.first_index else o.path
+
+
+def run_name(index: int) -> str:
+    return "the baseline" if index == 0 else f"run {index}"  # run 0: the stored golden
+
+
+def summarize(o: OutputResult) -> str:
+    """One line: what differs, by how much, where."""
+    a, b = run_name(o.expected_run), run_name(o.obtained_run)
+    if o.kind is Kind.STRUCTURE:
+        return f"{o.path}: structure differs ({a} vs {b}): {o.detail}"
+    if o.kind is Kind.MATCH:
+        extra = f", {o.nan_count} NaN in the same places" if o.nan_count else ""
+        return f"{o.path}: matches ({o.total} values{extra})"
+    text = (
+        f"{o.path}: {o.mismatched} of {o.total} values ({o.mismatch_percent:.1f}%) differ between {a} "
+        f"and {b}; max abs diff {num(o.max_abs_diff)}, "
+        f"max rel diff {num(o.max_rel_diff)}; first at {where(o)}: "
+        f"{val(o.expected_value)} vs {val(o.obtained_value)}"
+    )
+    return text + (f" ({o.detail})" if o.detail else "")
+
+
+def remedy(o: OutputResult) -> str:
+    if o.kind is Kind.STRUCTURE:
+        return (
+            "the output's structure changes between runs, so no tolerance helps: something before it varies "
+            "(values near a score threshold, an unseeded random source, a nondeterministic op); "
+            "run `reprocheck diagnose` to find the first module that diverges"
+        )
+    if o.exact:
+        return (
+            "integer/bool outputs are compared exactly; find the source of the variation "
+            "(e.g. argmax over values that differ)"
+        )
+    if o.needed_atol is None and o.needed_rtol is None:
+        return "NaN/inf differ between runs, which no tolerance accepts; find where they come from"
+    parts = []
+    if o.needed_atol is not None:
+        parts.append(f"atol: {o.needed_atol:.3g} (with rtol {o.tolerance.rtol:g})")
+    if o.needed_rtol is not None:
+        parts.append(f"rtol: {o.needed_rtol:.3g} (with atol {o.tolerance.atol:g})")
+    return (
+        "would pass with tolerance " + " or ".join(parts) + f" for {o.path!r}; "
+        "but first ask why the runs differ: run-to-run nondeterminism usually means a nondeterministic kernel or an "
+        "unseeded random source"
+    )
+
+
+def run_cause(r: CheckResult) -> str:
+    run = r.failed_run
+    if run is None:
+        return f"only {len(r.runs)} of {r.runs_requested} runs happened"
+    return f"run {run.index} of {r.runs_requested} {run.cause}"
+
+
+def output_rows(outs: list[OutputResult]) -> list[list[str]]:
+    rows = [["output", "result", "shape", "dtype", "mismatched", "max abs", "max rel", "first at", "passing tolerance"]]
+    for o in outs[:TABLE_ROWS]:
+        passing = "-" if o.kind is Kind.STRUCTURE or o.exact or o.needed_atol is None else f"atol {num(o.needed_atol)}"
+        rows.append(
+            [
+                o.path,
+                o.kind.value,
+                str(list(o.shape)) if o.shape or o.total else "-",
+                o.dtype or "-",
+                f"{o.mismatched}/{o.total}" if o.kind is not Kind.STRUCTURE else "-",
+                num(o.max_abs_diff),
+                num(o.max_rel_diff),
+                str(list(o.first_index)) if o.first_index is not None else "-",
+                passing if o.kind is not Kind.MATCH else "-",
+            ]
+        )
+    return rows
+
+
+def diagnosis_lines(d: Any) -> list[str]:
+    """Plain sentences, shared by the console and Markdown renderers."""
+    out = []
+    if d.error:
+        out.append(f"the check's own runs failed: {d.error}")
+    elif d.reproducible:
+        out.append("reproducible under the check's recipe (two isolated runs agree)")
+    else:
+        out.append(f"NOT reproducible under the check's recipe: {plural(len(d.comparison.failures), 'output')} differ")
+    if d.divergence is not None:
+        v = d.divergence
+        where = f"module {v.module or '(the model itself)'} ({v.type}), call {v.call + 1}"
+        text = f"first divergence: {where}"
+        if v.result is not None:
+            text += f": {summarize(v.result)}"
+        if v.detail:
+            text += f": {v.detail}"
+        out.append(text)
+    if d.seed is not None:
+        s = d.seed
+        if s.sensitive:
+            out.append(f"seed sensitivity: outputs change with seed {s.other_seed}, so they depend on RNG")
+        else:
+            out.append(f"seed sensitivity: outputs are the same with seed {s.other_seed}")
+        out += [f"  likely cause: {c}" for c in s.causes]
+    repairing = d.reproducible is False
+    for a in d.ablations:
+        if repairing:
+            verdict = "still differs" if a.broke else "FIXES it"
+        else:
+            verdict = "BREAKS reproducibility" if a.broke else "no effect"
+        detail = f" ({a.error})" if a.error else ""
+        if a.broke and a.comparison is not None and a.comparison.failures:
+            detail = f" ({summarize(a.comparison.failures[0])})"
+        out.append(f"{'repair' if repairing else 'ablation'} {a.knob}: {a.description}: {verdict}{detail}")
+    if repairing:
+        fixes = [a.knob for a in d.ablations if not a.broke]
+        if fixes:
+            out.append(f"turning {', '.join(fixes)} back on makes it reproducible")
+        else:
+            out.append(
+                "no part of the recipe fixes it: genuine nondeterminism (see the first divergence); "
+                "ablations need a reproducible check, so none were run"
+            )
+    broken = [a.knob for a in d.ablations if a.broke]
+    if broken and not repairing:
+        out.append(f"knobs that matter for this model: {', '.join(broken)} (keep them on in the recipe)")
+    if d.nondeterministic_ops:
+        out.append("ops without a deterministic implementation here:")
+        out += [f"  {op}" for op in d.nondeterministic_ops]
+    else:
+        out.append("no op warned under use_deterministic_algorithms(warn_only=True)")
+    return out

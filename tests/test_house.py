@@ -1,0 +1,127 @@
+"""The house: the parent never imports torch, the JSON report's declared shape, lint and types."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, ROOT, planted_spec, reprocheck, write_spec
+
+NO_TORCH = r"""
+import contextlib, io, json, sys
+sys.path.insert(0, sys.argv[1])
+from reprocheck.cli import main
+codes = []
+for argv in json.loads(sys.argv[2]):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            codes.append(main(argv))
+        except SystemExit as exc:
+            codes.append(exc.code)
+print(json.dumps({"codes": codes, "torch": "torch" in sys.modules, "numpy": "numpy" in sys.modules}))
+"""
+
+
+def in_process(*commands: list[str], cwd: Path | None = None, env: dict | None = None) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(ROOT / "runner"), json.dumps(list(commands))],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_run_validate_matrix_schema_never_import_torch_here(spec_dir, tmp_path):
+    spec = planted_spec(spec_dir, "os_entropy")
+    tv = write_spec(
+        spec_dir, "version: 1\nmodel: {torchvision: resnet19}\ninput: {random: {shape: [1, 3, 8, 8]}}\n", "tv.yaml"
+    )
+    out = in_process(
+        ["run", "-q", str(spec), "--report", str(tmp_path / "r.json")],  # compared in the worker: exit 1
+        ["run", "-q", str(spec), "--isolation", "spawn"],
+        ["run", str(tv)],  # the name check is answered by the zygote: exit 2
+        ["validate", str(tv)],  # ... or by a helper process
+        ["validate", str(EXAMPLES / "suite.yaml")],
+        ["matrix", str(EXAMPLES / "suite.yaml")],
+        ["schema"],
+        ["schema", "--report"],
+    )
+    assert out["codes"] == [1, 1, 2, 2, 0, 0, 0, 0]
+    assert out["torch"] is False and out["numpy"] is False
+    assert json.loads((tmp_path / "r.json").read_text())["checks"][0]["outputs"][0]["status"] == "values"
+
+
+def test_the_report_schema_describes_the_reports(spec_dir, tmp_path):
+    import jsonschema
+
+    r = reprocheck("schema", "--report", "-o", str(tmp_path / "schema.json"))
+    assert r.code == 0, r
+    schema = json.loads((tmp_path / "schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    spec = write_spec(
+        spec_dir,
+        """version: 1
+input: {random: {shape: [4, 8]}}
+checks:
+  - {name: ok, model: {factory: "planted:seeded_init"}}
+  - {name: flaky, model: {factory: "planted:os_entropy"}}
+  - {name: broken, model: {factory: "planted:raises"}}
+""",
+    )
+    reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"), "--baseline", "bl", cwd=spec_dir)
+    report = json.loads((tmp_path / "r.json").read_text())
+    jsonschema.validate(report, schema)
+    statuses = {c["name"]: (c["status"], (c["baseline"] or {}).get("status")) for c in report["checks"]}
+    assert statuses == {"ok": ("fail", "missing"), "flaky": ("fail", "missing"), "broken": ("error", None)}
+
+
+@pytest.mark.slow
+def test_reprocheck_docker_works_from_a_venv_without_torch(tmp_path):
+    # What a laptop user does: a fresh venv, `pip install 'reprocheck[docker]'`. No torch comes along,
+    # and the launcher works (a stand-in docker records the container it would start).
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", f"{ROOT}[docker]"], capture_output=True, text=True
+    )
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    py = venv / "bin" / "python"
+    has_torch = subprocess.run(
+        [str(py), "-c", "import importlib.util; print(importlib.util.find_spec('torch'))"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    assert has_torch == "None"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    docker = bin_dir / "docker"
+    docker.write_text('#!/bin/sh\n[ "$1" = run ] && echo "container ran: $*"\nexit 0\n')
+    docker.chmod(0o755)
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    write_spec(ws, "version: 1\nmodel: {factory: 'm:f'}\ninput: {random: {shape: [2]}}\n", "s.yaml")
+    env = {"PATH": f"{bin_dir}:{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    r = subprocess.run(
+        ["reprocheck", "docker", "s.yaml", "--image", "i:t", "--report", "out/r.json"],
+        cwd=ws,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "container ran: run --rm" in r.stdout and (ws / "out").is_dir()
+    r = subprocess.run(["reprocheck", "run", "s.yaml"], cwd=ws, env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "torch is not installed" in r.stderr  # and `run` says what to do
+
+
+def test_ruff_and_mypy_are_clean():
+    bin_dir = Path(sys.executable).parent
+    for cmd in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]):
+        proc = subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
