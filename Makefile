@@ -1,28 +1,34 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up (venv, torch, reprocheck) and check the bundled RetinaNet example
-#   make test   the same set-up, then the whole test suite
+#   make test   the same set-up, then lint (ruff), types (mypy) and the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The stack the examples and tests run on (the Docker image pins the same: docker/versions.env).
-TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# The stack the examples and tests run on: the same pins as the Docker image, from their one place.
+include docker/versions.env
+TORCH_PINS := torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
 
-.PHONY: demo test setup clean
+.PHONY: demo test lint setup clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml docker/versions.env
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_PINS)
-	$(BIN)/python -m pip install -q -e '.[test]' $(TORCH_PINS)
+	$(BIN)/python -m pip install -q -e '.[torch,test]' $(TORCH_PINS)
 	touch $@
 
 demo: setup
 	$(BIN)/reprocheck run examples/retinanet.yaml
 
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
-test: setup
+test: lint
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

@@ -39,7 +39,7 @@ def test_loaded_weights_are_not_flagged(spec_dir):
 def test_ablation_names_the_knob_that_breaks_a_planted_case(spec_dir):
     r, d = diagnose(planted_spec(spec_dir, "hash_order"), spec_dir)
     assert r.code == 0, r
-    broke = {a["knob"] for a in d["ablations"] if a["breaks"]}
+    broke = {a["knob"] for a in d["ablations"] if a["effect"] == "breaks"}
     assert broke == {"hash_seed"}
     r, d = diagnose(planted_spec(spec_dir, "dropout_forward"), spec_dir)
     assert {a["knob"] for a in d["ablations"] if a["breaks"]} == {"seed_rngs"}

@@ -118,10 +118,3 @@ def test_reprocheck_docker_works_from_a_venv_without_torch(tmp_path):
     assert "container ran: run --rm" in r.stdout and (ws / "out").is_dir()
     r = subprocess.run(["reprocheck", "run", "s.yaml"], cwd=ws, env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "torch is not installed" in r.stderr  # and `run` says what to do
-
-
-def test_ruff_and_mypy_are_clean():
-    bin_dir = Path(sys.executable).parent
-    for cmd in (["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]):
-        proc = subprocess.run([str(bin_dir / cmd[0]), *cmd[1:]], cwd=ROOT, capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]

@@ -15,26 +15,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-
 
 class ContainerError(Exception):
     """A one-line problem with the engine or image, with its fix."""
 
 
-def versions_file() -> Path | None:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "docker" / "versions.env"
-        if candidate.is_file():
-            return candidate
+# The image's pins (docker/versions.env, their one place), shipped inside the package as package data.
+VERSIONS = Path(__file__).resolve().parent / "versions.env"
+
+
+def source_tree() -> Path | None:
+    """The reprocheck checkout this runs from (for --build), if any."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "docker" / "Dockerfile").is_file():
+            return parent
     return None
 
 
-def read_versions(path: Path | None = None) -> dict[str, str]:
-    path = path or versions_file()
-    if path is None:
-        return {}
+def read_versions(path: Path = VERSIONS) -> dict[str, str]:
     values = {}
     for line in path.read_text().splitlines():
         m = re.match(r"^([A-Z_]+)=(.*)$", line.strip())
@@ -45,15 +43,14 @@ def read_versions(path: Path | None = None) -> dict[str, str]:
 
 def default_image() -> str:
     v = read_versions()
-    torch_v, cuda = v.get("TORCH_VERSION", "2.14.1"), v.get("CUDA_TAG", "cu130")
-    return f"reprocheck:{v.get('REPROCHECK_VERSION', __version__)}-torch{torch_v}-{cuda}"
+    return f"reprocheck:{v['REPROCHECK_VERSION']}-torch{v['TORCH_VERSION']}-{v['CUDA_TAG']}"
 
 
 def build_image(tag: str) -> None:
-    script = versions_file()
-    if script is None:
+    tree = source_tree()
+    if tree is None:
         raise ContainerError("--build needs the reprocheck source tree (docker/Dockerfile); use --image instead")
-    build = script.parent / "build.sh"
+    build = tree / "docker" / "build.sh"
     args = ["bash", str(build)] + (["--local"] if os.environ.get("REPROCHECK_LOCAL_BASE") else [])
     proc = subprocess.run(args, stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:

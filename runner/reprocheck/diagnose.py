@@ -14,6 +14,8 @@ Three probes, each from isolated runs, each a result object for the reports:
 from __future__ import annotations
 
 import dataclasses
+import enum
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -24,7 +26,7 @@ from typing import Any
 from . import compare, execute, outputs, recipe
 from .spec import Check, LoadedCheck, RecipeSpec
 
-DETERMINISM_MARK = "does not have a deterministic implementation"
+DETERMINISM_MARK = recipe.DETERMINISM_ERROR
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,25 @@ class SeedSensitivity:
     causes: tuple[str, ...]
 
 
+class Effect(str, enum.Enum):
+    """What varying one knob did. Ablation (the check is reproducible): turn it off, does it break?
+    Repair (it is not): turn it back on, does that fix it?"""
+
+    BREAKS = "breaks"  # ablation: off, the runs differ
+    NO_EFFECT = "no-effect"  # ablation: off, still reproducible
+    FIXES = "fixes"  # repair: on, the runs agree
+    STILL_DIFFERS = "still-differs"  # repair: on, they still differ
+
+    @property
+    def differs(self) -> bool:
+        return self in (Effect.BREAKS, Effect.STILL_DIFFERS)
+
+
 @dataclass(frozen=True)
 class Ablation:
     knob: str
     description: str
-    broke: bool
+    effect: Effect
     comparison: compare.Comparison | None = None
     error: str | None = None
 
@@ -291,16 +307,16 @@ def _ablations(r: _Runner, base: list[outputs.Outputs], say: Callable[[str], Non
         pair, runs = vary(r, base)
         bad = next((x for x in runs if not x.ok), None)
         if bad is not None:
-            ablations.append(Ablation(knob, description, broke=True, error=f"run {bad.index} {bad.cause}"))
+            ablations.append(Ablation(knob, description, Effect.BREAKS, error=f"run {bad.index} {bad.cause}"))
             continue
         c = compare.compare_runs(pair, tol)
-        ablations.append(Ablation(knob, description, broke=not c, comparison=c))
+        ablations.append(Ablation(knob, description, Effect.NO_EFFECT if c else Effect.BREAKS, comparison=c))
     return ablations
 
 
 def _repairs(r: _Runner, say: Callable[[str], None]) -> list[Ablation]:
     """Not reproducible under the check's recipe: turn each part it has off back on, alone, and see
-    which one fixes it. `broke` then means "still differs"."""
+    which one fixes it."""
     full, mine = RecipeSpec(threads=r.lc.check.recipe.threads), r.lc.check.recipe
     out = []
     for knob in (
@@ -321,10 +337,10 @@ def _repairs(r: _Runner, say: Callable[[str], None]) -> list[Ablation]:
         runs = r.run(2, recipe=mine.model_copy(update={knob: getattr(full, knob)}))
         bad = next((x for x in runs if not x.ok), None)
         if bad is not None:
-            out.append(Ablation(knob, description, broke=True, error=f"run {bad.index} {bad.cause}"))
+            out.append(Ablation(knob, description, Effect.STILL_DIFFERS, error=f"run {bad.index} {bad.cause}"))
             continue
         c = compare.compare_runs(_outputs(runs), r.lc.check.tolerance)
-        out.append(Ablation(knob, description, broke=not c, comparison=c))
+        out.append(Ablation(knob, description, Effect.FIXES if c else Effect.STILL_DIFFERS, comparison=c))
     return out
 
 
@@ -355,3 +371,54 @@ def _finish(
         tuple(ablations),
         tuple(dict.fromkeys(ops)),
     )
+
+
+# --- the probe: runs inside the worker when a run is traced ---------------------------------------
+
+
+class Tracer:
+    """For `diagnose`: every module's output in the order the modules finish (forward hooks),
+    which modules ran in training mode, and a digest of every parameter and buffer (to tell
+    loaded weights from random ones by comparing two seeds)."""
+
+    def __init__(self, model: Any) -> None:
+        import torch
+
+        self.calls: list[list[str]] = []
+        self.tensors: dict[str, Any] = {}
+        self.training: dict[str, str] = {}
+        self.params: dict[str, str] = {}
+        if isinstance(model, torch.nn.Module):
+            for name, t in [*model.named_parameters(), *model.named_buffers()]:
+                data = t.detach().cpu().contiguous().reshape(-1)
+                self.params[name] = hashlib.sha256(data.view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
+            for path, module in model.named_modules():
+                try:
+                    module.register_forward_hook(self._hook(path))
+                except (RuntimeError, AttributeError):
+                    pass  # scripted modules may refuse hooks
+
+    def _hook(self, path: str) -> Any:
+        from .outputs import UnsupportedOutput, flatten
+
+        def hook(module: Any, args: Any, output: Any) -> None:
+            i = len(self.calls)
+            self.calls.append([path, type(module).__name__])
+            if getattr(module, "training", False):
+                self.training[path] = type(module).__name__
+            try:
+                flat = flatten(output)
+            except UnsupportedOutput:
+                return
+            for leaf, t in flat.tensors.items():
+                self.tensors[f"{i}|{leaf}"] = t.clone()
+
+        return hook
+
+    def save(self, path: Path) -> None:
+        import torch
+
+        from .outputs import atomic_write
+
+        payload = {"calls": self.calls, "tensors": self.tensors, "training": self.training, "params": self.params}
+        atomic_write(path, lambda tmp: torch.save(payload, tmp))

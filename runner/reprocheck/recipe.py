@@ -18,7 +18,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .spec import RecipeSpec
+from .spec import DEFAULT_SEED, RecipeSpec
+
+# How torch.use_deterministic_algorithms(True) says an op has no deterministic kernel here.
+DETERMINISM_ERROR = "does not have a deterministic implementation"
 
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -118,8 +121,11 @@ def apply(seed: int, recipe: RecipeSpec, threads: int) -> None:
     with warnings.catch_warnings():
         # Newer torch deprecates the TF32 flags in favour of fp32_precision; both still work.
         warnings.simplefilter("ignore", UserWarning)
-        for _name, step in STEPS:
-            step(torch, settings)
+        for name, step in STEPS:
+            try:
+                step(torch, settings)
+            except Exception as exc:  # the report says which part of the recipe failed
+                raise RuntimeError(f"recipe step {name!r} failed: {exc}") from exc
 
 
 def describe(seed: int, recipe: RecipeSpec, threads: int) -> dict[str, Any]:
@@ -137,7 +143,7 @@ def describe(seed: int, recipe: RecipeSpec, threads: int) -> dict[str, Any]:
 
 
 def seed_everything(
-    seed: int = 3407,
+    seed: int = DEFAULT_SEED,
     *,
     deterministic: bool = True,
     warn_only: bool = False,
@@ -172,7 +178,7 @@ def seed_everything(
     return seed
 
 
-def make_generator(seed: int = 3407, device: str = "cpu") -> Any:
+def make_generator(seed: int = DEFAULT_SEED, device: str = "cpu") -> Any:
     """A torch.Generator seeded with `seed`, e.g. for DataLoader(generator=...)."""
     import torch
 

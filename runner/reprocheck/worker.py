@@ -18,7 +18,6 @@ outputs.pt on success); the zygote reports how each child ended as one JSON line
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import random
@@ -84,7 +83,11 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
         args, kwargs = inputs.build(check.input, check.seed if input_seed is None else input_seed, device, built)
         timings["build_input"] = time.perf_counter() - t
 
-        tracer = Tracer(built.module) if job.get("trace") else None
+        tracer = None
+        if job.get("trace"):
+            from .diagnose import Tracer
+
+            tracer = Tracer(built.module)
 
         stage = "forward"
         mode = torch.inference_mode() if check.recipe.inference_mode else contextlib.nullcontext()
@@ -127,7 +130,7 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
         message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
         if isinstance(exc, SystemExit):
             message = f"the model called sys.exit({exc.code!r})"
-        hint = DETERMINISM_HINT if "does not have a deterministic implementation" in str(exc) else None
+        hint = DETERMINISM_HINT if recipe.DETERMINISM_ERROR in str(exc) else None
         _write_json(
             run_dir / "result.json",
             {
@@ -140,54 +143,6 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
             },
         )
         return 1
-
-
-class Tracer:
-    """For `diagnose`: every module's output in the order the modules finish (forward hooks),
-    which modules ran in training mode, and a digest of every parameter and buffer (to tell
-    loaded weights from random ones by comparing two seeds)."""
-
-    def __init__(self, model: Any) -> None:
-        import torch
-
-        self.calls: list[list[str]] = []
-        self.tensors: dict[str, Any] = {}
-        self.training: dict[str, str] = {}
-        self.params: dict[str, str] = {}
-        if isinstance(model, torch.nn.Module):
-            for name, t in [*model.named_parameters(), *model.named_buffers()]:
-                data = t.detach().cpu().contiguous().reshape(-1)
-                self.params[name] = hashlib.sha256(data.view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
-            for path, module in model.named_modules():
-                try:
-                    module.register_forward_hook(self._hook(path))
-                except (RuntimeError, AttributeError):
-                    pass  # scripted modules may refuse hooks
-
-    def _hook(self, path: str) -> Any:
-        from .outputs import UnsupportedOutput, flatten
-
-        def hook(module: Any, args: Any, output: Any) -> None:
-            i = len(self.calls)
-            self.calls.append([path, type(module).__name__])
-            if getattr(module, "training", False):
-                self.training[path] = type(module).__name__
-            try:
-                flat = flatten(output)
-            except UnsupportedOutput:
-                return
-            for leaf, t in flat.tensors.items():
-                self.tensors[f"{i}|{leaf}"] = t.clone()
-
-        return hook
-
-    def save(self, path: Path) -> None:
-        import torch
-
-        from .outputs import atomic_write
-
-        payload = {"calls": self.calls, "tensors": self.tensors, "training": self.training, "params": self.params}
-        atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def _die_with_parent() -> None:

@@ -152,7 +152,8 @@ def diagnosis_dict(d: Any) -> dict[str, Any]:
             {
                 "knob": a.knob,
                 "description": a.description,
-                "breaks": a.broke,
+                "effect": a.effect.value,
+                "breaks": a.effect is a.effect.BREAKS,
                 "error": a.error,
                 "comparison": _comparison_dict(a.comparison),
             }

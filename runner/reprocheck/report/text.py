@@ -136,15 +136,15 @@ def diagnosis_lines(d: Any) -> list[str]:
     repairing = d.reproducible is False
     for a in d.ablations:
         if repairing:
-            verdict = "still differs" if a.broke else "FIXES it"
+            verdict = "still differs" if a.effect.differs else "FIXES it"
         else:
-            verdict = "BREAKS reproducibility" if a.broke else "no effect"
+            verdict = "BREAKS reproducibility" if a.effect.differs else "no effect"
         detail = f" ({a.error})" if a.error else ""
-        if a.broke and a.comparison is not None and a.comparison.failures:
+        if a.effect.differs and a.comparison is not None and a.comparison.failures:
             detail = f" ({summarize(a.comparison.failures[0])})"
         out.append(f"{'repair' if repairing else 'ablation'} {a.knob}: {a.description}: {verdict}{detail}")
     if repairing:
-        fixes = [a.knob for a in d.ablations if not a.broke]
+        fixes = [a.knob for a in d.ablations if not a.effect.differs]
         if fixes:
             out.append(f"turning {', '.join(fixes)} back on makes it reproducible")
         else:
@@ -152,7 +152,7 @@ def diagnosis_lines(d: Any) -> list[str]:
                 "no part of the recipe fixes it: genuine nondeterminism (see the first divergence); "
                 "ablations need a reproducible check, so none were run"
             )
-    broken = [a.knob for a in d.ablations if a.broke]
+    broken = [a.knob for a in d.ablations if a.effect.differs]
     if broken and not repairing:
         out.append(f"knobs that matter for this model: {', '.join(broken)} (keep them on in the recipe)")
     if d.nondeterministic_ops:
