@@ -199,7 +199,7 @@ def compare_tensors(
     bitwise = exact or (tol.atol == 0 and tol.rtol == 0)
     # Fast path: bit-identical tensors need no arithmetic.
     if bitwise and _same_bits(expected, obtained):
-        nan = 0 if exact else int(expected.isnan().sum())
+        nan = 0 if exact else _nan_count(expected)
         return OutputResult(kind=Kind.MATCH, exact=exact, needed_atol=0.0, needed_rtol=0.0, nan_count=nan, **base)
     if exact:
         return _compare_exact(expected, obtained, base)
@@ -211,8 +211,17 @@ def _same_bits(expected: Any, obtained: Any) -> bool:
 
     if not expected.is_floating_point():
         return torch.equal(expected, obtained)
-    as_bytes = [t.contiguous().reshape(-1).view(torch.uint8) for t in (expected, obtained)]
-    return torch.equal(*as_bytes)
+    # Compared as integers of the same width: bit for bit (-0.0 is not 0.0, NaN payloads count) and as fast
+    # as torch.equal itself.
+    as_int = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[expected.element_size()]
+    return torch.equal(*(t.contiguous().reshape(-1).view(as_int) for t in (expected, obtained)))
+
+
+def _nan_count(t: Any) -> int:
+    # A finite sum proves there is no NaN, at a fraction of the cost of counting them.
+    if t.numel() == 0 or bool(t.sum().isfinite()):
+        return 0
+    return int(t.isnan().sum())
 
 
 def _compare_exact(expected: Any, obtained: Any, base: dict[str, Any]) -> OutputResult:
