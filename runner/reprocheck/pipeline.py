@@ -15,7 +15,7 @@ from typing import Any
 from . import baseline as baselines
 from . import compare, execute, recipe
 from .exitcodes import ExitCode
-from .spec import LoadedCheck
+from .spec import LoadedCheck, SpecError
 
 
 class Status(str, enum.Enum):
@@ -181,7 +181,7 @@ class Session:
 class SpecProblems(Exception):
     """Found before anything ran (golden files, torchvision names): exit 2."""
 
-    def __init__(self, messages: list[str], errors: list[Any] | None = None) -> None:
+    def __init__(self, messages: list[str], errors: list[SpecError] | None = None) -> None:
         super().__init__("\n".join(messages))
         self.errors = errors or []
 

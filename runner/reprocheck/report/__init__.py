@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..pipeline import CheckResult
 from .console import print_console, render_console, render_diagnosis_console
 from .json_report import render_diagnosis_json, render_json
 from .markdown import render_diagnosis_markdown, render_markdown
 from .text import remedy, run_cause, summarize
+
+if TYPE_CHECKING:
+    from ..diagnose import Diagnosis
 
 
 class Format(str, enum.Enum):
@@ -27,7 +30,7 @@ RENDERERS: dict[Format, Callable[[list[CheckResult]], str]] = {
     Format.MARKDOWN: render_markdown,
 }
 
-DIAGNOSIS_RENDERERS: dict[Format, Callable[[list[Any]], str]] = {
+DIAGNOSIS_RENDERERS: dict[Format, Callable[[list[Diagnosis]], str]] = {
     Format.CONSOLE: render_diagnosis_console,
     Format.JSON: render_diagnosis_json,
     Format.MARKDOWN: render_diagnosis_markdown,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..pipeline import CheckResult, Status
 from .text import TABLE_ROWS, diagnosis_lines, output_rows, plural, remedy, run_cause, summarize
+
+if TYPE_CHECKING:
+    from ..diagnose import Diagnosis
 
 
 def _use_colour(stream: TextIO) -> bool:
@@ -90,7 +93,7 @@ def print_console(results: list[CheckResult], stream: TextIO = sys.stdout) -> No
     stream.write(render_console(results, colour=_use_colour(stream)))
 
 
-def render_diagnosis_console(diagnoses: list[Any]) -> str:
+def render_diagnosis_console(diagnoses: list[Diagnosis]) -> str:
     lines = []
     for d in diagnoses:
         lines.append(f"diagnose {d.name} ({d.file}:{d.line})")

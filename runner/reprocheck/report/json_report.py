@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..compare import Kind, OutputResult
 from ..pipeline import CheckResult, Status, exit_code
 from . import schema
+
+if TYPE_CHECKING:
+    from ..baseline import BaselineResult
+    from ..compare import Comparison
+    from ..diagnose import Diagnosis
 
 
 def _finite(x: Any) -> Any:
@@ -88,7 +93,7 @@ def check_dict(r: CheckResult) -> dict[str, Any]:
     }
 
 
-def baseline_dict(b: Any) -> dict[str, Any]:
+def baseline_dict(b: BaselineResult) -> dict[str, Any]:
     return {
         "status": b.status.value,
         "golden": str(b.golden),
@@ -115,11 +120,11 @@ def render_json(results: list[CheckResult]) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-def _comparison_dict(c: Any) -> Any:
+def _comparison_dict(c: Comparison | None) -> dict[str, Any] | None:
     return None if c is None else {"passed": bool(c), "outputs": [output_dict(o) for o in c.outputs]}
 
 
-def diagnosis_dict(d: Any) -> dict[str, Any]:
+def diagnosis_dict(d: Diagnosis) -> dict[str, Any]:
     v, s = d.divergence, d.seed
     return {
         "name": d.name,
@@ -163,7 +168,7 @@ def diagnosis_dict(d: Any) -> dict[str, Any]:
     }
 
 
-def render_diagnosis_json(diagnoses: list[Any]) -> str:
+def render_diagnosis_json(diagnoses: list[Diagnosis]) -> str:
     data = {
         "tool": "reprocheck",
         "version": __version__,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..github import SUMMARY_LIMIT
 from ..pipeline import CheckResult, Status
@@ -11,6 +11,9 @@ from .text import TABLE_ROWS, diagnosis_lines, num, output_rows, plural, remedy,
 
 # Headroom under GitHub's cap (github.SUMMARY_LIMIT) for the line that says sections were left out.
 SUMMARY_HEADROOM = 24 * 1024
+
+if TYPE_CHECKING:
+    from ..diagnose import Diagnosis
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # emphasis, code, links/images, table cells, strikethrough
@@ -101,7 +104,7 @@ def render_markdown(results: list[CheckResult]) -> str:
     return text + "\n"
 
 
-def render_diagnosis_markdown(diagnoses: list[Any]) -> str:
+def render_diagnosis_markdown(diagnoses: list[Diagnosis]) -> str:
     lines = ["## reprocheck diagnose", ""]
     for d in diagnoses:
         lines += [f"### `{_md(d.name)}`", "", f"Spec: `{d.file}` line {d.line}", ""]

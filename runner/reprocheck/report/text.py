@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..compare import Kind, OutputResult
 from ..pipeline import CheckResult
 
 TABLE_ROWS = 20  # per failing check, in console and Markdown
+
+if TYPE_CHECKING:
+    from ..diagnose import Diagnosis
 
 
 def num(x: float | None) -> str:
@@ -108,7 +111,7 @@ def output_rows(outs: list[OutputResult]) -> list[list[str]]:
     return rows
 
 
-def diagnosis_lines(d: Any) -> list[str]:
+def diagnosis_lines(d: Diagnosis) -> list[str]:
     """Plain sentences, shared by the console and Markdown renderers."""
     out = []
     if d.error:
@@ -116,7 +119,8 @@ def diagnosis_lines(d: Any) -> list[str]:
     elif d.reproducible:
         out.append("reproducible under the check's recipe (two isolated runs agree)")
     else:
-        out.append(f"NOT reproducible under the check's recipe: {plural(len(d.comparison.failures), 'output')} differ")
+        differing = len(d.comparison.failures) if d.comparison is not None else 0
+        out.append(f"NOT reproducible under the check's recipe: {plural(differing, 'output')} differ")
     if d.divergence is not None:
         v = d.divergence
         where = f"module {v.module or '(the model itself)'} ({v.type}), call {v.call + 1}"
