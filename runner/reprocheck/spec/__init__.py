@@ -1,0 +1,52 @@
+"""Spec files (YAML, version 1) -> validated, located checks. No torch here.
+
+models.py    what each key may hold (pydantic models, limits)
+schema.py    the JSON Schema, generated from the same models
+yamlread.py  safe, bounded YAML reading with line numbers
+load.py      files -> LoadedCheck (defaults merged, errors located), overrides, selection
+errors.py    SpecError / SpecErrors
+"""
+
+from .errors import SpecError, SpecErrors
+from .load import LoadedCheck, apply_overrides, load_spec, name_errors, name_requests, select
+from .models import (
+    CHECK_KEYS,
+    DEFAULT_SEED,
+    INPUT_SOURCES,
+    MODEL_SOURCES,
+    SPEC_VERSION,
+    Check,
+    Defaults,
+    InputSpec,
+    ModelSpec,
+    RandomInput,
+    RecipeSpec,
+    ToleranceRule,
+    ToleranceSpec,
+)
+from .schema import json_schema
+
+__all__ = [
+    "CHECK_KEYS",
+    "DEFAULT_SEED",
+    "INPUT_SOURCES",
+    "MODEL_SOURCES",
+    "SPEC_VERSION",
+    "Check",
+    "Defaults",
+    "InputSpec",
+    "LoadedCheck",
+    "ModelSpec",
+    "RandomInput",
+    "RecipeSpec",
+    "SpecError",
+    "SpecErrors",
+    "ToleranceRule",
+    "ToleranceSpec",
+    "apply_overrides",
+    "json_schema",
+    "load_spec",
+    "name_errors",
+    "name_requests",
+    "select",
+]

@@ -1,0 +1,274 @@
+"""Spec files -> validated, located checks: defaults merged into entries, every error found, command-line
+overrides, selection. Checks that need torchvision (model and weight names) are asked of a worker:
+`name_requests` says what to ask, `name_errors` locates the answers."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import functools
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import SpecError, SpecErrors
+from .models import CHECK_KEYS, MERGED_KEYS, SPEC_VERSION, Check, Defaults
+from .yamlread import _Located, _read
+
+
+@dataclass(frozen=True)
+class LoadedCheck:
+    """A validated check and where it was written."""
+
+    check: Check
+    file: Path
+    line: int
+    base_dir: Path
+    key_prefix: tuple[Any, ...] = ()  # ("checks", i) inside a multi-check file
+    # The file's parsed node tree, shared by its checks: line lookups never re-read the file.
+    where: _Located | None = field(default=None, compare=False, repr=False)
+
+    @functools.cached_property
+    def config_hash(self) -> str:
+        # Once per check: it reads (and hashes) every model and input file.
+        return self.check.config_hash()
+
+    def key_line(self, *keys: str) -> int:
+        """The line of one of this check's keys, falling back to the defaults, then the check."""
+        where = self.where or _read(self.file)[1]
+        for path in (self.key_prefix + keys, keys):
+            if where.has(path):
+                return where.line(path) or self.line
+        return self.line
+
+    @property
+    def name(self) -> str:
+        return self.check.name
+
+
+def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the mapping at `loc`, to suggest its keys."""
+    cls: Any = root
+    for part in loc:
+        if isinstance(part, int) or cls is None:
+            continue
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        cls = _inner_model(field.annotation)
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _message(err: Mapping[str, Any], owner: type[BaseModel] | None) -> str:
+    kind, loc = err["type"], err["loc"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = list(owner.model_fields) if owner else []
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
+        return f"unknown key ({hint})"
+    if kind == "missing":
+        return "missing (add this key)"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        return msg[len("Value error, ") :]
+    got = err.get("input")
+    shown = json.dumps(got, default=str) if not isinstance(got, dict) else "a mapping"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "device":
+        return f"{shown} is not a device (use cpu, cuda, cuda:N or auto)"
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "factory":
+        return f'{shown} is not "module:callable" (e.g. "my_models:build")'
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
+        return f"{shown} is not a valid check name (letters, digits, '.', '_', '-'; no spaces)"
+    return f"{msg}, got {shown}"
+
+
+def _key_text(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if k in MERGED_KEYS and isinstance(out.get(k), dict) and isinstance(v, dict):
+            merged = dict(out[k])
+            for kk, vv in v.items():
+                if kk == "outputs" and isinstance(merged.get(kk), dict) and isinstance(vv, dict):
+                    # Globs match in order and the first wins: the entry's own patterns go first.
+                    merged[kk] = {**vv, **{p: r for p, r in merged[kk].items() if p not in vv}}
+                else:
+                    merged[kk] = vv
+            out[k] = merged
+        else:
+            out[k] = v
+    return out
+
+
+def load_spec(path: str | Path) -> list[LoadedCheck]:
+    """Parse and validate one spec file. Raises SpecErrors listing every problem."""
+    path = Path(path)
+    data, where = _read(path)
+    if not isinstance(data, dict):
+        raise SpecErrors([SpecError(path, 1, "", "a spec is a YAML mapping with `version: 1` at the top")])
+    context = {"base_dir": str(path.resolve().parent)}
+    errors: list[SpecError] = []
+
+    def located(err: Mapping[str, Any], prefix: tuple[Any, ...], root: type[BaseModel]) -> SpecError:
+        loc = tuple(err["loc"])
+        full = prefix + loc
+        line = where.line(full)
+        # Keys inherited from the defaults are reported where they were written.
+        if prefix and not where.has(full) and where.has(loc):
+            line, full = where.line(loc), loc
+        return SpecError(
+            path,
+            line,
+            _key_text(full),
+            _message(err, _model_at(loc[:-1] if err["type"] == "extra_forbidden" else loc, root)),
+        )
+
+    version = data.get("version")
+    if version != SPEC_VERSION:
+        shown = "missing" if "version" not in data else f"{version!r} is not supported"
+        raise SpecErrors(
+            [SpecError(path, where.line(("version",)) or 1, "version", f"{shown} (write `version: 1` at the top)")]
+        )
+
+    top = {k: v for k, v in data.items() if k not in ("version", "checks")}
+    checks_raw = data.get("checks")
+    allowed_top = set(CHECK_KEYS) - {"name"} | {"version", "checks"}
+    for key in data:
+        if key not in allowed_top:
+            close = difflib.get_close_matches(str(key), sorted(allowed_top), n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(sorted(allowed_top))}"
+            if key == "name" and checks_raw is None:
+                hint = "a single-check file's check is named after the file; use `checks:` to name checks"
+            errors.append(SpecError(path, where.line((key,)), str(key), f"unknown key ({hint})"))
+    if errors:
+        raise SpecErrors(errors)
+
+    if checks_raw is None:
+        entries: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((), {**top, "name": _name_from_file(path)})]
+    else:
+        if not isinstance(checks_raw, list) or not checks_raw:
+            raise SpecErrors([SpecError(path, where.line(("checks",)), "checks", "must be a non-empty list of checks")])
+        # The defaults are checked on their own too (a bad default is wrong even where every entry overrides it),
+        # and once: their errors are not repeated for every entry that inherits them.
+        try:
+            Defaults.model_validate(top, context=context)
+        except ValidationError as exc:
+            raise SpecErrors([located(e, (), Defaults) for e in exc.errors()]) from None
+        entries = []
+        for i, entry in enumerate(checks_raw):
+            if not isinstance(entry, dict):
+                errors.append(
+                    SpecError(path, where.line(("checks", i)), f"checks.{i}", "each check is a mapping with a `name:`")
+                )
+                continue
+            entries.append((("checks", i), _deep_merge(top, entry)))
+
+    loaded: list[LoadedCheck] = []
+    seen: dict[str, int] = {}
+    for prefix, raw in entries:
+        try:
+            check = Check.model_validate(raw, context=context)
+        except ValidationError as exc:
+            errors += [located(e, prefix, Check) for e in exc.errors()]
+            continue
+        line = where.line(prefix + ("name",)) if prefix else 1
+        if check.name in seen:
+            errors.append(
+                SpecError(
+                    path,
+                    line,
+                    _key_text(prefix + ("name",)),
+                    f"duplicate check name '{check.name}' (first on line {seen[check.name]}; names must be unique)",
+                )
+            )
+            continue
+        seen[check.name] = line or 1
+        loaded.append(
+            LoadedCheck(
+                check=check, file=path, line=line or 1, base_dir=path.resolve().parent, key_prefix=prefix, where=where
+            )
+        )
+    if errors:
+        raise SpecErrors(errors)
+    return loaded
+
+
+def _name_from_file(path: Path) -> str:
+    name = re.sub(r"[^\w.\-]", "_", path.stem)
+    return name if name and name[0].isalnum() else f"check_{name}"
+
+
+def name_requests(loaded: list[LoadedCheck]) -> list[dict[str, Any]]:
+    """What must be checked against torchvision (model and weight names), as plain data for a worker:
+    this process never imports torch."""
+    return [
+        {
+            "model": c.check.model.torchvision,
+            **{kw: c.check.model.kwargs.get(kw) for kw in ("weights", "weights_backbone")},
+        }
+        for c in loaded
+        if c.check.model.torchvision
+    ]
+
+
+def name_errors(loaded: list[LoadedCheck], problems: list[dict[str, Any]]) -> list[SpecError]:
+    """A worker's answer to `name_requests` (index, key, message) -> located spec errors."""
+    checks = [c for c in loaded if c.check.model.torchvision]
+    errors = []
+    for p in problems:
+        c = checks[p["index"]]
+        key = p["key"]  # "torchvision", "weights" or "weights_backbone"
+        keys = ("model", key) if key == "torchvision" else ("model", "kwargs", key)
+        errors.append(SpecError(c.file, c.key_line(*keys), ".".join(keys), p["message"]))
+    return errors
+
+
+def apply_overrides(loaded: list[LoadedCheck], **overrides: Any) -> list[LoadedCheck]:
+    """Command-line overrides (--runs, --device), validated like spec values."""
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    if not changes:
+        return loaded
+    out = []
+    for c in loaded:
+        data = c.check.model_dump()
+        data.update(changes)
+        try:
+            check = Check.model_validate(data, context={"base_dir": str(c.base_dir)})
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            raise SpecErrors([SpecError("command line", None, f"--{e['loc'][0]}", _message(e, Check))]) from None
+        out.append(dataclasses.replace(c, check=check))
+    return out
+
+
+def select(loaded: list[LoadedCheck], names: list[str]) -> list[LoadedCheck]:
+    """Keep the checks named by --check; an unknown name is a usage error."""
+    if not names:
+        return loaded
+    have = [c.name for c in loaded]
+    missing = [n for n in names if n not in have]
+    if missing:
+        close = difflib.get_close_matches(missing[0], have, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"checks here: {', '.join(have)}"
+        raise SpecErrors([SpecError("command line", None, "--check", f"no check named '{missing[0]}' ({hint})")])
+    return [c for c in loaded if c.name in names]

@@ -1,0 +1,264 @@
+"""The spec's models (version 1): what each key may hold. The validator and the exported JSON Schema
+are both generated from these; no torch here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+
+from .types import (
+    MAX_DIM,
+    MAX_ELEMENTS,
+    MAX_RUNS,
+    MAX_THREADS,
+    MAX_TIMEOUT,
+    NonNegative,
+    Number,
+    Strict,
+    existing_file,
+)
+
+DEFAULT_SEED = 3407
+SPEC_VERSION = 1
+MODEL_SOURCES = ("torchvision", "factory", "torchscript", "exported")
+INPUT_SOURCES = ("image", "tensor", "random")
+
+
+def _one_of(sources: tuple[str, ...]) -> list[dict[str, Any]]:
+    # JSON Schema form of "exactly one source is given (and not null)".
+    return [{"required": [k], "properties": {k: {"not": {"type": "null"}}}} for k in sources]
+
+
+def _absent_unless(key: str, others: tuple[str, ...], empty: dict[str, Any]) -> dict[str, Any]:
+    # JSON Schema form of "`others` only go with a non-null `key`".
+    return {
+        "if": {"not": {"required": [key], "properties": {key: {"type": "string"}}}},
+        "then": {"properties": {o: empty for o in others}},
+    }
+
+
+class ModelSpec(Strict):
+    """Where the model comes from: exactly one source."""
+
+    model_config = ConfigDict(
+        json_schema_extra=lambda s: s.update(
+            oneOf=_one_of(MODEL_SOURCES),
+            allOf=[
+                {
+                    "if": {"required": [k], "properties": {k: {"type": "string"}}},
+                    "then": {"properties": {"kwargs": {"maxProperties": 0}}},
+                }
+                for k in ("torchscript", "exported")
+            ],
+        )
+    )
+
+    torchvision: str | None = Field(None, description="Any torchvision.models.get_model name, e.g. resnet50.")
+    factory: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
+        description='"module:callable"; the spec folder is first on sys.path. Returns an nn.Module.',
+    )
+    torchscript: str | None = Field(None, description="A TorchScript file (torch.jit.load).")
+    exported: str | None = Field(None, description="A torch.export file (torch.export.load).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for torchvision/factory.")
+
+    _check_files = field_validator("torchscript", "exported")(existing_file)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSpec:
+        given = [k for k in MODEL_SOURCES if getattr(self, k) is not None]
+        if len(given) != 1:
+            what = "no model source" if not given else "several model sources (" + ", ".join(given) + ")"
+            raise ValueError(f"{what}; give exactly one of {', '.join(MODEL_SOURCES)}")
+        if self.kwargs and given[0] in ("torchscript", "exported"):
+            raise ValueError(f"kwargs apply to torchvision and factory models only; remove them for {given[0]}")
+        return self
+
+    @property
+    def source(self) -> str:
+        return next(k for k in MODEL_SOURCES if getattr(self, k) is not None)
+
+
+Dtype = Literal["float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"]
+
+
+class RandomInput(Strict):
+    """A seeded random tensor (its own generator, seeded from the check's seed)."""
+
+    shape: list[Annotated[int, Field(ge=1, le=MAX_DIM)]] = Field(
+        min_length=1, max_length=16, description="e.g. [1, 3, 224, 224]"
+    )
+    dtype: Dtype = "float32"
+    distribution: Literal["uniform", "normal"] = "uniform"
+    low: Number = Field(0.0, description="uniform/integer lower bound (inclusive)")
+    high: Number = Field(1.0, description="uniform/integer upper bound (exclusive)")
+
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _positive(cls, v: Any) -> Any:
+        if isinstance(v, list) and any(isinstance(d, int) and not isinstance(d, bool) and d < 1 for d in v):
+            raise ValueError(f"every dimension must be >= 1, got {v}")
+        return v
+
+    @field_validator("shape")
+    @classmethod
+    def _size(cls, v: list[int]) -> list[int]:
+        if math.prod(v) > MAX_ELEMENTS:
+            raise ValueError(f"{v} has {math.prod(v):,} elements, more than {MAX_ELEMENTS:,} (use a smaller input)")
+        return v
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RandomInput:
+        if self.high <= self.low:
+            raise ValueError(f"high ({self.high}) must be greater than low ({self.low})")
+        return self
+
+
+class Normalize(Strict):
+    mean: list[Number] = Field(min_length=1, max_length=64)
+    std: list[Number] = Field(min_length=1, max_length=64)
+
+
+class InputSpec(Strict):
+    """What the model is called with: exactly one source."""
+
+    model_config = ConfigDict(
+        json_schema_extra=lambda s: s.update(
+            oneOf=_one_of(INPUT_SOURCES), allOf=[_absent_unless("image", ("resize", "normalize"), {"type": "null"})]
+        )
+    )
+
+    image: str | None = Field(None, description="An image file, decoded to RGB and preprocessed.")
+    tensor: str | None = Field(
+        None,
+        description=".pt (torch.load weights_only) or .npy/.npz (allow_pickle=False).",
+        json_schema_extra={"pattern": r"\.(pt|pth|npy|npz)$"},
+    )
+    random: RandomInput | None = None
+    format: Literal["auto", "tensor", "batch", "list"] = Field(
+        "auto",
+        description="auto: detection models get a list of CHW tensors, images get a batch of one, "
+        "tensors are passed as they are; tensor/batch/list force one of these.",
+    )
+    resize: list[Annotated[int, Field(ge=1, le=16384)]] | None = Field(
+        None, min_length=2, max_length=2, description="[height, width] (image only)"
+    )
+    normalize: Normalize | None = Field(None, description="mean/std per channel (image only)")
+
+    _check_files = field_validator("image", "tensor")(existing_file)
+
+    @field_validator("tensor")
+    @classmethod
+    def _tensor_suffix(cls, v: str | None) -> str | None:
+        if v is not None and Path(v).suffix not in (".pt", ".pth", ".npy", ".npz"):
+            raise ValueError(f"unsupported tensor file {Path(v).name} (use .pt, .pth, .npy or .npz)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputSpec:
+        given = [k for k in INPUT_SOURCES if getattr(self, k) is not None]
+        if len(given) != 1:
+            what = "no input source" if not given else "several input sources (" + ", ".join(given) + ")"
+            raise ValueError(f"{what}; give exactly one of {', '.join(INPUT_SOURCES)}")
+        if given[0] != "image" and (self.resize or self.normalize):
+            raise ValueError("resize and normalize apply to image inputs only; remove them")
+        return self
+
+    @property
+    def source(self) -> str:
+        return next(k for k in INPUT_SOURCES if getattr(self, k) is not None)
+
+
+class RecipeSpec(Strict):
+    """Each part of the full recipe; all on by default. Turn one off to match production settings."""
+
+    hash_seed: bool = Field(True, description="PYTHONHASHSEED=<seed> in the worker's environment before start.")
+    cublas_workspace: bool = Field(True, description="CUBLAS_WORKSPACE_CONFIG=:4096:8 before start.")
+    seed_rngs: bool = Field(True, description="Seed random, numpy and torch (all devices) before building.")
+    deterministic_algorithms: bool | Literal["warn"] = Field(
+        True, description="torch.use_deterministic_algorithms; 'warn' only warns about non-deterministic ops."
+    )
+    cudnn_deterministic: bool = True
+    cudnn_benchmark: bool = False
+    tf32: bool = Field(False, description="Allow TF32 in matmul and convolutions.")
+    threads: Annotated[int, Field(ge=1, le=MAX_THREADS)] | None = Field(
+        None, description="Intra-op threads; default: the CPUs available, the same in every run."
+    )
+    eval_mode: bool = Field(True, description="Call model.eval() before running.")
+    inference_mode: bool = Field(True, description="Run under torch.inference_mode().")
+
+
+class ToleranceRule(Strict):
+    atol: NonNegative | None = None
+    rtol: NonNegative | None = None
+
+
+class ToleranceSpec(Strict):
+    """|obtained - expected| <= atol + rtol * |expected|; default bitwise."""
+
+    atol: NonNegative = 0.0
+    rtol: NonNegative = 0.0
+    outputs: dict[str, ToleranceRule] = Field(
+        default_factory=dict,
+        description="Per-output overrides; keys are glob patterns over output paths; the first match wins "
+        "(in a multi-check file, an entry's patterns are tried before the defaults').",
+    )
+
+
+class Check(Strict):
+    """One reproducibility check."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][\w.\-]*$")
+    seed: int = Field(DEFAULT_SEED, ge=0, lt=2**32)
+    runs: int = Field(2, ge=2, le=MAX_RUNS)
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|auto)$", description="cpu | cuda | cuda:N | auto")
+    timeout: Number = Field(600.0, gt=0, le=MAX_TIMEOUT, description="Seconds allowed for each run (at most a week).")
+    model: ModelSpec
+    input: InputSpec
+    recipe: RecipeSpec = RecipeSpec()
+    tolerance: ToleranceSpec = ToleranceSpec()
+    baseline: ToleranceSpec | None = Field(
+        None, description="Tolerance against the stored golden outputs (--baseline); default: the check's tolerance."
+    )
+
+    def config_hash(self) -> str:
+        """A stable hash of what the check computes, for baselines and reports. Files count by
+        content, not path, so the same spec in another checkout hashes the same."""
+        data = self.model_dump(mode="json", exclude={"name", "runs", "timeout", "tolerance", "baseline", "device"})
+        for section, keys in (("model", ("torchscript", "exported")), ("input", ("image", "tensor"))):
+            for key in keys:
+                if data[section].get(key):
+                    data[section][key] = "sha256:" + hashlib.sha256(Path(data[section][key]).read_bytes()).hexdigest()
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+CHECK_KEYS = tuple(Check.model_fields)
+# Keys that a multi-check entry merges into the defaults key by key; others replace.
+MERGED_KEYS = ("recipe", "tolerance", "baseline")
+
+
+def _defaults_model() -> type[BaseModel]:
+    # The top of a multi-check file: every check key but `name`, with the same constraints, none
+    # required (null is not a value: leave the key out). Generated, so it cannot drift from Check.
+    fields: dict[str, Any] = {}
+    for key, info in Check.model_fields.items():
+        if key != "name":
+            fields[key] = (info.annotation, FieldInfo.merge_field_infos(info, default=None, default_factory=None))
+    return create_model("Defaults", __config__=Strict.model_config, **fields)
+
+
+Defaults = _defaults_model()
