@@ -61,7 +61,7 @@ def action(fake, exit_code: int = 0, **inputs: str) -> subprocess.CompletedProce
     }
     env.update({f"INPUT_{k.upper()}": v for k, v in inputs.items()})
     return subprocess.run(
-        [sys.executable, str(ROOT / "runner" / "reprocheck" / "launch.py"), "action"],
+        [sys.executable, str(ROOT / "runner" / "reprocheck" / "action.py")],
         cwd=fake.ws,
         env=env,
         capture_output=True,

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from reprocheck import cli, compare, report
-from reprocheck.execute import RunResult, RunStatus
 from reprocheck.outputs import flatten
 from reprocheck.pipeline import CheckResult, Status
 from reprocheck.report import console, json_report, markdown
+from reprocheck.runs import RunResult, RunStatus
 from reprocheck.spec import ToleranceSpec
 
 

@@ -1,12 +1,6 @@
 """Golden baselines: outputs stored per check, compared on later runs to catch drift.
 
-Layout:  DIR/<spec path>/<check>.safetensors            the golden ("expected")
-         DIR/<spec path>/<check>.obtained.safetensors   written beside it on a mismatch ("obtained")
-where <spec path> is the spec file's path relative to the baseline root (--baseline-root, default the
-current folder), file name included: `a/model.yaml` and `b/model.yaml` get `DIR/a/model.yaml/` and
-`DIR/b/model.yaml/`. Every path component is escaped (any character outside [A-Za-z0-9._-] and a
-leading dot become %XX), so nothing lands outside DIR and distinct specs never share a golden.
-A spec outside the root is refused.
+Where goldens live, and the checks made before anything runs: goldens.py.
 
 Format: safetensors (no pickle; readable on any machine, CPU or not). The leaf tensors are stored under
 their output paths; the metadata (strings) holds:
@@ -24,23 +18,18 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import json
-import os
-import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import compare
-from .outputs import Outputs, OutputTargetError, atomic_write, refuse_special_target
+from .goldens import FORMAT, golden_path, obtained_path, regenerate_command
+from .outputs import Outputs, atomic_write
 from .spec import LoadedCheck
 
 if TYPE_CHECKING:
     from .pipeline import BaselineOptions
 
-FORMAT = "1"
-SUFFIX = ".safetensors"
-OBTAINED_SUFFIX = ".obtained.safetensors"
 
 # Fingerprint fields, most likely cause of numeric drift first.
 CAUSE_ORDER = (
@@ -96,44 +85,6 @@ class BaselineResult:
         return self.status in (BaselineStatus.MATCH, BaselineStatus.UPDATED)
 
 
-class BaselineError(Exception):
-    """A golden that cannot be used (unreadable, not ours, another check's) or a spec outside the root:
-    refused before anything runs (exit 2), with the command that regenerates it."""
-
-
-_SAFE = re.compile(r"[A-Za-z0-9_.\-]")
-
-
-def _escape(component: str) -> str:
-    out = "".join(c if _SAFE.match(c) else "".join(f"%{b:02X}" for b in c.encode()) for c in component)
-    return "%2E" + out[1:] if out.startswith(".") else out
-
-
-def golden_path(root: Path, lc: LoadedCheck, spec_root: Path = Path(".")) -> Path:
-    # Lexical, not resolved: a symlinked spec keeps the place it is named by.
-    spec = Path(os.path.abspath(lc.file))
-    base = Path(os.path.abspath(spec_root))
-    try:
-        rel = spec.relative_to(base)
-    except ValueError:
-        raise BaselineError(
-            f"{lc.file}: the spec is outside the baseline root {base}; goldens are laid out by the "
-            f"spec's path under that root (run from a folder above it, or pass --baseline-root)"
-        ) from None
-    return root.joinpath(*[_escape(p) for p in rel.parts], f"{_escape(lc.name)}{SUFFIX}")
-
-
-def regenerate_command(lc: LoadedCheck, options: BaselineOptions) -> str:
-    args = ["reprocheck", "run", str(lc.file), "--check", lc.name, "--baseline", str(options.root)]
-    if options.spec_root.resolve() != Path(".").resolve():
-        args += ["--baseline-root", str(options.spec_root)]
-    return shlex.join([*args, "--update-baseline"])
-
-
-def obtained_path(golden: Path) -> Path:
-    return golden.with_name(golden.name[: -len(SUFFIX)] + OBTAINED_SUFFIX)
-
-
 def save(outputs: Outputs, path: Path, *, check: str, config_hash: str, fingerprint: dict[str, Any] | None) -> None:
     from safetensors.torch import save_file
 
@@ -148,127 +99,6 @@ def save(outputs: Outputs, path: Path, *, check: str, config_hash: str, fingerpr
         "reprocheck.created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
-
-
-MAX_HEADER = 100 * 1024 * 1024
-_DTYPES = {
-    "BOOL",
-    "U8",
-    "I8",
-    "I16",
-    "U16",
-    "F16",
-    "BF16",
-    "I32",
-    "U32",
-    "F32",
-    "F64",
-    "I64",
-    "U64",
-    "C64",
-    "F8_E4M3",
-    "F8_E5M2",
-    "F8_E8M0",
-    "F4",
-    "F6_E2M3",
-    "F6_E3M2",
-}
-
-
-def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    """The safetensors header and our metadata, checked against the file's size; no tensor is read."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(8)
-        if len(head) < 8:
-            raise ValueError("shorter than a safetensors header (empty or truncated)")
-        n = int.from_bytes(head, "little")
-        if n < 2 or n > min(size - 8, MAX_HEADER):
-            raise ValueError("its header length does not fit the file (truncated, or not a safetensors file)")
-        try:
-            header = json.loads(f.read(n))
-        except (UnicodeDecodeError, ValueError):
-            raise ValueError("its header is not JSON (not a safetensors file)") from None
-    if not isinstance(header, dict):
-        raise ValueError("its header is not a JSON object (not a safetensors file)")
-    meta = header.pop("__metadata__", None) or {}
-    data = size - 8 - n
-    for name, info in header.items():
-        ok = (
-            isinstance(info, dict)
-            and info.get("dtype") in _DTYPES
-            and isinstance(info.get("shape"), list)
-            and isinstance(info.get("data_offsets"), list)
-            and len(info["data_offsets"]) == 2
-            and all(isinstance(x, int) and 0 <= x <= data for x in info["data_offsets"])
-            and info["data_offsets"][0] <= info["data_offsets"][1]
-        )
-        if not ok:
-            raise ValueError(f"tensor {name!r} is described wrongly or lies beyond the end of the file (truncated?)")
-    if not isinstance(meta, dict):
-        raise ValueError("its metadata is not a mapping")
-    return header, meta
-
-
-def _tree_leaves(node: Any) -> list[str]:
-    if not isinstance(node, dict) or "t" not in node:
-        raise ValueError("its output tree is malformed")
-    if node["t"] in ("tensor", "scalar"):
-        return [node["path"]]
-    if node["t"] == "dict":
-        return [p for _, child in node["items"] for p in _tree_leaves(child)]
-    if node["t"] in ("list", "tuple"):
-        return [p for child in node["items"] for p in _tree_leaves(child)]
-    return []
-
-
-def validate_golden(path: Path, check: str) -> None:
-    """Raise ValueError saying why `path` is not a usable golden for `check`."""
-    refuse_special_target(path)
-    header, meta = read_header(path)
-    if meta.get("reprocheck.format") != FORMAT:
-        raise ValueError(
-            f"it is not a reprocheck baseline (safetensors without our metadata; format "
-            f"{meta.get('reprocheck.format')!r})"
-        )
-    try:
-        leaves = _tree_leaves(json.loads(meta.get("reprocheck.tree") or "null"))
-        json.loads(meta.get("reprocheck.fingerprint") or "{}")
-    except (ValueError, KeyError, TypeError):
-        raise ValueError("its stored output structure is unreadable") from None
-    if sorted(leaves) != sorted(header):
-        raise ValueError("its stored output structure does not match the tensors it holds")
-    if meta.get("reprocheck.check") != check:
-        raise ValueError(f"it belongs to check {meta.get('reprocheck.check')!r}, not {check!r}")
-
-
-def preflight(checks: list[LoadedCheck], options: BaselineOptions) -> list[str]:
-    """Problems with the goldens of these checks, found before anything runs (one line each)."""
-    problems: list[str] = []
-    seen: dict[Path, str] = {}
-    for lc in checks:
-        try:
-            golden = golden_path(options.root, lc, options.spec_root)
-        except BaselineError as exc:
-            problems.append(str(exc))
-            continue
-        if golden in seen:
-            problems.append(
-                f"{lc.file}: check {lc.name} would share the golden {golden} with {seen[golden]} (rename one)"
-            )
-        seen[golden] = f"{lc.file} {lc.name}"
-        try:
-            refuse_special_target(obtained_path(golden))
-            if options.update:
-                refuse_special_target(golden)
-            elif os.path.lexists(golden):
-                validate_golden(golden, lc.name)
-        except (OutputTargetError, OSError, ValueError) as exc:
-            why = exc.args[-1] if isinstance(exc, OSError) and not isinstance(exc, OutputTargetError) else str(exc)
-            problems.append(
-                f"golden {golden} cannot be used: {why}. Regenerate it with `{regenerate_command(lc, options)}`"
-            )
-    return problems
 
 
 def load(path: Path) -> tuple[Outputs, dict[str, Any]]:

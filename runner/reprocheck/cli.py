@@ -1,4 +1,5 @@
-"""Command line: parse, call, map to exit codes. torch is imported only by commands that run things."""
+"""Command line: parse, call a command (commands.py), map to exit codes. Every command goes through `main`'s
+guard: usage errors exit 2, interruptions 130/143, anything unexpected 4 with a crash log; never a traceback."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import argparse
 import contextlib
 import datetime
 import enum
-import importlib.util
-import json
 import os
 import signal
 import sys
@@ -15,16 +14,12 @@ import tempfile
 import threading
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from . import __version__
-from .exitcodes import ExitCode
-from .outputs import OutputTargetError, refuse_special_target
-from .spec import LoadedCheck, SpecErrors
-
-if TYPE_CHECKING:
-    from . import pipeline
-    from .execute import RunResult
+from .commands import cmd_diagnose, cmd_docker, cmd_env, cmd_matrix, cmd_run, cmd_schema, cmd_validate
+from .exitcodes import ExitCode, UsageError
+from .outputs import OutputTargetError
 
 
 class Command(str, enum.Enum):
@@ -35,14 +30,6 @@ class Command(str, enum.Enum):
     DOCKER = "docker"
     MATRIX = "matrix"
     DIAGNOSE = "diagnose"
-
-
-class UsageError(Exception):
-    """A bad command line or spec: one message per line, exit 2, no traceback."""
-
-    def __init__(self, message: str, errors: list | None = None) -> None:
-        super().__init__(message)
-        self.errors = errors or []  # the SpecErrors behind it, for annotations
 
 
 def _github_usage_error(exc: UsageError) -> None:
@@ -163,315 +150,6 @@ def _isolations() -> list[enum.Enum]:
     from .execute import Isolation
 
     return list(Isolation)
-
-
-def _load(paths: list[str]) -> list[LoadedCheck]:
-    from .spec import load_spec
-
-    loaded: list[LoadedCheck] = []
-    errors = []
-    for path in paths:
-        try:
-            loaded += load_spec(path)
-        except SpecErrors as exc:
-            errors += exc.errors
-    if errors:
-        raise UsageError("\n".join(str(e) for e in errors), errors)
-    return loaded
-
-
-def _need_torch() -> None:
-    # Checked without importing it: this process never imports torch, its workers do.
-    if importlib.util.find_spec("torch") is None:
-        raise UsageError(
-            "torch is not installed in this environment: install it (pip install 'reprocheck[torch]'), "
-            "or run the check in the pinned image with `reprocheck docker`"
-        )
-
-
-def _probe_writable(folder: Path, what: str) -> None:
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".reprocheck-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise UsageError(f"{what}: cannot write in {folder} ({exc.strerror or exc}); choose another place") from None
-
-
-def _make_folder(folder: Path, what: str) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise UsageError(f"{what}: {folder} (or a folder above it) is a file, not a folder") from None
-    except OSError as exc:
-        raise UsageError(f"{what}: cannot create folder {folder} ({exc.strerror or exc})") from None
-
-
-def prepare_output_file(path: Path | None, flag: str) -> None:
-    """Before anything runs: create the missing parent folders of an output file, refuse a target that is a
-    symlink, FIFO, device or folder, and make sure the folder is writable."""
-    if path is None:
-        return
-    try:
-        refuse_special_target(path)
-    except OutputTargetError as exc:
-        raise UsageError(f"{flag} {exc}") from None
-    parent = path.parent if str(path.parent) else Path(".")
-    _make_folder(parent, f"{flag} {path}")
-    _probe_writable(parent, f"{flag} {path}")
-
-
-def prepare_output_folder(path: Path | None, flag: str) -> None:
-    if path is None:
-        return
-    if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise UsageError(f"{flag} {path}: is not a folder (a symlink or a file is never written through)")
-    _make_folder(path, f"{flag} {path}")
-    _probe_writable(path, f"{flag} {path}")
-
-
-def _check_output_flags(args: argparse.Namespace) -> None:
-    """Refuse bad output flags before anything runs."""
-    prepare_output_file(args.report, "--report")
-    prepare_output_file(args.summary, "--summary")
-    prepare_output_folder(getattr(args, "keep", None), "--keep")
-    if getattr(args, "update_baseline", False) and not args.baseline:
-        raise UsageError("--update-baseline needs --baseline DIR (where to write the goldens)")
-    if getattr(args, "baseline_root", None) is not None and not getattr(args, "baseline", None):
-        raise UsageError("--baseline-root needs --baseline DIR")
-    if getattr(args, "baseline", None) is not None:
-        prepare_output_folder(args.baseline, "--baseline")
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from . import pipeline
-    from .execute import Isolation
-    from .spec import apply_overrides, select
-
-    _check_output_flags(args)
-    try:
-        checks = select(apply_overrides(_load(args.specs), runs=args.runs, device=args.device), args.check)
-    except SpecErrors as exc:
-        raise UsageError(str(exc), exc.errors) from None
-    _need_torch()
-    golden = None
-    if args.baseline:
-        golden = pipeline.BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."))
-    session = pipeline.Session(Isolation(args.isolation), args.keep, golden)
-    results, crash = _run_checks(args, checks, session)
-    _write_reports(args, results)
-    if crash is not None:
-        raise crash
-    return int(pipeline.exit_code(results))
-
-
-def _run_checks(
-    args: argparse.Namespace, checks: list[LoadedCheck], session: pipeline.Session
-) -> tuple[list[pipeline.CheckResult], BaseException | None]:
-    """Run every check with progress lines; on an internal failure, the checks completed before it."""
-    from . import github, pipeline
-
-    quiet = args.quiet
-    total = len(checks)
-    # Under GitHub the progress log goes to stdout inside a collapsible group.
-    log = sys.stdout if args.github else sys.stderr
-
-    def on_start(i: int, lc: LoadedCheck) -> None:
-        if not quiet:
-            print(
-                f"[{i + 1}/{total}] {lc.name} ({lc.file}): {lc.check.runs} runs on {lc.check.device}",
-                file=log,
-                flush=True,
-            )
-
-    def on_run(lc: LoadedCheck, r: RunResult) -> None:
-        if not quiet:
-            text = "ok" if r.ok else r.cause
-            print(f"      run {r.index}/{lc.check.runs} {text} ({r.duration:.1f}s)", file=log, flush=True)
-            if not r.ok:
-                for line in r.details:
-                    print(f"        | {line}", file=log, flush=True)
-
-    if args.github:
-        github.begin_group(f"reprocheck: {total} checks")
-    crash: BaseException | None = None
-    try:
-        results = pipeline.run_session(checks, session, on_start, on_run)
-    except pipeline.SpecProblems as exc:
-        raise UsageError(str(exc), exc.errors) from None
-    except pipeline.Interrupted as exc:
-        results, crash = exc.completed, exc.cause
-    finally:
-        if args.github:
-            github.end_group()
-    return results, crash
-
-
-def _write_reports(args: argparse.Namespace, results: list[pipeline.CheckResult]) -> None:
-    from . import report
-    from .outputs import atomic_write_text
-
-    if not results:
-        return
-    report.print_console(results)
-    if args.report:
-        atomic_write_text(args.report, report.render(report.Format.JSON, results))
-    if args.summary:
-        atomic_write_text(args.summary, report.render(report.Format.MARKDOWN, results))
-    if args.github:
-        from . import github
-
-        for line in github.error_annotations(github.check_failures(results)):
-            github.emit(line)
-        github.append_summary(report.render(report.Format.MARKDOWN, results))
-        github.write_outputs(github.step_outputs(results, str(args.report) if args.report else None))
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from .spec import name_errors, name_requests
-
-    checks = _load(args.specs)
-    requests = name_requests(checks)
-    if requests:  # torchvision's names: asked of a worker, this process never imports torch
-        _need_torch()
-        from .execute import name_problems
-
-        with tempfile.TemporaryDirectory(prefix="reprocheck-validate-") as tmp:
-            errors = name_errors(checks, name_problems(requests, Path(tmp)))
-        if errors:
-            raise UsageError("\n".join(str(e) for e in errors), errors)
-    for lc in checks:
-        c = lc.check
-        print(
-            f"ok  {lc.name}  ({lc.file}:{lc.line}; model {c.model.source}, input {c.input.source}, "
-            f"{c.runs} runs on {c.device})"
-        )
-    return 0
-
-
-def cmd_diagnose(args: argparse.Namespace) -> int:
-    """Exit 0 when the check is reproducible under its recipe, 1 when not, 3 when its runs fail."""
-    from .spec import apply_overrides, select
-
-    _check_output_flags(args)
-    try:
-        checks = select(apply_overrides(_load(args.specs), device=args.device), args.check)
-    except SpecErrors as exc:
-        raise UsageError(str(exc), exc.errors) from None
-    _need_torch()
-    from . import report
-    from .diagnose import diagnose
-    from .models import name_problems
-    from .spec import name_errors, name_requests
-
-    errors = name_errors(checks, name_problems(name_requests(checks)))  # diagnose itself compares with torch
-    if errors:
-        raise UsageError("\n".join(str(e) for e in errors), errors)
-    from .execute import Isolation
-    from .outputs import atomic_write_text
-
-    results = []
-    for lc in checks:
-        print(f"diagnosing {lc.name} ({lc.file})", file=sys.stderr, flush=True)
-        results.append(
-            diagnose(lc, Isolation(args.isolation), lambda text: print(f"  {text}", file=sys.stderr, flush=True))
-        )
-    sys.stdout.write(report.DIAGNOSIS_RENDERERS[report.Format.CONSOLE](results))
-    if args.report:
-        atomic_write_text(args.report, report.DIAGNOSIS_RENDERERS[report.Format.JSON](results))
-    if args.summary:
-        atomic_write_text(args.summary, report.DIAGNOSIS_RENDERERS[report.Format.MARKDOWN](results))
-    return max((d.exit_code for d in results), default=0)
-
-
-def cmd_matrix(args: argparse.Namespace) -> int:
-    """{"include": [{"check", "spec", "line", "device", "runs"}]} for `strategy.matrix: ${{ fromJSON(...) }}`."""
-    from .spec import select
-
-    try:
-        checks = select(_load(args.specs), args.check)
-    except SpecErrors as exc:
-        raise UsageError(str(exc)) from None
-    include = [
-        {"check": lc.name, "spec": str(lc.file), "line": lc.line, "device": lc.check.device, "runs": lc.check.runs}
-        for lc in checks
-    ]
-    text = json.dumps({"include": include}, separators=(",", ":"))
-    print(text)
-    if args.github_output:
-        from .github import write_outputs
-
-        write_outputs({args.github_output: text})
-    return 0
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    if args.report:
-        from .report.schema import json_schema
-    else:
-        from .spec import json_schema
-
-    text = json.dumps(json_schema(), indent=2) + "\n"
-    if args.output:
-        from .outputs import atomic_write_text
-
-        atomic_write_text(args.output, text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-def cmd_env(args: argparse.Namespace) -> int:
-    from .fingerprint import collect
-
-    fp = collect(cuda=args.cuda or None)
-    if args.json:
-        print(json.dumps(fp, indent=2))
-    else:
-        for key, value in fp.items():
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    print(f"{key}.{k}: {v}")
-            else:
-                print(f"{key}: {value}")
-    return 0
-
-
-def cmd_docker(args: argparse.Namespace) -> int:
-    """The same check in the pinned image, launched by the one policy the Action uses too (launch.py)."""
-    from . import container, launch
-
-    if args.baseline_root is not None:
-        raise UsageError("--baseline-root: in the container the goldens are laid out relative to --workspace")
-
-    def absolute(path: object) -> str | None:  # command-line paths are relative to the current folder
-        return os.path.abspath(str(path)) if path else None
-
-    request = launch.Request(
-        specs=tuple(os.path.abspath(s) for s in args.specs),
-        image=args.image or container.default_image(),
-        workspace=args.workspace or Path.cwd(),
-        checks=tuple(args.check),
-        runs=args.runs,
-        device=args.device,
-        gpus=args.gpus,
-        network=args.network,
-        isolation=args.isolation,
-        quiet=args.quiet,
-        report=absolute(args.report),
-        summary=absolute(args.summary),
-        baseline=absolute(args.baseline),
-        update_baseline=args.update_baseline,
-        github=args.github,
-        github_output=os.environ.get("GITHUB_OUTPUT"),
-        github_summary=os.environ.get("GITHUB_STEP_SUMMARY"),
-    )
-    try:
-        plan = launch.plan(request)
-        _check_output_flags(args)
-        return container.run(plan, build=args.build)
-    except (launch.LaunchError, container.ContainerError) as exc:
-        raise UsageError(str(exc)) from None
 
 
 HANDLERS = {

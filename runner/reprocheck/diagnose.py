@@ -14,83 +14,19 @@ Three probes, each from isolated runs, each a result object for the reports:
 from __future__ import annotations
 
 import dataclasses
-import enum
-import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import compare, execute, outputs, recipe
+from .diagnosis import Ablation, Diagnosis, Divergence, Effect, SeedSensitivity
+from .probe import first_divergence, load_trace
+from .runs import RunResult
 from .spec import Check, LoadedCheck, RecipeSpec
 
 DETERMINISM_MARK = recipe.DETERMINISM_ERROR
-
-
-@dataclass(frozen=True)
-class Divergence:
-    call: int  # position in the order modules finished
-    module: str  # dotted path; "" is the model itself
-    type: str
-    result: compare.OutputResult | None  # the worst differing leaf of that module's output
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class SeedSensitivity:
-    sensitive: bool
-    other_seed: int
-    comparison: compare.Comparison | None
-    training_modules: tuple[tuple[str, str], ...]  # (path, type) in training mode during forward
-    random_parameters: tuple[str, ...]  # change with the seed: randomly initialised, not loaded
-    parameters_total: int
-    causes: tuple[str, ...]
-
-
-class Effect(str, enum.Enum):
-    """What varying one knob did. Ablation (the check is reproducible): turn it off, does it break?
-    Repair (it is not): turn it back on, does that fix it?"""
-
-    BREAKS = "breaks"  # ablation: off, the runs differ
-    NO_EFFECT = "no-effect"  # ablation: off, still reproducible
-    FIXES = "fixes"  # repair: on, the runs agree
-    STILL_DIFFERS = "still-differs"  # repair: on, they still differ
-
-    @property
-    def differs(self) -> bool:
-        return self in (Effect.BREAKS, Effect.STILL_DIFFERS)
-
-
-@dataclass(frozen=True)
-class Ablation:
-    knob: str
-    description: str
-    effect: Effect
-    comparison: compare.Comparison | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    name: str
-    file: Path
-    line: int
-    reproducible: bool | None  # under the check's own recipe; None: the runs failed
-    comparison: compare.Comparison | None
-    divergence: Divergence | None
-    seed: SeedSensitivity | None
-    ablations: tuple[Ablation, ...]
-    nondeterministic_ops: tuple[str, ...]
-    error: str | None = None  # the runs under the check's own recipe failed
-
-    @property
-    def exit_code(self) -> int:
-        if self.error:
-            return 3
-        return 0 if self.reproducible else 1
-
 
 # --- running --------------------------------------------------------------------------------------
 
@@ -107,7 +43,7 @@ class _Runner:
         env: dict[str, str] | None = None,
         input_seed: int | None = None,
         **changes: Any,
-    ) -> list[execute.RunResult]:
+    ) -> list[RunResult]:
         self.count += 1
         # model_copy skips validation: a single run is fine here, unlike in a spec.
         check: Check = self.lc.check.model_copy(update={"runs": runs, **changes})
@@ -117,64 +53,20 @@ class _Runner:
         ).run()
 
 
-def _outputs(runs: list[execute.RunResult]) -> list[outputs.Outputs]:
+def _outputs(runs: list[RunResult]) -> list[outputs.Outputs]:
     return [outputs.load(r.outputs_path) for r in runs if r.ok]
 
 
-def _trace(run: execute.RunResult) -> dict[str, Any]:
-    import torch
-
-    return torch.load(run.run_dir / "trace.pt", map_location="cpu", weights_only=True)
-
-
-def first_divergence(a: dict[str, Any], b: dict[str, Any], tolerance: Any) -> Divergence | None:
-    """The first module (in finishing order) whose output differs between two traces."""
-    for i, (ca, cb) in enumerate(zip(a["calls"], b["calls"], strict=False)):
-        if ca != cb:
-            return Divergence(
-                call=i,
-                module=ca[0],
-                type=ca[1],
-                result=None,
-                detail=f"the runs call different modules here: {ca[0] or '(model)'} vs {cb[0] or '(model)'}",
-            )
-        prefix = f"{i}|"
-        keys_a = [k for k in a["tensors"] if k.startswith(prefix)]
-        worst = None
-        for key in keys_a:
-            ta, tb = a["tensors"][key], b["tensors"].get(key)
-            if tb is None:
-                return Divergence(
-                    call=i, module=ca[0], type=ca[1], result=None, detail="an output leaf is missing in run 2"
-                )
-            leaf = key[len(prefix) :]
-            r = compare.compare_tensors(leaf, ta, tb, compare.tolerance_for(leaf, tolerance))
-            if not r and (worst is None or r.severity() > worst.severity()):
-                worst = r
-        if worst is not None:
-            return Divergence(call=i, module=ca[0], type=ca[1], result=worst)
-    if len(a["calls"]) != len(b["calls"]):
-        n = min(len(a["calls"]), len(b["calls"]))
-        return Divergence(
-            call=n,
-            module="",
-            type="",
-            result=None,
-            detail=f"run 1 made {len(a['calls'])} module calls, run 2 made {len(b['calls'])}",
-        )
-    return None
-
-
 # Each variation: (knob, what it does, how to run the pair). Applied in this order.
-def _vary_hash_seed(r: _Runner, base: list[outputs.Outputs]) -> tuple[list[outputs.Outputs], list[execute.RunResult]]:
+def _vary_hash_seed(r: _Runner, base: list[outputs.Outputs]) -> tuple[list[outputs.Outputs], list[RunResult]]:
     runs = r.run(1, env={"PYTHONHASHSEED": str((r.lc.check.seed + 1) % 2**32)})
     return base[:1] + _outputs(runs), runs
 
 
 def _both(
     **changes: Any,
-) -> Callable[[_Runner, list[outputs.Outputs]], tuple[list[outputs.Outputs], list[execute.RunResult]]]:
-    def vary(r: _Runner, base: list[outputs.Outputs]) -> tuple[list[outputs.Outputs], list[execute.RunResult]]:
+) -> Callable[[_Runner, list[outputs.Outputs]], tuple[list[outputs.Outputs], list[RunResult]]]:
+    def vary(r: _Runner, base: list[outputs.Outputs]) -> tuple[list[outputs.Outputs], list[RunResult]]:
         runs = r.run(2, recipe=r.lc.check.recipe.model_copy(update=changes))
         return _outputs(runs), runs
 
@@ -183,15 +75,15 @@ def _both(
 
 def _second(
     **changes: Any,
-) -> Callable[[_Runner, list[outputs.Outputs]], tuple[list[outputs.Outputs], list[execute.RunResult]]]:
-    def vary(r: _Runner, base: list[outputs.Outputs]) -> tuple[list[outputs.Outputs], list[execute.RunResult]]:
+) -> Callable[[_Runner, list[outputs.Outputs]], tuple[list[outputs.Outputs], list[RunResult]]]:
+    def vary(r: _Runner, base: list[outputs.Outputs]) -> tuple[list[outputs.Outputs], list[RunResult]]:
         runs = r.run(1, recipe=r.lc.check.recipe.model_copy(update=changes))
         return base[:1] + _outputs(runs), runs
 
     return vary
 
 
-def _other_threads(r: _Runner, base: list[outputs.Outputs]) -> tuple[list[outputs.Outputs], list[execute.RunResult]]:
+def _other_threads(r: _Runner, base: list[outputs.Outputs]) -> tuple[list[outputs.Outputs], list[RunResult]]:
     n = recipe.resolve_threads(r.lc.check.recipe)
     return _second(threads=1 if n > 1 else 2)(r, base)
 
@@ -270,7 +162,7 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
         )
     base = _outputs(traced)
     comparison = compare.compare_runs(base, tol)
-    trace_a, trace_b = _trace(traced[0]), _trace(traced[1])
+    trace_a, trace_b = load_trace(traced[0]), load_trace(traced[1])
     divergence = None if comparison else first_divergence(trace_a, trace_b, tol)
 
     other = (lc.check.seed + 1) % 2**32
@@ -280,7 +172,7 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
     seeded = r.run(1, trace=True, seed=other, env=keep_hash, input_seed=lc.check.seed)
     seed = None
     if seeded and seeded[0].ok:
-        trace_s = _trace(seeded[0])
+        trace_s = load_trace(seeded[0])
         changed = compare.compare_runs(base[:1] + _outputs(seeded), tol)
         params = tuple(k for k, v in trace_a["params"].items() if trace_s["params"].get(k) != v)
         seed = SeedSensitivity(
@@ -371,54 +263,3 @@ def _finish(
         tuple(ablations),
         tuple(dict.fromkeys(ops)),
     )
-
-
-# --- the probe: runs inside the worker when a run is traced ---------------------------------------
-
-
-class Tracer:
-    """For `diagnose`: every module's output in the order the modules finish (forward hooks),
-    which modules ran in training mode, and a digest of every parameter and buffer (to tell
-    loaded weights from random ones by comparing two seeds)."""
-
-    def __init__(self, model: Any) -> None:
-        import torch
-
-        self.calls: list[list[str]] = []
-        self.tensors: dict[str, Any] = {}
-        self.training: dict[str, str] = {}
-        self.params: dict[str, str] = {}
-        if isinstance(model, torch.nn.Module):
-            for name, t in [*model.named_parameters(), *model.named_buffers()]:
-                data = t.detach().cpu().contiguous().reshape(-1)
-                self.params[name] = hashlib.sha256(data.view(torch.uint8).numpy().tobytes()).hexdigest()[:16]
-            for path, module in model.named_modules():
-                try:
-                    module.register_forward_hook(self._hook(path))
-                except (RuntimeError, AttributeError):
-                    pass  # scripted modules may refuse hooks
-
-    def _hook(self, path: str) -> Any:
-        from .outputs import UnsupportedOutput, flatten
-
-        def hook(module: Any, args: Any, output: Any) -> None:
-            i = len(self.calls)
-            self.calls.append([path, type(module).__name__])
-            if getattr(module, "training", False):
-                self.training[path] = type(module).__name__
-            try:
-                flat = flatten(output)
-            except UnsupportedOutput:
-                return
-            for leaf, t in flat.tensors.items():
-                self.tensors[f"{i}|{leaf}"] = t.clone()
-
-        return hook
-
-    def save(self, path: Path) -> None:
-        import torch
-
-        from .outputs import atomic_write
-
-        payload = {"calls": self.calls, "tensors": self.tensors, "training": self.training, "params": self.params}
-        atomic_write(path, lambda tmp: torch.save(payload, tmp))

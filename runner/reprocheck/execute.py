@@ -10,25 +10,27 @@ Isolation modes:
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
 import os
-import queue
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import recipe
+from .runs import RunResult, _log_tail, classify
 from .spec import LoadedCheck
-
-ZYGOTE_STARTUP_ALLOWANCE = 300.0  # seconds for the zygote's imports, on top of the runs' own timeouts
+from .zygote import (
+    ZYGOTE_STARTUP_ALLOWANCE,
+    Progress,
+    _Events,
+    _kill_group,
+    _live,
+    _run_forked,
+    _zygote_died,
+)
 
 
 class Isolation(str, enum.Enum):
@@ -41,113 +43,6 @@ def resolve_isolation(choice: Isolation) -> Isolation:
     if choice is Isolation.AUTO:
         return Isolation.FORK if sys.platform == "linux" and hasattr(os, "pidfd_open") else Isolation.SPAWN
     return choice
-
-
-class RunStatus(str, enum.Enum):
-    OK = "ok"
-    ERROR = "error"  # the model (or building it) raised
-    CRASHED = "crashed"  # killed by a signal or exited without a result
-    TIMEOUT = "timeout"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    index: int  # 1-based
-    status: RunStatus
-    duration: float
-    run_dir: Path
-    cause: str = ""  # one line: what went wrong
-    details: tuple[str, ...] = ()  # traceback tail or log tail
-    stage: str | None = None
-    hint: str | None = None
-    device: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    fingerprint: dict[str, Any] | None = None
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.status is RunStatus.OK
-
-    @property
-    def outputs_path(self) -> Path:
-        return self.run_dir / "outputs.pt"
-
-
-def _signal_name(num: int) -> str:
-    try:
-        return signal.Signals(num).name
-    except ValueError:
-        return f"signal {num}"
-
-
-def _log_tail(path: Path, lines: int = 12) -> tuple[str, ...]:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return ()
-    return tuple(text.rstrip().splitlines()[-lines:])
-
-
-def classify(
-    index: int, run_dir: Path, returncode: int | None, timed_out: bool, duration: float, timeout: float
-) -> RunResult:
-    """How one run ended, from its exit status and what it wrote."""
-    base: dict[str, Any] = dict(index=index, duration=duration, run_dir=run_dir)
-    if timed_out:
-        return RunResult(
-            status=RunStatus.TIMEOUT,
-            cause=f"timed out after {timeout:g}s and was killed (raise `timeout:` if the model is just slow)",
-            details=_log_tail(run_dir / "log.txt"),
-            **base,
-        )
-    try:
-        result = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError):
-        result = None
-    if returncode is not None and returncode < 0:
-        sig = _signal_name(-returncode)
-        why = " (out of memory? the kernel's OOM killer sends SIGKILL)" if sig == "SIGKILL" else ""
-        return RunResult(
-            status=RunStatus.CRASHED,
-            cause=f"crashed: killed by {sig}{why}",
-            details=_log_tail(run_dir / "log.txt"),
-            **base,
-        )
-    if result is None or (returncode not in (0, 1)):
-        return RunResult(
-            status=RunStatus.CRASHED,
-            cause=f"exited with code {returncode} without writing its result",
-            details=_log_tail(run_dir / "log.txt"),
-            **base,
-        )
-    if not result["ok"]:
-        return RunResult(
-            status=RunStatus.ERROR,
-            cause=f"raised while {_STAGES.get(result['stage'], result['stage'])}: {result['error']}",
-            details=tuple(result.get("traceback") or ()),
-            stage=result["stage"],
-            hint=result.get("hint"),
-            timings=result.get("timings") or {},
-            **base,
-        )
-    return RunResult(
-        status=RunStatus.OK,
-        device=result["device"],
-        timings=result["timings"],
-        fingerprint=result["fingerprint"],
-        warnings=tuple(result["warnings"]),
-        **base,
-    )
-
-
-_STAGES = {
-    "recipe": "applying the recipe",
-    "model": "building the model",
-    "input": "building the input",
-    "forward": "running the model",
-    "outputs": "saving the outputs",
-}
 
 
 def _job(lc: LoadedCheck, threads: int) -> dict[str, Any]:
@@ -173,54 +68,10 @@ def _pythonpath(env: dict[str, str]) -> dict[str, str]:
 
 
 PARENT_ENV = "REPROCHECK_PARENT_PID"
-_live: set[subprocess.Popen[bytes]] = set()  # zygotes started and not yet reaped
-
-
-def cancel_all() -> None:
-    """Kill every worker this process started that is still alive (on exit, whatever the cause)."""
-    for proc in list(_live):
-        if proc.poll() is None:
-            _kill_group(proc)
-        _live.discard(proc)
-
-
-def _kill_group(proc: subprocess.Popen[Any]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
-Progress = Callable[[RunResult], None]
 
 
 class WorkerFailed(RuntimeError):
     """A worker could not answer (name checks, comparison): reprocheck itself failed."""
-
-
-class _Events:
-    """JSON lines from a zygote's stdout, read on a thread so that waits can time out."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
-
-    def _read(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue  # not ours: the zygote's stdout carries only JSON lines from reprocheck
-            if isinstance(event, dict):
-                self.queue.put(event)
-        self.queue.put(None)
-
-    def next(self, deadline: float) -> dict[str, Any] | None:
-        """The next event, or None when the zygote ended or the deadline passed."""
-        try:
-            return self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            return None
 
 
 class Prepared:
@@ -391,57 +242,3 @@ def _run_spawned(
         if not result.ok:
             break
     return results
-
-
-def _run_forked(
-    proc: subprocess.Popen[bytes],
-    events: _Events | None,
-    job_file: Path,
-    run_dirs: list[Path],
-    timeout: float,
-    progress: Progress | None,
-) -> list[RunResult]:
-    assert events is not None
-    results: list[RunResult] = []
-    deadline = time.monotonic() + ZYGOTE_STARTUP_ALLOWANCE + len(run_dirs) * (timeout + 5)
-    while len(results) < len(run_dirs):
-        event = events.next(deadline)
-        if event is None:
-            break
-        if event.get("event") != "run":
-            continue
-        i = run_dirs.index(Path(event["dir"])) + 1
-        result = classify(i, Path(event["dir"]), event["returncode"], event["timed_out"], event["duration"], timeout)
-        results.append(result)
-        if progress:
-            progress(result)
-        if not result.ok:
-            break
-    if not results or (results[-1].ok and len(results) < len(run_dirs)):
-        return _zygote_died(proc, job_file, run_dirs, results, progress)
-    return results
-
-
-def _zygote_died(
-    proc: subprocess.Popen[bytes],
-    job_file: Path,
-    run_dirs: list[Path],
-    results: list[RunResult],
-    progress: Progress | None,
-) -> list[RunResult]:
-    """The zygote itself died or hung (e.g. torch failed to import): a run failure naming it."""
-    if proc.poll() is None:
-        _kill_group(proc)
-    proc.wait()
-    _live.discard(proc)
-    i = len(results) + 1
-    tail = _log_tail(job_file.parent / "zygote.log")
-    cause = f"the worker process exited with code {proc.returncode} before run {i} finished"
-    if proc.returncode is not None and proc.returncode < 0:
-        cause = f"the worker process was killed by {_signal_name(-proc.returncode)} before run {i} finished"
-    failed = RunResult(
-        index=i, status=RunStatus.CRASHED, duration=0.0, run_dir=run_dirs[i - 1], cause=cause, details=tail
-    )
-    if progress:
-        progress(failed)
-    return [*results, failed]

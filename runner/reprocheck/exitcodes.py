@@ -1,8 +1,10 @@
-"""The exit codes: the contract with CI scripts and the Action. When several apply, the highest wins."""
+"""The exit codes (the contract with CI scripts and the Action; when several apply, the highest wins),
+and the error that means exit 2."""
 
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class ExitCode(enum.IntEnum):
@@ -13,3 +15,11 @@ class ExitCode(enum.IntEnum):
     INTERNAL = 4  # reprocheck itself failed (a bug): one line and the path of a crash log
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     TERMINATED = 143  # SIGTERM (128 + SIGTERM)
+
+
+class UsageError(Exception):
+    """A bad command line or spec: one message per line, exit 2, no traceback."""
+
+    def __init__(self, message: str, errors: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or []  # the SpecErrors behind it, for annotations

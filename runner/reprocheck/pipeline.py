@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from . import baseline as baselines
-from . import compare, execute, recipe
+from . import compare, execute, goldens, recipe, zygote
 from .exitcodes import ExitCode
+from .runs import RunResult
 from .spec import LoadedCheck, SpecError
+from .zygote import Progress
 
 
 class Status(str, enum.Enum):
@@ -37,7 +39,7 @@ class CheckResult:
     seed: int
     device: str
     runs_requested: int
-    runs: tuple[execute.RunResult, ...]
+    runs: tuple[RunResult, ...]
     comparison: compare.Comparison | None
     recipe: dict[str, Any]
     config_hash: str
@@ -46,7 +48,7 @@ class CheckResult:
     baseline: baselines.BaselineResult | None = None
 
     @property
-    def failed_run(self) -> execute.RunResult | None:
+    def failed_run(self) -> RunResult | None:
         return next((r for r in self.runs if not r.ok), None)
 
     @property
@@ -81,7 +83,7 @@ class Interrupted(Exception):
 def run_check(
     lc: LoadedCheck,
     prepared: execute.Prepared,
-    progress: execute.Progress | None = None,
+    progress: Progress | None = None,
     baseline: BaselineOptions | None = None,
 ) -> CheckResult:
     start = time.perf_counter()
@@ -142,7 +144,7 @@ def run_all(
     workroot: Path,
     isolation: execute.Isolation,
     on_start: Callable[[int, LoadedCheck], None] | None = None,
-    on_run: Callable[[LoadedCheck, execute.RunResult], None] | None = None,
+    on_run: Callable[[LoadedCheck, RunResult], None] | None = None,
     on_done: Callable[[CheckResult], None] | None = None,
     first: execute.Prepared | None = None,
     baseline: BaselineOptions | None = None,
@@ -190,14 +192,14 @@ def run_session(
     checks: list[LoadedCheck],
     session: Session,
     on_start: Callable[[int, LoadedCheck], None] | None = None,
-    on_run: Callable[[LoadedCheck, execute.RunResult], None] | None = None,
+    on_run: Callable[[LoadedCheck, RunResult], None] | None = None,
 ) -> list[CheckResult]:
     """Check the goldens and names, run every check, clean up whatever happens. Raises SpecProblems
     before anything runs, Interrupted (with the completed checks) when reprocheck fails inside a check."""
     from .spec import name_errors, name_requests
 
     if session.baseline is not None:
-        problems = baselines.preflight(checks, session.baseline)
+        problems = goldens.preflight(checks, session.baseline)
         if problems:
             raise SpecProblems(problems)
     root = session.keep or Path(tempfile.mkdtemp(prefix="reprocheck-"))
@@ -211,6 +213,6 @@ def run_session(
             raise SpecProblems([str(e) for e in errors], errors)
         return run_all(checks, root, session.isolation, on_start, on_run, first=first, baseline=session.baseline)
     finally:
-        execute.cancel_all()  # whatever ended us, no worker outlives this process
+        zygote.cancel_all()  # whatever ended us, no worker outlives this process
         if session.keep is None:
             shutil.rmtree(root, ignore_errors=True)

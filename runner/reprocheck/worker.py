@@ -30,6 +30,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .verdict import verdict
+
 DETERMINISM_HINT = (
     "this op has no deterministic implementation on this device; set `recipe: {deterministic_algorithms: warn}` "
     "to run it anyway and let the comparison decide"
@@ -85,7 +87,7 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
 
         tracer = None
         if job.get("trace"):
-            from .diagnose import Tracer
+            from .probe import Tracer
 
             tracer = Tracer(built.module)
 
@@ -265,27 +267,6 @@ def _answer(path: Path, fn: Any, request: Any) -> None:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}\n{text}"}
     _write_json(path, answer)
-
-
-def verdict(request: dict[str, Any]) -> dict[str, Any]:
-    """Compare the runs' outputs (run 1 expected), then check or write the golden. Plain data back."""
-    from . import baseline, compare, outputs
-    from .spec import ToleranceSpec
-
-    runs = [(r["index"], outputs.load(Path(r["outputs"]))) for r in request["runs"]]
-    tolerance = ToleranceSpec.model_validate(request["tolerance"])
-    comparison = None
-    if len(runs) >= 2:
-        comparison = compare.compare_runs([o for _, o in runs], tolerance, [i for i, _ in runs])
-    golden = None
-    if request.get("golden") and runs:
-        job = baseline.GoldenJob(**request["golden"])
-        agreed = comparison is None or bool(comparison)
-        golden = baseline.apply(job, runs[0][1], request.get("fingerprint"), runs_agree=agreed and request["all_ok"])
-    return {
-        "comparison": compare.comparison_to_dict(comparison) if comparison is not None else None,
-        "golden": baseline.result_to_dict(golden) if golden is not None else None,
-    }
 
 
 def main(argv: list[str]) -> int:

@@ -15,7 +15,7 @@ from .markdown import render_diagnosis_markdown, render_markdown
 from .text import remedy, run_cause, summarize
 
 if TYPE_CHECKING:
-    from ..diagnose import Diagnosis
+    from ..diagnosis import Diagnosis
 
 
 class Format(str, enum.Enum):

@@ -10,7 +10,7 @@ from ..pipeline import CheckResult, Status
 from .text import TABLE_ROWS, diagnosis_lines, output_rows, plural, remedy, run_cause, summarize
 
 if TYPE_CHECKING:
-    from ..diagnose import Diagnosis
+    from ..diagnosis import Diagnosis
 
 
 def _use_colour(stream: TextIO) -> bool:

@@ -15,7 +15,7 @@ from . import schema
 if TYPE_CHECKING:
     from ..baseline import BaselineResult
     from ..compare import Comparison
-    from ..diagnose import Diagnosis
+    from ..diagnosis import Diagnosis
 
 
 def _finite(x: Any) -> Any:

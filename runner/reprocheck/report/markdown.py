@@ -13,7 +13,7 @@ from .text import TABLE_ROWS, diagnosis_lines, num, output_rows, plural, remedy,
 SUMMARY_HEADROOM = 24 * 1024
 
 if TYPE_CHECKING:
-    from ..diagnose import Diagnosis
+    from ..diagnosis import Diagnosis
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # emphasis, code, links/images, table cells, strikethrough

@@ -11,7 +11,7 @@ from ..pipeline import CheckResult
 TABLE_ROWS = 20  # per failing check, in console and Markdown
 
 if TYPE_CHECKING:
-    from ..diagnose import Diagnosis
+    from ..diagnosis import Diagnosis
 
 
 def num(x: float | None) -> str:

@@ -1,0 +1,125 @@
+"""The GitHub Action's one step (action.yml runs `python3 runner/reprocheck/action.py`), on a runner where
+reprocheck is not installed: standard library only. It reads the INPUT_* variables, lays out the container with
+the one launch policy (launch.py), runs it, and maps the exit code: the step fails for every error (exit 2, 3,
+4, docker failing) whatever fail-on-mismatch says; with fail-on-mismatch false only differing outputs (exit 1)
+leave it green. Everything it prints is a workflow command it built, or neutralised text."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+if __package__:
+    from . import github as gh
+    from .launch import LaunchError, Request, plan, prepare
+else:  # run as a file by the Action: its siblings, not an installed package
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import github as gh  # type: ignore[import-not-found, no-redef]
+    from launch import LaunchError, Request, plan, prepare  # type: ignore[import-not-found, no-redef]
+
+RESULT_ERROR = {"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""}
+
+
+def _boolean(name: str, value: str) -> bool:
+    # Strict: anything but true/false is a mistake, not "true".
+    if value in ("true", "false"):
+        return value == "true"
+    raise LaunchError(f"input {name} must be true or false, got {value!r}")
+
+
+def _split(text: str, separators: str) -> list[str]:
+    return [v.strip() for v in re.split(f"[{re.escape(separators)}]", text) if v.strip()]
+
+
+def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
+    """The Action's inputs (INPUT_*) -> (request, fail_on_mismatch, build)."""
+
+    def get(name: str, default: str = "") -> str:
+        return env.get(f"INPUT_{name}", default)
+
+    fail_on_mismatch = _boolean("fail-on-mismatch", get("FAIL_ON_MISMATCH", "true"))
+    build = _boolean("build", get("BUILD", "false"))
+    update = _boolean("update-baseline", get("UPDATE_BASELINE", "false"))
+    runs = get("RUNS").strip()
+    if runs and not runs.isdigit():
+        raise LaunchError(f"input runs must be a whole number from 2 to 100, got {runs!r}")
+    image = get("IMAGE").strip()
+    if not image and not build:
+        repo, ref = env.get("ACTION_REPOSITORY", ""), env.get("ACTION_REF", "")
+        if not repo or not ref:
+            raise LaunchError(
+                "no image to run: set the image input or build: true (a local `uses: ./` has no released image)"
+            )
+        image = f"ghcr.io/{repo.lower()}:{ref}"
+    workspace = env.get("GITHUB_WORKSPACE") or os.getcwd()
+    request = Request(
+        specs=tuple(_split(get("SPEC"), "\n")),
+        image=image or "reprocheck:unbuilt",
+        workspace=Path(workspace),
+        checks=tuple(_split(get("CHECKS"), ",\n")),
+        runs=int(runs) if runs else None,
+        device=get("DEVICE").strip() or None,
+        gpus=get("GPUS", "none").strip() or "none",
+        network=get("NETWORK", "none").strip() or "none",
+        report=get("REPORT", "reprocheck-report.json").strip() or None,
+        baseline=get("BASELINE").strip() or None,
+        update_baseline=update,
+        github=True,
+        github_output=env.get("GITHUB_OUTPUT"),
+        github_summary=env.get("GITHUB_STEP_SUMMARY"),
+    )
+    return request, fail_on_mismatch, build
+
+
+def _die(message: str) -> int:
+    print(gh.command("error", message, title="reprocheck"), flush=True)
+    print(f"reprocheck: error: {gh.neutralise(message)}", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):
+        gh.write_outputs(RESULT_ERROR)
+    return 1
+
+
+def _build(action_path: Path) -> str:
+    script = action_path / "docker" / "build.sh"
+    args = ["bash", str(script)] + (["--local"] if os.environ.get("REPROCHECK_LOCAL_BASE") else [])
+    proc = subprocess.run(args, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise LaunchError(f"building the image from {script.parent / 'Dockerfile'} failed (exit {proc.returncode})")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def run_action(env: dict[str, str]) -> int:
+    """The Action's one step. The step fails for every error (exit 2, 3, 4, docker failing), whatever
+    fail-on-mismatch says; with fail-on-mismatch false only differing outputs (exit 1) leave it green."""
+    try:
+        request, fail_on_mismatch, build = action_request(env)
+        if build:
+            request = replace(request, image=_build(Path(env.get("GITHUB_ACTION_PATH", "."))))
+        p = plan(request)
+        prepare(p)
+    except LaunchError as exc:
+        return _die(str(exc))
+    rc = subprocess.run(p.docker_argv()).returncode
+    if rc == 0:
+        return 0
+    if rc == 1:
+        if fail_on_mismatch:
+            return 1
+        print(gh.command("warning", "outputs differ, but fail-on-mismatch is false", title="reprocheck"), flush=True)
+        return 0
+    if rc in (2, 3, 4):
+        gh.write_outputs({"result": "error"})  # whatever the container wrote before it failed
+        return rc
+    return _die(
+        f"the container could not run (docker exit {rc}): is the image {request.image} available here? "
+        "Pull or build it, or set the image input"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(run_action(dict(os.environ)))

@@ -1,0 +1,73 @@
+"""What `diagnose` finds, as result objects for the reports: the first divergence, seed sensitivity, and what
+varying each part of the recipe did."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import compare
+
+
+@dataclass(frozen=True)
+class Divergence:
+    call: int  # position in the order modules finished
+    module: str  # dotted path; "" is the model itself
+    type: str
+    result: compare.OutputResult | None  # the worst differing leaf of that module's output
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class SeedSensitivity:
+    sensitive: bool
+    other_seed: int
+    comparison: compare.Comparison | None
+    training_modules: tuple[tuple[str, str], ...]  # (path, type) in training mode during forward
+    random_parameters: tuple[str, ...]  # change with the seed: randomly initialised, not loaded
+    parameters_total: int
+    causes: tuple[str, ...]
+
+
+class Effect(str, enum.Enum):
+    """What varying one knob did. Ablation (the check is reproducible): turn it off, does it break?
+    Repair (it is not): turn it back on, does that fix it?"""
+
+    BREAKS = "breaks"  # ablation: off, the runs differ
+    NO_EFFECT = "no-effect"  # ablation: off, still reproducible
+    FIXES = "fixes"  # repair: on, the runs agree
+    STILL_DIFFERS = "still-differs"  # repair: on, they still differ
+
+    @property
+    def differs(self) -> bool:
+        return self in (Effect.BREAKS, Effect.STILL_DIFFERS)
+
+
+@dataclass(frozen=True)
+class Ablation:
+    knob: str
+    description: str
+    effect: Effect
+    comparison: compare.Comparison | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    name: str
+    file: Path
+    line: int
+    reproducible: bool | None  # under the check's own recipe; None: the runs failed
+    comparison: compare.Comparison | None
+    divergence: Divergence | None
+    seed: SeedSensitivity | None
+    ablations: tuple[Ablation, ...]
+    nondeterministic_ops: tuple[str, ...]
+    error: str | None = None  # the runs under the check's own recipe failed
+
+    @property
+    def exit_code(self) -> int:
+        if self.error:
+            return 3
+        return 0 if self.reproducible else 1

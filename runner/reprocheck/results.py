@@ -1,0 +1,108 @@
+"""What a comparison finds, as value objects: per output (truthy when it passed) and per check; and their
+plain-data form, for the way back from the worker. No torch here: reports render these."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class Kind(str, enum.Enum):
+    MATCH = "match"
+    VALUES = "values"  # same structure, values differ beyond tolerance
+    STRUCTURE = "structure"  # shapes, dtypes, keys or lengths differ
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float = 0.0
+    rtol: float = 0.0
+    pattern: str | None = None  # the per-output rule that supplied it
+
+    def __str__(self) -> str:
+        return f"atol={self.atol:g}, rtol={self.rtol:g}"
+
+
+@dataclass(frozen=True)
+class OutputResult:
+    """One output leaf (or container) compared between an expected and an obtained run.
+
+    Truthy when it passed."""
+
+    path: str
+    kind: Kind
+    tolerance: Tolerance
+    obtained_run: int = 2
+    expected_run: int = 1
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+    total: int = 0
+    mismatched: int = 0
+    max_abs_diff: float = 0.0
+    max_rel_diff: float = 0.0
+    mean_abs_diff: float = 0.0
+    first_index: tuple[int, ...] | None = None
+    expected_value: float | None = None  # at first_index
+    obtained_value: float | None = None
+    nan_count: int = 0  # NaNs at the same positions (counted as equal)
+    exact: bool = False  # integer/bool: compared exactly
+    needed_atol: float | None = None  # smallest atol that passes with this rtol (None: none does)
+    needed_rtol: float | None = None  # smallest rtol that passes with this atol
+    detail: str = ""
+
+    def __bool__(self) -> bool:
+        return self.kind is Kind.MATCH
+
+    @property
+    def mismatch_percent(self) -> float:
+        return 100.0 * self.mismatched / self.total if self.total else 0.0
+
+    def severity(self) -> tuple[int, float, int]:
+        return ({Kind.MATCH: 0, Kind.VALUES: 1, Kind.STRUCTURE: 2}[self.kind], self.max_abs_diff, self.mismatched)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every output of a check, each the worst over all obtained runs. Truthy when all passed."""
+
+    outputs: tuple[OutputResult, ...]
+    unused_patterns: tuple[str, ...] = ()
+    runs_compared: int = 0
+
+    def __bool__(self) -> bool:
+        return all(self.outputs)
+
+    @property
+    def failures(self) -> tuple[OutputResult, ...]:
+        return tuple(o for o in self.outputs if not o)
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((o.max_abs_diff for o in self.outputs), default=0.0)
+
+
+def comparison_to_dict(c: Comparison) -> dict[str, Any]:
+    return {
+        "outputs": [dataclasses.asdict(o) for o in c.outputs],
+        "unused_patterns": list(c.unused_patterns),
+        "runs_compared": c.runs_compared,
+    }
+
+
+def _output_from_dict(d: dict[str, Any]) -> OutputResult:
+    fields = dict(d)
+    fields["kind"] = Kind(d["kind"])
+    fields["tolerance"] = Tolerance(**d["tolerance"])
+    fields["shape"] = tuple(d["shape"])
+    fields["first_index"] = tuple(d["first_index"]) if d["first_index"] is not None else None
+    return OutputResult(**fields)
+
+
+def comparison_from_dict(d: dict[str, Any]) -> Comparison:
+    return Comparison(
+        outputs=tuple(_output_from_dict(o) for o in d["outputs"]),
+        unused_patterns=tuple(d["unused_patterns"]),
+        runs_compared=d["runs_compared"],
+    )

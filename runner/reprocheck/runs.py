@@ -1,0 +1,117 @@
+"""How one run ended: a RunResult from the worker's exit status and what it wrote (result.json, its log)."""
+
+from __future__ import annotations
+
+import enum
+import json
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class RunStatus(str, enum.Enum):
+    OK = "ok"
+    ERROR = "error"  # the model (or building it) raised
+    CRASHED = "crashed"  # killed by a signal or exited without a result
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    index: int  # 1-based
+    status: RunStatus
+    duration: float
+    run_dir: Path
+    cause: str = ""  # one line: what went wrong
+    details: tuple[str, ...] = ()  # traceback tail or log tail
+    stage: str | None = None
+    hint: str | None = None
+    device: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    fingerprint: dict[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status is RunStatus.OK
+
+    @property
+    def outputs_path(self) -> Path:
+        return self.run_dir / "outputs.pt"
+
+
+def _signal_name(num: int) -> str:
+    try:
+        return signal.Signals(num).name
+    except ValueError:
+        return f"signal {num}"
+
+
+def _log_tail(path: Path, lines: int = 12) -> tuple[str, ...]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ()
+    return tuple(text.rstrip().splitlines()[-lines:])
+
+
+def classify(
+    index: int, run_dir: Path, returncode: int | None, timed_out: bool, duration: float, timeout: float
+) -> RunResult:
+    """How one run ended, from its exit status and what it wrote."""
+    base: dict[str, Any] = dict(index=index, duration=duration, run_dir=run_dir)
+    if timed_out:
+        return RunResult(
+            status=RunStatus.TIMEOUT,
+            cause=f"timed out after {timeout:g}s and was killed (raise `timeout:` if the model is just slow)",
+            details=_log_tail(run_dir / "log.txt"),
+            **base,
+        )
+    try:
+        result = json.loads((run_dir / "result.json").read_text())
+    except (OSError, ValueError):
+        result = None
+    if returncode is not None and returncode < 0:
+        sig = _signal_name(-returncode)
+        why = " (out of memory? the kernel's OOM killer sends SIGKILL)" if sig == "SIGKILL" else ""
+        return RunResult(
+            status=RunStatus.CRASHED,
+            cause=f"crashed: killed by {sig}{why}",
+            details=_log_tail(run_dir / "log.txt"),
+            **base,
+        )
+    if result is None or (returncode not in (0, 1)):
+        return RunResult(
+            status=RunStatus.CRASHED,
+            cause=f"exited with code {returncode} without writing its result",
+            details=_log_tail(run_dir / "log.txt"),
+            **base,
+        )
+    if not result["ok"]:
+        return RunResult(
+            status=RunStatus.ERROR,
+            cause=f"raised while {_STAGES.get(result['stage'], result['stage'])}: {result['error']}",
+            details=tuple(result.get("traceback") or ()),
+            stage=result["stage"],
+            hint=result.get("hint"),
+            timings=result.get("timings") or {},
+            **base,
+        )
+    return RunResult(
+        status=RunStatus.OK,
+        device=result["device"],
+        timings=result["timings"],
+        fingerprint=result["fingerprint"],
+        warnings=tuple(result["warnings"]),
+        **base,
+    )
+
+
+_STAGES = {
+    "recipe": "applying the recipe",
+    "model": "building the model",
+    "input": "building the input",
+    "forward": "running the model",
+    "outputs": "saving the outputs",
+}

@@ -1,0 +1,120 @@
+"""The parent's side of the zygote (fork isolation): its JSON events, the runs it reports, its death, and the
+workers this process started (all killed on exit, whatever the cause)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .runs import RunResult, RunStatus, _log_tail, _signal_name, classify
+
+ZYGOTE_STARTUP_ALLOWANCE = 300.0  # seconds for the zygote's imports, on top of the runs' own timeouts
+
+
+_live: set[subprocess.Popen[bytes]] = set()  # zygotes started and not yet reaped
+
+
+def cancel_all() -> None:
+    """Kill every worker this process started that is still alive (on exit, whatever the cause)."""
+    for proc in list(_live):
+        if proc.poll() is None:
+            _kill_group(proc)
+        _live.discard(proc)
+
+
+def _kill_group(proc: subprocess.Popen[Any]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+Progress = Callable[[RunResult], None]
+
+
+class _Events:
+    """JSON lines from a zygote's stdout, read on a thread so that waits can time out."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                continue  # not ours: the zygote's stdout carries only JSON lines from reprocheck
+            if isinstance(event, dict):
+                self.queue.put(event)
+        self.queue.put(None)
+
+    def next(self, deadline: float) -> dict[str, Any] | None:
+        """The next event, or None when the zygote ended or the deadline passed."""
+        try:
+            return self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+
+
+def _run_forked(
+    proc: subprocess.Popen[bytes],
+    events: _Events | None,
+    job_file: Path,
+    run_dirs: list[Path],
+    timeout: float,
+    progress: Progress | None,
+) -> list[RunResult]:
+    assert events is not None
+    results: list[RunResult] = []
+    deadline = time.monotonic() + ZYGOTE_STARTUP_ALLOWANCE + len(run_dirs) * (timeout + 5)
+    while len(results) < len(run_dirs):
+        event = events.next(deadline)
+        if event is None:
+            break
+        if event.get("event") != "run":
+            continue
+        i = run_dirs.index(Path(event["dir"])) + 1
+        result = classify(i, Path(event["dir"]), event["returncode"], event["timed_out"], event["duration"], timeout)
+        results.append(result)
+        if progress:
+            progress(result)
+        if not result.ok:
+            break
+    if not results or (results[-1].ok and len(results) < len(run_dirs)):
+        return _zygote_died(proc, job_file, run_dirs, results, progress)
+    return results
+
+
+def _zygote_died(
+    proc: subprocess.Popen[bytes],
+    job_file: Path,
+    run_dirs: list[Path],
+    results: list[RunResult],
+    progress: Progress | None,
+) -> list[RunResult]:
+    """The zygote itself died or hung (e.g. torch failed to import): a run failure naming it."""
+    if proc.poll() is None:
+        _kill_group(proc)
+    proc.wait()
+    _live.discard(proc)
+    i = len(results) + 1
+    tail = _log_tail(job_file.parent / "zygote.log")
+    cause = f"the worker process exited with code {proc.returncode} before run {i} finished"
+    if proc.returncode is not None and proc.returncode < 0:
+        cause = f"the worker process was killed by {_signal_name(-proc.returncode)} before run {i} finished"
+    failed = RunResult(
+        index=i, status=RunStatus.CRASHED, duration=0.0, run_dir=run_dirs[i - 1], cause=cause, details=tail
+    )
+    if progress:
+        progress(failed)
+    return [*results, failed]
