@@ -16,11 +16,15 @@ from pathlib import Path
 
 if __package__:
     from . import github as gh
+    from .exitcodes import ExitCode
     from .launch import LaunchError, Request, plan, prepare
 else:  # run as a file by the Action: its siblings, not an installed package
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import github as gh  # type: ignore[import-not-found, no-redef]
+    from exitcodes import ExitCode  # type: ignore[import-not-found, no-redef]
     from launch import LaunchError, Request, plan, prepare  # type: ignore[import-not-found, no-redef]
+
+ERRORS = (ExitCode.USAGE, ExitCode.RUN_FAILED, ExitCode.INTERNAL)
 
 RESULT_ERROR = {"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""}
 
@@ -105,14 +109,14 @@ def run_action(env: dict[str, str]) -> int:
     except LaunchError as exc:
         return _die(str(exc))
     rc = subprocess.run(p.docker_argv()).returncode
-    if rc == 0:
+    if rc == ExitCode.OK:
         return 0
-    if rc == 1:
+    if rc == ExitCode.MISMATCH:
         if fail_on_mismatch:
             return 1
         print(gh.command("warning", "outputs differ, but fail-on-mismatch is false", title="reprocheck"), flush=True)
         return 0
-    if rc in (2, 3, 4):
+    if rc in ERRORS:
         gh.write_outputs({"result": "error"})  # whatever the container wrote before it failed
         return rc
     return _die(
