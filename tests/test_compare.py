@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from reprocheck import compare
+from reprocheck import compare, values
 from reprocheck.compare import Kind, Tolerance, compare_tensors
 from reprocheck.outputs import flatten
 from reprocheck.spec import ToleranceSpec
@@ -97,7 +97,7 @@ def test_chunked_path_agrees_with_one_chunk(monkeypatch):
     o = e.clone()
     o[[5, 777, 9_999]] += torch.tensor([1e-3, -2e-3, 5e-4])
     whole = compare_tensors("x", e, o, Tolerance(atol=1e-4))
-    monkeypatch.setattr(compare, "CHUNK", 1000)
+    monkeypatch.setattr(values, "CHUNK", 1000)
     chunked = compare_tensors("x", e, o, Tolerance(atol=1e-4))
     assert (whole.mismatched, whole.first_index, whole.max_abs_diff) == (
         chunked.mismatched,
