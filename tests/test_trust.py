@@ -86,19 +86,20 @@ def test_the_zygote_dying_is_a_run_failure_naming_it(spec_dir):
 
 
 # A bug in reprocheck itself cannot be planted through a spec (that is the point of the guard), so this
-# one test makes the comparison raise from inside, through the real CLI entry point in a real process.
+# one test makes reading the second check's verdict raise inside reprocheck's own process, through the real
+# CLI entry point in a real process.
 CRASHING = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
 from reprocheck import compare, cli
-real = compare.compare_runs
-def compare_runs(runs, spec, labels=None):
-    if len(compare_runs.calls) == 1:
+real = compare.comparison_from_dict
+def comparison_from_dict(data):
+    if len(comparison_from_dict.calls) == 1:
         raise KeyError("planted bug")
-    compare_runs.calls.append(1)
-    return real(runs, spec, labels)
-compare_runs.calls = []
-compare.compare_runs = compare_runs
+    comparison_from_dict.calls.append(1)
+    return real(data)
+comparison_from_dict.calls = []
+compare.comparison_from_dict = comparison_from_dict
 sys.exit(cli.main(sys.argv[2:]))
 """
 
@@ -152,7 +153,7 @@ def test_an_internal_failure_under_github_is_result_error(spec_dir, tmp_path):
         [
             sys.executable,
             "-c",
-            CRASHING.replace("len(compare_runs.calls) == 1", "True"),
+            CRASHING.replace("len(comparison_from_dict.calls) == 1", "True"),
             str(ROOT / "runner"),
             "run",
             "-q",

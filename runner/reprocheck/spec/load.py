@@ -218,28 +218,36 @@ def _name_from_file(path: Path) -> str:
     return name if name and name[0].isalnum() else f"check_{name}"
 
 
+def _name_request(c: LoadedCheck) -> dict[str, Any]:
+    kwargs = c.check.model.kwargs
+    return {"model": c.check.model.torchvision, **{kw: kwargs.get(kw) for kw in ("weights", "weights_backbone")}}
+
+
 def name_requests(loaded: list[LoadedCheck]) -> list[dict[str, Any]]:
-    """What must be checked against torchvision (model and weight names), as plain data for a worker:
-    this process never imports torch."""
-    return [
-        {
-            "model": c.check.model.torchvision,
-            **{kw: c.check.model.kwargs.get(kw) for kw in ("weights", "weights_backbone")},
-        }
-        for c in loaded
-        if c.check.model.torchvision
-    ]
+    """What must be checked against torchvision (model and weight names), once per distinct question, as
+    plain data for a worker: this process never imports torch."""
+    unique: dict[str, dict[str, Any]] = {}
+    for c in loaded:
+        if c.check.model.torchvision:
+            request = _name_request(c)
+            unique.setdefault(json.dumps(request, sort_keys=True, default=str), request)
+    return list(unique.values())
 
 
 def name_errors(loaded: list[LoadedCheck], problems: list[dict[str, Any]]) -> list[SpecError]:
-    """A worker's answer to `name_requests` (index, key, message) -> located spec errors."""
-    checks = [c for c in loaded if c.check.model.torchvision]
+    """A worker's answer to `name_requests` (index, key, message) -> a located error for every check that asked."""
+    requests = name_requests(loaded)
+    keys = [json.dumps(r, sort_keys=True, default=str) for r in requests]
     errors = []
-    for p in problems:
-        c = checks[p["index"]]
-        key = p["key"]  # "torchvision", "weights" or "weights_backbone"
-        keys = ("model", key) if key == "torchvision" else ("model", "kwargs", key)
-        errors.append(SpecError(c.file, c.key_line(*keys), ".".join(keys), p["message"]))
+    for c in loaded:
+        if not c.check.model.torchvision:
+            continue
+        index = keys.index(json.dumps(_name_request(c), sort_keys=True, default=str))
+        for p in problems:
+            if p["index"] == index:
+                key = p["key"]  # "torchvision", "weights" or "weights_backbone"
+                where = ("model", key) if key == "torchvision" else ("model", "kwargs", key)
+                errors.append(SpecError(c.file, c.key_line(*where), ".".join(where), p["message"]))
     return errors
 
 
