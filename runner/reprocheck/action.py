@@ -51,7 +51,7 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
     update = _boolean("update-baseline", get("UPDATE_BASELINE", "false"))
     runs = get("RUNS").strip()
     if runs and not runs.isdigit():
-        raise LaunchError(f"input runs must be a whole number from 2 to 100, got {runs!r}")
+        raise LaunchError(f"input runs must be a whole number from 2 to 1000, got {runs!r}")
     image = get("IMAGE").strip()
     if not image and not build:
         repo, ref = env.get("ACTION_REPOSITORY", ""), env.get("ACTION_REF", "")

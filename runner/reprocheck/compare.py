@@ -15,6 +15,7 @@ Rules (the comparison contract, also in the README):
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from collections.abc import Iterable
 from typing import Any
@@ -31,6 +32,7 @@ __all__ = [
     "Tolerance",
     "compare",
     "compare_runs",
+    "compare_stream",
     "compare_tensors",
     "comparison_from_dict",
     "comparison_to_dict",
@@ -122,16 +124,76 @@ def compare(
 def compare_runs(runs: list[Outputs], spec: ToleranceSpec, labels: Iterable[int] | None = None) -> Comparison:
     """Run 1 is expected; every later run is obtained. Each output keeps its worst result."""
     labels = list(labels) if labels is not None else list(range(1, len(runs) + 1))
+    return compare_stream(runs[0], zip(labels[1:], runs[1:], strict=True), spec, labels[0])
+
+
+def compare_stream(
+    expected: Outputs, obtained: Iterable[tuple[int, Outputs]], spec: ToleranceSpec, expected_label: int = 1
+) -> Comparison:
+    """Run 1 (`expected`) against each later run as it comes, so that only two output sets are ever held.
+    Each output keeps its worst result and counts the runs in which it differs; with three runs or more,
+    distinct results are counted by content hash, per output and for the whole output set."""
     worst: dict[str, OutputResult] = {}
-    for k in range(1, len(runs)):
-        for r in compare(runs[0], runs[k], spec, (labels[0], labels[k])):
+    differing: dict[str, int] = {}
+    hashes: dict[str, set[str]] = {}
+    wholes: set[str] = set()
+    runs_differing = compared = 0
+    first_digests = _digests(expected)
+    for label, obt in obtained:
+        compared += 1
+        bad = False
+        for r in compare(expected, obt, spec, (expected_label, label)):
+            if not r:
+                differing[r.path] = differing.get(r.path, 0) + 1
+                bad = True
             if r.path not in worst or r.severity() > worst[r.path].severity():
                 worst[r.path] = r
-    paths = list(runs[0].tensors) if runs else []
+        runs_differing += bad
+        if compared == 1:
+            continue  # hashes are counted from three runs on (two runs: the comparison says it all)
+        if compared == 2:
+            for path, digest in first_digests.items():
+                hashes.setdefault(path, set()).add(digest)
+            wholes.add(_whole(expected, first_digests))
+        digests = _digests(obt)
+        for path, digest in digests.items():
+            hashes.setdefault(path, set()).add(digest)
+        wholes.add(_whole(obt, digests))
+    paths = list(expected.tensors)
     order = {p: i for i, p in enumerate(paths)}
-    ordered = sorted(worst.values(), key=lambda r: (order.get(r.path, -1), r.path))
+    counted = [
+        dataclasses.replace(r, runs_differing=differing.get(r.path, 0), distinct_results=len(hashes.get(r.path, ())))
+        for r in worst.values()
+    ]
+    ordered = sorted(counted, key=lambda r: (order.get(r.path, -1), r.path))
     unused = tuple(p for p in spec.outputs if not any(fnmatch.fnmatchcase(x, p) for x in paths))
-    return Comparison(outputs=tuple(ordered), unused_patterns=unused, runs_compared=len(runs))
+    return Comparison(
+        outputs=tuple(ordered),
+        unused_patterns=unused,
+        runs_compared=compared + 1,
+        runs_differing=runs_differing,
+        distinct_results=len(wholes),
+    )
+
+
+def _digests(outputs: Outputs) -> dict[str, str]:
+    import hashlib
+
+    import torch
+
+    out = {}
+    for path, t in outputs.tensors.items():
+        h = hashlib.blake2b(f"{t.dtype}{tuple(t.shape)}".encode(), digest_size=16)
+        h.update(t.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        out[path] = h.hexdigest()
+    return out
+
+
+def _whole(outputs: Outputs, digests: dict[str, str]) -> str:
+    import hashlib
+    import json
+
+    return hashlib.blake2b(json.dumps([outputs.tree, sorted(digests.items())]).encode(), digest_size=16).hexdigest()
 
 
 # --- plain data, for the way back from the worker ---------------------------------------------------

@@ -145,8 +145,8 @@ def plan(req: Request) -> Plan:
             raise LaunchError(f"check {name!r} is not a check name (letters, digits, '.', '_', '-')")
         args += ["--check", name]
     if req.runs is not None:
-        if not 2 <= req.runs <= 100:
-            raise LaunchError(f"runs must be a whole number from 2 to 100, got {req.runs}")
+        if not 2 <= req.runs <= 1000:
+            raise LaunchError(f"runs must be a whole number from 2 to 1000, got {req.runs}")
         args += ["--runs", str(req.runs)]
     if req.device is not None:
         if not DEVICE.match(req.device):

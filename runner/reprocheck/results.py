@@ -8,6 +8,9 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from .flake import FlakeRate
+from .flake import rate as flake_rate
+
 
 class Kind(str, enum.Enum):
     MATCH = "match"
@@ -51,6 +54,8 @@ class OutputResult:
     needed_atol: float | None = None  # smallest atol that passes with this rtol (None: none does)
     needed_rtol: float | None = None  # smallest rtol that passes with this atol
     detail: str = ""
+    runs_differing: int = 0  # later runs in which this output differs from run 1
+    distinct_results: int = 0  # distinct contents over all runs, by hash (0: not counted, two runs only)
 
     def __bool__(self) -> bool:
         return self.kind is Kind.MATCH
@@ -69,7 +74,14 @@ class Comparison:
 
     outputs: tuple[OutputResult, ...]
     unused_patterns: tuple[str, ...] = ()
-    runs_compared: int = 0
+    runs_compared: int = 0  # all runs, run 1 included
+    runs_differing: int = 0  # later runs that differ from run 1 in any output
+    distinct_results: int = 0  # distinct output sets over all runs, by hash (0: not counted)
+
+    @property
+    def flake(self) -> FlakeRate:
+        """How often a later run differs from run 1, with its exact binomial interval."""
+        return flake_rate(self.runs_differing, max(0, self.runs_compared - 1))
 
     def __bool__(self) -> bool:
         return all(self.outputs)
@@ -87,6 +99,8 @@ def comparison_to_dict(c: Comparison) -> dict[str, Any]:
     return {
         "outputs": [dataclasses.asdict(o) for o in c.outputs],
         "unused_patterns": list(c.unused_patterns),
+        "runs_differing": c.runs_differing,
+        "distinct_results": c.distinct_results,
         "runs_compared": c.runs_compared,
     }
 
@@ -105,4 +119,6 @@ def comparison_from_dict(d: dict[str, Any]) -> Comparison:
         outputs=tuple(_output_from_dict(o) for o in d["outputs"]),
         unused_patterns=tuple(d["unused_patterns"]),
         runs_compared=d["runs_compared"],
+        runs_differing=d.get("runs_differing", 0),
+        distinct_results=d.get("distinct_results", 0),
     )

@@ -12,16 +12,19 @@ def verdict(request: dict[str, Any]) -> dict[str, Any]:
     from . import baseline, compare, outputs
     from .spec import ToleranceSpec
 
-    runs = [(r["index"], outputs.load(Path(r["outputs"]))) for r in request["runs"]]
+    runs = request["runs"]
     tolerance = ToleranceSpec.model_validate(request["tolerance"])
+    first = outputs.load(Path(runs[0]["outputs"])) if runs else None
     comparison = None
-    if len(runs) >= 2:
-        comparison = compare.compare_runs([o for _, o in runs], tolerance, [i for i, _ in runs])
+    if first is not None and len(runs) >= 2:
+        # One later run in memory at a time: up to 1,000 runs compare in the memory of two.
+        later = ((r["index"], outputs.load(Path(r["outputs"]))) for r in runs[1:])
+        comparison = compare.compare_stream(first, later, tolerance, runs[0]["index"])
     golden = None
-    if request.get("golden") and runs:
+    if request.get("golden") and first is not None:
         job = baseline.GoldenJob(**request["golden"])
         agreed = comparison is None or bool(comparison)
-        golden = baseline.apply(job, runs[0][1], request.get("fingerprint"), runs_agree=agreed and request["all_ok"])
+        golden = baseline.apply(job, first, request.get("fingerprint"), runs_agree=agreed and request["all_ok"])
     return {
         "comparison": compare.comparison_to_dict(comparison) if comparison is not None else None,
         "golden": baseline.result_to_dict(golden) if golden is not None else None,

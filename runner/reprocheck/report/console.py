@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from ..pipeline import CheckResult, Status
-from .text import TABLE_ROWS, diagnosis_lines, output_rows, plural, remedy, run_cause, summarize
+from .text import TABLE_ROWS, diagnosis_lines, flake_line, output_rows, plural, remedy, run_cause, summarize
 
 if TYPE_CHECKING:
     from ..diagnosis import Diagnosis
@@ -37,6 +37,8 @@ def check_line(r: CheckResult, colour: bool = False) -> str:
         tail = f"  baseline: {r.baseline.status.value}"
     elif r.status is Status.ERROR:
         tail = f"  {run_cause(r)}"
+    elif r.status is Status.PASS and flake_line(r):
+        tail = f"  {flake_line(r)}"
     return f"{label} {r.name}  ({ok_runs}/{r.runs_requested} runs, {r.device}, seed {r.seed}, {r.duration:.1f}s){tail}"
 
 
@@ -71,6 +73,8 @@ def render_console(results: list[CheckResult], colour: bool = False) -> str:
                 lines += [f"    | {d}" for d in run.details]
                 if run.hint:
                     lines.append(f"  fix: {run.hint}")
+        if r.status is not Status.PASS and flake_line(r):
+            lines.append(f"  {flake_line(r)}")
         if r.comparison is not None and not r.comparison:
             fails = list(r.comparison.failures)
             lines += [f"  {summarize(o)}" for o in fails[:TABLE_ROWS]]

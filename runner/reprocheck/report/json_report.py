@@ -7,7 +7,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
+from .. import __version__, flake
 from ..compare import Kind, OutputResult
 from ..pipeline import CheckResult, Status, exit_code
 from . import schema
@@ -57,6 +57,8 @@ def output_dict(o: OutputResult) -> dict[str, Any]:
         "passing_tolerance": passing,
         "runs": [o.expected_run, o.obtained_run],
         "detail": o.detail,
+        "runs_differing": o.runs_differing,
+        "distinct_results": o.distinct_results,
     }
 
 
@@ -89,7 +91,25 @@ def check_dict(r: CheckResult) -> dict[str, Any]:
         "outputs": [output_dict(o) for o in (r.comparison.outputs if r.comparison is not None else ())],
         "fingerprint": r.fingerprint,
         "notes": list(r.notes),
+        "flake": _flake_dict(r),
         "baseline": baseline_dict(r.baseline) if r.baseline is not None else None,
+    }
+
+
+def _flake_dict(r: CheckResult) -> dict[str, Any] | None:
+    c = r.comparison
+    if c is None or c.runs_compared < 3:
+        return None
+    f = c.flake
+    return {
+        "runs_compared": f.compared,
+        "runs_differing": f.differing,
+        "rate": f.rate,
+        "interval": [f.low, f.high],
+        "confidence": flake.CONFIDENCE,
+        "method": flake.METHOD,
+        "distinct_results": c.distinct_results,
+        "statement": f.statement(),
     }
 
 

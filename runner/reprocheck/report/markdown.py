@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..github import SUMMARY_LIMIT
 from ..pipeline import CheckResult, Status
-from .text import TABLE_ROWS, diagnosis_lines, num, output_rows, plural, remedy, run_cause, summarize
+from .text import TABLE_ROWS, diagnosis_lines, flake_line, num, output_rows, plural, remedy, run_cause, summarize
 
 # Headroom under GitHub's cap (github.SUMMARY_LIMIT) for the line that says sections were left out.
 SUMMARY_HEADROOM = 24 * 1024
@@ -58,7 +58,8 @@ def render_markdown(results: list[CheckResult]) -> str:
         )
     sections: list[str] = []
     for r in results:
-        if r.status is Status.PASS and not r.notes and (r.baseline is None or r.baseline.status.value == "match"):
+        quiet_baseline = r.baseline is None or r.baseline.status.value == "match"
+        if r.status is Status.PASS and not r.notes and quiet_baseline and not flake_line(r):
             continue
         body = ["", f"### {_code(r.name)} — {r.status.value}", "", f"Spec: {_code(str(r.file))} line {r.line}", ""]
         if r.status is Status.ERROR:
@@ -68,6 +69,8 @@ def render_markdown(results: list[CheckResult]) -> str:
                 body += ["", "```", *[d.replace("```", "'''") for d in run.details], "```"]
             if run is not None and run.hint:
                 body += ["", f"**Fix:** {_md(run.hint)}"]
+        if flake_line(r):
+            body += [f"**Flake rate:** {_md(flake_line(r) or '')}", ""]
         if r.comparison is not None and not r.comparison:
             fails = list(r.comparison.failures)
             body += [f"- {_md(summarize(o))}" for o in fails[:TABLE_ROWS]]

@@ -48,6 +48,21 @@ class Output(_Model):
     passing_tolerance: PassingTolerance | None = Field(description="what would have passed; null: no tolerance would")
     runs: list[int] = Field(description="[expected run, obtained run]; 0 is the stored golden")
     detail: str
+    runs_differing: int = Field(description="later runs in which this output differs from run 1")
+    distinct_results: int = Field(description="distinct contents over all runs by hash; 0: not counted (two runs)")
+
+
+class Flake(_Model):
+    """With three runs or more: how often a later run differs from run 1."""
+
+    runs_compared: int = Field(description="later runs, each compared with run 1")
+    runs_differing: int
+    rate: float
+    interval: list[float] = Field(description="[low, high]; with no differing run, [0, the one-sided upper bound]")
+    confidence: float
+    method: str
+    distinct_results: int = Field(description="distinct output sets over all runs, by content hash")
+    statement: str
 
 
 class Run(_Model):
@@ -94,6 +109,7 @@ class Check(_Model):
     outputs: list[Output]
     fingerprint: dict[str, Any] | None = Field(description="the environment (torch, CUDA, cuDNN, GPU, CPU, flags)")
     notes: list[str]
+    flake: Flake | None = Field(description="null with two runs")
     baseline: Baseline | None
 
 

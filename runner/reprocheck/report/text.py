@@ -49,8 +49,13 @@ def summarize(o: OutputResult) -> str:
     if o.kind is Kind.MATCH:
         extra = f", {o.nan_count} NaN in the same places" if o.nan_count else ""
         return f"{o.path}: matches ({o.total} values{extra})"
+    # With three runs or more: in how many later runs it differed, and how many distinct results it took.
+    prefix = f"{o.path}: "
+    if o.distinct_results:
+        differing = plural(o.runs_differing, "later run")
+        prefix += f"differs in {differing} ({plural(o.distinct_results, 'distinct result')}); worst: "
     text = (
-        f"{o.path}: {o.mismatched} of {o.total} values ({o.mismatch_percent:.1f}%) differ between {a} "
+        f"{prefix}{o.mismatched} of {o.total} values ({o.mismatch_percent:.1f}%) differ between {a} "
         f"and {b}; max abs diff {num(o.max_abs_diff)}, "
         f"max rel diff {num(o.max_rel_diff)}; first at {where(o)}: "
         f"{val(o.expected_value)} vs {val(o.obtained_value)}"
@@ -165,3 +170,11 @@ def diagnosis_lines(d: Diagnosis) -> list[str]:
     else:
         out.append("no op warned under use_deterministic_algorithms(warn_only=True)")
     return out
+
+
+def flake_line(r: CheckResult) -> str | None:
+    """The flake statement, for checks of three runs or more (two runs: the comparison says it all)."""
+    c = r.comparison
+    if c is None or c.runs_compared < 3:
+        return None
+    return f"{c.flake.statement()}; {plural(c.distinct_results, 'distinct result')} by content hash"

@@ -52,7 +52,7 @@ NonNegative = Annotated[Number, Field(ge=0)]
 MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_ELEMENTS = 2**31  # elements of a random input
 MAX_DIM = 2**31
-MAX_RUNS = 100
+MAX_RUNS = 1000  # flake statistics over many runs of a small model
 MAX_THREADS = 4096
 MAX_SPEC_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64  # YAML nesting
