@@ -297,3 +297,11 @@ def test_the_plan_is_refused_for_a_request_that_would_mount_the_runner_folder(tm
     )
     with pytest.raises(launch.LaunchError, match="is not a file"):
         launch.plan(req)
+
+
+def test_the_invariance_input_selects_kinds(fake):
+    assert action(fake, invariance="threads").returncode == 0
+    (argv,) = calls(fake)
+    assert argv[argv.index("--invariance") + 1] == "threads"
+    r = action(fake, invariance="batch")
+    assert r.returncode == 1 and "invariance 'batch' is not one of all, none, threads" in r.stdout

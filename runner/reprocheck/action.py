@@ -72,6 +72,8 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
         network=get("NETWORK", "none").strip() or "none",
         report=get("REPORT", "reprocheck-report.json").strip() or None,
         baseline=get("BASELINE").strip() or None,
+        # "all" is what reprocheck does by default: no flag, so both launchers give the same command line.
+        invariance=tuple(k for k in _split(get("INVARIANCE", "all"), ",\n") if k != "all"),
         update_baseline=update,
         github=True,
         github_output=env.get("GITHUB_OUTPUT"),

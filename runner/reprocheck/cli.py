@@ -19,6 +19,7 @@ from typing import NoReturn
 from . import __version__
 from .commands import cmd_diagnose, cmd_docker, cmd_env, cmd_matrix, cmd_run, cmd_schema, cmd_validate
 from .exitcodes import ExitCode, UsageError
+from .invariance import KINDS as INVARIANCE_KINDS
 from .outputs import OutputTargetError
 
 
@@ -144,6 +145,21 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also write GitHub Actions annotations, step outputs ($GITHUB_OUTPUT) and the step summary",
     )
+    p.add_argument(
+        "--invariance",
+        action="append",
+        choices=["all", "none", *INVARIANCE_KINDS],
+        metavar="KIND",
+        help=f"which invariance variants to run: all (default: every kind a check declares), none, or a kind "
+        f"({', '.join(INVARIANCE_KINDS)}); repeatable",
+    )
+
+
+def invariance_kinds(choices: list[str] | None) -> frozenset[str] | None:
+    """--invariance values -> the kinds to run (None: all a check declares)."""
+    if not choices or "all" in choices:
+        return None
+    return frozenset(c for c in choices if c != "none")
 
 
 def _isolations() -> list[enum.Enum]:

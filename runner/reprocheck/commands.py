@@ -59,7 +59,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     golden = None
     if args.baseline:
         golden = pipeline.BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."))
-    session = pipeline.Session(Isolation(args.isolation), args.keep, golden)
+    from .cli import invariance_kinds
+
+    session = pipeline.Session(Isolation(args.isolation), args.keep, golden, invariance_kinds(args.invariance))
     results, crash = _run_checks(args, checks, session)
     _write_reports(args, results)
     if crash is not None:
@@ -264,6 +266,7 @@ def cmd_docker(args: argparse.Namespace) -> int:
         summary=absolute(args.summary),
         baseline=absolute(args.baseline),
         update_baseline=args.update_baseline,
+        invariance=tuple(args.invariance or ()),
         github=args.github,
         github_output=os.environ.get("GITHUB_OUTPUT"),
         github_summary=os.environ.get("GITHUB_STEP_SUMMARY"),

@@ -97,6 +97,7 @@ class Prepared:
         self.env.update(env or {})  # diagnose's variations (e.g. another hash seed)
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
+        self.isolation = isolation
         self.job_file = workdir / "job.json"
         job = {**_job(lc, threads), "trace": trace, "input_seed": input_seed, "names": names or []}
         self.job_file.write_text(json.dumps(job))

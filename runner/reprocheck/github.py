@@ -173,26 +173,32 @@ def end_group() -> None:
 
 
 def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]]:
-    """(spec file, line, title, message) for each check that did not pass, for annotations."""
+    """(spec file, line, title, message) for each check that did not pass, for annotations; an invariance
+    variant that differs or fails is annotated at the check's `invariance:` line."""
     from .pipeline import Status
-    from .report.text import run_cause, summarize
+    from .report.text import own_runs_failed, run_cause, summarize, variant_lines
 
     out = []
     for r in results:
         if r.status is Status.PASS:
             continue
-        if r.status is Status.ERROR:
-            title, message = f"reprocheck: {r.name} failed to run", run_cause(r)
-        elif r.comparison is not None and not r.comparison:
+        file = workspace_relative(r.file)
+        if r.status is Status.ERROR and own_runs_failed(r):
+            out.append((file, r.line, f"reprocheck: {r.name} failed to run", run_cause(r)))
+            continue
+        if r.comparison is not None and not r.comparison:
             fails = r.comparison.failures
-            title = f"reprocheck: {r.name} is not reproducible"
-            message = "; ".join(summarize(o) for o in fails[:3]) + (
-                f"; and {len(fails) - 3} more" if len(fails) > 3 else ""
-            )
-        else:
-            title = f"reprocheck: {r.name} drifted from its baseline"
-            message = r.baseline.message if r.baseline is not None else "failed"
-        out.append((workspace_relative(r.file), r.line, title, message))
+            more = f"; and {len(fails) - 3} more" if len(fails) > 3 else ""
+            message = "; ".join(summarize(o) for o in fails[:3]) + more
+            out.append((file, r.line, f"reprocheck: {r.name} is not reproducible", message))
+        if r.baseline is not None and not r.baseline:
+            message = r.baseline.message or "failed"
+            out.append((file, r.line, f"reprocheck: {r.name} drifted from its baseline", message))
+        for v in r.invariance:
+            if not v:
+                what = "could not run" if v.status == "error" else "is not invariant"
+                title = f"reprocheck: {r.name} {what} at {v.label}"
+                out.append((file, r.invariance_line or r.line, title, " ".join(x.strip() for x in variant_lines(v))))
     return out
 
 

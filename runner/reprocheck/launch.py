@@ -27,6 +27,9 @@ DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|auto)$")
 IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@\-]*$")
 NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 ISOLATIONS = ("auto", "fork", "spawn")
+# --invariance values: all, none, or a kind of invariance.KINDS (a test keeps the two equal; this module
+# stays standard-library only).
+INVARIANCE = ("all", "none", "threads")
 CONTAINER_ENV = {"HOME": "/tmp", "NO_COLOR": "1"}
 
 
@@ -52,6 +55,7 @@ class Request:
     summary: str | None = None
     baseline: str | None = None
     update_baseline: bool = False
+    invariance: tuple[str, ...] = ()
     github: bool = False
     github_output: str | None = None  # the runner's file-command files (only with github)
     github_summary: str | None = None
@@ -157,6 +161,10 @@ def plan(req: Request) -> Plan:
     if not NETWORK.match(req.network) or req.network == "host":
         raise LaunchError(f"network {req.network!r} is refused (use none, bridge or a named network; never host)")
     args += ["--isolation", req.isolation] + (["-q"] if req.quiet else [])
+    for kind in req.invariance:
+        if kind not in INVARIANCE:
+            raise LaunchError(f"invariance {kind!r} is not one of {', '.join(INVARIANCE)}")
+        args += ["--invariance", kind]
 
     mounts = [Mount(str(workspace), writable=False)]
     writable: list[Path] = []

@@ -15,6 +15,7 @@ from typing import Any
 from . import baseline as baselines
 from . import compare, execute, goldens, recipe, zygote
 from .exitcodes import ExitCode
+from .invariance import VariantResult, run_variants
 from .runs import RunResult
 from .spec import LoadedCheck, SpecError
 from .zygote import Progress
@@ -46,6 +47,8 @@ class CheckResult:
     duration: float
     notes: tuple[str, ...] = field(default=())
     baseline: baselines.BaselineResult | None = None
+    invariance: tuple[VariantResult, ...] = ()
+    invariance_line: int = 0  # where `invariance:` is written, for annotations
 
     @property
     def failed_run(self) -> RunResult | None:
@@ -85,6 +88,7 @@ def run_check(
     prepared: execute.Prepared,
     progress: Progress | None = None,
     baseline: BaselineOptions | None = None,
+    invariance: frozenset[str] | None = None,
 ) -> CheckResult:
     start = time.perf_counter()
     check = lc.check
@@ -117,6 +121,13 @@ def run_check(
         status = Status.PASS
     if golden is not None and not golden and status is Status.PASS:
         status = Status.FAIL
+    variants: tuple[VariantResult, ...] = ()
+    if all_ok:
+        variants = run_variants(lc, ok[0], prepared.workdir, prepared.isolation, invariance)
+    if any(v.status == "error" for v in variants):
+        status = Status.ERROR
+    elif status is Status.PASS and not all(variants):
+        status = Status.FAIL
     notes = []
     if comparison is not None:
         outs = ", ".join(o.path for o in comparison.outputs[:5])
@@ -136,6 +147,8 @@ def run_check(
         duration=time.perf_counter() - start,
         notes=tuple(notes),
         baseline=golden,
+        invariance=variants,
+        invariance_line=lc.key_line("invariance") if variants else 0,
     )
 
 
@@ -148,6 +161,7 @@ def run_all(
     on_done: Callable[[CheckResult], None] | None = None,
     first: execute.Prepared | None = None,
     baseline: BaselineOptions | None = None,
+    invariance: frozenset[str] | None = None,
 ) -> list[CheckResult]:
     """Run checks in order. `first` is the first check already prepared (its worker warming up).
     An unexpected failure inside a check raises Interrupted with the checks completed before it."""
@@ -162,7 +176,7 @@ def run_all(
                 if (i == 0 and first is not None)
                 else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation)
             )
-            result = run_check(lc, prepared, progress, baseline)
+            result = run_check(lc, prepared, progress, baseline, invariance)
         except Exception as exc:
             raise Interrupted(results, exc) from exc
         results.append(result)
@@ -178,6 +192,7 @@ class Session:
     isolation: execute.Isolation = execute.Isolation.AUTO
     keep: Path | None = None  # keep each run's outputs and logs here
     baseline: BaselineOptions | None = None
+    invariance: frozenset[str] | None = None  # the kinds of variants to run; None: every kind a check declares
 
 
 class SpecProblems(Exception):
@@ -211,7 +226,16 @@ def run_session(
         errors = name_errors(checks, first.name_problems(requests))
         if errors:
             raise SpecProblems([str(e) for e in errors], errors)
-        return run_all(checks, root, session.isolation, on_start, on_run, first=first, baseline=session.baseline)
+        return run_all(
+            checks,
+            root,
+            session.isolation,
+            on_start,
+            on_run,
+            first=first,
+            baseline=session.baseline,
+            invariance=session.invariance,
+        )
     finally:
         zygote.cancel_all()  # whatever ended us, no worker outlives this process
         if session.keep is None:

@@ -7,7 +7,18 @@ import sys
 from typing import TYPE_CHECKING, TextIO
 
 from ..pipeline import CheckResult, Status
-from .text import TABLE_ROWS, diagnosis_lines, flake_line, output_rows, plural, remedy, run_cause, summarize
+from .text import (
+    TABLE_ROWS,
+    diagnosis_lines,
+    flake_line,
+    output_rows,
+    own_runs_failed,
+    plural,
+    remedy,
+    run_cause,
+    summarize,
+    variant_lines,
+)
 
 if TYPE_CHECKING:
     from ..diagnosis import Diagnosis
@@ -33,8 +44,12 @@ def check_line(r: CheckResult, colour: bool = False) -> str:
     tail = ""
     if r.status is Status.FAIL and r.comparison is not None and not r.comparison:
         tail = f"  {len(r.comparison.failures)} of {len(r.comparison.outputs)} outputs differ"
+    elif r.status is Status.FAIL and r.invariance and not all(r.invariance):
+        tail = f"  invariance: {', '.join(v.label for v in r.invariance if not v)} differ"
     elif r.status is Status.FAIL and r.baseline is not None and not r.baseline:
         tail = f"  baseline: {r.baseline.status.value}"
+    elif r.status is Status.ERROR and r.failed_run is None and any(v.status == "error" for v in r.invariance):
+        tail = "  an invariance variant's run failed"
     elif r.status is Status.ERROR:
         tail = f"  {run_cause(r)}"
     elif r.status is Status.PASS and flake_line(r):
@@ -63,10 +78,11 @@ def _baseline_console(r: CheckResult) -> list[str]:
 def render_console(results: list[CheckResult], colour: bool = False) -> str:
     lines = [check_line(r, colour) for r in results]
     for r in results:
-        if r.status is Status.PASS and not r.notes and (r.baseline is None or r.baseline.status.value == "match"):
+        quiet_baseline = r.baseline is None or r.baseline.status.value == "match"
+        if r.status is Status.PASS and not r.notes and quiet_baseline and not r.invariance:
             continue
         lines += ["", f"{r.name} ({r.file}:{r.line})"]
-        if r.status is Status.ERROR:
+        if r.status is Status.ERROR and own_runs_failed(r):
             run = r.failed_run
             lines.append(f"  {run_cause(r)}")
             if run is not None:
@@ -82,6 +98,7 @@ def render_console(results: list[CheckResult], colour: bool = False) -> str:
                 lines.append(f"  ... and {len(fails) - TABLE_ROWS} more outputs differ (see --report)")
             lines += ["  " + t for t in _table(output_rows(fails))]
             lines.append(f"  remedy: {remedy(fails[0])}")
+        lines += [f"  {line}" for v in r.invariance for line in variant_lines(v)]
         lines += _baseline_console(r)
         lines += [f"  note: {n}" for n in r.notes]
     counts = {s: sum(1 for r in results if r.status is s) for s in Status}

@@ -92,6 +92,17 @@ def check_dict(r: CheckResult) -> dict[str, Any]:
         "fingerprint": r.fingerprint,
         "notes": list(r.notes),
         "flake": _flake_dict(r),
+        "invariance": [
+            {
+                "kind": v.kind.value,
+                "variant": v.variant,
+                "reference": v.reference,
+                "status": v.status,
+                "cause": v.cause,
+                "outputs": [output_dict(o) for o in (v.comparison.outputs if v.comparison is not None else ())],
+            }
+            for v in r.invariance
+        ],
         "baseline": baseline_dict(r.baseline) if r.baseline is not None else None,
     }
 

@@ -7,7 +7,19 @@ from typing import TYPE_CHECKING
 
 from ..github import SUMMARY_LIMIT
 from ..pipeline import CheckResult, Status
-from .text import TABLE_ROWS, diagnosis_lines, flake_line, num, output_rows, plural, remedy, run_cause, summarize
+from .text import (
+    TABLE_ROWS,
+    diagnosis_lines,
+    flake_line,
+    num,
+    output_rows,
+    own_runs_failed,
+    plural,
+    remedy,
+    run_cause,
+    summarize,
+    variant_lines,
+)
 
 # Headroom under GitHub's cap (github.SUMMARY_LIMIT) for the line that says sections were left out.
 SUMMARY_HEADROOM = 24 * 1024
@@ -59,10 +71,10 @@ def render_markdown(results: list[CheckResult]) -> str:
     sections: list[str] = []
     for r in results:
         quiet_baseline = r.baseline is None or r.baseline.status.value == "match"
-        if r.status is Status.PASS and not r.notes and quiet_baseline and not flake_line(r):
+        if r.status is Status.PASS and not r.notes and quiet_baseline and not flake_line(r) and not r.invariance:
             continue
         body = ["", f"### {_code(r.name)} — {r.status.value}", "", f"Spec: {_code(str(r.file))} line {r.line}", ""]
-        if r.status is Status.ERROR:
+        if r.status is Status.ERROR and own_runs_failed(r):
             run = r.failed_run
             body.append(f"{_md(run_cause(r))}")
             if run is not None and run.details:
@@ -80,6 +92,12 @@ def render_markdown(results: list[CheckResult]) -> str:
             body += ["", "| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
             body += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows[1:]]
             body += ["", f"**Remedy:** {_md(remedy(fails[0]))}"]
+        if r.invariance:
+            body += ["", "**Invariance**", ""]
+            for v in r.invariance:
+                first, *rest = variant_lines(v)
+                body.append(f"- {_md(first)}")
+                body += [f"  - {_md(line.strip())}" for line in rest]
         b = r.baseline
         if b is not None and b.status.value != "match":
             body += ["", f"**Baseline:** {b.status.value} ({_code(str(b.golden))})", ""]

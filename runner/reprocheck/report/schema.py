@@ -94,6 +94,17 @@ class Baseline(_Model):
     outputs: list[Output]
 
 
+class Variant(_Model):
+    """An invariance variant (the check run once with one thing changed) compared with the check's run 1."""
+
+    kind: Literal["threads"]
+    variant: str = Field(description="the changed setting, e.g. 1 (thread)")
+    reference: str = Field(description="the check's own setting, e.g. 2 (threads)")
+    status: Literal["pass", "fail", "error"]
+    cause: str = Field(description="why the variant's run failed (status error)")
+    outputs: list[Output]
+
+
 class Check(_Model):
     name: str
     file: str
@@ -110,6 +121,7 @@ class Check(_Model):
     fingerprint: dict[str, Any] | None = Field(description="the environment (torch, CUDA, cuDNN, GPU, CPU, flags)")
     notes: list[str]
     flake: Flake | None = Field(description="null with two runs")
+    invariance: list[Variant]
     baseline: Baseline | None
 
 

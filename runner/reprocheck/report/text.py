@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 from ..compare import Kind, OutputResult
+from ..invariance import VariantResult
 from ..pipeline import CheckResult
 
 TABLE_ROWS = 20  # per failing check, in console and Markdown
@@ -41,9 +42,9 @@ def run_name(index: int) -> str:
     return "the baseline" if index == 0 else f"run {index}"  # run 0: the stored golden
 
 
-def summarize(o: OutputResult) -> str:
-    """One line: what differs, by how much, where."""
-    a, b = run_name(o.expected_run), run_name(o.obtained_run)
+def summarize(o: OutputResult, names: tuple[str, str] | None = None) -> str:
+    """One line: what differs, by how much, where. `names` says what the two sides were (default: run numbers)."""
+    a, b = names or (run_name(o.expected_run), run_name(o.obtained_run))
     if o.kind is Kind.STRUCTURE:
         return f"{o.path}: structure differs ({a} vs {b}): {o.detail}"
     if o.kind is Kind.MATCH:
@@ -87,6 +88,11 @@ def remedy(o: OutputResult) -> str:
         "but first ask why the runs differ: run-to-run nondeterminism usually means a nondeterministic kernel or an "
         "unseeded random source"
     )
+
+
+def own_runs_failed(r: CheckResult) -> bool:
+    """The check's own runs failed (not only an invariance variant's)."""
+    return r.failed_run is not None or len(r.runs) < r.runs_requested
 
 
 def run_cause(r: CheckResult) -> str:
@@ -178,3 +184,24 @@ def flake_line(r: CheckResult) -> str | None:
     if c is None or c.runs_compared < 3:
         return None
     return f"{c.flake.statement()}; {plural(c.distinct_results, 'distinct result')} by content hash"
+
+
+INVARIANCE_REMEDY = {
+    "threads": "the outputs depend on the CPU thread count (reductions split their work by thread): run production "
+    "at one pinned count (`recipe.threads`, OMP_NUM_THREADS), or accept the difference with `invariance.tolerance`",
+}
+
+
+def variant_lines(v: VariantResult) -> list[str]:
+    """An invariance variant in sentences: matched, or what differs between run 1 and the variant, and the remedy."""
+    a, b = v.names()
+    if v.status == "error" or v.comparison is None:
+        return [f"invariance {v.label}: the variant's run failed: {v.cause}"]
+    outputs = v.comparison.outputs
+    if v.status == "pass":
+        return [f"invariance {v.label}: matches {a} ({plural(len(outputs), 'output')})"]
+    fails = v.comparison.failures
+    lines = [f"invariance {v.label}: {len(fails)} of {plural(len(outputs), 'output')} differ between {a} and {b}"]
+    lines += [f"  {summarize(o, (a, b))}" for o in fails[:TABLE_ROWS]]
+    lines.append(f"  remedy: {INVARIANCE_REMEDY[v.kind.value]}")
+    return lines

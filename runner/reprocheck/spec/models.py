@@ -219,6 +219,15 @@ class ToleranceSpec(Strict):
     )
 
 
+class InvarianceSpec(Strict):
+    """More comparisons, each against the check's own first run. This release: CPU thread counts."""
+
+    threads: list[Annotated[int, Field(ge=1, le=MAX_THREADS)]] = Field(
+        default_factory=list, max_length=16, description="intra-op thread counts to run at, e.g. [1, 4]"
+    )
+    tolerance: ToleranceSpec | None = Field(None, description="for these comparisons; default: the check's tolerance")
+
+
 class Check(Strict):
     """One reproducibility check."""
 
@@ -234,11 +243,13 @@ class Check(Strict):
     baseline: ToleranceSpec | None = Field(
         None, description="Tolerance against the stored golden outputs (--baseline); default: the check's tolerance."
     )
+    invariance: InvarianceSpec | None = Field(None, description="More comparisons against the check's first run.")
 
     def config_hash(self) -> str:
         """A stable hash of what the check computes, for baselines and reports. Files count by
         content, not path, so the same spec in another checkout hashes the same."""
-        data = self.model_dump(mode="json", exclude={"name", "runs", "timeout", "tolerance", "baseline", "device"})
+        exclude = {"name", "runs", "timeout", "tolerance", "baseline", "device", "invariance"}
+        data = self.model_dump(mode="json", exclude=exclude)
         for section, keys in (("model", ("torchscript", "exported")), ("input", ("image", "tensor"))):
             for key in keys:
                 if data[section].get(key):
@@ -248,7 +259,7 @@ class Check(Strict):
 
 CHECK_KEYS = tuple(Check.model_fields)
 # Keys that a multi-check entry merges into the defaults key by key; others replace.
-MERGED_KEYS = ("recipe", "tolerance", "baseline")
+MERGED_KEYS = ("recipe", "tolerance", "baseline", "invariance")
 
 
 def _defaults_model() -> type[BaseModel]:

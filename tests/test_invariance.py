@@ -1,0 +1,73 @@
+"""Invariance across CPU thread counts: run-to-run deterministic models that a different machine would change."""
+
+import json
+
+import jsonschema
+
+from conftest import ROOT, planted_spec, reprocheck
+from reprocheck import invariance, launch
+
+INVARIANT = "recipe: {threads: 2}\ninvariance: {threads: [1, 4]}\n"
+
+
+def test_a_thread_dependent_model_passes_run_to_run_and_fails_when_asked(spec_dir, tmp_path):
+    plain = planted_spec(spec_dir, "thread_dependent", "recipe: {threads: 2}\n", name="plain.yaml")
+    assert reprocheck("run", str(plain)).code == 0  # deterministic at one thread count
+    spec = planted_spec(spec_dir, "thread_dependent", INVARIANT)
+    r = reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md"))
+    assert r.code == 1, r
+    assert "invariance: threads=1, threads=4 differ" in r.out
+    assert "invariance threads=1: 1 of 2 outputs differ between run 1 (2 threads) and 1 thread" in r.out
+    assert "remedy: the outputs depend on the CPU thread count" in r.out
+    report = json.loads((tmp_path / "r.json").read_text())
+    schema = json.loads(reprocheck("schema", "--report").out)
+    jsonschema.validate(report, schema)
+    variants = report["checks"][0]["invariance"]
+    assert [(v["variant"], v["reference"], v["status"]) for v in variants] == [("1", "2", "fail"), ("4", "2", "fail")]
+    outs = {o["path"]: o["status"] for o in variants[0]["outputs"]}
+    assert outs == {"total": "values", "scaled": "match"}
+    assert "**Invariance**" in (tmp_path / "s.md").read_text()
+
+
+def test_a_thread_independent_model_passes(spec_dir):
+    r = reprocheck("run", str(planted_spec(spec_dir, "thread_independent", INVARIANT)))
+    assert r.code == 0, r
+    assert "invariance threads=1: matches run 1 (2 threads) (2 outputs)" in r.out
+
+
+def test_the_invariance_tolerance_decides(spec_dir):
+    loose = INVARIANT.replace("[1, 4]}", "[1, 4], tolerance: {rtol: 1.0e-5}}")
+    r = reprocheck("run", str(planted_spec(spec_dir, "thread_dependent", loose)))
+    assert r.code == 0, r  # the sums differ by a few ulp: 1e-5 relative accepts them
+
+
+def test_invariance_none_skips_and_a_kind_selects(spec_dir):
+    spec = planted_spec(spec_dir, "thread_dependent", INVARIANT)
+    r = reprocheck("run", str(spec), "--invariance", "none")
+    assert r.code == 0 and "invariance" not in r.out, r
+    assert reprocheck("run", str(spec), "--invariance", "threads").code == 1
+    r = reprocheck("run", str(spec), "--invariance", "batch")
+    assert r.code == 2 and "invalid choice" in r.err
+
+
+def test_a_variant_that_crashes_is_a_run_failure(spec_dir, tmp_path):
+    spec = planted_spec(spec_dir, "fails_with_one_thread", INVARIANT)
+    r = reprocheck(
+        "run",
+        str(spec),
+        "--github",
+        env={
+            "GITHUB_OUTPUT": str(tmp_path / "o"),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "s"),
+            "GITHUB_WORKSPACE": str(spec_dir),
+        },
+    )
+    assert r.code == 3, r
+    assert "invariance threads=1: the variant's run failed: raised while running the model" in r.out
+    line = next(x for x in r.out.splitlines() if x.startswith("::error "))
+    assert "file=spec.yaml,line=7," in line and "could not run at threads=1" in line  # at the `invariance:` line
+
+
+def test_the_launcher_knows_every_kind():
+    assert set(launch.INVARIANCE) == {"all", "none", *invariance.KINDS}
+    assert "INPUT_INVARIANCE: ${{ inputs.invariance }}" in (ROOT / "action.yml").read_text()
