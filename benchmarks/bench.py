@@ -10,6 +10,7 @@ printed, and the median of the pairs is reported (the machine is noisy; a ratio 
   rss         peak RSS of reprocheck's largest process / the bare script's, on retinanet (target <= 1.0x)
   leaves      comparing two output sets of 100,000 scalar leaves (seconds per pair; target <= 5 s)
   compare     comparing 1 GiB of identical outputs / torch.equal on the same tensors    (target <= 2x)
+  batch       `invariance: {batch: [1, 8]}` on the resnet50 check / the plain check   (no target; the cost)
 """
 
 from __future__ import annotations
@@ -125,6 +126,22 @@ def bench_wall(name: str, spec: Path, bare: str, pairs: int, rss: bool = False) 
         print(f"rss: median ratio {statistics.median(ratios):.3f} over {pairs} pairs (target <= 1.0x)")
 
 
+def bench_batch(spec: Path, pairs: int) -> None:
+    with_batch = spec.with_name("resnet50-batch.yaml")
+    with_batch.write_text(RESNET50_SPEC + "invariance: {batch: [1, 8]}\n")
+    plain_cmd = [sys.executable, "-m", "reprocheck", "run", "-q", str(spec)]
+    batch_cmd = [sys.executable, "-m", "reprocheck", "run", "-q", str(with_batch)]
+    paired(
+        "batch",
+        "with batch [1, 8]",
+        lambda: measure(batch_cmd)[0],
+        "plain",
+        lambda: measure(plain_cmd)[0],
+        pairs,
+        "no target: the cost of two more isolated runs",
+    )
+
+
 def bench_leaves(pairs: int) -> None:
     import torch
 
@@ -190,6 +207,8 @@ def main() -> None:
             bench_wall("retinanet", ROOT / "examples" / "retinanet.yaml", BARE_RETINANET, args.pairs, rss=True)
         if "resnet50" in args.only:
             bench_wall("resnet50", resnet, BARE_RESNET50, args.pairs)
+        if "batch" in args.only:
+            bench_batch(resnet, args.pairs)
         if "leaves" in args.only:
             bench_leaves(args.pairs)
         if "compare" in args.only:

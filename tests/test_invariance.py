@@ -4,7 +4,7 @@ import json
 
 import jsonschema
 
-from conftest import ROOT, planted_spec, reprocheck
+from conftest import ROOT, planted_spec, reprocheck, write_spec
 from reprocheck import invariance, launch
 
 INVARIANT = "recipe: {threads: 2}\ninvariance: {threads: [1, 4]}\n"
@@ -32,7 +32,7 @@ def test_a_thread_dependent_model_passes_run_to_run_and_fails_when_asked(spec_di
 def test_a_thread_independent_model_passes(spec_dir):
     r = reprocheck("run", str(planted_spec(spec_dir, "thread_independent", INVARIANT)))
     assert r.code == 0, r
-    assert "invariance threads=1: matches run 1 (2 threads) (2 outputs)" in r.out
+    assert "invariance threads=1: matches run 1 (2 threads) (2 outputs compared)" in r.out
 
 
 def test_the_invariance_tolerance_decides(spec_dir):
@@ -71,3 +71,54 @@ def test_a_variant_that_crashes_is_a_run_failure(spec_dir, tmp_path):
 def test_the_launcher_knows_every_kind():
     assert set(launch.INVARIANCE) == {"all", "none", *invariance.KINDS}
     assert "INPUT_INVARIANCE: ${{ inputs.invariance }}" in (ROOT / "action.yml").read_text()
+
+
+BATCH = "invariance: {batch: [1, 8]}\n"
+
+
+def test_a_batch_dependent_model_passes_run_to_run_and_fails_when_asked(spec_dir, tmp_path):
+    plain = planted_spec(spec_dir, "batch_dependent", name="plain.yaml")
+    assert reprocheck("run", str(plain)).code == 0
+    spec = planted_spec(spec_dir, "batch_dependent", BATCH)
+    r = reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"))
+    assert r.code == 1, r
+    assert "invariance batch=1: 1 of 1 output differ between run 1 (batch of 4) and batch of 1" in r.out
+    assert "invariance batch=8: 1 of 1 output differ between run 1 (batch of 4) and batch of 8" in r.out
+    assert "a sample's outputs depend on the batch it is in" in r.out
+    variants = json.loads((tmp_path / "r.json").read_text())["checks"][0]["invariance"]
+    assert [(v["kind"], v["variant"], v["reference"], v["status"]) for v in variants] == [
+        ("batch", "1", "4", "fail"),
+        ("batch", "8", "4", "fail"),
+    ]
+    # Compared on the samples both runs share: 1 of the check's 4 at batch 1, all 4 at batch 8.
+    assert [v["outputs"][0]["shape"] for v in variants] == [[1, 8], [4, 8]]
+
+
+def test_a_batch_independent_model_passes_and_names_what_was_left_out(spec_dir, tmp_path):
+    r = reprocheck("run", str(planted_spec(spec_dir, "batch_independent", BATCH)), "--report", str(tmp_path / "r.json"))
+    assert r.code == 0, r
+    assert (
+        "invariance batch=8: matches run 1 (batch of 4) (1 output compared; not per-sample, so left out: total)"
+        in r.out
+    )
+    variants = json.loads((tmp_path / "r.json").read_text())["checks"][0]["invariance"]
+    assert all(v["left_out"] == ["total"] for v in variants)
+
+
+def test_padding_in_an_image_list_is_caught(spec_dir):
+    # One image as a list (the detection form); at batch 2 the extra image is larger, so the first is padded.
+    spec = planted_spec(spec_dir, "pads_batch", "  format: list\ninvariance: {batch: [2]}\n", shape="[1, 3, 32, 40]")
+    r = reprocheck("run", str(spec))
+    assert r.code == 1, r
+    assert "0.mean: 1 of 1 values (100.0%) differ between run 1 (batch of 1) and batch of 2" in r.out
+
+
+def test_an_input_without_a_batch_is_a_clear_variant_failure(spec_dir):
+    # Keyword arguments (an .npz) have no single batch argument to vary: the variant says so, exit 3.
+    import numpy as np
+
+    np.savez(spec_dir / "x.npz", x=np.ones((4, 8), dtype=np.float32))
+    text = f'version: 1\nmodel: {{factory: "planted:seeded_init"}}\ninput: {{tensor: x.npz}}\n{BATCH}'
+    r = reprocheck("run", str(write_spec(spec_dir, text)))
+    assert r.code == 3, r
+    assert "invariance batch=1: the variant's run failed: raised while building the input: ValueError: batch" in r.out

@@ -90,6 +90,7 @@ class Prepared:
         env: dict[str, str] | None = None,
         input_seed: int | None = None,
         names: list[dict[str, Any]] | None = None,
+        batch: int | None = None,
     ) -> None:
         check = lc.check
         threads = recipe.resolve_threads(check.recipe)
@@ -99,7 +100,7 @@ class Prepared:
         self.workdir = workdir
         self.isolation = isolation
         self.job_file = workdir / "job.json"
-        job = {**_job(lc, threads), "trace": trace, "input_seed": input_seed, "names": names or []}
+        job = {**_job(lc, threads), "trace": trace, "input_seed": input_seed, "names": names or [], "batch": batch}
         self.job_file.write_text(json.dumps(job))
         self.run_dirs = [workdir / f"run{i}" for i in range(1, check.runs + 1)]
         self.timeout = check.timeout

@@ -29,7 +29,7 @@ NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 ISOLATIONS = ("auto", "fork", "spawn")
 # --invariance values: all, none, or a kind of invariance.KINDS (a test keeps the two equal; this module
 # stays standard-library only).
-INVARIANCE = ("all", "none", "threads")
+INVARIANCE = ("all", "none", "batch", "threads")
 CONTAINER_ENV = {"HOME": "/tmp", "NO_COLOR": "1"}
 
 

@@ -31,6 +31,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     fingerprint: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
+    samples: int | None = None  # the input's batch size, where it has one
 
     @property
     def ok(self) -> bool:
@@ -104,6 +105,7 @@ def classify(
         timings=result["timings"],
         fingerprint=result["fingerprint"],
         warnings=tuple(result["warnings"]),
+        samples=result.get("samples"),
         **base,
     )
 

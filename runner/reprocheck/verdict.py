@@ -16,7 +16,14 @@ def verdict(request: dict[str, Any]) -> dict[str, Any]:
     tolerance = ToleranceSpec.model_validate(request["tolerance"])
     first = outputs.load(Path(runs[0]["outputs"])) if runs else None
     comparison = None
-    if first is not None and len(runs) >= 2:
+    left_out: list[str] = []
+    if first is not None and request.get("batch"):  # a batch variant: cut both to the samples they share
+        from .batching import per_sample
+
+        n, b = request["batch"]
+        first, other, left_out = per_sample(first, n, outputs.load(Path(runs[1]["outputs"])), b)
+        comparison = compare.compare_runs([first, other], tolerance, [r["index"] for r in runs])
+    elif first is not None and len(runs) >= 2:
         # One later run in memory at a time: up to 1,000 runs compare in the memory of two.
         later = ((r["index"], outputs.load(Path(r["outputs"]))) for r in runs[1:])
         comparison = compare.compare_stream(first, later, tolerance, runs[0]["index"])
@@ -28,4 +35,5 @@ def verdict(request: dict[str, Any]) -> dict[str, Any]:
     return {
         "comparison": compare.comparison_to_dict(comparison) if comparison is not None else None,
         "golden": baseline.result_to_dict(golden) if golden is not None else None,
+        "left_out": left_out,
     }

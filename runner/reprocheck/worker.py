@@ -83,7 +83,14 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
         t = time.perf_counter()
         input_seed = job.get("input_seed")
         args, kwargs = inputs.build(check.input, check.seed if input_seed is None else input_seed, device, built)
+        if job.get("batch"):  # an invariance variant: the same input at another batch size
+            from .batching import rebatch
+
+            args = rebatch(args, kwargs, job["batch"], check.seed)
         timings["build_input"] = time.perf_counter() - t
+        from .batching import samples
+
+        n_samples = samples(args, kwargs)
 
         tracer = None
         if job.get("trace"):
@@ -117,6 +124,7 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
                 "device": device,
                 "timings": timings,
                 "warnings": caught,
+                "samples": n_samples,
                 "fingerprint": fingerprint.collect(),
             },
         )

@@ -99,6 +99,7 @@ def check_dict(r: CheckResult) -> dict[str, Any]:
                 "reference": v.reference,
                 "status": v.status,
                 "cause": v.cause,
+                "left_out": list(v.left_out),
                 "outputs": [output_dict(o) for o in (v.comparison.outputs if v.comparison is not None else ())],
             }
             for v in r.invariance

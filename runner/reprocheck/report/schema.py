@@ -97,11 +97,12 @@ class Baseline(_Model):
 class Variant(_Model):
     """An invariance variant (the check run once with one thing changed) compared with the check's run 1."""
 
-    kind: Literal["threads"]
-    variant: str = Field(description="the changed setting, e.g. 1 (thread)")
-    reference: str = Field(description="the check's own setting, e.g. 2 (threads)")
+    kind: Literal["batch", "threads"]
+    variant: str = Field(description="the changed setting: a batch size, a thread count")
+    reference: str = Field(description="the check's own setting")
     status: Literal["pass", "fail", "error"]
     cause: str = Field(description="why the variant's run failed (status error)")
+    left_out: list[str] = Field(description="batch: outputs that are not per-sample, so not compared")
     outputs: list[Output]
 
 

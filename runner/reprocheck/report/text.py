@@ -187,6 +187,10 @@ def flake_line(r: CheckResult) -> str | None:
 
 
 INVARIANCE_REMEDY = {
+    "batch": "a sample's outputs depend on the batch it is in (kernels chosen by shape, statistics across the "
+    "batch, padding to the largest image): serve at one batch size, or look for cross-sample operations "
+    "(BatchNorm in training mode, normalisation over dim 0); a tolerance (`invariance.tolerance`) accepts "
+    "small kernel differences",
     "threads": "the outputs depend on the CPU thread count (reductions split their work by thread): run production "
     "at one pinned count (`recipe.threads`, OMP_NUM_THREADS), or accept the difference with `invariance.tolerance`",
 }
@@ -198,10 +202,11 @@ def variant_lines(v: VariantResult) -> list[str]:
     if v.status == "error" or v.comparison is None:
         return [f"invariance {v.label}: the variant's run failed: {v.cause}"]
     outputs = v.comparison.outputs
+    note = f"; not per-sample, so left out: {', '.join(v.left_out)}" if v.left_out else ""
     if v.status == "pass":
-        return [f"invariance {v.label}: matches {a} ({plural(len(outputs), 'output')})"]
+        return [f"invariance {v.label}: matches {a} ({plural(len(outputs), 'output')} compared{note})"]
     fails = v.comparison.failures
-    lines = [f"invariance {v.label}: {len(fails)} of {plural(len(outputs), 'output')} differ between {a} and {b}"]
+    lines = [f"invariance {v.label}: {len(fails)} of {plural(len(outputs), 'output')} differ between {a} and {b}{note}"]
     lines += [f"  {summarize(o, (a, b))}" for o in fails[:TABLE_ROWS]]
     lines.append(f"  remedy: {INVARIANCE_REMEDY[v.kind.value]}")
     return lines

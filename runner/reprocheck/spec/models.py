@@ -220,8 +220,11 @@ class ToleranceSpec(Strict):
 
 
 class InvarianceSpec(Strict):
-    """More comparisons, each against the check's own first run. This release: CPU thread counts."""
+    """More comparisons, each against the check's own first run: batch sizes and CPU thread counts."""
 
+    batch: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=list, max_length=16, description="batch sizes to run the check's samples at, e.g. [1, 8]"
+    )
     threads: list[Annotated[int, Field(ge=1, le=MAX_THREADS)]] = Field(
         default_factory=list, max_length=16, description="intra-op thread counts to run at, e.g. [1, 4]"
     )
