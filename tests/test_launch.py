@@ -303,5 +303,5 @@ def test_the_invariance_input_selects_kinds(fake):
     assert action(fake, invariance="threads").returncode == 0
     (argv,) = calls(fake)
     assert argv[argv.index("--invariance") + 1] == "threads"
-    r = action(fake, invariance="batch")
-    assert r.returncode == 1 and "invariance 'batch' is not one of all, none, threads" in r.stdout
+    r = action(fake, invariance="device")
+    assert r.returncode == 1 and "invariance 'device' is not one of all, none, batch, threads" in r.stdout
