@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .outputs import Outputs
+from .outputs import Outputs, tree_leaves
 
 # Crops of the extra images, as fractions of the original's height and width: other sizes, same content.
 CROPS = ((0.9, 0.75), (0.7, 0.95), (0.8, 0.6), (0.6, 0.85))
@@ -117,19 +117,7 @@ def per_sample(expected: Outputs, n: int, obtained: Outputs, b: int) -> tuple[Ou
     tree_e, tree_o = cut(expected.tree, obtained.tree)
     # Leaves inside kept list elements are whole samples: carried over as they are.
     for tree, source, target in ((tree_e, expected, tensors_e), (tree_o, obtained, tensors_o)):
-        for path in _leaves(tree):
+        for path in tree_leaves(tree) if tree is not None else []:
             target.setdefault(path, source.tensors[path])
     empty = {"t": "list", "items": []}
     return Outputs(tree_e or empty, tensors_e), Outputs(tree_o or empty, tensors_o), left_out
-
-
-def _leaves(node: dict[str, Any] | None) -> list[str]:
-    if node is None:
-        return []
-    if node["t"] in ("tensor", "scalar"):
-        return [node["path"]]
-    if node["t"] == "dict":
-        return [p for _, child in node["items"] for p in _leaves(child)]
-    if node["t"] in ("list", "tuple"):
-        return [p for child in node["items"] for p in _leaves(child)]
-    return []

@@ -18,7 +18,7 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .outputs import OutputTargetError, refuse_special_target
+from .outputs import OutputTargetError, refuse_special_target, tree_leaves
 from .spec import LoadedCheck
 
 if TYPE_CHECKING:
@@ -134,18 +134,6 @@ def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     return header, meta
 
 
-def _tree_leaves(node: Any) -> list[str]:
-    if not isinstance(node, dict) or "t" not in node:
-        raise ValueError("its output tree is malformed")
-    if node["t"] in ("tensor", "scalar"):
-        return [node["path"]]
-    if node["t"] == "dict":
-        return [p for _, child in node["items"] for p in _tree_leaves(child)]
-    if node["t"] in ("list", "tuple"):
-        return [p for child in node["items"] for p in _tree_leaves(child)]
-    return []
-
-
 def validate_golden(path: Path, check: str) -> None:
     """Raise ValueError saying why `path` is not a usable golden for `check`."""
     refuse_special_target(path)
@@ -156,7 +144,7 @@ def validate_golden(path: Path, check: str) -> None:
             f"{meta.get('reprocheck.format')!r})"
         )
     try:
-        leaves = _tree_leaves(json.loads(meta.get("reprocheck.tree") or "null"))
+        leaves = tree_leaves(json.loads(meta.get("reprocheck.tree") or "null"))
         json.loads(meta.get("reprocheck.fingerprint") or "{}")
     except (ValueError, KeyError, TypeError):
         raise ValueError("its stored output structure is unreadable") from None

@@ -94,6 +94,19 @@ def decode_component(component: str) -> Any:
     return component
 
 
+def tree_leaves(node: Any) -> list[str]:
+    """The leaf paths of an output tree, in order. Raises ValueError for a malformed tree (e.g. a foreign golden)."""
+    if not isinstance(node, dict) or "t" not in node:
+        raise ValueError("its output tree is malformed")
+    if node["t"] in ("tensor", "scalar"):
+        return [node["path"]]
+    if node["t"] == "dict":
+        return [p for _, child in node["items"] for p in tree_leaves(child)]
+    if node["t"] in ("list", "tuple"):
+        return [p for child in node["items"] for p in tree_leaves(child)]
+    return []
+
+
 def _leaf_tensor(value: Any, leaf: str) -> Any:
     import torch
 
