@@ -293,6 +293,14 @@ VALIDATOR_ONLY = {
     "high below low": "a comparison of two fields",
 }
 MORE_BAD = [
+    ("invariance: zero threads", GOOD + "invariance: {threads: [0]}\n", "greater than or equal to 1", 7),
+    ("invariance: unknown kind", GOOD + "invariance: {device: cuda}\n", "invariance.device: unknown key", 7),
+    (
+        "invariance: batch as a number",
+        GOOD + "invariance: {batch: 8}\n",
+        "invariance.batch: Input should be a valid list",
+        7,
+    ),
     (
         "multi: runs 1 in the defaults",
         'version: 1\nruns: 1\nmodel: {factory: "m:f"}\ninput: {random: {shape: [2]}}\n'
