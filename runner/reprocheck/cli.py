@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import __version__
+from .calibrate import cmd_calibrate
 from .commands import cmd_diagnose, cmd_docker, cmd_env, cmd_matrix, cmd_run, cmd_schema, cmd_validate
 from .exitcodes import ExitCode, UsageError
 from .invariance import KINDS as INVARIANCE_KINDS
@@ -31,6 +32,7 @@ class Command(str, enum.Enum):
     DOCKER = "docker"
     MATRIX = "matrix"
     DIAGNOSE = "diagnose"
+    CALIBRATE = "calibrate"
 
 
 def _github_usage_error(exc: UsageError) -> None:
@@ -102,6 +104,19 @@ def _parser() -> argparse.ArgumentParser:
     diag.add_argument("--report", type=Path, metavar="FILE", help="write the JSON diagnosis here")
     diag.add_argument("--summary", type=Path, metavar="FILE", help="write the Markdown diagnosis here")
     diag.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
+
+    cal = sub.add_parser(
+        Command.CALIBRATE.value,
+        help="run each check N times (and its invariance variants) and print the smallest tolerances that pass",
+    )
+    cal.add_argument("specs", nargs="+", metavar="SPEC")
+    cal.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
+    cal.add_argument("--runs", type=int, default=20, help="runs per check (default 20)")
+    cal.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
+    cal.add_argument("--report", type=Path, metavar="FILE", help="also write the suggestions as JSON")
+    cal.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
+    cal.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    cal.set_defaults(summary=None, github=False, keep=None, invariance=None)
 
     mat = sub.add_parser(Command.MATRIX.value, help="print the checks as JSON for a GitHub Actions strategy.matrix")
     mat.add_argument("specs", nargs="+", metavar="SPEC")
@@ -176,6 +191,7 @@ HANDLERS = {
     Command.DOCKER: cmd_docker,
     Command.MATRIX: cmd_matrix,
     Command.DIAGNOSE: cmd_diagnose,
+    Command.CALIBRATE: cmd_calibrate,
 }
 
 

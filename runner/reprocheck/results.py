@@ -53,6 +53,7 @@ class OutputResult:
     exact: bool = False  # integer/bool: compared exactly
     needed_atol: float | None = None  # smallest atol that passes with this rtol (None: none does)
     needed_rtol: float | None = None  # smallest rtol that passes with this atol
+    magnitude: float = 0.0  # largest finite |expected| (computed when values differ)
     detail: str = ""
     runs_differing: int = 0  # later runs in which this output differs from run 1
     distinct_results: int = 0  # distinct contents over all runs, by hash (0: not counted, two runs only)

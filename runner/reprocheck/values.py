@@ -108,6 +108,7 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
     mismatched = nan_same = zero_sign = 0
     bitwise = tol.atol == 0 and tol.rtol == 0
     max_abs = max_rel = sum_abs = 0.0
+    magnitude = 0.0  # the largest finite |expected|: the scale a tolerance must resolve
     need_atol = need_rtol = 0.0
     unfixable = False  # NaN vs number, inf vs something else: no tolerance passes
     first: int | None = None
@@ -120,6 +121,8 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
         nonfinite_bad = ~finite & ~both_nan & (e != o)
         diff = torch.where(finite, (o - e).abs(), torch.zeros((), dtype=work))
         scale = e.abs()
+        if bool(e.isfinite().any()):
+            magnitude = max(magnitude, float(scale[e.isfinite()].max()))
         bad = (finite & (diff > tol.atol + tol.rtol * scale)) | nonfinite_bad
         if bitwise:
             signs = (e == 0) & (o == 0) & (e.signbit() != o.signbit())
@@ -152,6 +155,7 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
         max_abs_diff=max_abs,
         max_rel_diff=max_rel,
         mean_abs_diff=sum_abs / max(1, e_flat.numel()),
+        magnitude=magnitude,
         first_index=index,
         expected_value=_float(e_flat[first]) if first is not None else None,
         obtained_value=_float(o_flat[first]) if first is not None else None,
