@@ -3,6 +3,7 @@
 import json
 
 import jsonschema
+import pytest
 
 from conftest import EXAMPLES, ROOT, planted_spec, reprocheck, write_spec
 from reprocheck import invariance, launch
@@ -47,7 +48,7 @@ def test_invariance_none_skips_and_a_kind_selects(spec_dir):
     assert r.code == 0 and "invariance" not in r.out, r
     assert reprocheck("run", str(spec), "--invariance", "threads").code == 1
     assert reprocheck("run", str(spec), "--invariance", "batch").code == 0  # declares no batch variant
-    r = reprocheck("run", str(spec), "--invariance", "device")
+    r = reprocheck("run", str(spec), "--invariance", "gpu")
     assert r.code == 2 and "invalid choice" in r.err
 
 
@@ -139,3 +140,33 @@ def test_the_invariance_example_runs_every_variant(tmp_path):
     ]
     assert all(v["status"] in ("pass", "fail") for v in variants)
     assert all(o["max_abs_diff"] < 1e-4 for v in variants for o in v["outputs"])
+
+
+def test_a_device_that_is_not_here_is_skipped_not_passed(spec_dir, tmp_path):
+    # This machine has no GPU (the tests run on CPU); on one that has, tests/gpu/run_gpu_checks.sh runs the variant.
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the variant would run (see tests/gpu/run_gpu_checks.sh)")
+    spec = planted_spec(spec_dir, "thread_independent", "invariance: {device: cuda}\n")
+    r = reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"))
+    assert r.code == 0, r
+    assert "invariance: device=cuda skipped (not passed)" in r.out
+    assert "invariance device=cuda: skipped, not passed: cuda is not available on this machine" in r.out
+    (v,) = json.loads((tmp_path / "r.json").read_text())["checks"][0]["invariance"]
+    assert (v["kind"], v["variant"], v["reference"], v["status"]) == ("device", "cuda", "cpu", "skipped")
+    r = reprocheck("run", str(spec), "--require-devices")
+    assert r.code == 3 and "invariance device=cuda: the variant's run failed" in r.out, r
+
+
+def test_the_float64_reference_says_which_side_is_off(spec_dir, tmp_path):
+    # The reference runs at the check's own thread count, so it agrees with run 1 and the 1-thread side is off.
+    extra = "recipe: {threads: 2}\ninvariance: {threads: [1], reference: float64}\n"
+    r = reprocheck("run", str(planted_spec(spec_dir, "thread_dependent", extra)), "--report", str(tmp_path / "r.json"))
+    assert r.code == 1, r
+    assert "total: 1 thread is 26 from the float64 reference, run 1 (2 threads) 0: the 1 thread side is off" in r.out
+    (v,) = json.loads((tmp_path / "r.json").read_text())["checks"][0]["invariance"]
+    assert v["reference_distances"] == [{"path": "total", "expected": 0.0, "obtained": 26.0}]
+    # reference: auto (the default) runs it for device variants only.
+    r = reprocheck("run", str(planted_spec(spec_dir, "thread_dependent", extra.replace("float64", "auto"))))
+    assert r.code == 1 and "float64 reference" not in r.out

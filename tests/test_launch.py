@@ -303,5 +303,12 @@ def test_the_invariance_input_selects_kinds(fake):
     assert action(fake, invariance="threads").returncode == 0
     (argv,) = calls(fake)
     assert argv[argv.index("--invariance") + 1] == "threads"
-    r = action(fake, invariance="device")
-    assert r.returncode == 1 and "invariance 'device' is not one of all, none, batch, threads" in r.stdout
+    r = action(fake, invariance="gpu")
+    assert r.returncode == 1 and "invariance 'gpu' is not one of all, none, batch, threads, device" in r.stdout
+
+
+def test_require_devices_reaches_the_container(fake):
+    assert action(fake, require_devices="true").returncode == 0
+    (argv,) = calls(fake)
+    assert "--require-devices" in argv
+    assert action(fake, require_devices="yes").returncode == 1  # strict booleans

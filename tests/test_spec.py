@@ -294,7 +294,7 @@ VALIDATOR_ONLY = {
 }
 MORE_BAD = [
     ("invariance: zero threads", GOOD + "invariance: {threads: [0]}\n", "greater than or equal to 1", 7),
-    ("invariance: unknown kind", GOOD + "invariance: {device: cuda}\n", "invariance.device: unknown key", 7),
+    ("invariance: unknown kind", GOOD + "invariance: {devices: cuda}\n", "invariance.devices: unknown key", 7),
     (
         "invariance: batch as a number",
         GOOD + "invariance: {batch: 8}\n",

@@ -49,6 +49,7 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
     fail_on_mismatch = _boolean("fail-on-mismatch", get("FAIL_ON_MISMATCH", "true"))
     build = _boolean("build", get("BUILD", "false"))
     update = _boolean("update-baseline", get("UPDATE_BASELINE", "false"))
+    require_devices = _boolean("require-devices", get("REQUIRE_DEVICES", "false"))
     runs = get("RUNS").strip()
     if runs and not runs.isdigit():
         raise LaunchError(f"input runs must be a whole number from 2 to 1000, got {runs!r}")
@@ -75,6 +76,7 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
         # "all" is what reprocheck does by default: no flag, so both launchers give the same command line.
         invariance=tuple(k for k in _split(get("INVARIANCE", "all"), ",\n") if k != "all"),
         update_baseline=update,
+        require_devices=require_devices,
         github=True,
         github_output=env.get("GITHUB_OUTPUT"),
         github_summary=env.get("GITHUB_STEP_SUMMARY"),

@@ -116,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--report", type=Path, metavar="FILE", help="also write the suggestions as JSON")
     cal.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
     cal.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    cal.set_defaults(summary=None, github=False, keep=None, invariance=None)
+    cal.set_defaults(summary=None, github=False, keep=None, invariance=None, require_devices=False)
 
     mat = sub.add_parser(Command.MATRIX.value, help="print the checks as JSON for a GitHub Actions strategy.matrix")
     mat.add_argument("specs", nargs="+", metavar="SPEC")
@@ -167,6 +167,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         metavar="KIND",
         help=f"which invariance variants to run: all (default: every kind a check declares), none, or a kind "
         f"({', '.join(INVARIANCE_KINDS)}); repeatable",
+    )
+    _add_require_devices(p)
+
+
+def _add_require_devices(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--require-devices",
+        action="store_true",
+        help="an invariance device that is not on this machine is an error (exit 3), not a skipped variant",
     )
 
 

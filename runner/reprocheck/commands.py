@@ -61,7 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         golden = pipeline.BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."))
     from .cli import invariance_kinds
 
-    session = pipeline.Session(Isolation(args.isolation), args.keep, golden, invariance_kinds(args.invariance))
+    kinds = invariance_kinds(args.invariance)
+    session = pipeline.Session(Isolation(args.isolation), args.keep, golden, kinds, args.require_devices)
     results, crash = _run_checks(args, checks, session)
     _write_reports(args, results)
     if crash is not None:
@@ -267,6 +268,7 @@ def cmd_docker(args: argparse.Namespace) -> int:
         baseline=absolute(args.baseline),
         update_baseline=args.update_baseline,
         invariance=tuple(args.invariance or ()),
+        require_devices=args.require_devices,
         github=args.github,
         github_output=os.environ.get("GITHUB_OUTPUT"),
         github_summary=os.environ.get("GITHUB_STEP_SUMMARY"),

@@ -58,7 +58,7 @@ def _worker_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "reprocheck.worker", *args]
 
 
-def _pythonpath(env: dict[str, str]) -> dict[str, str]:
+def worker_environment(env: dict[str, str]) -> dict[str, str]:
     # The worker imports this very package, even when it is not installed (tests, source checkouts).
     here = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -91,16 +91,24 @@ class Prepared:
         input_seed: int | None = None,
         names: list[dict[str, Any]] | None = None,
         batch: int | None = None,
+        float64: bool = False,
     ) -> None:
         check = lc.check
         threads = recipe.resolve_threads(check.recipe)
-        self.env = _pythonpath(recipe.worker_env(check.seed, check.recipe, threads))
+        self.env = worker_environment(recipe.worker_env(check.seed, check.recipe, threads))
         self.env.update(env or {})  # diagnose's variations (e.g. another hash seed)
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.isolation = isolation
         self.job_file = workdir / "job.json"
-        job = {**_job(lc, threads), "trace": trace, "input_seed": input_seed, "names": names or [], "batch": batch}
+        job = {
+            **_job(lc, threads),
+            "trace": trace,
+            "input_seed": input_seed,
+            "names": names or [],
+            "batch": batch,
+            "float64": float64,
+        }
         self.job_file.write_text(json.dumps(job))
         self.run_dirs = [workdir / f"run{i}" for i in range(1, check.runs + 1)]
         self.timeout = check.timeout
@@ -151,7 +159,7 @@ class Prepared:
             return []
         if self.zygote is not None and self._ready():
             return self.problems or []
-        return _helper(self.workdir / "names", "--names", requests, self.env)
+        return helper(self.workdir / "names", "--names", requests, self.env)
 
     def run(self, progress: Progress | None = None) -> list[RunResult]:
         """Run the check `runs` times in isolation; stops at the first failed run."""
@@ -173,7 +181,7 @@ class Prepared:
                 raise WorkerFailed(f"the worker died while comparing the runs:\n{tail}")
             return _read_answer(self.workdir / "verdict.json")
         self.cancel()
-        return _helper(self.workdir / "verdict", "--verdict", request, self.env)
+        return helper(self.workdir / "verdict", "--verdict", request, self.env)
 
 
 VERDICT_ALLOWANCE = 3600.0  # seconds to load and compare the outputs of all runs
@@ -186,7 +194,7 @@ def _read_answer(path: Path) -> dict[str, Any]:
     return dict(answer["value"])
 
 
-def _helper(base: Path, mode: str, request: Any, env: dict[str, str]) -> Any:
+def helper(base: Path, mode: str, request: Any, env: dict[str, str]) -> Any:
     """One request to a fresh worker process (spawn mode, or names for `validate`)."""
     base.mkdir(parents=True, exist_ok=True)
     (base / "request.json").write_text(json.dumps(request))
@@ -209,8 +217,8 @@ def name_problems(requests: list[dict[str, Any]], workdir: Path) -> list[dict[st
     """torchvision name checks in a helper process (for `validate`): this process never imports torch."""
     if not requests:
         return []
-    env = _pythonpath(dict(os.environ))
-    return list(_helper(workdir, "--names", requests, env))
+    env = worker_environment(dict(os.environ))
+    return list(helper(workdir, "--names", requests, env))
 
 
 def _run_spawned(

@@ -195,7 +195,7 @@ def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]
             message = r.baseline.message or "failed"
             out.append((file, r.line, f"reprocheck: {r.name} drifted from its baseline", message))
         for v in r.invariance:
-            if not v:
+            if v.status in ("fail", "error"):
                 what = "could not run" if v.status == "error" else "is not invariant"
                 title = f"reprocheck: {r.name} {what} at {v.label}"
                 out.append((file, r.invariance_line or r.line, title, " ".join(x.strip() for x in variant_lines(v))))

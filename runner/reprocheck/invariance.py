@@ -4,7 +4,11 @@
     whose output for a sample depends on the batch it is in (kernel choice by shape, cross-sample leakage,
     padding of detection batches);
   * threads (`invariance: {threads: [1, 4]}`): the CPU intra-op thread count: reductions split their work by
-    thread, so a model can be run-to-run deterministic at one count and give other numbers at another.
+    thread, so a model can be run-to-run deterministic at one count and give other numbers at another;
+  * device (`invariance: {device: cuda}`): another device. Where it is not on this machine the variant is
+    skipped (not passed), and `--require-devices` makes that an error.
+When a variant differs, the float64 reference (`reference: auto` for device variants, `float64` for all, `none`)
+is one more run in float64 on the CPU: per output, which side is closer to it says which side is off.
 Each variant is one run, isolated like the check's own (a fresh fork of a worker started with its settings, or a
 fresh interpreter), with the same recipe otherwise; the comparison happens on the torch side, under
 `invariance.tolerance` (default: the check's tolerance).
@@ -26,9 +30,19 @@ from .spec import LoadedCheck
 class Kind(str, enum.Enum):
     BATCH = "batch"
     THREADS = "threads"
+    DEVICE = "device"
 
 
 KINDS = tuple(k.value for k in Kind)
+
+
+@dataclass(frozen=True)
+class Distance:
+    """How far each side of a differing output is from the float64 reference (max abs diff)."""
+
+    path: str
+    expected: float  # run 1
+    obtained: float  # the variant
 
 
 @dataclass(frozen=True)
@@ -38,11 +52,12 @@ class VariantResult:
     kind: Kind
     variant: str  # e.g. "1" for one thread
     reference: str  # what run 1 was, in the same words: "2"
-    status: str  # "pass" | "fail" | "error"
+    status: str  # "pass" | "fail" | "error" | "skipped" (its device is not here)
     comparison: compare.Comparison | None = None
     run: RunResult | None = None
-    cause: str = ""  # why it could not be compared
+    cause: str = ""  # why it could not be compared, or was skipped
     left_out: tuple[str, ...] = ()  # batch: outputs that are not per-sample, so not compared
+    distances: tuple[Distance, ...] = ()  # from the float64 reference, for the outputs that differ
 
     def __bool__(self) -> bool:
         return self.status == "pass"
@@ -55,6 +70,8 @@ class VariantResult:
         """How the two sides read in a report: run 1 at the check's setting, and the variant."""
         if self.kind is Kind.BATCH:
             return f"run 1 (batch of {self.reference})", f"batch of {self.variant}"
+        if self.kind is Kind.DEVICE:
+            return f"run 1 ({self.reference})", self.variant
         plural = {"1": ""}
         return (
             f"run 1 ({self.reference} thread{plural.get(self.reference, 's')})",
@@ -62,49 +79,80 @@ class VariantResult:
         )
 
 
-def _variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> list[tuple[Kind, int]]:
+def _variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> list[tuple[Kind, int | str]]:
     inv = lc.check.invariance
     if inv is None:
         return []
-    wanted = [(Kind.BATCH, b) for b in inv.batch] + [(Kind.THREADS, t) for t in inv.threads]
+    wanted: list[tuple[Kind, int | str]] = [(Kind.BATCH, b) for b in inv.batch]
+    wanted += [(Kind.THREADS, t) for t in inv.threads]
+    wanted += [(Kind.DEVICE, inv.device)] if inv.device else []
     return [(k, v) for k, v in wanted if kinds is None or k.value in kinds]
 
 
+def _request(first: RunResult, run: RunResult, tolerance: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "runs": [{"index": 1, "outputs": str(first.outputs_path)}, {"index": 2, "outputs": str(run.outputs_path)}],
+        "tolerance": tolerance,
+        "golden": None,
+        "fingerprint": None,
+        "all_ok": True,
+    }
+
+
+def _reference(lc: LoadedCheck, workdir: Path, isolation: execute.Isolation) -> RunResult:
+    """The check's computation in float64 on the CPU, once per check."""
+    check = lc.check.model_copy(update={"runs": 1, "device": "cpu"})
+    prepared = execute.Prepared(
+        dataclasses.replace(lc, check=check), workdir / "reference-float64", isolation, float64=True
+    )
+    (run,) = prepared.run()[:1]
+    prepared.cancel()
+    return run
+
+
 def run_variants(
-    lc: LoadedCheck, first: RunResult, workdir: Path, isolation: execute.Isolation, kinds: frozenset[str] | None
+    lc: LoadedCheck,
+    first: RunResult,
+    workdir: Path,
+    isolation: execute.Isolation,
+    kinds: frozenset[str] | None,
+    require_devices: bool = False,
 ) -> tuple[VariantResult, ...]:
-    """Every variant the check declares (and `kinds` selects; None: all): batch sizes, then thread counts."""
+    """Every variant the check declares (and `kinds` selects; None: all): batch sizes, thread counts, device."""
     variants = _variants(lc, kinds)
     if not variants:
         return ()
-    assert lc.check.invariance is not None
-    tolerance = (lc.check.invariance.tolerance or lc.check.tolerance).model_dump(mode="json")
+    inv = lc.check.invariance
+    assert inv is not None
+    tolerance = (inv.tolerance or lc.check.tolerance).model_dump(mode="json")
+    reference_run: RunResult | None = None
     results = []
     for kind, value in variants:
         check = lc.check.model_copy(update={"runs": 1})
         if kind is Kind.THREADS:
             check = check.model_copy(update={"recipe": check.recipe.model_copy(update={"threads": value})})
             reference = str(recipe.resolve_threads(lc.check.recipe))
+        elif kind is Kind.DEVICE:
+            check = check.model_copy(update={"device": value})
+            reference = first.device or lc.check.device
         else:
             reference = str(first.samples) if first.samples is not None else "?"
         prepared = execute.Prepared(
             dataclasses.replace(lc, check=check),
-            workdir / f"{kind.value}-{value}",
+            workdir / f"{kind.value}-{str(value).replace(':', '-')}",
             isolation,
-            batch=value if kind is Kind.BATCH else None,
+            batch=value if kind is Kind.BATCH and isinstance(value, int) else None,
         )
         (run,) = prepared.run()[:1]
         if not run.ok:
             prepared.cancel()
-            results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=run.cause))
+            if run.unavailable and not require_devices:
+                cause = f"{value} is not available on this machine (--require-devices makes that an error)"
+                results.append(VariantResult(kind, str(value), reference, "skipped", run=run, cause=cause))
+            else:
+                results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=run.cause))
             continue
-        request: dict[str, Any] = {
-            "runs": [{"index": 1, "outputs": str(first.outputs_path)}, {"index": 2, "outputs": str(run.outputs_path)}],
-            "tolerance": tolerance,
-            "golden": None,
-            "fingerprint": None,
-            "all_ok": True,
-        }
+        request = _request(first, run, tolerance)
         if kind is Kind.BATCH:
             if first.samples is None or run.samples is None:
                 prepared.cancel()
@@ -114,7 +162,36 @@ def run_variants(
             request["batch"] = [first.samples, run.samples]
         answer = prepared.verdict(request)
         comparison = compare.comparison_from_dict(answer["comparison"])
-        status = "pass" if comparison else "fail"
-        left_out = tuple(answer.get("left_out") or ())
-        results.append(VariantResult(kind, str(value), reference, status, comparison, run, left_out=left_out))
+        distances: tuple[Distance, ...] = ()
+        wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is Kind.DEVICE)
+        if not comparison and wants_reference and kind is not Kind.BATCH:
+            reference_run = reference_run or _reference(lc, workdir, isolation)
+            if reference_run.ok:
+                distances = _distances(lc, first, run, reference_run, workdir)
+        results.append(
+            VariantResult(
+                kind,
+                str(value),
+                reference,
+                "pass" if comparison else "fail",
+                comparison,
+                run,
+                left_out=tuple(answer.get("left_out") or ()),
+                distances=distances,
+            )
+        )
     return tuple(results)
+
+
+def _distances(
+    lc: LoadedCheck, first: RunResult, run: RunResult, ref: RunResult, workdir: Path
+) -> tuple[Distance, ...]:
+    """Per output, how far run 1 and the variant each are from the float64 reference (computed in a helper)."""
+    request = {
+        "reference": str(ref.outputs_path),
+        "expected": str(first.outputs_path),
+        "obtained": str(run.outputs_path),
+    }
+    env = execute.worker_environment(recipe.worker_env(lc.check.seed, lc.check.recipe, 1))
+    answer = execute.helper(workdir / "reference-distances", "--distances", request, env)
+    return tuple(Distance(d["path"], d["expected"], d["obtained"]) for d in answer)

@@ -29,7 +29,7 @@ NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 ISOLATIONS = ("auto", "fork", "spawn")
 # --invariance values: all, none, or a kind of invariance.KINDS (a test keeps the two equal; this module
 # stays standard-library only).
-INVARIANCE = ("all", "none", "batch", "threads")
+INVARIANCE = ("all", "none", "batch", "threads", "device")
 CONTAINER_ENV = {"HOME": "/tmp", "NO_COLOR": "1"}
 
 
@@ -56,6 +56,7 @@ class Request:
     baseline: str | None = None
     update_baseline: bool = False
     invariance: tuple[str, ...] = ()
+    require_devices: bool = False
     github: bool = False
     github_output: str | None = None  # the runner's file-command files (only with github)
     github_summary: str | None = None
@@ -165,6 +166,8 @@ def plan(req: Request) -> Plan:
         if kind not in INVARIANCE:
             raise LaunchError(f"invariance {kind!r} is not one of {', '.join(INVARIANCE)}")
         args += ["--invariance", kind]
+    if req.require_devices:
+        args.append("--require-devices")
 
     mounts = [Mount(str(workspace), writable=False)]
     writable: list[Path] = []

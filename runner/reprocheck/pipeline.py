@@ -89,6 +89,7 @@ def run_check(
     progress: Progress | None = None,
     baseline: BaselineOptions | None = None,
     invariance: frozenset[str] | None = None,
+    require_devices: bool = False,
 ) -> CheckResult:
     start = time.perf_counter()
     check = lc.check
@@ -123,11 +124,11 @@ def run_check(
         status = Status.FAIL
     variants: tuple[VariantResult, ...] = ()
     if all_ok:
-        variants = run_variants(lc, ok[0], prepared.workdir, prepared.isolation, invariance)
+        variants = run_variants(lc, ok[0], prepared.workdir, prepared.isolation, invariance, require_devices)
     if any(v.status == "error" for v in variants):
         status = Status.ERROR
-    elif status is Status.PASS and not all(variants):
-        status = Status.FAIL
+    elif status is Status.PASS and any(v.status == "fail" for v in variants):
+        status = Status.FAIL  # a skipped variant (its device is not here) is neither: the report says so
     notes = []
     if comparison is not None:
         outs = ", ".join(o.path for o in comparison.outputs[:5])
@@ -162,6 +163,7 @@ def run_all(
     first: execute.Prepared | None = None,
     baseline: BaselineOptions | None = None,
     invariance: frozenset[str] | None = None,
+    require_devices: bool = False,
 ) -> list[CheckResult]:
     """Run checks in order. `first` is the first check already prepared (its worker warming up).
     An unexpected failure inside a check raises Interrupted with the checks completed before it."""
@@ -176,7 +178,7 @@ def run_all(
                 if (i == 0 and first is not None)
                 else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation)
             )
-            result = run_check(lc, prepared, progress, baseline, invariance)
+            result = run_check(lc, prepared, progress, baseline, invariance, require_devices)
         except Exception as exc:
             raise Interrupted(results, exc) from exc
         results.append(result)
@@ -193,6 +195,7 @@ class Session:
     keep: Path | None = None  # keep each run's outputs and logs here
     baseline: BaselineOptions | None = None
     invariance: frozenset[str] | None = None  # the kinds of variants to run; None: every kind a check declares
+    require_devices: bool = False  # a device variant whose device is not here is an error, not a skip
 
 
 class SpecProblems(Exception):
@@ -235,6 +238,7 @@ def run_session(
             first=first,
             baseline=session.baseline,
             invariance=session.invariance,
+            require_devices=session.require_devices,
         )
     finally:
         zygote.cancel_all()  # whatever ended us, no worker outlives this process

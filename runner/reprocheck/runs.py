@@ -32,6 +32,7 @@ class RunResult:
     fingerprint: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
     samples: int | None = None  # the input's batch size, where it has one
+    unavailable: bool = False  # failed because its device is not on this machine
 
     @property
     def ok(self) -> bool:
@@ -97,6 +98,7 @@ def classify(
             stage=result["stage"],
             hint=result.get("hint"),
             timings=result.get("timings") or {},
+            unavailable=bool(result.get("unavailable")),
             **base,
         )
     return RunResult(

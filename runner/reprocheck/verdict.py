@@ -37,3 +37,29 @@ def verdict(request: dict[str, Any]) -> dict[str, Any]:
         "golden": baseline.result_to_dict(golden) if golden is not None else None,
         "left_out": left_out,
     }
+
+
+def distances(request: dict[str, str]) -> list[dict[str, Any]]:
+    """For each output that differs between run 1 and a variant: each side's largest distance from the float64
+    reference, computed in float64."""
+    import torch
+
+    from . import outputs
+
+    ref, expected, obtained = (outputs.load(Path(request[k])) for k in ("reference", "expected", "obtained"))
+    out = []
+    for path, e in expected.tensors.items():
+        o, r = obtained.tensors.get(path), ref.tensors.get(path)
+        if o is None or r is None or not (e.shape == o.shape == r.shape) or not e.is_floating_point() or not e.numel():
+            continue
+        if torch.equal(e, o):
+            continue
+        r64 = r.double()
+        out.append(
+            {
+                "path": path,
+                "expected": float((e.double() - r64).abs().nan_to_num(nan=float("inf")).max()),
+                "obtained": float((o.double() - r64).abs().nan_to_num(nan=float("inf")).max()),
+            }
+        )
+    return out

@@ -44,6 +44,10 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     atomic_write_text(path, json.dumps(data, indent=1, default=str))
 
 
+class DeviceUnavailable(RuntimeError):
+    """The device asked for is not on this machine (an invariance variant is then skipped, not failed)."""
+
+
 def _resolve_device(device: str) -> str:
     import torch
 
@@ -51,12 +55,14 @@ def _resolve_device(device: str) -> str:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RuntimeError(
+            raise DeviceUnavailable(
                 f"device {device} was asked for but torch.cuda.is_available() is False here (use device: cpu or auto)"
             )
         index = int(device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
-            raise RuntimeError(f"device {device} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+            raise DeviceUnavailable(
+                f"device {device} does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
+            )
     return device
 
 
@@ -83,6 +89,9 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
         t = time.perf_counter()
         input_seed = job.get("input_seed")
         args, kwargs = inputs.build(check.input, check.seed if input_seed is None else input_seed, device, built)
+        if job.get("float64"):  # the reference for invariance: the same computation in float64
+            built.module.double()
+            args, kwargs = _float64(args), _float64(kwargs)
         if job.get("batch"):  # an invariance variant: the same input at another batch size
             from .batching import rebatch
 
@@ -150,9 +159,23 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
                 "traceback": tail,
                 "hint": hint,
                 "timings": timings,
+                "unavailable": isinstance(exc, DeviceUnavailable),
             },
         )
         return 1
+
+
+def _float64(value: Any) -> Any:
+    """Floating tensors (in lists, tuples, dicts) as float64; everything else as it is."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.double() if value.is_floating_point() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_float64(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _float64(v) for k, v in value.items()}
+    return value
 
 
 def _die_with_parent() -> None:
@@ -282,12 +305,16 @@ def main(argv: list[str]) -> int:
     parent = os.environ.get("REPROCHECK_PARENT_PID")
     if parent and parent.isdigit() and os.getppid() != int(parent):
         return 1  # reprocheck died before the signal was armed: nobody waits for this run
-    if argv[0] in ("--names", "--verdict"):
+    if argv[0] in ("--names", "--verdict", "--distances"):
         from . import models
 
         request = json.loads(Path(argv[1]).read_text())
         if argv[0] == "--names":
             _answer(Path(argv[2]), lambda r: {"answer": models.name_problems(r)}, request)
+        elif argv[0] == "--distances":
+            from .verdict import distances
+
+            _answer(Path(argv[2]), lambda r: {"answer": distances(r)}, request)
         else:
             _answer(Path(argv[2]), lambda r: {"answer": verdict(r)}, request)
         return 0

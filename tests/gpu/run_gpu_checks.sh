@@ -27,6 +27,8 @@ expect 0 run examples/suite.yaml --device cuda
 expect 1 run examples/nondeterministic.yaml
 expect 1 run tests/gpu/index_add_fragile.yaml
 expect 0 run tests/gpu/index_add_recipe.yaml
+# Invariance on a GPU: CPU vs CUDA (must differ bitwise, with the float64 reference), and it must not be skipped.
+expect 1 run tests/gpu/device_invariance.yaml --require-devices
 
 # Baselines across devices: a CPU golden, compared on CUDA with the spec's baseline tolerance.
 golden=$(mktemp -d)

@@ -44,14 +44,16 @@ def check_line(r: CheckResult, colour: bool = False) -> str:
     tail = ""
     if r.status is Status.FAIL and r.comparison is not None and not r.comparison:
         tail = f"  {len(r.comparison.failures)} of {len(r.comparison.outputs)} outputs differ"
-    elif r.status is Status.FAIL and r.invariance and not all(r.invariance):
-        tail = f"  invariance: {', '.join(v.label for v in r.invariance if not v)} differ"
+    elif r.status is Status.FAIL and any(v.status == "fail" for v in r.invariance):
+        tail = f"  invariance: {', '.join(v.label for v in r.invariance if v.status == 'fail')} differ"
     elif r.status is Status.FAIL and r.baseline is not None and not r.baseline:
         tail = f"  baseline: {r.baseline.status.value}"
     elif r.status is Status.ERROR and r.failed_run is None and any(v.status == "error" for v in r.invariance):
         tail = "  an invariance variant's run failed"
     elif r.status is Status.ERROR:
         tail = f"  {run_cause(r)}"
+    elif r.status is Status.PASS and any(v.status == "skipped" for v in r.invariance):
+        tail = f"  invariance: {', '.join(v.label for v in r.invariance if v.status == 'skipped')} skipped (not passed)"
     elif r.status is Status.PASS and flake_line(r):
         tail = f"  {flake_line(r)}"
     return f"{label} {r.name}  ({ok_runs}/{r.runs_requested} runs, {r.device}, seed {r.seed}, {r.duration:.1f}s){tail}"

@@ -100,6 +100,9 @@ def check_dict(r: CheckResult) -> dict[str, Any]:
                 "status": v.status,
                 "cause": v.cause,
                 "left_out": list(v.left_out),
+                "reference_distances": [
+                    {"path": d.path, "expected": d.expected, "obtained": d.obtained} for d in v.distances
+                ],
                 "outputs": [output_dict(o) for o in (v.comparison.outputs if v.comparison is not None else ())],
             }
             for v in r.invariance

@@ -94,15 +94,24 @@ class Baseline(_Model):
     outputs: list[Output]
 
 
+class ReferenceDistance(_Model):
+    path: str
+    expected: Num = Field(description="run 1's distance from the float64 reference")
+    obtained: Num = Field(description="the variant's")
+
+
 class Variant(_Model):
     """An invariance variant (the check run once with one thing changed) compared with the check's run 1."""
 
-    kind: Literal["batch", "threads"]
+    kind: Literal["batch", "threads", "device"]
     variant: str = Field(description="the changed setting: a batch size, a thread count")
     reference: str = Field(description="the check's own setting")
-    status: Literal["pass", "fail", "error"]
-    cause: str = Field(description="why the variant's run failed (status error)")
+    status: Literal["pass", "fail", "error", "skipped"]
+    cause: str = Field(description="why the variant's run failed (error), or was skipped (its device is not here)")
     left_out: list[str] = Field(description="batch: outputs that are not per-sample, so not compared")
+    reference_distances: list[ReferenceDistance] = Field(
+        description="for differing outputs: each side's max abs distance from a float64 CPU run"
+    )
     outputs: list[Output]
 
 

@@ -6,7 +6,7 @@ import math
 from typing import TYPE_CHECKING
 
 from ..compare import Kind, OutputResult
-from ..invariance import VariantResult
+from ..invariance import Distance, VariantResult
 from ..pipeline import CheckResult
 
 TABLE_ROWS = 20  # per failing check, in console and Markdown
@@ -191,6 +191,9 @@ INVARIANCE_REMEDY = {
     "batch, padding to the largest image): serve at one batch size, or look for cross-sample operations "
     "(BatchNorm in training mode, normalisation over dim 0); a tolerance (`invariance.tolerance`) accepts "
     "small kernel differences",
+    "device": "the outputs depend on the device: other kernels, other summation orders, reduced precision (TF32, "
+    "fused multiply-add); the float64 reference above says which side is off; accept the difference with "
+    "`invariance.tolerance`, or pin the recipe (`tf32: false`, deterministic algorithms) on both",
     "threads": "the outputs depend on the CPU thread count (reductions split their work by thread): run production "
     "at one pinned count (`recipe.threads`, OMP_NUM_THREADS), or accept the difference with `invariance.tolerance`",
 }
@@ -199,6 +202,8 @@ INVARIANCE_REMEDY = {
 def variant_lines(v: VariantResult) -> list[str]:
     """An invariance variant in sentences: matched, or what differs between run 1 and the variant, and the remedy."""
     a, b = v.names()
+    if v.status == "skipped":
+        return [f"invariance {v.label}: skipped, not passed: {v.cause}"]
     if v.status == "error" or v.comparison is None:
         return [f"invariance {v.label}: the variant's run failed: {v.cause}"]
     outputs = v.comparison.outputs
@@ -208,5 +213,16 @@ def variant_lines(v: VariantResult) -> list[str]:
     fails = v.comparison.failures
     lines = [f"invariance {v.label}: {len(fails)} of {plural(len(outputs), 'output')} differ between {a} and {b}{note}"]
     lines += [f"  {summarize(o, (a, b))}" for o in fails[:TABLE_ROWS]]
+    lines += [f"  {reference_sentence(d, a, b)}" for d in v.distances]
     lines.append(f"  remedy: {INVARIANCE_REMEDY[v.kind.value]}")
     return lines
+
+
+def reference_sentence(d: Distance, a: str, b: str) -> str:
+    """Which side of a differing output the float64 reference agrees with."""
+    text = f"{d.path}: {b} is {d.obtained:.2g} from the float64 reference, {a} {d.expected:.2g}"
+    if d.obtained > 2 * d.expected:
+        return text + f": the {b} side is off"
+    if d.expected > 2 * d.obtained:
+        return text + f": the {a} side is off"
+    return text + ": both are as far (rounding on both sides, not one wrong kernel)"

@@ -220,13 +220,21 @@ class ToleranceSpec(Strict):
 
 
 class InvarianceSpec(Strict):
-    """More comparisons, each against the check's own first run: batch sizes and CPU thread counts."""
+    """More comparisons, each against the check's own first run: batch sizes, CPU thread counts, a device."""
 
     batch: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         default_factory=list, max_length=16, description="batch sizes to run the check's samples at, e.g. [1, 8]"
     )
     threads: list[Annotated[int, Field(ge=1, le=MAX_THREADS)]] = Field(
         default_factory=list, max_length=16, description="intra-op thread counts to run at, e.g. [1, 4]"
+    )
+    device: str | None = Field(
+        None, pattern=r"^(cpu|cuda(:\d+)?)$", description="another device to run on (cpu | cuda | cuda:N)"
+    )
+    reference: Literal["auto", "float64", "none"] = Field(
+        "auto",
+        description="when a variant differs, one more run in float64 on the CPU says which side is closer; "
+        "auto: for device variants only",
     )
     tolerance: ToleranceSpec | None = Field(None, description="for these comparisons; default: the check's tolerance")
 
