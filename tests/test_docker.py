@@ -308,3 +308,19 @@ def test_plan_mounts_and_user_without_an_engine(tmp_path):
     assert p.user == f"{os.getuid()}:{os.getgid()}"
     argv = p.docker_argv()
     assert argv[argv.index("--gpus") + 1] == "2" and argv[argv.index("--network") + 1] == "none"
+
+
+def test_invariance_runs_in_the_container(image, tmp_path):
+    # The container's read-only root and private /tmp hold the variants' runs as well as the check's own.
+    shutil.copy(FIXTURES / "planted.py", tmp_path / "planted.py")
+    spec = write_spec(
+        tmp_path,
+        'version: 1\nmodel: {factory: "planted:thread_dependent"}\ninput: {random: {shape: [2, 8]}}\n'
+        "recipe: {threads: 2}\ninvariance: {threads: [1]}\n",
+        "inv.yaml",
+    )
+    r = reprocheck("docker", str(spec), "--image", image, "--report", "out/r.json", cwd=tmp_path)
+    assert r.code == 1, r
+    (v,) = json.loads((tmp_path / "out" / "r.json").read_text())["checks"][0]["invariance"]
+    assert (v["kind"], v["status"]) == ("threads", "fail")
+    assert reprocheck("docker", str(spec), "--image", image, "--invariance", "none", cwd=tmp_path).code == 0

@@ -170,3 +170,15 @@ def test_the_float64_reference_says_which_side_is_off(spec_dir, tmp_path):
     # reference: auto (the default) runs it for device variants only.
     r = reprocheck("run", str(planted_spec(spec_dir, "thread_dependent", extra.replace("float64", "auto"))))
     assert r.code == 1 and "float64 reference" not in r.out
+
+
+def test_the_float64_reference_for_a_batch_variant(spec_dir, tmp_path):
+    # x - mean(x): the float64 run at the check's batch agrees with run 1 to float32 rounding; the batch of one
+    # is off by the whole batch mean.
+    extra = "invariance: {batch: [1], reference: float64}\n"
+    r = reprocheck("run", str(planted_spec(spec_dir, "batch_dependent", extra)), "--report", str(tmp_path / "r.json"))
+    assert r.code == 1, r
+    assert "the batch of 1 side is off" in r.out
+    (v,) = json.loads((tmp_path / "r.json").read_text())["checks"][0]["invariance"]
+    (d,) = v["reference_distances"]
+    assert d["path"] == "output" and d["obtained"] > 1000 * d["expected"]

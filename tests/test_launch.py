@@ -312,3 +312,14 @@ def test_require_devices_reaches_the_container(fake):
     (argv,) = calls(fake)
     assert "--require-devices" in argv
     assert action(fake, require_devices="yes").returncode == 1  # strict booleans
+
+
+def test_outputs_in_the_workspace_top_folder_are_refused_with_the_fix(fake):
+    # The top folder is mounted read-only; a second, writable mount of the same folder is impossible.
+    r = action(fake, report="report.json")
+    assert r.returncode == 1 and "put it in a folder inside it, e.g. reprocheck/report.json" in r.stdout
+    d = reprocheck(
+        "docker", "specs/model.yaml", "--image", "reprocheck:test", "--summary", "s.md", cwd=fake.ws, env=fake.env
+    )
+    assert d.code == 2 and "e.g. reprocheck/s.md" in d.err
+    assert action(fake).returncode == 0  # the default report, reprocheck/report.json, is in a folder

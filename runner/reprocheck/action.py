@@ -71,7 +71,7 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
         device=get("DEVICE").strip() or None,
         gpus=get("GPUS", "none").strip() or "none",
         network=get("NETWORK", "none").strip() or "none",
-        report=get("REPORT", "reprocheck-report.json").strip() or None,
+        report=get("REPORT", "reprocheck/report.json").strip() or None,
         baseline=get("BASELINE").strip() or None,
         # "all" is what reprocheck does by default: no flag, so both launchers give the same command line.
         invariance=tuple(k for k in _split(get("INVARIANCE", "all"), ",\n") if k != "all"),

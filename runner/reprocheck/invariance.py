@@ -164,10 +164,10 @@ def run_variants(
         comparison = compare.comparison_from_dict(answer["comparison"])
         distances: tuple[Distance, ...] = ()
         wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is Kind.DEVICE)
-        if not comparison and wants_reference and kind is not Kind.BATCH:
+        if not comparison and wants_reference:
             reference_run = reference_run or _reference(lc, workdir, isolation)
             if reference_run.ok:
-                distances = _distances(lc, first, run, reference_run, workdir)
+                distances = _distances(lc, first, run, reference_run, workdir, request.get("batch"))
         results.append(
             VariantResult(
                 kind,
@@ -184,14 +184,17 @@ def run_variants(
 
 
 def _distances(
-    lc: LoadedCheck, first: RunResult, run: RunResult, ref: RunResult, workdir: Path
+    lc: LoadedCheck, first: RunResult, run: RunResult, ref: RunResult, workdir: Path, batch: list[int] | None = None
 ) -> tuple[Distance, ...]:
     """Per output, how far run 1 and the variant each are from the float64 reference (computed in a helper)."""
-    request = {
+    request: dict[str, object] = {
         "reference": str(ref.outputs_path),
         "expected": str(first.outputs_path),
         "obtained": str(run.outputs_path),
     }
+    if batch:
+        request["batch"] = batch
     env = execute.worker_environment(recipe.worker_env(lc.check.seed, lc.check.recipe, 1))
-    answer = execute.helper(workdir / "reference-distances", "--distances", request, env)
+    # A folder per variant: a helper's answer file is never one left by another variant.
+    answer = execute.helper(workdir / f"distances-{run.run_dir.parent.name}", "--distances", request, env)
     return tuple(Distance(d["path"], d["expected"], d["obtained"]) for d in answer)

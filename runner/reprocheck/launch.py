@@ -176,10 +176,19 @@ def plan(req: Request) -> Plan:
             path = _inside(workspace, flag.lstrip("-"), value)
             if path == workspace or path.is_dir():
                 raise LaunchError(f"{flag.lstrip('-')} {value!r} is a folder; give a file name")
+            if path.parent == workspace:  # it would need the whole workspace writable
+                raise LaunchError(
+                    f"{flag.lstrip('-')} {value!r} is in the workspace's top folder, which the container gets "
+                    f"read-only; put it in a folder inside it, e.g. reprocheck/{path.name}"
+                )
             writable.append(path.parent)
             args += [flag, str(path)]
     if req.baseline:
         path = _inside(workspace, "baseline", req.baseline)
+        if path == workspace:
+            raise LaunchError(
+                "baseline is the workspace itself, which the container gets read-only; use a folder inside it"
+            )
         writable.append(path)
         args += ["--baseline", str(path), "--baseline-root", str(workspace)]
         if req.update_baseline:

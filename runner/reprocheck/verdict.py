@@ -39,7 +39,7 @@ def verdict(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def distances(request: dict[str, str]) -> list[dict[str, Any]]:
+def distances(request: dict[str, Any]) -> list[dict[str, Any]]:
     """For each output that differs between run 1 and a variant: each side's largest distance from the float64
     reference, computed in float64."""
     import torch
@@ -47,6 +47,13 @@ def distances(request: dict[str, str]) -> list[dict[str, Any]]:
     from . import outputs
 
     ref, expected, obtained = (outputs.load(Path(request[k])) for k in ("reference", "expected", "obtained"))
+    if request.get("batch"):  # a batch variant: all three cut to the samples they share
+        from .batching import per_sample
+
+        n, b = request["batch"]
+        expected_cut, obtained, _ = per_sample(expected, n, obtained, b)
+        ref, _, _ = per_sample(ref, n, outputs.load(Path(request["obtained"])), b)
+        expected = expected_cut
     out = []
     for path, e in expected.tensors.items():
         o, r = obtained.tensors.get(path), ref.tensors.get(path)
