@@ -17,12 +17,9 @@ import math
 import sys
 from dataclasses import dataclass, field
 
-from .commands import _load, _need_torch, _run_checks
+from .commands import _run_checks, checks_to_run
 from .compare import Kind, OutputResult
-from .exitcodes import UsageError
 from .pipeline import CheckResult
-from .spec import SpecErrors
-from .targets import check_output_flags
 
 SAFETY = 4.0  # times the largest difference observed
 SPREAD = 10.0  # outputs within this factor of the smallest suggestion share the check-wide atol
@@ -202,14 +199,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from . import pipeline
     from .execute import Isolation
     from .outputs import atomic_write_text
-    from .spec import ToleranceSpec, apply_overrides, select
+    from .spec import ToleranceSpec
 
-    check_output_flags(args)
-    try:
-        checks = select(apply_overrides(_load(args.specs), runs=args.runs, device=args.device), args.check)
-    except SpecErrors as exc:
-        raise UsageError(str(exc), exc.errors) from None
-    _need_torch()
+    checks = checks_to_run(args)
     bitwise = []  # observe every difference: bitwise tolerances everywhere
     for lc in checks:
         update: dict[str, object] = {"tolerance": ToleranceSpec()}

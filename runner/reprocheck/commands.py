@@ -45,9 +45,8 @@ def _need_torch() -> None:
         )
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from . import pipeline
-    from .execute import Isolation
+def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
+    """Output targets checked, specs loaded, --runs/--device applied, --check selected, torch present."""
     from .spec import apply_overrides, select
 
     check_output_flags(args)
@@ -56,6 +55,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
     _need_torch()
+    return checks
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import pipeline
+    from .execute import Isolation
+
+    checks = checks_to_run(args)
     golden = None
     if args.baseline:
         golden = pipeline.BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."))
