@@ -15,16 +15,11 @@ from reprocheck.runs import RunResult, RunStatus
 from reprocheck.spec import ToleranceSpec
 
 
-def make_result(status=Status.FAIL, n_outputs=3, name="c"):
-    runs = [
-        flatten({f"out{i}": torch.arange(5.0) for i in range(n_outputs)}),
-        flatten({f"out{i}": torch.arange(5.0) + torch.tensor([0, 0, float("nan"), 0, 1e-3]) for i in range(n_outputs)}),
-    ]
-    comp = compare.compare_runs(runs, ToleranceSpec())
+def _result(comp, name="c", line=3, status=Status.FAIL):
     return CheckResult(
         name=name,
         file=Path("s.yaml"),
-        line=3,
+        line=line,
         status=status,
         seed=1,
         device="cpu",
@@ -37,23 +32,17 @@ def make_result(status=Status.FAIL, n_outputs=3, name="c"):
     )
 
 
+def make_result(status=Status.FAIL, n_outputs=3, name="c"):
+    runs = [
+        flatten({f"out{i}": torch.arange(5.0) for i in range(n_outputs)}),
+        flatten({f"out{i}": torch.arange(5.0) + torch.tensor([0, 0, float("nan"), 0, 1e-3]) for i in range(n_outputs)}),
+    ]
+    return _result(compare.compare_runs(runs, ToleranceSpec()), name=name, status=status)
+
+
 def make_result_inf():
     runs = [flatten({"x": torch.zeros(2)}), flatten({"x": torch.tensor([0.0, 1.0])})]
-    comp = compare.compare_runs(runs, ToleranceSpec())
-    return CheckResult(
-        name="i",
-        file=Path("s.yaml"),
-        line=1,
-        status=Status.FAIL,
-        seed=1,
-        device="cpu",
-        runs_requested=2,
-        runs=(RunResult(1, RunStatus.OK, 1.0, Path(".")), RunResult(2, RunStatus.OK, 1.0, Path("."))),
-        comparison=comp,
-        recipe={},
-        config_hash="x",
-        duration=2.0,
-    )
+    return _result(compare.compare_runs(runs, ToleranceSpec()), name="i", line=1)
 
 
 def test_every_format_and_command_is_handled():

@@ -51,9 +51,8 @@ def distances(request: dict[str, Any]) -> list[dict[str, Any]]:
         from .batching import per_sample
 
         n, b = request["batch"]
-        expected_cut, obtained, _ = per_sample(expected, n, obtained, b)
-        ref, _, _ = per_sample(ref, n, outputs.load(Path(request["obtained"])), b)
-        expected = expected_cut
+        ref, _, _ = per_sample(ref, n, obtained, b)
+        expected, obtained, _ = per_sample(expected, n, obtained, b)
     out = []
     for path, e in expected.tensors.items():
         o, r = obtained.tensors.get(path), ref.tensors.get(path)
