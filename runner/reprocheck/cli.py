@@ -179,13 +179,6 @@ def _add_require_devices(p: argparse.ArgumentParser) -> None:
     )
 
 
-def invariance_kinds(choices: list[str] | None) -> frozenset[str] | None:
-    """--invariance values -> the kinds to run (None: all a check declares)."""
-    if not choices or "all" in choices:
-        return None
-    return frozenset(c for c in choices if c != "none")
-
-
 def _isolations() -> list[enum.Enum]:
     from .execute import Isolation
 

@@ -66,9 +66,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     golden = None
     if args.baseline:
         golden = pipeline.BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."))
-    from .cli import invariance_kinds
+    from .invariance import selected_kinds
 
-    kinds = invariance_kinds(args.invariance)
+    kinds = selected_kinds(args.invariance)
     session = pipeline.Session(Isolation(args.isolation), args.keep, golden, kinds, args.require_devices)
     results, crash = _run_checks(args, checks, session)
     _write_reports(args, results)

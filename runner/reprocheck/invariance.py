@@ -36,6 +36,13 @@ class Kind(str, enum.Enum):
 KINDS = tuple(k.value for k in Kind)
 
 
+def selected_kinds(choices: list[str] | None) -> frozenset[str] | None:
+    """--invariance values -> the kinds to run (None: all a check declares)."""
+    if not choices or "all" in choices:
+        return None
+    return frozenset(c for c in choices if c != "none")
+
+
 @dataclass(frozen=True)
 class Distance:
     """How far each side of a differing output is from the float64 reference (max abs diff)."""
