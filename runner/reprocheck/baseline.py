@@ -149,6 +149,7 @@ class GoldenJob:
     tolerance: dict[str, Any]  # a ToleranceSpec dump: the check's `baseline:` tolerance, else its `tolerance:`
     regenerate: str  # the command that writes the golden
     update: bool
+    compare: dict[str, Any] | None = None  # the check's `compare:` (a CompareSpec dump): task-aware drift
 
 
 def golden_job(lc: LoadedCheck, options: BaselineOptions) -> GoldenJob:
@@ -160,6 +161,7 @@ def golden_job(lc: LoadedCheck, options: BaselineOptions) -> GoldenJob:
         tolerance=tolerance.model_dump(mode="json"),
         regenerate=regenerate_command(lc, options),
         update=options.update,
+        compare=lc.check.compare.model_dump(mode="json", by_alias=True),
     )
 
 
@@ -179,7 +181,7 @@ def apply(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None,
 
 def check_against(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None) -> BaselineResult:
     """Compare run 1's outputs with the golden; write the obtained file beside it on any failure."""
-    from .spec import ToleranceSpec
+    from .spec import CompareSpec, ToleranceSpec
 
     golden = Path(job.golden)
     side = obtained_path(golden)
@@ -195,7 +197,9 @@ def check_against(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any]
             ),
         )
     expected, info = load(golden)
-    comparison = compare.compare_runs([expected, obtained], ToleranceSpec.model_validate(job.tolerance), labels=[0, 1])
+    tolerance = ToleranceSpec.model_validate(job.tolerance)
+    rules = CompareSpec.model_validate(job.compare or {})
+    comparison = compare.compare_runs([expected, obtained], tolerance, labels=[0, 1], rules=rules)
     diff = fingerprint_diff(info["fingerprint"], fingerprint or {})
     changed = info["config_hash"] != job.config_hash
     if comparison:

@@ -135,6 +135,8 @@ def _write_reports(args: argparse.Namespace, results: list[pipeline.CheckResult]
 
         for line in github.error_annotations(github.check_failures(results)):
             github.emit(line)
+        for line in github.error_annotations(github.check_warnings(results), level="warning"):
+            github.emit(line)
         github.append_summary(report.render(report.Format.MARKDOWN, results))
         github.write_outputs(github.step_outputs(results, str(args.report) if args.report else None))
 

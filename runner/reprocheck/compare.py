@@ -22,7 +22,8 @@ from typing import Any
 
 from .outputs import Outputs
 from .results import Comparison, Kind, OutputResult, Tolerance, comparison_from_dict, comparison_to_dict
-from .spec import ToleranceSpec
+from .spec import CompareSpec, ToleranceSpec
+from .tasks import DETECTION_KEYS, Selected, compare_selected, select
 from .values import compare_tensors
 
 __all__ = [
@@ -54,13 +55,31 @@ def tolerance_for(path: str, spec: ToleranceSpec) -> Tolerance:
 # --- structure ------------------------------------------------------------------------------------
 
 
-def _walk(exp: dict[str, Any], obt: dict[str, Any], path: str, found: list[tuple[str, str]], pairs: list[str]) -> None:
-    """Collect (path, problem) for structural differences and the leaf paths present in both."""
+def _walk(
+    exp: dict[str, Any],
+    obt: dict[str, Any],
+    path: str,
+    found: list[tuple[str, str]],
+    pairs: list[str],
+    chosen: dict[str, Selected] | None = None,
+    tasks: list[tuple[Selected, dict[str, Any], dict[str, Any]]] | None = None,
+) -> None:
+    """Collect (path, problem) for structural differences, the leaf paths present in both, and the nodes that
+    `compare:` rules take (compared by their task instead)."""
     where = path or "output"
     if exp["t"] != obt["t"]:
         found.append((where, f"a {_kind_name(exp)} in the expected run but a {_kind_name(obt)} in the obtained one"))
         return
     t = exp["t"]
+    sel = chosen.get(path) if chosen else None
+    if sel is not None and tasks is not None:
+        tasks.append((sel, exp, obt))
+        if t != "dict":
+            return
+        # A detection dict: its other keys stay elementwise.
+        exp = {**exp, "items": [(k, n) for k, n in exp["items"] if k not in DETECTION_KEYS]}
+        obt = {**obt, "items": [(k, n) for k, n in obt["items"] if k not in DETECTION_KEYS]}
+        chosen = None
     if t in ("tensor", "scalar"):
         pairs.append(exp["path"])
     elif t == "value":
@@ -82,13 +101,13 @@ def _walk(exp: dict[str, Any], obt: dict[str, Any], path: str, found: list[tuple
         obt_items = dict(obt["items"])
         for k, node in exp["items"]:
             if k in obt_items:
-                _walk(node, obt_items[k], f"{path}.{k}" if path else k, found, pairs)
+                _walk(node, obt_items[k], f"{path}.{k}" if path else k, found, pairs, chosen, tasks)
     else:  # list / tuple
         ne, no = len(exp["items"]), len(obt["items"])
         if ne != no:
             found.append((where, f"length {ne} expected, {no} obtained"))
         for i, (a, b) in enumerate(zip(exp["items"], obt["items"], strict=False)):
-            _walk(a, b, f"{path}.{i}" if path else str(i), found, pairs)
+            _walk(a, b, f"{path}.{i}" if path else str(i), found, pairs, chosen, tasks)
 
 
 def _kind_name(node: dict[str, Any]) -> str:
@@ -99,12 +118,19 @@ def _kind_name(node: dict[str, Any]) -> str:
 
 
 def compare(
-    expected: Outputs, obtained: Outputs, spec: ToleranceSpec, runs: tuple[int, int] = (1, 2)
+    expected: Outputs,
+    obtained: Outputs,
+    spec: ToleranceSpec,
+    runs: tuple[int, int] = (1, 2),
+    selection: list[Selected] | None = None,
 ) -> list[OutputResult]:
-    """Compare one obtained run with the expected one: structure first, then each shared leaf."""
+    """Compare one obtained run with the expected one: structure first, then each shared leaf; the nodes in
+    `selection` (from `tasks.select`) by their task."""
     problems: list[tuple[str, str]] = []
     pairs: list[str] = []
-    _walk(expected.tree, obtained.tree, "", problems, pairs)
+    tasks: list[tuple[Selected, dict[str, Any], dict[str, Any]]] = []
+    chosen = {s.path: s for s in selection or ()}
+    _walk(expected.tree, obtained.tree, "", problems, pairs, chosen, tasks)
     results = [
         OutputResult(
             path=p,
@@ -116,23 +142,36 @@ def compare(
         )
         for p, d in problems
     ]
+    for sel, e, o in tasks:
+        results.append(compare_selected(sel, e, o, expected.tensors, obtained.tensors, runs))
     for p in pairs:
         results.append(compare_tensors(p, expected.tensors[p], obtained.tensors[p], tolerance_for(p, spec), runs))
     return results
 
 
-def compare_runs(runs: list[Outputs], spec: ToleranceSpec, labels: Iterable[int] | None = None) -> Comparison:
+def compare_runs(
+    runs: list[Outputs],
+    spec: ToleranceSpec,
+    labels: Iterable[int] | None = None,
+    rules: CompareSpec | None = None,
+) -> Comparison:
     """Run 1 is expected; every later run is obtained. Each output keeps its worst result."""
     labels = list(labels) if labels is not None else list(range(1, len(runs) + 1))
-    return compare_stream(runs[0], zip(labels[1:], runs[1:], strict=True), spec, labels[0])
+    return compare_stream(runs[0], zip(labels[1:], runs[1:], strict=True), spec, labels[0], rules)
 
 
 def compare_stream(
-    expected: Outputs, obtained: Iterable[tuple[int, Outputs]], spec: ToleranceSpec, expected_label: int = 1
+    expected: Outputs,
+    obtained: Iterable[tuple[int, Outputs]],
+    spec: ToleranceSpec,
+    expected_label: int = 1,
+    rules: CompareSpec | None = None,
 ) -> Comparison:
     """Run 1 (`expected`) against each later run as it comes, so that only two output sets are ever held.
     Each output keeps its worst result and counts the runs in which it differs; with three runs or more,
-    distinct results are counted by content hash, per output and for the whole output set."""
+    distinct results are counted by content hash, per output and for the whole output set. Outputs that
+    `rules` (compare:) take are compared by their task; a rule that fits no output raises tasks.RuleError."""
+    selection = select(expected, rules.outputs) if rules is not None else []
     worst: dict[str, OutputResult] = {}
     differing: dict[str, int] = {}
     hashes: dict[str, set[str]] = {}
@@ -141,7 +180,7 @@ def compare_stream(
     for label, obt in obtained:
         compared += 1
         bad = False
-        for r in compare(expected, obt, spec, (expected_label, label)):
+        for r in compare(expected, obt, spec, (expected_label, label), selection):
             if not r:
                 differing[r.path] = differing.get(r.path, 0) + 1
                 bad = True

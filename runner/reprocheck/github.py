@@ -183,6 +183,9 @@ def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]
         if r.status is Status.PASS:
             continue
         file = workspace_relative(r.file)
+        if r.error:
+            out.append((file, r.error_line or r.line, f"reprocheck: {r.name}: a compare rule does not fit", r.error))
+            continue
         if r.status is Status.ERROR and own_runs_failed(r):
             out.append((file, r.line, f"reprocheck: {r.name} failed to run", run_cause(r)))
             continue
@@ -199,7 +202,23 @@ def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]
                 what = "could not run" if v.status == "error" else "is not invariant"
                 title = f"reprocheck: {r.name} {what} at {v.label}"
                 out.append((file, r.invariance_line or r.line, title, " ".join(x.strip() for x in variant_lines(v))))
+        if r.fragile and r.fragile_policy == "fail":
+            out += _fragile(r, file)
     return out
+
+
+def check_warnings(results: list[CheckResult]) -> list[tuple[str, int, str, str]]:
+    """(spec file, line, title, message) for each fragile output under `fragile: warn`, at the `compare:` line."""
+    return [
+        a for r in results if r.fragile and r.fragile_policy == "warn" for a in _fragile(r, workspace_relative(r.file))
+    ]
+
+
+def _fragile(r: CheckResult, file: str) -> list[tuple[str, int, str, str]]:
+    from .report.text import fragile_lines
+
+    title = f"reprocheck: {r.name} has outputs on a decision boundary (fragile)"
+    return [(file, r.compare_line or r.line, title, line) for line in fragile_lines(r)]
 
 
 def step_outputs(results: list[CheckResult], report_path: str | None) -> dict[str, str]:

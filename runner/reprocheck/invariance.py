@@ -96,10 +96,11 @@ def _variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> list[tuple[Kind,
     return [(k, v) for k, v in wanted if kinds is None or k.value in kinds]
 
 
-def _request(first: RunResult, run: RunResult, tolerance: dict[str, Any]) -> dict[str, Any]:
+def _request(first: RunResult, run: RunResult, tolerance: dict[str, Any], rules: dict[str, Any]) -> dict[str, Any]:
     return {
         "runs": [{"index": 1, "outputs": str(first.outputs_path)}, {"index": 2, "outputs": str(run.outputs_path)}],
         "tolerance": tolerance,
+        "compare": rules,
         "golden": None,
         "fingerprint": None,
         "all_ok": True,
@@ -159,7 +160,7 @@ def run_variants(
             else:
                 results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=run.cause))
             continue
-        request = _request(first, run, tolerance)
+        request = _request(first, run, tolerance, lc.check.compare.model_dump(mode="json", by_alias=True))
         if kind is Kind.BATCH:
             if first.samples is None or run.samples is None:
                 prepared.cancel()
@@ -168,6 +169,11 @@ def run_variants(
                 continue
             request["batch"] = [first.samples, run.samples]
         answer = prepared.verdict(request)
+        if answer.get("error"):  # the check's own comparison already reported the rule
+            prepared.cancel()
+            cause = answer["error"]["message"]
+            results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=cause))
+            continue
         comparison = compare.comparison_from_dict(answer["comparison"])
         distances: tuple[Distance, ...] = ()
         wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is Kind.DEVICE)

@@ -117,3 +117,15 @@ def _weights_problem(tvm: Any, model: str, kw: str, value: Any) -> str | None:
         choices = ", ".join(["DEFAULT", *enum.__members__])
         return f"'{value}' is not a weight of {model} (choose from {choices}, or null for random init)"
     return None
+
+
+def decision_facts(module: Any) -> dict[str, float]:
+    """The thresholds a detector decides with (torchvision's `score_thresh` and `nms_thresh`, on the model or its
+    `roi_heads`), recorded by each run so that fragility can be judged without the model."""
+    facts: dict[str, float] = {}
+    for owner in (module, getattr(module, "roi_heads", None)):
+        for name in ("score_thresh", "nms_thresh", "detections_per_img"):
+            value = getattr(owner, name, None) if owner is not None else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and name not in facts:
+                facts[name] = float(value)
+    return facts

@@ -16,6 +16,7 @@ from . import baseline as baselines
 from . import compare, execute, goldens, recipe, zygote
 from .exitcodes import ExitCode
 from .invariance import VariantResult, run_variants
+from .results import Fragile, fragile_from_dict
 from .runs import RunResult
 from .spec import LoadedCheck, SpecError
 from .zygote import Progress
@@ -49,6 +50,11 @@ class CheckResult:
     baseline: baselines.BaselineResult | None = None
     invariance: tuple[VariantResult, ...] = ()
     invariance_line: int = 0  # where `invariance:` is written, for annotations
+    fragile: tuple[Fragile, ...] = ()  # run 1's outputs on a decision boundary (compare: fragile)
+    fragile_policy: str = "warn"  # warn | fail | off
+    compare_line: int = 0  # where `compare:` is written, for annotations
+    error: str = ""  # why the runs could not be judged (a compare rule that fits no output)
+    error_line: int = 0  # the spec line it is about
 
     @property
     def failed_run(self) -> RunResult | None:
@@ -98,11 +104,17 @@ def run_check(
     all_ok = len(ok) == len(runs) == check.runs
     want_golden = baseline is not None and all_ok
     comparison = golden = None
+    fragile: tuple[Fragile, ...] = ()
+    notes: list[str] = []
+    error, error_line = "", 0
     if len(ok) >= 2 or (want_golden and ok):
         answer = prepared.verdict(
             {
                 "runs": [{"index": r.index, "outputs": str(r.outputs_path)} for r in ok],
                 "tolerance": check.tolerance.model_dump(mode="json"),
+                "compare": check.compare.model_dump(mode="json", by_alias=True),
+                "fragile": check.compare.fragile if all_ok else "off",
+                "facts": ok[0].facts,
                 "golden": vars(baselines.golden_job(lc, baseline)) if want_golden and baseline else None,
                 "fingerprint": ok[0].fingerprint,
                 "all_ok": all_ok,
@@ -112,15 +124,22 @@ def run_check(
             comparison = compare.comparison_from_dict(answer["comparison"])
         if answer["golden"] is not None:
             golden = baselines.result_from_dict(answer["golden"])
+        fragile = tuple(fragile_from_dict(f) for f in answer.get("fragile") or ())
+        notes += answer.get("notes") or []
+        if answer.get("error"):
+            error = answer["error"]["message"]
+            error_line = lc.key_line("compare", "outputs", answer["error"]["pattern"])
     else:
         prepared.cancel()
-    if not all_ok:
+    if not all_ok or error:
         status = Status.ERROR
     elif comparison is not None and not comparison:
         status = Status.FAIL
     else:
         status = Status.PASS
     if golden is not None and not golden and status is Status.PASS:
+        status = Status.FAIL
+    if fragile and check.compare.fragile == "fail" and status is Status.PASS:
         status = Status.FAIL
     variants: tuple[VariantResult, ...] = ()
     if all_ok:
@@ -129,7 +148,6 @@ def run_check(
         status = Status.ERROR
     elif status is Status.PASS and any(v.status == "fail" for v in variants):
         status = Status.FAIL  # a skipped variant (its device is not here) is neither: the report says so
-    notes = []
     if comparison is not None:
         outs = ", ".join(o.path for o in comparison.outputs[:5])
         notes += [f"tolerance pattern {p!r} matches no output (outputs: {outs})" for p in comparison.unused_patterns]
@@ -150,6 +168,11 @@ def run_check(
         baseline=golden,
         invariance=variants,
         invariance_line=lc.key_line("invariance") if variants else 0,
+        fragile=fragile,
+        fragile_policy=check.compare.fragile,
+        compare_line=lc.key_line("compare") if check.compare.outputs else 0,
+        error=error,
+        error_line=error_line,
     )
 
 

@@ -29,6 +29,31 @@ class Tolerance:
 
 
 @dataclass(frozen=True)
+class TaskResult:
+    """An output compared the way its task is judged (compare: outputs: ... as: detection | classification |
+    segmentation). `stats` holds counts, extremes and the findings (missing, extra, label changes, changed
+    samples, changed regions) as plain data; report/tasks.py turns them into sentences."""
+
+    task: str
+    pattern: str  # the compare glob that selected it
+    stats: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fragile:
+    """Run 1's output matches, but sits on a decision boundary that another device, thread count or library
+    version may cross: a score at the threshold, a near-tie in NMS or top-k, pixels with two near-equal classes."""
+
+    path: str
+    task: str
+    reason: str  # "score-threshold" | "nms" | "top-k" | "pixels"
+    count: int  # detections, pairs, samples or pixels on the edge
+    margin: float
+    threshold: float | None = None  # the model's threshold, where one applies
+    items: tuple[dict[str, Any], ...] = ()  # the closest cases, at most ITEMS
+
+
+@dataclass(frozen=True)
 class OutputResult:
     """One output leaf (or container) compared between an expected and an obtained run.
 
@@ -57,6 +82,7 @@ class OutputResult:
     detail: str = ""
     runs_differing: int = 0  # later runs in which this output differs from run 1
     distinct_results: int = 0  # distinct contents over all runs, by hash (0: not counted, two runs only)
+    task: TaskResult | None = None  # compared as a detection, classification or segmentation output
 
     def __bool__(self) -> bool:
         return self.kind is Kind.MATCH
@@ -65,8 +91,11 @@ class OutputResult:
     def mismatch_percent(self) -> float:
         return 100.0 * self.mismatched / self.total if self.total else 0.0
 
-    def severity(self) -> tuple[int, float, int]:
-        return ({Kind.MATCH: 0, Kind.VALUES: 1, Kind.STRUCTURE: 2}[self.kind], self.max_abs_diff, self.mismatched)
+    def severity(self) -> tuple[int, float, float]:
+        rank = {Kind.MATCH: 0, Kind.VALUES: 1, Kind.STRUCTURE: 2}[self.kind]
+        if self.task is not None:  # task findings (missing detections, changed samples) count before magnitudes
+            return (rank, float(self.mismatched), self.max_abs_diff)
+        return (rank, self.max_abs_diff, float(self.mismatched))
 
 
 @dataclass(frozen=True)
@@ -112,7 +141,12 @@ def _output_from_dict(d: dict[str, Any]) -> OutputResult:
     fields["tolerance"] = Tolerance(**d["tolerance"])
     fields["shape"] = tuple(d["shape"])
     fields["first_index"] = tuple(d["first_index"]) if d["first_index"] is not None else None
+    fields["task"] = TaskResult(**d["task"]) if d.get("task") else None
     return OutputResult(**fields)
+
+
+def fragile_from_dict(d: dict[str, Any]) -> Fragile:
+    return Fragile(**{**d, "items": tuple(d["items"])})
 
 
 def comparison_from_dict(d: dict[str, Any]) -> Comparison:

@@ -32,6 +32,7 @@ class RunResult:
     fingerprint: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
     samples: int | None = None  # the input's batch size, where it has one
+    facts: dict[str, float] = field(default_factory=dict)  # the model's decision thresholds (models.decision_facts)
     unavailable: bool = False  # failed because its device is not on this machine
 
     @property
@@ -108,6 +109,7 @@ def classify(
         fingerprint=result["fingerprint"],
         warnings=tuple(result["warnings"]),
         samples=result.get("samples"),
+        facts=result.get("facts") or {},
         **base,
     )
 

@@ -8,35 +8,49 @@ from typing import Any
 
 
 def verdict(request: dict[str, Any]) -> dict[str, Any]:
-    """Compare the runs' outputs (run 1 expected), then check or write the golden. Plain data back."""
+    """Compare the runs' outputs (run 1 expected), then check or write the golden; with `fragile` set, judge run 1's
+    outputs for decision boundaries. A `compare:` rule that fits no output ends it early with `error`."""
+    import dataclasses
+
     from . import baseline, compare, outputs
-    from .spec import ToleranceSpec
+    from .spec import CompareSpec, ToleranceSpec
+    from .tasks import RuleError, select
+    from .tasks.fragile import fragility
 
     runs = request["runs"]
     tolerance = ToleranceSpec.model_validate(request["tolerance"])
+    rules = CompareSpec.model_validate(request.get("compare") or {})
     first = outputs.load(Path(runs[0]["outputs"])) if runs else None
     comparison = None
     left_out: list[str] = []
-    if first is not None and request.get("batch"):  # a batch variant: cut both to the samples they share
-        from .batching import per_sample
+    answer: dict[str, Any] = {"comparison": None, "golden": None, "left_out": left_out, "fragile": [], "notes": []}
+    try:
+        if first is not None and request.get("batch"):  # a batch variant: cut both to the samples they share
+            from .batching import per_sample
 
-        n, b = request["batch"]
-        first, other, left_out = per_sample(first, n, outputs.load(Path(runs[1]["outputs"])), b)
-        comparison = compare.compare_runs([first, other], tolerance, [r["index"] for r in runs])
-    elif first is not None and len(runs) >= 2:
-        # One later run in memory at a time: up to 1,000 runs compare in the memory of two.
-        later = ((r["index"], outputs.load(Path(r["outputs"]))) for r in runs[1:])
-        comparison = compare.compare_stream(first, later, tolerance, runs[0]["index"])
-    golden = None
+            n, b = request["batch"]
+            first, other, left_out[:] = per_sample(first, n, outputs.load(Path(runs[1]["outputs"])), b)
+            comparison = compare.compare_runs([first, other], tolerance, [r["index"] for r in runs], rules)
+        elif first is not None and len(runs) >= 2:
+            # One later run in memory at a time: up to 1,000 runs compare in the memory of two.
+            later = ((r["index"], outputs.load(Path(r["outputs"]))) for r in runs[1:])
+            comparison = compare.compare_stream(first, later, tolerance, runs[0]["index"], rules)
+        if first is not None and request.get("fragile", "off") != "off" and rules.outputs:
+            found, answer["notes"] = fragility(first, select(first, rules.outputs), request.get("facts") or {})
+            answer["fragile"] = [dataclasses.asdict(f) for f in found]
+    except RuleError as exc:
+        return {**answer, "error": {"pattern": exc.pattern, "message": str(exc)}}
+    if comparison is not None:
+        answer["comparison"] = compare.comparison_to_dict(comparison)
     if request.get("golden") and first is not None:
         job = baseline.GoldenJob(**request["golden"])
         agreed = comparison is None or bool(comparison)
-        golden = baseline.apply(job, first, request.get("fingerprint"), runs_agree=agreed and request["all_ok"])
-    return {
-        "comparison": compare.comparison_to_dict(comparison) if comparison is not None else None,
-        "golden": baseline.result_to_dict(golden) if golden is not None else None,
-        "left_out": left_out,
-    }
+        try:
+            golden = baseline.apply(job, first, request.get("fingerprint"), runs_agree=agreed and request["all_ok"])
+        except RuleError as exc:
+            return {**answer, "error": {"pattern": exc.pattern, "message": f"against the baseline: {exc}"}}
+        answer["golden"] = baseline.result_to_dict(golden)
+    return answer
 
 
 def distances(request: dict[str, Any]) -> list[dict[str, Any]]:

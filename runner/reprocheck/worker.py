@@ -71,11 +71,11 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
     from . import fingerprint, inputs, models, outputs, recipe
     from .spec import Check
 
-    check = Check.model_validate(job["check"], strict=False)
     timings: dict[str, float] = {}
     stage = "recipe"
     caught: list[str] = []
     try:
+        check = Check.model_validate(job["check"], strict=False)
         recipe.apply(check.seed, check.recipe, job["threads"])
         device = _resolve_device(check.device)
         import torch
@@ -134,6 +134,7 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
                 "timings": timings,
                 "warnings": caught,
                 "samples": n_samples,
+                "facts": models.decision_facts(built.module),
                 "fingerprint": fingerprint.collect(),
             },
         )

@@ -11,6 +11,7 @@ from .text import (
     TABLE_ROWS,
     diagnosis_lines,
     flake_line,
+    fragile_lines,
     output_rows,
     own_runs_failed,
     plural,
@@ -48,6 +49,8 @@ def check_line(r: CheckResult, colour: bool = False) -> str:
         tail = f"  invariance: {', '.join(v.label for v in r.invariance if v.status == 'fail')} differ"
     elif r.status is Status.FAIL and r.baseline is not None and not r.baseline:
         tail = f"  baseline: {r.baseline.status.value}"
+    elif r.status is Status.FAIL and r.fragile:
+        tail = f"  {plural(len(r.fragile), 'output')} on a decision boundary (fragile: fail)"
     elif r.status is Status.ERROR and r.failed_run is None and any(v.status == "error" for v in r.invariance):
         tail = "  an invariance variant's run failed"
     elif r.status is Status.ERROR:
@@ -56,6 +59,8 @@ def check_line(r: CheckResult, colour: bool = False) -> str:
         tail = f"  invariance: {', '.join(v.label for v in r.invariance if v.status == 'skipped')} skipped (not passed)"
     elif r.status is Status.PASS and flake_line(r):
         tail = f"  {flake_line(r)}"
+    elif r.status is Status.PASS and r.fragile:
+        tail = f"  fragile: {plural(len(r.fragile), 'output')} on a decision boundary (see below)"
     return f"{label} {r.name}  ({ok_runs}/{r.runs_requested} runs, {r.device}, seed {r.seed}, {r.duration:.1f}s){tail}"
 
 
@@ -81,7 +86,7 @@ def render_console(results: list[CheckResult], colour: bool = False) -> str:
     lines = [check_line(r, colour) for r in results]
     for r in results:
         quiet_baseline = r.baseline is None or r.baseline.status.value == "match"
-        if r.status is Status.PASS and not r.notes and quiet_baseline and not r.invariance:
+        if r.status is Status.PASS and not r.notes and quiet_baseline and not r.invariance and not r.fragile:
             continue
         lines += ["", f"{r.name} ({r.file}:{r.line})"]
         if r.status is Status.ERROR and own_runs_failed(r):
@@ -102,6 +107,7 @@ def render_console(results: list[CheckResult], colour: bool = False) -> str:
             lines.append(f"  remedy: {remedy(fails[0])}")
         lines += [f"  {line}" for v in r.invariance for line in variant_lines(v)]
         lines += _baseline_console(r)
+        lines += [f"  fragile ({r.fragile_policy}): {line}" for line in fragile_lines(r)]
         lines += [f"  note: {n}" for n in r.notes]
     counts = {s: sum(1 for r in results if r.status is s) for s in Status}
     lines += [

@@ -3,6 +3,7 @@ report is validated against those models before it is written, and `reprocheck s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from .. import __version__, flake
 from ..compare import Kind, OutputResult
 from ..pipeline import CheckResult, Status, exit_code
 from . import schema
+from .tasks import fragile_sentence
 
 if TYPE_CHECKING:
     from ..baseline import BaselineResult
@@ -59,6 +61,7 @@ def output_dict(o: OutputResult) -> dict[str, Any]:
         "detail": o.detail,
         "runs_differing": o.runs_differing,
         "distinct_results": o.distinct_results,
+        "task": dataclasses.asdict(o.task) if o.task is not None else None,
     }
 
 
@@ -108,6 +111,9 @@ def check_dict(r: CheckResult) -> dict[str, Any]:
             for v in r.invariance
         ],
         "baseline": baseline_dict(r.baseline) if r.baseline is not None else None,
+        "fragile": [{**dataclasses.asdict(f), "message": fragile_sentence(f)} for f in r.fragile],
+        "fragile_policy": r.fragile_policy,
+        "error": f"{r.file}:{r.error_line}: {r.error}" if r.error else "",
     }
 
 

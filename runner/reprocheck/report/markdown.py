@@ -11,6 +11,7 @@ from .text import (
     TABLE_ROWS,
     diagnosis_lines,
     flake_line,
+    fragile_lines,
     num,
     output_rows,
     own_runs_failed,
@@ -71,7 +72,8 @@ def render_markdown(results: list[CheckResult]) -> str:
     sections: list[str] = []
     for r in results:
         quiet_baseline = r.baseline is None or r.baseline.status.value == "match"
-        if r.status is Status.PASS and not r.notes and quiet_baseline and not flake_line(r) and not r.invariance:
+        quiet = not r.notes and quiet_baseline and not flake_line(r) and not r.invariance and not r.fragile
+        if r.status is Status.PASS and quiet:
             continue
         body = ["", f"### {_code(r.name)} — {r.status.value}", "", f"Spec: {_code(str(r.file))} line {r.line}", ""]
         if r.status is Status.ERROR and own_runs_failed(r):
@@ -111,6 +113,14 @@ def render_markdown(results: list[CheckResult]) -> str:
                     f"| {_md(d.field)} | {_md(str(d.expected))} | {_md(str(d.obtained))} |"
                     for d in b.fingerprint_diff[:TABLE_ROWS]
                 ]
+        if r.fragile:
+            what = "fails the check" if r.fragile_policy == "fail" else "a warning"
+            body += [
+                "",
+                f"**Fragile** (outputs on a decision boundary; {what}, `compare.fragile: {r.fragile_policy}`)",
+                "",
+            ]
+            body += [f"- {_md(line)}" for line in fragile_lines(r)]
         body += [f"- note: {_md(n)}" for n in r.notes]
         sections.append("\n".join(body))
     text = "\n".join(head)

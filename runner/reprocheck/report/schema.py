@@ -26,6 +26,103 @@ class PassingTolerance(_Model):
     rtol: Num | None
 
 
+class Detection(_Model):
+    index: int = Field(description="its position in that run's output")
+    label: int | None
+    score: Num | None
+    box: list[Num] = Field(description="x1, y1, x2, y2")
+    best_iou: Num | None = Field(None, description="missing/extra: the closest unmatched detection of the other run")
+    to: int | None = Field(None, description="label changes: the other run's label")
+    obtained_index: int | None = None
+    obtained_score: Num | None = None
+    iou: Num | None = Field(None, description="label changes: the matched boxes' IoU")
+
+
+class DetectionStats(_Model):
+    expected: int = Field(description="detections in the expected run (run 1, or the baseline)")
+    obtained: int
+    matched: int = Field(description="one-to-one pairs with IoU >= iou (label changes included)")
+    iou: float
+    score_atol: float
+    missing_count: int
+    extra_count: int
+    label_change_count: int
+    missing: list[Detection] = Field(description="expected only; the first 20")
+    extra: list[Detection] = Field(description="obtained only; the first 20")
+    label_changes: list[Detection] = Field(description="matched boxes with another label; the first 20")
+    max_score_diff: Num
+    max_box_shift: Num | None = Field(None, description="pixels, over matched pairs")
+    min_iou: Num | None = None
+    score_change_count: int | None = None
+    score_changes: list[Detection] | None = Field(None, description="matched pairs with scores beyond score_atol")
+    masks: dict[str, Num] | None = Field(None, description="min_iou, threshold, changed")
+    keypoints: dict[str, Num] | None = Field(None, description="max_shift (pixels), atol, changed")
+    keypoint_scores: dict[str, Num] | None = Field(None, description="max_diff, changed")
+
+
+class ClassChange(_Model):
+    sample: list[int] = Field(description="the sample's index over the non-class dimensions")
+    rank: int = Field(description="the first rank (1 = top-1) whose class differs")
+    from_: int = Field(alias="from")
+    to: int
+    expected_top: list[int]
+    obtained_top: list[int]
+    margin: Num | None = Field(description="the expected run's score gap between that rank and the next")
+
+
+class ClassificationStats(_Model):
+    samples: int
+    classes: int
+    top_k: int
+    changed_count: int
+    changed: list[ClassChange] = Field(description="the first 20")
+    max_score_diff: Num
+
+
+class ClassIou(_Model):
+    class_: int = Field(alias="class")
+    iou: float
+    expected_pixels: int
+    obtained_pixels: int
+
+
+class Region(_Model):
+    sample: int
+    rows: list[int] = Field(description="first and last row with a changed pixel")
+    cols: list[int]
+    pixels: int
+
+
+class SegmentationStats(_Model):
+    pixels: int
+    changed_pixels: int
+    agreement: float
+    min_agreement: float
+    class_iou: list[ClassIou] = Field(description="classes involved in changes, lowest IoU first")
+    regions: list[Region] = Field(description="per sample with changes, the bounding box of the changed pixels")
+
+
+class Task(_Model):
+    """How a `compare:` rule judged this output."""
+
+    task: Literal["detection", "classification", "segmentation"]
+    pattern: str = Field(description="the compare glob that selected it")
+    stats: DetectionStats | ClassificationStats | SegmentationStats
+
+
+class Fragile(_Model):
+    """Run 1's output matches, but sits on a decision boundary."""
+
+    path: str
+    task: Literal["detection", "classification", "segmentation"]
+    reason: Literal["score-threshold", "nms", "top-k", "pixels"]
+    count: int = Field(description="detections, box pairs, samples or pixels on the edge")
+    margin: float
+    threshold: float | None = Field(description="the score or NMS threshold, where one applies")
+    items: list[dict[str, Any]] = Field(description="the closest cases, at most 10")
+    message: str
+
+
 class Output(_Model):
     """One output leaf (or container) compared between two runs; the worst over all runs."""
 
@@ -50,6 +147,7 @@ class Output(_Model):
     detail: str
     runs_differing: int = Field(description="later runs in which this output differs from run 1")
     distinct_results: int = Field(description="distinct contents over all runs by hash; 0: not counted (two runs)")
+    task: Task | None = Field(description="null: compared elementwise; else how its compare rule judged it")
 
 
 class Flake(_Model):
@@ -133,6 +231,9 @@ class Check(_Model):
     flake: Flake | None = Field(description="null with two runs")
     invariance: list[Variant]
     baseline: Baseline | None
+    fragile: list[Fragile] = Field(description="outputs on a decision boundary (compare.fragile)")
+    fragile_policy: Literal["warn", "fail", "off"]
+    error: str = Field(description="why the runs could not be judged (a compare rule that fits no output); '' if none")
 
 
 class Summary(_Model):

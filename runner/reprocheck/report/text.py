@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from ..compare import Kind, OutputResult
 from ..invariance import Distance, VariantResult
 from ..pipeline import CheckResult
+from . import tasks
 
 TABLE_ROWS = 20  # per failing check, in console and Markdown
 
@@ -45,6 +46,8 @@ def run_name(index: int) -> str:
 def summarize(o: OutputResult, names: tuple[str, str] | None = None) -> str:
     """One line: what differs, by how much, where. `names` says what the two sides were (default: run numbers)."""
     a, b = names or (run_name(o.expected_run), run_name(o.obtained_run))
+    if o.task is not None and o.kind is not Kind.STRUCTURE:
+        return tasks.sentence(o, a, b)
     if o.kind is Kind.STRUCTURE:
         return f"{o.path}: structure differs ({a} vs {b}): {o.detail}"
     if o.kind is Kind.MATCH:
@@ -65,6 +68,8 @@ def summarize(o: OutputResult, names: tuple[str, str] | None = None) -> str:
 
 
 def remedy(o: OutputResult) -> str:
+    if o.task is not None and o.kind is not Kind.STRUCTURE:
+        return tasks.REMEDY[o.task.task]
     if o.kind is Kind.STRUCTURE:
         return (
             "the output's structure changes between runs, so no tolerance helps: something before it varies "
@@ -91,11 +96,18 @@ def remedy(o: OutputResult) -> str:
 
 
 def own_runs_failed(r: CheckResult) -> bool:
-    """The check's own runs failed (not only an invariance variant's)."""
-    return r.failed_run is not None or len(r.runs) < r.runs_requested
+    """The check's own runs failed, or could not be judged (not only an invariance variant's)."""
+    return bool(r.error) or r.failed_run is not None or len(r.runs) < r.runs_requested
+
+
+def fragile_lines(r: CheckResult) -> list[str]:
+    """Outputs on a decision boundary, in task words (warnings, or failures under `fragile: fail`)."""
+    return [tasks.fragile_sentence(f) for f in r.fragile]
 
 
 def run_cause(r: CheckResult) -> str:
+    if r.error:
+        return f"{r.file}:{r.error_line}: {r.error}"
     run = r.failed_run
     if run is None:
         return f"only {len(r.runs)} of {r.runs_requested} runs happened"
@@ -106,6 +118,8 @@ def output_rows(outs: list[OutputResult]) -> list[list[str]]:
     rows = [["output", "result", "shape", "dtype", "mismatched", "max abs", "max rel", "first at", "passing tolerance"]]
     for o in outs[:TABLE_ROWS]:
         passing = "-" if o.kind is Kind.STRUCTURE or o.exact or o.needed_atol is None else f"atol {num(o.needed_atol)}"
+        if o.task is not None:
+            passing = f"as {o.task.task}"
         rows.append(
             [
                 o.path,
@@ -114,7 +128,7 @@ def output_rows(outs: list[OutputResult]) -> list[list[str]]:
                 o.dtype or "-",
                 f"{o.mismatched}/{o.total}" if o.kind is not Kind.STRUCTURE else "-",
                 num(o.max_abs_diff),
-                num(o.max_rel_diff),
+                num(o.max_rel_diff) if o.task is None else "-",
                 str(list(o.first_index)) if o.first_index is not None else "-",
                 passing if o.kind is not Kind.MATCH else "-",
             ]

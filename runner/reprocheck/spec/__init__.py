@@ -1,6 +1,7 @@
 """Spec files (YAML, version 1) -> validated, located checks. No torch here.
 
 models.py    what each key may hold (pydantic models, limits)
+rules.py     `compare:` (task-aware comparison rules)
 schema.py    the JSON Schema, generated from the same models
 yamlread.py  safe, bounded YAML reading with line numbers
 load.py      files -> LoadedCheck (defaults merged, errors located), overrides, selection
@@ -25,6 +26,7 @@ from .models import (
     ToleranceRule,
     ToleranceSpec,
 )
+from .rules import TASKS, CompareRule, CompareSpec
 from .schema import json_schema
 
 __all__ = [
@@ -33,7 +35,10 @@ __all__ = [
     "INPUT_SOURCES",
     "MODEL_SOURCES",
     "SPEC_VERSION",
+    "TASKS",
     "Check",
+    "CompareRule",
+    "CompareSpec",
     "Defaults",
     "InputSpec",
     "InvarianceSpec",

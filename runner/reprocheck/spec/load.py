@@ -55,14 +55,21 @@ class LoadedCheck:
 def _model_at(loc: tuple[Any, ...], root: type[BaseModel]) -> type[BaseModel] | None:
     """The pydantic model class that owns the mapping at `loc`, to suggest its keys."""
     cls: Any = root
+    keyed = False  # the previous part was a field holding a mapping: this part is one of its keys
     for part in loc:
-        if isinstance(part, int) or cls is None:
+        if isinstance(part, int) or cls is None or keyed:
+            keyed = False
             continue
         field = getattr(cls, "model_fields", {}).get(part)
         if field is None:
             return None
+        keyed = getattr(field.annotation, "__origin__", None) is dict
         cls = _inner_model(field.annotation)
     return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _keys(owner: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in owner.model_fields.items()]
 
 
 def _inner_model(annotation: Any) -> Any:
@@ -79,7 +86,7 @@ def _message(err: Mapping[str, Any], owner: type[BaseModel] | None) -> str:
     kind, loc = err["type"], err["loc"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        allowed = list(owner.model_fields) if owner else []
+        allowed = _keys(owner) if owner else []
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(allowed)}"
         return f"unknown key ({hint})"

@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from .rules import CompareSpec
 from .types import (
     MAX_DIM,
     MAX_ELEMENTS,
@@ -255,11 +256,14 @@ class Check(Strict):
         None, description="Tolerance against the stored golden outputs (--baseline); default: the check's tolerance."
     )
     invariance: InvarianceSpec | None = Field(None, description="More comparisons against the check's first run.")
+    compare: CompareSpec = Field(
+        CompareSpec(), description="Task-aware comparison (detections, classes, masks) and fragile outputs."
+    )
 
     def config_hash(self) -> str:
         """A stable hash of what the check computes, for baselines and reports. Files count by
         content, not path, so the same spec in another checkout hashes the same."""
-        exclude = {"name", "runs", "timeout", "tolerance", "baseline", "device", "invariance"}
+        exclude = {"name", "runs", "timeout", "tolerance", "baseline", "device", "invariance", "compare"}
         data = self.model_dump(mode="json", exclude=exclude)
         for section, keys in (("model", ("torchscript", "exported")), ("input", ("image", "tensor"))):
             for key in keys:
@@ -270,7 +274,7 @@ class Check(Strict):
 
 CHECK_KEYS = tuple(Check.model_fields)
 # Keys that a multi-check entry merges into the defaults key by key; others replace.
-MERGED_KEYS = ("recipe", "tolerance", "baseline", "invariance")
+MERGED_KEYS = ("recipe", "tolerance", "baseline", "invariance", "compare")
 
 
 def _defaults_model() -> type[BaseModel]:

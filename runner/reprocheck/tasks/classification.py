@@ -1,0 +1,110 @@
+"""Class scores compared as classifications: per sample, the same top-k classes in the same order.
+
+The class dimension is `dim` (default -1); every other dimension indexes samples. Ranks come from a stable sort,
+so equal scores rank by class index in both runs. A single class score (shape [..., 1]) is a binary decision:
+positive or not. What changed is counted in `stats` with the first ITEMS samples: the class that changed at the
+first differing rank, and run 1's gap between that rank and the next (the top-1/top-2 margin at rank 1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..results import Kind, OutputResult, TaskResult, Tolerance
+from .select import RuleError, Selected
+
+ITEMS = 20
+
+
+def scores_by_sample(t: Any, dim: int) -> Any:
+    """[samples, classes], float64."""
+    moved = t.movedim(dim, -1)
+    return moved.reshape(-1, moved.shape[-1]).double()
+
+
+def sample_index(flat: int, shape: tuple[int, ...]) -> list[int]:
+    out = []
+    for size in reversed(shape):
+        out.append(flat % size if size else 0)
+        flat //= size if size else 1
+    return list(reversed(out))
+
+
+def ranked(scores: Any, k: int) -> tuple[Any, Any]:
+    """(values, classes) of the top k (+1 where there is one) per sample, best first."""
+    import torch
+
+    if scores.shape[1] == 1:  # binary: class 1 when the score is positive
+        decision = (scores[:, 0] > 0).long()
+        return scores.abs(), decision[:, None]
+    values, classes = torch.sort(scores.nan_to_num(nan=-math.inf), dim=1, descending=True, stable=True)
+    return values[:, : k + 1], classes[:, : k + 1]
+
+
+def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> OutputResult:
+    rule = sel.rule
+    k = rule.top_k or 1
+    dim = -1 if rule.dim is None else rule.dim
+    classes = exp_t.shape[dim]
+    base: dict[str, Any] = dict(
+        path=sel.name,
+        tolerance=Tolerance(0.0, 0.0, sel.pattern),
+        expected_run=runs[0],
+        obtained_run=runs[1],
+        shape=tuple(exp_t.shape),
+        dtype=str(exp_t.dtype).replace("torch.", ""),
+    )
+    if classes > 1 and k > classes:
+        raise RuleError(
+            sel.pattern,
+            f"compare pattern {sel.pattern!r}: top_k is {k} but {sel.name} has {classes} classes along dim {dim}",
+        )
+    if exp_t.shape != obt_t.shape or exp_t.dtype != obt_t.dtype:
+        detail = f"shape {list(exp_t.shape)} {exp_t.dtype} expected, {list(obt_t.shape)} {obt_t.dtype} obtained"
+        return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base)
+    e, o = scores_by_sample(exp_t, dim), scores_by_sample(obt_t, dim)
+    lead = tuple(exp_t.movedim(dim, -1).shape[:-1])
+    ev, ec = ranked(e, k)
+    _, oc = ranked(o, k)
+    kk = min(k, ec.shape[1])
+    differ = (ec[:, :kk] != oc[:, :kk]).any(dim=1).nonzero().flatten().tolist()
+    changes = []
+    for s in differ[:ITEMS]:
+        rank = int((ec[s, :kk] != oc[s, :kk]).nonzero()[0])
+        gap = (
+            float(ev[s, 0])
+            if classes == 1
+            else float(ev[s, rank] - ev[s, rank + 1])
+            if ev.shape[1] > rank + 1
+            else None
+        )
+        changes.append(
+            {
+                "sample": sample_index(s, lead),
+                "rank": rank + 1,
+                "from": int(ec[s, rank]),
+                "to": int(oc[s, rank]),
+                "expected_top": ec[s, :kk].tolist(),
+                "obtained_top": oc[s, :kk].tolist(),
+                "margin": gap,
+            }
+        )
+    diff = (e - o).abs().nan_to_num(nan=math.inf)
+    max_diff = float(diff.max()) if diff.numel() else 0.0
+    stats = {
+        "samples": int(e.shape[0]),
+        "classes": int(classes),
+        "top_k": k,
+        "changed_count": len(differ),
+        "changed": changes,
+        "max_score_diff": max_diff,
+    }
+    return OutputResult(
+        kind=Kind.VALUES if differ else Kind.MATCH,
+        total=int(e.shape[0]),
+        mismatched=len(differ),
+        max_abs_diff=max_diff,
+        task=TaskResult("classification", sel.pattern, stats),
+        **base,
+    )

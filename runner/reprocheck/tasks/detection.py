@@ -1,0 +1,190 @@
+"""Detections compared as detections: matched one to one, order never mattering.
+
+A detection of the obtained run matches one of the expected run when their boxes overlap with IoU >= `iou`
+(optimal assignment, assign.py): first among pairs with the same label, then, among the rest, pairs with different
+labels (a label change: the same box, another class). Matched pairs must also agree on score (`score_atol`), mask
+(mask IoU >= `mask_iou`, masks binarised at 0.5 like torchvision's) and keypoints (`keypoint_atol` pixels).
+What is left unmatched is missing (expected only) or extra (obtained only). Everything found is counted in `stats`
+with the first ITEMS cases (label, score, box); report/tasks.py words it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..results import Kind, OutputResult, TaskResult, Tolerance
+from .assign import match
+from .select import DETECTION_KEYS, RuleError, Selected
+
+ITEMS = 20
+IOU, SCORE_ATOL, KEYPOINT_ATOL = 0.99, 1e-4, 1.0
+
+
+def parse(d: dict[str, Any], name: str) -> tuple[dict[str, Any] | None, str]:
+    """The detection keys of a dict, checked: (tensors by key, "") or (None, what is wrong)."""
+    found = {k: d[k] for k in DETECTION_KEYS if k in d}
+    boxes = found["boxes"]
+    if not boxes.is_floating_point() or boxes.dim() != 2 or boxes.shape[1] != 4:
+        return None, f"{name}.boxes has shape {list(boxes.shape)} ({boxes.dtype}), not [N, 4] floating (x1, y1, x2, y2)"
+    n = boxes.shape[0]
+    for key, t in found.items():
+        if t.dim() == 0 or t.shape[0] != n:
+            return None, f"{name}.{key} has shape {list(t.shape)}: not one entry per box ({n} boxes)"
+    if "labels" in found and (found["labels"].is_floating_point() or found["labels"].dim() != 1):
+        return None, f"{name}.labels must be integers, one per box (shape {list(found['labels'].shape)})"
+    if "scores" in found and found["scores"].dim() != 1:
+        return None, f"{name}.scores must be one number per box (shape {list(found['scores'].shape)})"
+    if "masks" in found and found["masks"].dim() < 3:
+        return None, f"{name}.masks has shape {list(found['masks'].shape)}: not [N, (1,) H, W]"
+    if "keypoints" in found and (found["keypoints"].dim() != 3 or found["keypoints"].shape[2] < 2):
+        return None, f"{name}.keypoints has shape {list(found['keypoints'].shape)}: not [N, K, 2 or 3]"
+    return found, ""
+
+
+def box_iou(a: Any, b: Any) -> Any:
+    """IoU of every box of `a` with every box of `b` (x1, y1, x2, y2), in float64. Two empty boxes: 1 if equal."""
+    import torch
+
+    a, b = a.double(), b.double()
+    area_a = (a[:, 2] - a[:, 0]).clamp(min=0) * (a[:, 3] - a[:, 1]).clamp(min=0)
+    area_b = (b[:, 2] - b[:, 0]).clamp(min=0) * (b[:, 3] - b[:, 1]).clamp(min=0)
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[:, None] + area_b[None, :] - inter
+    same = (a[:, None, :] == b[None, :, :]).all(-1)
+    return torch.where(union > 0, inter / union.clamp(min=1e-300), same.double())
+
+
+def _item(d: dict[str, Any], i: int) -> dict[str, Any]:
+    return {
+        "index": i,
+        "label": int(d["labels"][i]) if "labels" in d else None,
+        "score": float(d["scores"][i]) if "scores" in d else None,
+        "box": [round(float(x), 4) for x in d["boxes"][i]],
+    }
+
+
+def _mask_iou(a: Any, b: Any) -> float:
+    ma = a > 0.5 if a.is_floating_point() else a != 0
+    mb = b > 0.5 if b.is_floating_point() else b != 0
+    union = int((ma | mb).sum())
+    return 1.0 if union == 0 else int((ma & mb).sum()) / union
+
+
+def compare(sel: Selected, exp_d: dict[str, Any], obt_d: dict[str, Any], runs: tuple[int, int]) -> OutputResult:
+    import torch
+
+    rule = sel.rule
+    iou_min = IOU if rule.iou is None else rule.iou
+    score_atol = SCORE_ATOL if rule.score_atol is None else rule.score_atol
+    exp, problem = parse(exp_d, sel.name)
+    if exp is None:
+        raise RuleError(sel.pattern, f"compare pattern {sel.pattern!r} selects {sel.name} as detection, but {problem}")
+    base: dict[str, Any] = dict(
+        path=sel.name,
+        tolerance=Tolerance(score_atol, 0.0, sel.pattern),
+        expected_run=runs[0],
+        obtained_run=runs[1],
+        shape=(exp["boxes"].shape[0],),
+        dtype=str(exp["boxes"].dtype).replace("torch.", ""),
+        total=exp["boxes"].shape[0],
+    )
+    obt, problem = parse(obt_d, sel.name) if "boxes" in obt_d else (None, f"{sel.name} has no boxes")
+    if obt is None or set(obt) != set(exp) or exp["boxes"].dtype != obt["boxes"].dtype:
+        detail = problem or "detection keys differ: " + ", ".join(sorted(exp)) + " vs " + ", ".join(sorted(obt or {}))
+        if obt is not None and set(obt) == set(exp):
+            detail = f"boxes are {base['dtype']} in one run, {obt['boxes'].dtype} in the other"
+        return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base)
+    iou = box_iou(exp["boxes"], obt["boxes"])
+    close = (iou >= iou_min).numpy()
+    if "labels" in exp:
+        same_label = (exp["labels"][:, None] == obt["labels"][None, :]).numpy()
+    else:
+        same_label = close | True
+    iou_np = iou.nan_to_num(nan=0.0).numpy()
+    pairs = match(iou_np, close & same_label)
+    left_e = sorted(set(range(len(iou_np))) - {i for i, _ in pairs})
+    left_o = sorted(set(range(iou_np.shape[1])) - {j for _, j in pairs})
+    relabelled: list[tuple[int, int]] = []
+    if left_e and left_o:
+        sub = match(iou_np[left_e][:, left_o], close[left_e][:, left_o])
+        relabelled = [(left_e[i], left_o[j]) for i, j in sub]
+    missing = sorted(set(left_e) - {i for i, _ in relabelled})
+    extra = sorted(set(left_o) - {j for _, j in relabelled})
+    stats: dict[str, Any] = {
+        "expected": int(base["total"]),
+        "obtained": int(obt["boxes"].shape[0]),
+        "matched": len(pairs) + len(relabelled),
+        "iou": iou_min,
+        "score_atol": score_atol,
+        "missing_count": len(missing),
+        "extra_count": len(extra),
+        "label_change_count": len(relabelled),
+    }
+
+    def best(i: int | None, j: int | None) -> float:
+        # how close the nearest unmatched detection of the other run comes (explains a missing/extra one)
+        if i is not None:
+            row = iou_np[i, extra] if extra else []
+            return round(float(max(row, default=0.0)), 4)
+        col = iou_np[missing, j] if missing else []
+        return round(float(max(col, default=0.0)), 4)
+
+    stats["missing"] = [{**_item(exp, i), "best_iou": best(i, None)} for i in missing[:ITEMS]]
+    stats["extra"] = [{**_item(obt, j), "best_iou": best(None, j)} for j in extra[:ITEMS]]
+    stats["label_changes"] = [
+        {
+            **_item(exp, i),
+            "to": int(obt["labels"][j]),
+            "obtained_index": j,
+            "obtained_score": float(obt["scores"][j]) if "scores" in obt else None,
+            "iou": round(float(iou_np[i, j]), 6),
+        }
+        for i, j in relabelled[:ITEMS]
+    ]
+    every = pairs + relabelled
+    findings = len(missing) + len(extra) + len(relabelled)
+    max_score = 0.0
+    if every:
+        ei = torch.tensor([i for i, _ in every])
+        oi = torch.tensor([j for _, j in every])
+        shift = (exp["boxes"][ei].double() - obt["boxes"][oi].double()).abs().amax(dim=1)
+        stats["max_box_shift"] = float(shift.nan_to_num(nan=math.inf).max())
+        stats["min_iou"] = round(float(iou[ei, oi].min()), 6)
+        if "scores" in exp:
+            diffs = (exp["scores"][ei].double() - obt["scores"][oi].double()).abs().nan_to_num(nan=math.inf)
+            max_score = float(diffs.max())
+            bad = [k for k in diffs.argsort(descending=True).tolist() if diffs[k] > score_atol]
+            stats["score_changes"] = [
+                {**_item(exp, every[k][0]), "obtained_score": float(obt["scores"][every[k][1]])} for k in bad[:ITEMS]
+            ]
+            stats["score_change_count"] = len(bad)
+            findings += len(bad)
+        if "masks" in exp:
+            mask_min = iou_min if rule.mask_iou is None else rule.mask_iou
+            mious = [_mask_iou(exp["masks"][i], obt["masks"][j]) for i, j in every]
+            changed = [(every[k], m) for k, m in enumerate(mious) if m < mask_min]
+            stats["masks"] = {"min_iou": round(min(mious), 6), "threshold": mask_min, "changed": len(changed)}
+            findings += len(changed)
+        if "keypoints" in exp:
+            k_atol = KEYPOINT_ATOL if rule.keypoint_atol is None else rule.keypoint_atol
+            d = (exp["keypoints"][ei, :, :2].double() - obt["keypoints"][oi, :, :2].double()).norm(dim=-1)
+            per = d.nan_to_num(nan=math.inf).amax(dim=1)
+            stats["keypoints"] = {"max_shift": float(per.max()), "atol": k_atol, "changed": int((per > k_atol).sum())}
+            findings += int((per > k_atol).sum())
+        if "keypoints_scores" in exp:
+            ks = (exp["keypoints_scores"][ei].double() - obt["keypoints_scores"][oi].double()).abs()
+            per = ks.nan_to_num(nan=math.inf).amax(dim=1) if ks.dim() > 1 else ks
+            stats["keypoint_scores"] = {"max_diff": float(per.max()), "changed": int((per > score_atol).sum())}
+            findings += int((per > score_atol).sum())
+    stats["max_score_diff"] = max_score
+    return OutputResult(
+        kind=Kind.VALUES if findings else Kind.MATCH,
+        mismatched=findings,
+        max_abs_diff=max_score,
+        task=TaskResult("detection", sel.pattern, stats),
+        **base,
+    )

@@ -1,0 +1,134 @@
+"""Which outputs a `compare:` rule takes: globs over output paths, containers included, decided on run 1's
+outputs (the expected side).
+
+Nodes are visited from the top; the first pattern that matches a node's path decides it. A node of the rule's
+form is selected (and nothing under it is visited again); a node of another form is looked through, so `"*"`
+finds the per-image dicts inside a list, or the class-score tensors inside a dict. The forms:
+  * detection: a dict holding a `boxes` tensor (scores, labels, masks, keypoints optional);
+  * classification: a floating tensor with a class dimension;
+  * segmentation: a floating tensor with a class dimension and two spatial ones after it, or an integer label map
+    of two dimensions or more.
+The root is named `output` (a bare tensor's path). A pattern that matches no output at all, or decides only
+nodes of another form, is an error in the spec (RuleError names the pattern and what it found).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from ..outputs import ROOT_NAME, Outputs, join_path
+from ..spec import CompareRule
+
+# Per-detection keys the detection comparison understands; other keys of the dict stay elementwise.
+DETECTION_KEYS = ("boxes", "scores", "labels", "masks", "keypoints", "keypoints_scores")
+
+
+class RuleError(ValueError):
+    """A `compare:` rule does not fit the outputs: the spec is wrong for this model."""
+
+    def __init__(self, pattern: str, message: str) -> None:
+        super().__init__(message)
+        self.pattern = pattern
+
+
+@dataclass(frozen=True)
+class Selected:
+    path: str  # the node's path in comparison walks ("" for the root container)
+    pattern: str
+    rule: CompareRule
+
+    @property
+    def name(self) -> str:
+        return self.path or ROOT_NAME
+
+
+def _children(node: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
+    if node["t"] == "dict":
+        return [(join_path(path, k), child) for k, child in node["items"]]
+    if node["t"] in ("list", "tuple"):
+        return [(join_path(path, str(i)), child) for i, child in enumerate(node["items"])]
+    return []
+
+
+def dict_tensors(node: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
+    """A dict node's direct tensor children, by key."""
+    return {k: tensors[c["path"]] for k, c in node.get("items", ()) if c["t"] in ("tensor", "scalar")}
+
+
+def form_problem(rule: CompareRule, node: dict[str, Any], tensors: dict[str, Any]) -> str | None:
+    """None when `node` is of the rule's form, else what it is instead."""
+    task = rule.as_
+    if task == "detection":
+        if node["t"] != "dict":
+            return f"a {node.get('type', node['t'])}, not a dict with boxes"
+        keys = [k for k, _ in node["items"]]
+        if "boxes" not in dict_tensors(node, tensors):
+            return "a dict without a boxes tensor (keys: " + (", ".join(keys[:8]) or "none") + ")"
+        return None
+    if node["t"] != "tensor":
+        return f"a {node.get('type', node['t'])}, not a tensor"
+    t = tensors[node["path"]]
+    if task == "classification":
+        d = -1 if rule.dim is None else rule.dim
+        if not t.is_floating_point() or t.dim() < 1:
+            return f"a {str(t.dtype).replace('torch.', '')} tensor of shape {list(t.shape)}, not class scores"
+        if not -t.dim() <= d < t.dim():
+            return f"a tensor of shape {list(t.shape)}, without a class dimension {d}"
+        return None
+    if t.is_floating_point():
+        d = -3 if rule.dim is None else rule.dim
+        if t.dim() < 3 or not -t.dim() <= d < t.dim() or d % t.dim() > t.dim() - 3:
+            return f"a tensor of shape {list(t.shape)}: no class dimension {d} with two spatial ones after it"
+        return None
+    if t.dtype.is_complex or t.dim() < 2:
+        return f"a {str(t.dtype).replace('torch.', '')} tensor of shape {list(t.shape)}, not a label map"
+    return None
+
+
+def select(outputs: Outputs, rules: dict[str, CompareRule]) -> list[Selected]:
+    """The nodes each rule takes, in output order. Raises RuleError for a pattern that takes nothing."""
+    if not rules:
+        return []
+    chosen: list[Selected] = []
+    unfit: dict[str, tuple[str, str, bool]] = {}  # pattern -> (a node it decided, why it does not fit, its type fits)
+    every: list[str] = []
+
+    def every_path(node: dict[str, Any], path: str) -> None:
+        every.append(path or ROOT_NAME)
+        for child_path, child in _children(node, path):
+            every_path(child, child_path)
+
+    def visit(node: dict[str, Any], path: str) -> None:
+        name = path or ROOT_NAME
+        for pattern, rule in rules.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                problem = form_problem(rule, node, outputs.tensors)
+                if problem is None:
+                    chosen.append(Selected(path, pattern, rule))
+                    return
+                # Report the node closest to the form: a dict for detection, a tensor for the others.
+                wanted = "dict" if rule.as_ == "detection" else "tensor"
+                if pattern not in unfit or (node["t"] == wanted and not unfit[pattern][2]):
+                    unfit[pattern] = (name, problem, node["t"] == wanted)
+                break
+        for child_path, child in _children(node, path):
+            visit(child, child_path)
+
+    every_path(outputs.tree, "")
+    visit(outputs.tree, "")
+    taken = {s.pattern for s in chosen}
+    for pattern, rule in rules.items():
+        if pattern in taken:
+            continue
+        if not any(fnmatch.fnmatchcase(p, pattern) for p in every):
+            shown = ", ".join(every[:10]) + (", ..." if len(every) > 10 else "")
+            raise RuleError(pattern, f"compare pattern {pattern!r} matches no output (the outputs: {shown})")
+        if pattern in unfit:
+            name, problem, _ = unfit[pattern]
+            raise RuleError(
+                pattern,
+                f"compare pattern {pattern!r} selects nothing to compare as {rule.as_}: {name} is {problem}",
+            )
+    return chosen
