@@ -167,3 +167,18 @@ def test_act_invalid_spec_is_an_error_with_the_message(act_image):
     assert proc.returncode != 0
     assert seen["result"] == ["error"]
     assert "invalid.yaml:3: runs: Input should be greater than or equal to 2" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_act_fragile_detections_pass_with_warning_annotations(act_image):
+    proc, seen = act(act_image, "tests/fixtures/fragile.yaml")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert seen["result"] == ["pass"] and seen["outcome"] == ["success"]
+    title = "title=reprocheck%3A fragile has outputs on a decision boundary (fragile)::"
+    warnings = [
+        x for x in proc.stdout.splitlines() if f"::warning file=tests/fixtures/fragile.yaml,line=6,{title}" in x
+    ]
+    assert len(warnings) == 2, proc.stdout[-4000:]
+    assert "score threshold 0.3" in warnings[0] and "NMS threshold 0.5" in warnings[1]
+    assert "**Fragile**" in proc.stdout  # the step summary's section

@@ -324,3 +324,22 @@ def test_invariance_runs_in_the_container(image, tmp_path):
     (v,) = json.loads((tmp_path / "out" / "r.json").read_text())["checks"][0]["invariance"]
     assert (v["kind"], v["status"]) == ("threads", "fail")
     assert reprocheck("docker", str(spec), "--image", image, "--invariance", "none", cwd=tmp_path).code == 0
+
+
+def test_task_comparison_runs_in_the_container(image, tmp_path):
+    # Deterministic detections on the edge (the workspace is read-only in the container: nothing may be written
+    # beside the model): compared as detections, fragile warnings, then fragile: fail, then a rule that fits nothing.
+    shutil.copy(FIXTURES / "planted.py", tmp_path / "planted.py")
+    head = 'version: 1\nmodel: {factory: "planted:dets_on_the_edge"}\ninput: {random: {shape: [1, 8]}}\n'
+    rules = 'compare:\n  outputs:\n    "*": {as: detection}\n'
+    spec = write_spec(tmp_path, head + rules, "edge.yaml")
+    r = reprocheck("docker", str(spec), "--image", image, "--report", "out/r.json", cwd=tmp_path)
+    assert r.code == 0, r
+    check = json.loads((tmp_path / "out" / "r.json").read_text())["checks"][0]
+    assert check["outputs"][0]["task"]["stats"]["matched"] == 8
+    assert [f["reason"] for f in check["fragile"]] == ["score-threshold", "nms"]
+    strict = write_spec(tmp_path, head + rules + "  fragile: fail\n", "strict.yaml")
+    assert reprocheck("docker", str(strict), "--image", image, cwd=tmp_path).code == 1
+    wrong = write_spec(tmp_path, head + "compare:\n  outputs:\n    logits: {as: classification}\n", "wrong.yaml")
+    r = reprocheck("docker", str(wrong), "--image", image, cwd=tmp_path)
+    assert r.code == 3 and "wrong.yaml:6: compare pattern 'logits' matches no output" in r.out, r

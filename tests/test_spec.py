@@ -337,6 +337,16 @@ MORE_BAD = [
         2,
     ),
     ("infinite atol", GOOD + "tolerance: {atol: .inf}\n", "finite number", 7),
+    ("compare rule without as", GOOD + "compare: {outputs: {logits: {top_k: 3}}}\n", "as: missing", 7),
+    (
+        "compare key of another task",
+        GOOD + "compare: {outputs: {logits: {as: classification, iou: 0.5}}}\n",
+        "`iou` applies to `as: detection`",
+        7,
+    ),
+    ("compare unknown policy", GOOD + "compare: {fragile: sometimes}\n", "'warn', 'fail' or 'off'", 7),
+    ("compare iou zero", GOOD + 'compare: {outputs: {"*": {as: detection, iou: 0}}}\n', "greater than 0", 7),
+    ("compare empty pattern", GOOD + 'compare: {outputs: {"": {as: detection}}}\n', "at least 1 character", 7),
     ("rule atol negative", GOOD + "tolerance: {outputs: {x: {atol: -1.0}}}\n", "greater than or equal to 0", 7),
     ("huge random input", GOOD.replace("[1, 3, 32, 32]", "[100000, 100000, 100000]"), "elements", 6),
     (
@@ -375,9 +385,14 @@ def test_the_schema_refuses_what_the_validator_refuses(tmp_path, name, text, fra
 GOOD_MULTI = """version: 1
 input: {random: {shape: [2], low: -1e-3, high: 1e-3}}
 tolerance: {atol: 1e-4, outputs: {"o*": {rtol: 2.0e-3}}}
+compare: {outputs: {"*": {as: classification, top_k: 2, margin: 1e-3}}, fragile: off}
 checks:
   - {name: a, model: {torchvision: resnet18, kwargs: {weights: null}}}
-  - {name: b, model: {factory: "m:f"}, runs: 3, recipe: {threads: 2, deterministic_algorithms: warn}}
+  - name: b
+    model: {factory: "m:f"}
+    runs: 3
+    recipe: {threads: 2, deterministic_algorithms: warn}
+    compare: {outputs: {o: {as: segmentation, min_agreement: 0.9}}, fragile: fail}
 """
 
 

@@ -95,7 +95,10 @@ def test_a_label_that_flips_is_reported_as_a_label_change(spec_dir, tmp_path):
         planted_spec(spec_dir, "dets_label_flip", DETECTION), tmp_path, "--summary", str(tmp_path / "s.md")
     )
     assert r.code == 1, r
-    assert "0: detections differ between run 1 and run 2: 1 of 6 detections changed label: 3 → 17 at IoU 1" in r.out
+    assert (
+        "0: detections differ between run 1 and run 2: 1 of 6 detections changed label: "
+        "3 → 17 at IoU 1 (score 0.8 at [30, 120, 90, 200])" in r.out
+    )
     stats = data["checks"][0]["outputs"][0]["task"]["stats"]
     assert stats["label_change_count"] == 1 and stats["missing_count"] == stats["extra_count"] == 0
     change = stats["label_changes"][0]
@@ -296,3 +299,81 @@ checks:
     assert r.code == 1, r
     # by-column's own `logits` rule is tried before the defaults' "*": per column, the best row does not change.
     assert "FAIL  by-sample" in r.out and "PASS  by-column" in r.out
+
+
+@pytest.mark.parametrize(
+    ("model", "rules", "message"),
+    [
+        (
+            "resnet18",
+            '"*": {as: detection}',
+            "compare pattern '*' selects nothing to compare as detection: output is a tensor, not a dict with boxes "
+            "(resnet18 is a torchvision classification model)",
+        ),
+        (
+            "resnet18",
+            "logits: {as: classification}",
+            "compare pattern 'logits' matches no output (the outputs: output)",
+        ),
+        (
+            "fcn_resnet50",
+            '"*": {as: detection}',
+            "output is a dict without a boxes tensor (keys: out, aux) "
+            "(fcn_resnet50 is a torchvision segmentation model)",
+        ),
+        (
+            "retinanet_resnet50_fpn",
+            '"*": {as: segmentation}',
+            "compare pattern '*' selects nothing to compare as segmentation: 0.boxes is a tensor of shape [1, 4]",
+        ),
+    ],
+)
+def test_rules_that_cannot_fit_a_torchvision_model_are_refused_at_validation(tmp_path, model, rules, message):
+    spec = write_spec(
+        tmp_path,
+        f"""version: 1
+model: {{torchvision: {model}, kwargs: {{weights: null, weights_backbone: null}}}}
+input: {{random: {{shape: [1, 3, 64, 64]}}}}
+compare:
+  outputs:
+    {rules}
+""",
+    )
+    r = reprocheck("validate", str(spec))
+    assert r.code == 2 and message in r.err and "spec.yaml:6: compare.outputs." in r.err, r
+    assert reprocheck("run", str(spec)).code == 2  # nothing runs
+
+
+def test_rules_that_fit_a_torchvision_model_validate(tmp_path):
+    spec = write_spec(
+        tmp_path,
+        """version: 1
+model: {torchvision: fcn_resnet50, kwargs: {weights: null, weights_backbone: null}}
+input: {random: {shape: [1, 3, 64, 64]}}
+compare:
+  outputs:
+    out: {as: segmentation}
+""",
+    )
+    assert reprocheck("validate", str(spec)).code == 0
+
+
+def test_under_github_a_label_change_and_a_rule_that_fits_nothing_are_error_annotations(spec_dir, tmp_path):
+    env = {
+        "GITHUB_OUTPUT": str(tmp_path / "o"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "s"),
+        "GITHUB_WORKSPACE": str(spec_dir),
+    }
+    r = run(planted_spec(spec_dir, "dets_label_flip", DETECTION), "--github", env=env)
+    assert r.code == 1, r
+    (line,) = [x for x in r.out.splitlines() if x.startswith("::error ")]
+    assert "file=spec.yaml,line=1,title=reprocheck%3A spec is not reproducible::" in line
+    assert "1 of 6 detections changed label: 3 → 17" in line
+    wrong = planted_spec(
+        spec_dir, "dets_stable", "compare:\n  outputs:\n    logits: {as: classification}\n", name="w.yaml"
+    )
+    r = run(wrong, "--github", env=env)
+    assert r.code == 3, r
+    (line,) = [x for x in r.out.splitlines() if x.startswith("::error ")]
+    assert "file=w.yaml,line=8,title=reprocheck%3A w%3A a compare rule does not fit::" in line
+    assert "result=error" in (tmp_path / "o").read_text()

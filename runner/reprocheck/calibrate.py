@@ -87,13 +87,18 @@ def _round_up(x: float) -> float:
 
 
 def _need(o: OutputResult, where: str) -> Need | None:
-    if o.kind is Kind.MATCH or o.max_abs_diff == 0:
+    if o.kind is Kind.MATCH or o.max_abs_diff == 0 or o.task is not None:  # a compare rule judges it, not atol
         return None
     floor = EPS.get(o.dtype, 0.0) * o.magnitude
     return Need(o.path, o.max_abs_diff, where, floor, _round_up(max(o.max_abs_diff * SAFETY, floor)))
 
 
 def _unfixable(o: OutputResult, where: str) -> str | None:
+    if o.task is not None and not o:
+        return (
+            f"{o.path}: compared as {o.task.task} by its compare rule, and it changes ({where}); a tolerance does not "
+            "apply to it (`reprocheck run` says what changed)"
+        )
     if o.kind is Kind.STRUCTURE:
         return f"{o.path}: the structure changes ({where}): {o.detail}"
     if o.kind is Kind.VALUES and o.exact:
@@ -150,18 +155,27 @@ def render(c: Calibration) -> str:
         if block is None:
             continue
         if not block.needs:
-            lines.append(f"# {title}: bitwise identical, no tolerance needed")
+            others = "every other output " if block is c.runs and _judged(r) else ""
+            lines.append(f"# {title}: {others}bitwise identical, no tolerance needed")
         for n in block.needs:
             lines.append(
                 f"# {title}: {n.path} differs by up to {n.observed:.3g} ({n.where}); "
                 f"suggested {_fmt(n.atol)} = {SAFETY:g}x that"
                 + (f", floor {n.floor:.2g} (dtype resolution at its scale)" if n.floor > n.observed * SAFETY else "")
             )
+    judged = _judged(r)
+    if judged:
+        lines.append(f"# judged by their compare rules, within them, so outside this block: {', '.join(judged)}")
     lines.append("tolerance:")
     lines += c.runs.yaml("  ")
     if c.variants is not None:
         lines += ["invariance:", "  tolerance:"] + c.variants.yaml("    ")
     return "\n".join(lines) + "\n"
+
+
+def _judged(r: CheckResult) -> list[str]:
+    outs = r.comparison.outputs if r.comparison is not None else ()
+    return sorted({f"{o.path} (as {o.task.task})" for o in outs if o.task is not None})
 
 
 def as_dict(c: Calibration) -> dict[str, object]:

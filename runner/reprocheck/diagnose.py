@@ -25,6 +25,7 @@ from .diagnosis import Ablation, Diagnosis, Divergence, Effect, SeedSensitivity
 from .probe import first_divergence, load_trace
 from .runs import RunResult
 from .spec import Check, LoadedCheck, RecipeSpec
+from .tasks import RuleError
 
 DETERMINISM_MARK = recipe.DETERMINISM_ERROR
 
@@ -134,6 +135,9 @@ def diagnose(
     root = Path(tempfile.mkdtemp(prefix="reprocheck-diagnose-"))
     try:
         return _diagnose(lc, _Runner(lc, root, isolation), say)
+    except RuleError as exc:  # a compare rule that fits no output: the check cannot be judged
+        line = lc.key_line("compare", "outputs", exc.pattern)
+        return Diagnosis(lc.name, lc.file, lc.line, None, None, None, None, (), (), error=f"{lc.file}:{line}: {exc}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -161,7 +165,7 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
             error=f"run {failed.index if failed else 2} {cause}",
         )
     base = _outputs(traced)
-    comparison = compare.compare_runs(base, tol)
+    comparison = _compare(lc, base)
     trace_a, trace_b = load_trace(traced[0]), load_trace(traced[1])
     divergence = None if comparison else first_divergence(trace_a, trace_b, tol)
 
@@ -173,7 +177,7 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
     seed = None
     if seeded and seeded[0].ok:
         trace_s = load_trace(seeded[0])
-        changed = compare.compare_runs(base[:1] + _outputs(seeded), tol)
+        changed = _compare(lc, base[:1] + _outputs(seeded))
         params = tuple(k for k, v in trace_a["params"].items() if trace_s["params"].get(k) != v)
         seed = SeedSensitivity(
             sensitive=not changed,
@@ -190,9 +194,13 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
     return _finish(lc, r, say, comparison, divergence, seed, ablations, ops)
 
 
+def _compare(lc: LoadedCheck, runs: list[outputs.Outputs]) -> compare.Comparison:
+    """The check's own comparison: its tolerance and its task rules (compare:)."""
+    return compare.compare_runs(runs, lc.check.tolerance, rules=lc.check.compare)
+
+
 def _ablations(r: _Runner, base: list[outputs.Outputs], say: Callable[[str], None]) -> list[Ablation]:
     """Reproducible under the recipe: vary one part at a time and see which ones break it."""
-    tol = r.lc.check.tolerance
     ablations = []
     for knob, description, vary in VARIATIONS:
         say(f"ablation: {description}")
@@ -201,7 +209,7 @@ def _ablations(r: _Runner, base: list[outputs.Outputs], say: Callable[[str], Non
         if bad is not None:
             ablations.append(Ablation(knob, description, Effect.BREAKS, error=f"run {bad.index} {bad.cause}"))
             continue
-        c = compare.compare_runs(pair, tol)
+        c = _compare(r.lc, pair)
         ablations.append(Ablation(knob, description, Effect.NO_EFFECT if c else Effect.BREAKS, comparison=c))
     return ablations
 
@@ -231,7 +239,7 @@ def _repairs(r: _Runner, say: Callable[[str], None]) -> list[Ablation]:
         if bad is not None:
             out.append(Ablation(knob, description, Effect.STILL_DIFFERS, error=f"run {bad.index} {bad.cause}"))
             continue
-        c = compare.compare_runs(_outputs(runs), r.lc.check.tolerance)
+        c = _compare(r.lc, _outputs(runs))
         out.append(Ablation(knob, description, Effect.FIXES if c else Effect.STILL_DIFFERS, comparison=c))
     return out
 

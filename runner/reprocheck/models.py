@@ -93,7 +93,46 @@ def name_problems(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 problem = _weights_problem(tvm, name, kw, req[kw])
                 if problem:
                     problems.append({"index": i, "key": kw, "message": problem})
+        if req.get("compare"):
+            problems += [{"index": i, **p} for p in _rule_problems(tvm, name, req["compare"])]
     return problems
+
+
+def _rule_problems(tvm: Any, name: str, rules: dict[str, Any]) -> list[dict[str, Any]]:
+    """`compare:` rules checked against the output layout of a torchvision model's family, before anything runs:
+    a rule that can only find outputs of another form (a detection rule on a classifier) is a spec error now, and so
+    is a pattern that matches nothing, except for detectors (their paths depend on the number of images)."""
+    import torch
+
+    from .outputs import flatten
+    from .spec import CompareRule
+    from .tasks import RuleError, select
+
+    family = next(
+        (
+            f
+            for f in ("detection", "segmentation", "video", "optical_flow")
+            if name in tvm.list_models(module=getattr(tvm, f))
+        ),
+        "classification",
+    )
+    if family == "optical_flow":
+        return []  # a list of flow fields: no task form to expect
+    if family == "detection":
+        layout: Any = [
+            {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+        ]
+    elif family == "segmentation":
+        layout = {"out": torch.zeros(1, 2, 2, 2), "aux": torch.zeros(1, 2, 2, 2)}
+    else:
+        layout = torch.zeros(1, 2)
+    try:
+        select(flatten(layout), {p: CompareRule.model_validate(r) for p, r in rules.items()})
+    except RuleError as exc:
+        if exc.unfit or family != "detection":
+            message = f"{exc} ({name} is a torchvision {family} model)"
+            return [{"key": "compare", "pattern": exc.pattern, "message": message}]
+    return []
 
 
 def _weights_problem(tvm: Any, model: str, kw: str, value: Any) -> str | None:

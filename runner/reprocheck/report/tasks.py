@@ -36,9 +36,7 @@ def detection(o: OutputResult, a: str, b: str) -> str:
     if not o:
         parts = []
         if s["label_change_count"]:
-            changes = _some(
-                s["label_changes"], s["label_change_count"], lambda d: f"{d['label']} → {d['to']} at IoU {d['iou']:.3g}"
-            )
+            changes = _some(s["label_changes"], s["label_change_count"], _relabel)
             parts.append(f"{s['label_change_count']} of {s['expected']} detections changed label: {changes}")
         if s["missing_count"]:
             gone = _some(s["missing"], s["missing_count"], _det)
@@ -70,6 +68,12 @@ def detection(o: OutputResult, a: str, b: str) -> str:
         f"{o.path}: {_count(s['expected'])} match (IoU >= {s['iou']:g}{shift}, "
         f"max score diff {_n(s['max_score_diff'])})"
     )
+
+
+def _relabel(d: dict[str, Any]) -> str:
+    box = ", ".join(f"{x:g}" for x in d["box"])
+    score = f"score {d['score']:.3g} " if d.get("score") is not None else ""
+    return f"{d['label']} → {d['to']} at IoU {d['iou']:.3g} ({score}at [{box}])"
 
 
 def _has(n: int) -> str:

@@ -227,7 +227,10 @@ def _name_from_file(path: Path) -> str:
 
 def _name_request(c: LoadedCheck) -> dict[str, Any]:
     kwargs = c.check.model.kwargs
-    return {"model": c.check.model.torchvision, **{kw: kwargs.get(kw) for kw in ("weights", "weights_backbone")}}
+    request = {"model": c.check.model.torchvision, **{kw: kwargs.get(kw) for kw in ("weights", "weights_backbone")}}
+    if c.check.compare.outputs:  # checked against the model family's output layout
+        request["compare"] = c.check.compare.model_dump(mode="json")["outputs"]
+    return request
 
 
 def name_requests(loaded: list[LoadedCheck]) -> list[dict[str, Any]]:
@@ -252,8 +255,11 @@ def name_errors(loaded: list[LoadedCheck], problems: list[dict[str, Any]]) -> li
         index = keys.index(json.dumps(_name_request(c), sort_keys=True, default=str))
         for p in problems:
             if p["index"] == index:
-                key = p["key"]  # "torchvision", "weights" or "weights_backbone"
-                where = ("model", key) if key == "torchvision" else ("model", "kwargs", key)
+                key = p["key"]  # "torchvision", "weights", "weights_backbone" or "compare"
+                if key == "compare":
+                    where: tuple[str, ...] = ("compare", "outputs", p["pattern"])
+                else:
+                    where = ("model", key) if key == "torchvision" else ("model", "kwargs", key)
                 errors.append(SpecError(c.file, c.key_line(*where), ".".join(where), p["message"]))
     return errors
 

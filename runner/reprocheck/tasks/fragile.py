@@ -86,6 +86,15 @@ def _detection(sel: Selected, d: dict[str, Any], facts: dict[str, Any], notes: l
                 {"index": i, "score": float(scores[i]), "label": _label(d, i), "box": _box(d, i)} for i in order
             )
             out.append(Fragile(sel.name, "detection", "score-threshold", near.numel(), score_margin, thresh, items))
+    cap = facts.get("detections_per_img")
+    if cap and d["boxes"].shape[0] == cap:
+        note = (
+            f"compare pattern {sel.pattern!r}: {sel.name} holds exactly detections_per_img ({cap:g}) detections, "
+            "so the lowest-scored ones competed with detections that were cut; raise detections_per_img or the "
+            "score threshold for a stable set"
+        )
+        if note not in notes:
+            notes.append(note)
     nms = rule.nms_thresh if rule.nms_thresh is not None else facts.get("nms_thresh")
     n = d["boxes"].shape[0]
     if nms is not None and n > 1:

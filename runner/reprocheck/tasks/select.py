@@ -28,9 +28,10 @@ DETECTION_KEYS = ("boxes", "scores", "labels", "masks", "keypoints", "keypoints_
 class RuleError(ValueError):
     """A `compare:` rule does not fit the outputs: the spec is wrong for this model."""
 
-    def __init__(self, pattern: str, message: str) -> None:
+    def __init__(self, pattern: str, message: str, unfit: bool = False) -> None:
         super().__init__(message)
         self.pattern = pattern
+        self.unfit = unfit  # it matched outputs, none of its form (not: it matched nothing)
 
 
 @dataclass(frozen=True)
@@ -130,5 +131,6 @@ def select(outputs: Outputs, rules: dict[str, CompareRule]) -> list[Selected]:
             raise RuleError(
                 pattern,
                 f"compare pattern {pattern!r} selects nothing to compare as {rule.as_}: {name} is {problem}",
+                unfit=True,
             )
     return chosen
