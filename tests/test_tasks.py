@@ -377,3 +377,21 @@ def test_under_github_a_label_change_and_a_rule_that_fits_nothing_are_error_anno
     (line,) = [x for x in r.out.splitlines() if x.startswith("::error ")]
     assert "file=w.yaml,line=8,title=reprocheck%3A w%3A a compare rule does not fit::" in line
     assert "result=error" in (tmp_path / "o").read_text()
+
+
+def test_no_detections_match_no_detections_and_any_found_are_extra():
+    rules = CompareSpec.model_validate({"outputs": {"*": {"as": "detection"}}})
+    empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+    found = {"boxes": torch.tensor([[1.0, 1.0, 5.0, 5.0]]), "scores": torch.tensor([0.7]), "labels": torch.tensor([2])}
+    (same,) = compare.compare_runs([outputs.flatten([empty])] * 2, ToleranceSpec(), rules=rules).outputs
+    assert same and same.task.stats["matched"] == 0
+    (more,) = compare.compare_runs(
+        [outputs.flatten([empty]), outputs.flatten([found])], ToleranceSpec(), rules=rules
+    ).outputs
+    assert not more and more.task.stats["extra_count"] == 1 and more.task.stats["extra"][0]["label"] == 2
+    # A detector that drops labels in one run changed its structure: no matching is attempted.
+    bare = {"boxes": found["boxes"], "scores": found["scores"]}
+    (changed,) = compare.compare_runs(
+        [outputs.flatten([found]), outputs.flatten([bare])], ToleranceSpec(), rules=rules
+    ).outputs
+    assert changed.kind.value == "structure" and "detection keys differ" in changed.detail
