@@ -18,6 +18,7 @@ from .assign import match
 from .select import DETECTION_KEYS, RuleError, Selected
 
 ITEMS = 20
+MAX_PAIRS = 16_000_000  # detections of one run x the other's: the IoU matrix stays under 128 MiB
 IOU, SCORE_ATOL, KEYPOINT_ATOL = 0.99, 1e-4, 1.0
 
 
@@ -98,6 +99,18 @@ def compare(sel: Selected, exp_d: dict[str, Any], obt_d: dict[str, Any], runs: t
         if obt is not None and set(obt) == set(exp):
             detail = f"boxes are {base['dtype']} in one run, {obt['boxes'].dtype} in the other"
         return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base)
+    for key in exp:  # per-detection shapes (mask size, keypoint count) must agree for pairs to be compared
+        if exp[key].shape[1:] != obt[key].shape[1:]:
+            a, b = list(exp[key].shape[1:]), list(obt[key].shape[1:])
+            detail = f"{key} are {a} per detection in one run, {b} in the other"
+            return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base)
+    if exp["boxes"].shape[0] * obt["boxes"].shape[0] > MAX_PAIRS:
+        raise RuleError(
+            sel.pattern,
+            f"compare pattern {sel.pattern!r}: {sel.name} has {exp['boxes'].shape[0]} and {obt['boxes'].shape[0]} "
+            f"detections, more than {MAX_PAIRS:,} pairs to match; cap the detections (detections_per_img) or compare "
+            "them elementwise",
+        )
     iou = box_iou(exp["boxes"], obt["boxes"])
     close = (iou >= iou_min).numpy()
     if "labels" in exp:
