@@ -107,7 +107,8 @@ def error_annotations(failures: list[tuple[str, int, str, str]], level: str = "e
     if len(failures) > MAX_ANNOTATIONS:
         rest = failures[MAX_ANNOTATIONS:]
         names = ", ".join(t for _, _, t, _ in rest)
-        lines.append(command(level, f"{len(rest)} more failing checks: {names}", title="reprocheck"))
+        what = "warnings" if level == "warning" else "failing checks"
+        lines.append(command(level, f"{len(rest)} more {what}: {names}", title="reprocheck"))
     return lines
 
 

@@ -120,7 +120,7 @@ def _rule_problems(tvm: Any, name: str, rules: dict[str, Any]) -> list[dict[str,
         return []  # a list of flow fields: no task form to expect
     if family == "detection":
         layout: Any = [
-            {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0, dtype=torch.int64)}
+            {"boxes": torch.zeros(1, 4), "scores": torch.zeros(1), "labels": torch.zeros(1, dtype=torch.int64)}
         ]
     elif family == "segmentation":
         layout = {"out": torch.zeros(1, 2, 2, 2), "aux": torch.zeros(1, 2, 2, 2)}

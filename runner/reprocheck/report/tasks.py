@@ -14,12 +14,12 @@ def _n(x: float | None) -> str:
     return "-" if x is None else f"{x:.3g}"
 
 
-def _det(d: dict[str, Any]) -> str:
+def _det(d: dict[str, Any], digits: int = 3) -> str:
     parts = []
     if d.get("label") is not None:
         parts.append(f"label {d['label']}")
     if d.get("score") is not None:
-        parts.append(f"score {d['score']:.3g}")
+        parts.append(f"score {d['score']:.{digits}g}")
     box = ", ".join(f"{x:g}" for x in d["box"])
     return " ".join(parts) + f" at [{box}]" if parts else f"box [{box}]"
 
@@ -147,12 +147,12 @@ def fragile_sentence(f: Fragile) -> str:
     if f.reason == "score-threshold":
         return (
             f"{f.path}: {_count(f.count)} score within {f.margin:.2g} of the score threshold {f.threshold:g} "
-            f"(closest: {_det(first)}): another device, thread count or library version may drop or add them"
+            f"(closest: {_det(first, 7)}): another device, thread count or library version may drop or add them"
         )
     if f.reason == "nms":
         tie = ", scores nearly equal: which survives is a tie-break" if first.get("near_tie") else ""
         scores = first.get("scores")
-        shown = f", scores {scores[0]:.3g} and {scores[1]:.3g}" if scores else ""
+        shown = f", scores {scores[0]:.7g} and {scores[1]:.7g}" if scores else ""
         label = f"label {first['label']}: " if first.get("label") is not None else ""
         return (
             f"{f.path}: {f.count} same-label box {'pairs overlap' if f.count != 1 else 'pair overlaps'} at IoU within "
