@@ -395,3 +395,16 @@ def test_no_detections_match_no_detections_and_any_found_are_extra():
         [outputs.flatten([found]), outputs.flatten([bare])], ToleranceSpec(), rules=rules
     ).outputs
     assert changed.kind.value == "structure" and "detection keys differ" in changed.detail
+
+
+def test_task_rules_apply_per_image_in_batch_variants(spec_dir, tmp_path):
+    # Batch variants cut both runs to the images they share; each image's detections are then matched as detections.
+    batch = "  format: list\ninvariance: {batch: [1, 3]}\n"
+    r, data = report_of(planted_spec(spec_dir, "dets_per_image", batch + DETECTION, shape="[2, 3, 16, 16]"), tmp_path)
+    assert r.code == 0, r
+    variants = data["checks"][0]["invariance"]
+    assert [(v["variant"], v["status"]) for v in variants] == [("1", "pass"), ("3", "pass")]
+    assert {o["path"] for o in variants[1]["outputs"]} == {"0", "1"}
+    assert all(o["task"]["task"] == "detection" for v in variants for o in v["outputs"])
+    r = run(planted_spec(spec_dir, "dets_per_image", batch, shape="[2, 3, 16, 16]", name="plain.yaml"))
+    assert r.code == 1 and "6 of 6 outputs differ" in r.out, r  # elementwise, the order is all it sees

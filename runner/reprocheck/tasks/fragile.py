@@ -21,7 +21,7 @@ from ..outputs import Outputs
 from ..results import Fragile
 from . import classification, segmentation
 from .detection import box_iou, parse
-from .select import Selected, dict_tensors
+from .select import Selected, dict_tensors, node_at
 
 ITEMS = 10
 
@@ -37,7 +37,7 @@ def fragility(outputs: Outputs, selection: list[Selected], facts: dict[str, Any]
     found: list[Fragile] = []
     notes: list[str] = []
     for sel in selection:
-        node = _node(outputs.tree, sel.path)
+        node = node_at(outputs.tree, sel.path)
         task = sel.rule.as_
         if task == "detection":
             d, _ = parse(dict_tensors(node, outputs.tensors), sel.name)
@@ -47,20 +47,6 @@ def fragility(outputs: Outputs, selection: list[Selected], facts: dict[str, Any]
             t = outputs.tensors[node["path"]]
             found += _classification(sel, t) if task == "classification" else _segmentation(sel, t)
     return found, notes
-
-
-def _node(tree: dict[str, Any], path: str) -> dict[str, Any]:
-    from .select import _children
-
-    if not path:
-        return tree
-    stack = [(tree, "")]
-    while stack:
-        node, p = stack.pop()
-        if p == path:
-            return node
-        stack += [(c, cp) for cp, c in _children(node, p) if path == cp or path.startswith(cp + ".")]
-    raise KeyError(path)
 
 
 def _detection(sel: Selected, d: dict[str, Any], facts: dict[str, Any], notes: list[str]) -> list[Fragile]:

@@ -45,12 +45,23 @@ class Selected:
         return self.path or ROOT_NAME
 
 
-def _children(node: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
+def children(node: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
     if node["t"] == "dict":
         return [(join_path(path, k), child) for k, child in node["items"]]
     if node["t"] in ("list", "tuple"):
         return [(join_path(path, str(i)), child) for i, child in enumerate(node["items"])]
     return []
+
+
+def node_at(tree: dict[str, Any], path: str) -> dict[str, Any]:
+    """The node of an output tree at a walk path ("" for the root)."""
+    stack = [(tree, "")]
+    while stack:
+        node, p = stack.pop()
+        if p == path:
+            return node
+        stack += [(c, cp) for cp, c in children(node, p) if path == cp or path.startswith(cp + ".")]
+    raise KeyError(path)
 
 
 def dict_tensors(node: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +109,7 @@ def select(outputs: Outputs, rules: dict[str, CompareRule]) -> list[Selected]:
 
     def every_path(node: dict[str, Any], path: str) -> None:
         every.append(path or ROOT_NAME)
-        for child_path, child in _children(node, path):
+        for child_path, child in children(node, path):
             every_path(child, child_path)
 
     def visit(node: dict[str, Any], path: str) -> None:
@@ -114,7 +125,7 @@ def select(outputs: Outputs, rules: dict[str, CompareRule]) -> list[Selected]:
                 if pattern not in unfit or (node["t"] == wanted and not unfit[pattern][2]):
                     unfit[pattern] = (name, problem, node["t"] == wanted)
                 break
-        for child_path, child in _children(node, path):
+        for child_path, child in children(node, path):
             visit(child, child_path)
 
     every_path(outputs.tree, "")
