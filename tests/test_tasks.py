@@ -408,3 +408,21 @@ def test_task_rules_apply_per_image_in_batch_variants(spec_dir, tmp_path):
     assert all(o["task"]["task"] == "detection" for v in variants for o in v["outputs"])
     r = run(planted_spec(spec_dir, "dets_per_image", batch, shape="[2, 3, 16, 16]", name="plain.yaml"))
     assert r.code == 1 and "6 of 6 outputs differ" in r.out, r  # elementwise, the order is all it sees
+
+
+def test_per_box_tensors_follow_the_matching():
+    # A detector that also returns per-box class scores: reordered with its boxes, they still match; changed on one
+    # matched box, they differ, elementwise under the check's tolerance, on the matched pairs.
+    rules = CompareSpec.model_validate({"outputs": {"*": {"as": "detection"}}})
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0], [5.0, 40.0, 15.0, 60.0]])
+    first = {"boxes": boxes, "labels": torch.tensor([1, 2, 3]), "logits": torch.rand(3, 4), "image_id": torch.tensor(7)}
+    order = torch.tensor([2, 0, 1])
+    second = {"boxes": boxes[order], "labels": first["labels"][order], "logits": first["logits"][order], "image_id": 7}
+    second["image_id"] = torch.tensor(7)
+    results = compare.compare_runs([outputs.flatten([first]), outputs.flatten([second])], ToleranceSpec(), rules=rules)
+    assert results and {o.path for o in results.outputs} == {"0", "0.logits", "0.image_id"}
+    second["logits"] = second["logits"].clone()
+    second["logits"][1, 2] += 0.5  # the box that was first in run 1
+    results = compare.compare_runs([outputs.flatten([first]), outputs.flatten([second])], ToleranceSpec(), rules=rules)
+    (bad,) = results.failures
+    assert bad.path == "0.logits" and bad.first_index == (0, 2) and "compared on the 3 matched detections" in bad.detail

@@ -23,7 +23,7 @@ from typing import Any
 from .outputs import Outputs
 from .results import Comparison, Kind, OutputResult, Tolerance, comparison_from_dict, comparison_to_dict
 from .spec import CompareSpec, ToleranceSpec
-from .tasks import DETECTION_KEYS, Selected, compare_selected, select
+from .tasks import Selected, compare_selected, select
 from .values import compare_tensors
 
 __all__ = [
@@ -77,8 +77,8 @@ def _walk(
         if t != "dict":
             return
         # A detection dict: its other keys stay elementwise.
-        exp = {**exp, "items": [(k, n) for k, n in exp["items"] if k not in DETECTION_KEYS]}
-        obt = {**obt, "items": [(k, n) for k, n in obt["items"] if k not in DETECTION_KEYS]}
+        exp = {**exp, "items": [(k, n) for k, n in exp["items"] if k not in sel.claimed]}
+        obt = {**obt, "items": [(k, n) for k, n in obt["items"] if k not in sel.claimed]}
         chosen = None
     if t in ("tensor", "scalar"):
         pairs.append(exp["path"])
@@ -143,7 +143,7 @@ def compare(
         for p, d in problems
     ]
     for sel, e, o in tasks:
-        results.append(compare_selected(sel, e, o, expected.tensors, obtained.tensors, runs))
+        results += compare_selected(sel, e, o, expected.tensors, obtained.tensors, runs, spec)
     for p in pairs:
         results.append(compare_tensors(p, expected.tensors[p], obtained.tensors[p], tolerance_for(p, spec), runs))
     return results

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..results import OutputResult
+from ..spec import ToleranceSpec
 from .select import DETECTION_KEYS, RuleError, Selected, dict_tensors, select
 
 __all__ = ["DETECTION_KEYS", "RuleError", "Selected", "compare_selected", "select"]
@@ -26,18 +27,22 @@ def compare_selected(
     exp_tensors: dict[str, Any],
     obt_tensors: dict[str, Any],
     runs: tuple[int, int],
-) -> OutputResult:
-    """One selected node (its tree nodes in both runs) compared by its rule's task."""
+    tolerance: ToleranceSpec,
+) -> list[OutputResult]:
+    """One selected node (its tree nodes in both runs) compared by its rule's task; for a detection dict, also its
+    per-detection tensors (sel.per_detection), elementwise on the matched pairs under the check's tolerance."""
     task = sel.rule.as_
     if task == "detection":
         from . import detection
 
-        return detection.compare(sel, dict_tensors(expected, exp_tensors), dict_tensors(obtained, obt_tensors), runs)
+        return detection.compare_all(
+            sel, dict_tensors(expected, exp_tensors), dict_tensors(obtained, obt_tensors), runs, tolerance
+        )
     e, o = exp_tensors[expected["path"]], obt_tensors[obtained["path"]]
     if task == "classification":
         from . import classification
 
-        return classification.compare(sel, e, o, runs)
+        return [classification.compare(sel, e, o, runs)]
     from . import segmentation
 
-    return segmentation.compare(sel, e, o, runs)
+    return [segmentation.compare(sel, e, o, runs)]

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from ..results import Kind, OutputResult, TaskResult, Tolerance
+from ..spec import ToleranceSpec
 from .assign import match
 from .select import DETECTION_KEYS, RuleError, Selected
 
@@ -75,7 +76,43 @@ def _mask_iou(a: Any, b: Any) -> float:
     return 1.0 if union == 0 else int((ma & mb).sum()) / union
 
 
-def compare(sel: Selected, exp_d: dict[str, Any], obt_d: dict[str, Any], runs: tuple[int, int]) -> OutputResult:
+def compare_all(
+    sel: Selected, exp_d: dict[str, Any], obt_d: dict[str, Any], runs: tuple[int, int], tolerance: ToleranceSpec
+) -> list[OutputResult]:
+    """The detections judged, then the dict's per-detection tensors (sel.per_detection) elementwise on the matched
+    pairs, each under its own tolerance: per-box extras follow the matching, so their order never matters either."""
+    import dataclasses
+
+    import torch
+
+    from ..compare import tolerance_for
+    from ..values import compare_tensors
+
+    result, pairs = compare(sel, exp_d, obt_d, runs)
+    out = [result]
+    for key in sel.per_detection:
+        path = f"{sel.path}.{key}" if sel.path else key
+        o = obt_d.get(key)
+        if pairs is None:
+            continue  # the detections' structure differs: said once, on the detection result
+        if o is None or o.dim() == 0 or o.shape[0] != obt_d["boxes"].shape[0]:
+            detail = "not one entry per detection in the obtained run"
+            out.append(
+                OutputResult(path=path, kind=Kind.STRUCTURE, tolerance=tolerance_for(path, tolerance), detail=detail)
+            )
+            continue
+        ei = torch.tensor([i for i, _ in pairs], dtype=torch.long)
+        oi = torch.tensor([j for _, j in pairs], dtype=torch.long)
+        r = compare_tensors(path, exp_d[key][ei], o[oi], tolerance_for(path, tolerance), runs)
+        note = f"compared on the {len(pairs)} matched detections"
+        out.append(dataclasses.replace(r, detail=f"{r.detail}; {note}" if r.detail else note))
+    return out
+
+
+def compare(
+    sel: Selected, exp_d: dict[str, Any], obt_d: dict[str, Any], runs: tuple[int, int]
+) -> tuple[OutputResult, list[tuple[int, int]] | None]:
+    """The detections judged; and the matched pairs (None when their structure differs)."""
     import torch
 
     rule = sel.rule
@@ -98,12 +135,12 @@ def compare(sel: Selected, exp_d: dict[str, Any], obt_d: dict[str, Any], runs: t
         detail = problem or "detection keys differ: " + ", ".join(sorted(exp)) + " vs " + ", ".join(sorted(obt or {}))
         if obt is not None and set(obt) == set(exp):
             detail = f"boxes are {base['dtype']} in one run, {obt['boxes'].dtype} in the other"
-        return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base)
+        return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base), None
     for key in exp:  # per-detection shapes (mask size, keypoint count) must agree for pairs to be compared
         if exp[key].shape[1:] != obt[key].shape[1:]:
             a, b = list(exp[key].shape[1:]), list(obt[key].shape[1:])
             detail = f"{key} are {a} per detection in one run, {b} in the other"
-            return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base)
+            return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base), None
     if exp["boxes"].shape[0] * obt["boxes"].shape[0] > MAX_PAIRS:
         raise RuleError(
             sel.pattern,
@@ -194,10 +231,11 @@ def compare(sel: Selected, exp_d: dict[str, Any], obt_d: dict[str, Any], runs: t
             stats["keypoint_scores"] = {"max_diff": float(per.max()), "changed": int((per > score_atol).sum())}
             findings += int((per > score_atol).sum())
     stats["max_score_diff"] = max_score
-    return OutputResult(
+    result = OutputResult(
         kind=Kind.VALUES if findings else Kind.MATCH,
         mismatched=findings,
         max_abs_diff=max_score,
         task=TaskResult("detection", sel.pattern, stats),
         **base,
     )
+    return result, every

@@ -39,6 +39,13 @@ class Selected:
     path: str  # the node's path in comparison walks ("" for the root container)
     pattern: str
     rule: CompareRule
+    # detection: the dict's other tensors with one entry per box (e.g. per-box logits), compared on matched pairs
+    per_detection: tuple[str, ...] = ()
+
+    @property
+    def claimed(self) -> frozenset[str]:
+        """A detection dict's keys that the task comparison takes; the others stay elementwise."""
+        return frozenset(DETECTION_KEYS) | frozenset(self.per_detection)
 
     @property
     def name(self) -> str:
@@ -67,6 +74,14 @@ def node_at(tree: dict[str, Any], path: str) -> dict[str, Any]:
 def dict_tensors(node: dict[str, Any], tensors: dict[str, Any]) -> dict[str, Any]:
     """A dict node's direct tensor children, by key."""
     return {k: tensors[c["path"]] for k, c in node.get("items", ()) if c["t"] in ("tensor", "scalar")}
+
+
+def _per_detection(rule: CompareRule, node: dict[str, Any], tensors: dict[str, Any]) -> tuple[str, ...]:
+    if rule.as_ != "detection":
+        return ()
+    d = dict_tensors(node, tensors)
+    n = d["boxes"].shape[0] if d["boxes"].dim() else -1
+    return tuple(k for k, t in d.items() if k not in DETECTION_KEYS and t.dim() >= 1 and t.shape[0] == n)
 
 
 def form_problem(rule: CompareRule, node: dict[str, Any], tensors: dict[str, Any]) -> str | None:
@@ -118,7 +133,7 @@ def select(outputs: Outputs, rules: dict[str, CompareRule]) -> list[Selected]:
             if fnmatch.fnmatchcase(name, pattern):
                 problem = form_problem(rule, node, outputs.tensors)
                 if problem is None:
-                    chosen.append(Selected(path, pattern, rule))
+                    chosen.append(Selected(path, pattern, rule, _per_detection(rule, node, outputs.tensors)))
                     return
                 # Report the node closest to the form: a dict for detection, a tensor for the others.
                 wanted = "dict" if rule.as_ == "detection" else "tensor"
