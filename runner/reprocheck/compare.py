@@ -166,12 +166,15 @@ def compare_stream(
     spec: ToleranceSpec,
     expected_label: int = 1,
     rules: CompareSpec | None = None,
+    selection: list[Selected] | None = None,
 ) -> Comparison:
     """Run 1 (`expected`) against each later run as it comes, so that only two output sets are ever held.
     Each output keeps its worst result and counts the runs in which it differs; with three runs or more,
     distinct results are counted by content hash, per output and for the whole output set. Outputs that
-    `rules` (compare:) take are compared by their task; a rule that fits no output raises tasks.RuleError."""
-    selection = select(expected, rules.outputs) if rules is not None else []
+    `rules` (compare:) take are compared by their task (`selection`: what `tasks.select` made of them, when the
+    caller already has it); a rule that fits no output raises tasks.RuleError."""
+    if selection is None:
+        selection = select(expected, rules.outputs) if rules is not None else []
     worst: dict[str, OutputResult] = {}
     differing: dict[str, int] = {}
     hashes: dict[str, set[str]] = {}

@@ -31,13 +31,15 @@ def verdict(request: dict[str, Any]) -> dict[str, Any]:
             n, b = request["batch"]
             first, other, left_out[:] = per_sample(first, n, outputs.load(Path(runs[1]["outputs"])), b)
             comparison = compare.compare_runs([first, other], tolerance, [r["index"] for r in runs], rules)
-        elif first is not None and len(runs) >= 2:
-            # One later run in memory at a time: up to 1,000 runs compare in the memory of two.
-            later = ((r["index"], outputs.load(Path(r["outputs"]))) for r in runs[1:])
-            comparison = compare.compare_stream(first, later, tolerance, runs[0]["index"], rules)
-        if first is not None and request.get("fragile", "off") != "off" and rules.outputs:
-            found, answer["notes"] = fragility(first, select(first, rules.outputs), request.get("facts") or {})
-            answer["fragile"] = [dataclasses.asdict(f) for f in found]
+        elif first is not None:
+            selection = select(first, rules.outputs)  # once: for the comparison and for fragility
+            if len(runs) >= 2:
+                # One later run in memory at a time: up to 1,000 runs compare in the memory of two.
+                later = ((r["index"], outputs.load(Path(r["outputs"]))) for r in runs[1:])
+                comparison = compare.compare_stream(first, later, tolerance, runs[0]["index"], rules, selection)
+            if request.get("fragile", "off") != "off" and selection:
+                found, answer["notes"] = fragility(first, selection, request.get("facts") or {})
+                answer["fragile"] = [dataclasses.asdict(f) for f in found]
     except RuleError as exc:
         return {**answer, "error": {"pattern": exc.pattern, "message": str(exc)}}
     if comparison is not None:

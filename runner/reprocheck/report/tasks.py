@@ -20,8 +20,8 @@ def _det(d: dict[str, Any], digits: int = 3) -> str:
         parts.append(f"label {d['label']}")
     if d.get("score") is not None:
         parts.append(f"score {d['score']:.{digits}g}")
-    box = ", ".join(f"{x:g}" for x in d["box"])
-    return " ".join(parts) + f" at [{box}]" if parts else f"box [{box}]"
+    box = _box(d)
+    return " ".join(parts) + f" at {box}" if parts else f"box {box}"
 
 
 def _some(items: list[dict[str, Any]], count: int, word: Any) -> str:
@@ -70,10 +70,13 @@ def detection(o: OutputResult, a: str, b: str) -> str:
     )
 
 
+def _box(d: dict[str, Any]) -> str:
+    return "[" + ", ".join(f"{x:g}" for x in d["box"]) + "]"
+
+
 def _relabel(d: dict[str, Any]) -> str:
-    box = ", ".join(f"{x:g}" for x in d["box"])
     score = f"score {d['score']:.3g} " if d.get("score") is not None else ""
-    return f"{d['label']} → {d['to']} at IoU {d['iou']:.3g} ({score}at [{box}])"
+    return f"{d['label']} → {d['to']} at IoU {d['iou']:.3g} ({score}at {_box(d)})"
 
 
 def _has(n: int) -> str:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..results import Kind, OutputResult, TaskResult, Tolerance
-from .select import RuleError, Selected
+from ..results import Kind, OutputResult, TaskResult
+from .select import RuleError, Selected, form_changed
 
 ITEMS = 20
 
@@ -47,22 +47,15 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
     k = rule.top_k or 1
     dim = -1 if rule.dim is None else rule.dim
     classes = exp_t.shape[dim]
-    base: dict[str, Any] = dict(
-        path=sel.name,
-        tolerance=Tolerance(0.0, 0.0, sel.pattern),
-        expected_run=runs[0],
-        obtained_run=runs[1],
-        shape=tuple(exp_t.shape),
-        dtype=str(exp_t.dtype).replace("torch.", ""),
-    )
+    base = sel.fields(exp_t, runs)
     if classes > 1 and k > classes:
         raise RuleError(
             sel.pattern,
             f"compare pattern {sel.pattern!r}: top_k is {k} but {sel.name} has {classes} classes along dim {dim}",
         )
-    if exp_t.shape != obt_t.shape or exp_t.dtype != obt_t.dtype:
-        detail = f"shape {list(exp_t.shape)} {exp_t.dtype} expected, {list(obt_t.shape)} {obt_t.dtype} obtained"
-        return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base)
+    form = form_changed(exp_t, obt_t)
+    if form:
+        return OutputResult(kind=Kind.STRUCTURE, detail=form, **base)
     e, o = scores_by_sample(exp_t, dim), scores_by_sample(obt_t, dim)
     lead = tuple(exp_t.movedim(dim, -1).shape[:-1])
     ev, ec = ranked(e, k)

@@ -60,7 +60,7 @@ def box_iou(a: Any, b: Any) -> Any:
     return torch.where(union > 0, inter / union.clamp(min=1e-300), same.double())
 
 
-def _item(d: dict[str, Any], i: int) -> dict[str, Any]:
+def item(d: dict[str, Any], i: int) -> dict[str, Any]:
     return {
         "index": i,
         "label": int(d["labels"][i]) if "labels" in d else None,
@@ -183,11 +183,11 @@ def compare(
         col = iou_np[missing, j] if missing else []
         return round(float(max(col, default=0.0)), 4)
 
-    stats["missing"] = [{**_item(exp, i), "best_iou": best(i, None)} for i in missing[:ITEMS]]
-    stats["extra"] = [{**_item(obt, j), "best_iou": best(None, j)} for j in extra[:ITEMS]]
+    stats["missing"] = [{**item(exp, i), "best_iou": best(i, None)} for i in missing[:ITEMS]]
+    stats["extra"] = [{**item(obt, j), "best_iou": best(None, j)} for j in extra[:ITEMS]]
     stats["label_changes"] = [
         {
-            **_item(exp, i),
+            **item(exp, i),
             "to": int(obt["labels"][j]),
             "obtained_index": j,
             "obtained_score": float(obt["scores"][j]) if "scores" in obt else None,
@@ -209,7 +209,7 @@ def compare(
             max_score = float(diffs.max())
             bad = [k for k in diffs.argsort(descending=True).tolist() if diffs[k] > score_atol]
             stats["score_changes"] = [
-                {**_item(exp, every[k][0]), "obtained_score": float(obt["scores"][every[k][1]])} for k in bad[:ITEMS]
+                {**item(exp, every[k][0]), "obtained_score": float(obt["scores"][every[k][1]])} for k in bad[:ITEMS]
             ]
             stats["score_change_count"] = len(bad)
             findings += len(bad)

@@ -20,7 +20,7 @@ from typing import Any
 from ..outputs import Outputs
 from ..results import Fragile
 from . import classification, segmentation
-from .detection import box_iou, parse
+from .detection import box_iou, item, parse
 from .select import Selected, dict_tensors, node_at
 
 ITEMS = 10
@@ -68,9 +68,7 @@ def _detection(sel: Selected, d: dict[str, Any], facts: dict[str, Any], notes: l
         near = (dist <= score_margin).nonzero().flatten()
         if near.numel():
             order = near[dist[near].argsort()][:ITEMS].tolist()
-            items = tuple(
-                {"index": i, "score": float(scores[i]), "label": _label(d, i), "box": _box(d, i)} for i in order
-            )
+            items = tuple(item(d, i) for i in order)
             out.append(Fragile(sel.name, "detection", "score-threshold", near.numel(), score_margin, thresh, items))
     cap = facts.get("detections_per_img")
     if cap and d["boxes"].shape[0] == cap:
@@ -85,7 +83,7 @@ def _detection(sel: Selected, d: dict[str, Any], facts: dict[str, Any], notes: l
     n = d["boxes"].shape[0]
     if nms is not None and n > 1:
         nms_margin = rule.nms_margin if rule.nms_margin is not None else default_margin(d["boxes"].dtype)
-        pairs: list[tuple[float, int, int]] = []
+        pairs: list[tuple[float, int, int, float]] = []
         for start in range(0, n, 1024):  # rows in chunks: memory stays bounded for thousands of boxes
             iou = box_iou(d["boxes"][start : start + 1024], d["boxes"])
             rows = torch.arange(start, min(n, start + 1024))[:, None]
@@ -93,29 +91,21 @@ def _detection(sel: Selected, d: dict[str, Any], facts: dict[str, Any], notes: l
             if "labels" in d:
                 edge &= d["labels"][start : start + 1024, None] == d["labels"][None, :]
             for i, j in edge.nonzero().tolist():
-                pairs.append((abs(float(iou[i, j]) - nms), start + i, j))
+                pairs.append((abs(float(iou[i, j]) - nms), start + i, j, float(iou[i, j])))
         if pairs:
             pairs.sort()
             items = tuple(
                 {
                     "index": [i, j],
-                    "label": _label(d, i),
-                    "iou": round(float(box_iou(d["boxes"][i : i + 1], d["boxes"][j : j + 1])[0, 0]), 6),
+                    "label": int(d["labels"][i]) if "labels" in d else None,
+                    "iou": round(iou_ij, 6),
                     "scores": [float(scores[i]), float(scores[j])] if scores is not None else None,
                     "near_tie": scores is not None and abs(float(scores[i]) - float(scores[j])) <= score_margin,
                 }
-                for _, i, j in pairs[:ITEMS]
+                for _, i, j, iou_ij in pairs[:ITEMS]
             )
             out.append(Fragile(sel.name, "detection", "nms", len(pairs), nms_margin, nms, items))
     return out
-
-
-def _label(d: dict[str, Any], i: int) -> int | None:
-    return int(d["labels"][i]) if "labels" in d else None
-
-
-def _box(d: dict[str, Any], i: int) -> list[float]:
-    return [round(float(x), 4) for x in d["boxes"][i]]
 
 
 def _classification(sel: Selected, t: Any) -> list[Fragile]:

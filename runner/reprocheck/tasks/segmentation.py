@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..results import Kind, OutputResult, TaskResult, Tolerance
-from .select import Selected
+from ..results import Kind, OutputResult, TaskResult
+from .select import Selected, form_changed
 
 ITEMS = 20
 CLASSES = 64  # classes whose IoU is computed, at most: the ones with the most changed pixels
@@ -26,17 +26,10 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
     rule = sel.rule
     dim = -3 if rule.dim is None else rule.dim
     need = 1.0 if rule.min_agreement is None else rule.min_agreement
-    base: dict[str, Any] = dict(
-        path=sel.name,
-        tolerance=Tolerance(0.0, 0.0, sel.pattern),
-        expected_run=runs[0],
-        obtained_run=runs[1],
-        shape=tuple(exp_t.shape),
-        dtype=str(exp_t.dtype).replace("torch.", ""),
-    )
-    if exp_t.shape != obt_t.shape or exp_t.dtype != obt_t.dtype:
-        detail = f"shape {list(exp_t.shape)} {exp_t.dtype} expected, {list(obt_t.shape)} {obt_t.dtype} obtained"
-        return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base)
+    base = sel.fields(exp_t, runs)
+    form = form_changed(exp_t, obt_t)
+    if form:
+        return OutputResult(kind=Kind.STRUCTURE, detail=form, **base)
     le, lo = labels(exp_t, dim), labels(obt_t, dim)
     changed = le != lo
     pixels, n_changed = changed.numel(), int(changed.sum())

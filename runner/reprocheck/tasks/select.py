@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..outputs import ROOT_NAME, Outputs, join_path
+from ..results import Tolerance
 from ..spec import CompareRule
 
 # Per-detection keys the detection comparison understands; other keys of the dict stay elementwise.
@@ -42,6 +43,17 @@ class Selected:
     # detection: the dict's other tensors with one entry per box (e.g. per-box logits), compared on matched pairs
     per_detection: tuple[str, ...] = ()
 
+    def fields(self, expected: Any, runs: tuple[int, int]) -> dict[str, Any]:
+        """The OutputResult fields a task result on one tensor output starts from."""
+        return dict(
+            path=self.name,
+            tolerance=Tolerance(0.0, 0.0, self.pattern),
+            expected_run=runs[0],
+            obtained_run=runs[1],
+            shape=tuple(expected.shape),
+            dtype=str(expected.dtype).replace("torch.", ""),
+        )
+
     @property
     def claimed(self) -> frozenset[str]:
         """A detection dict's keys that the task comparison takes; the others stay elementwise."""
@@ -50,6 +62,13 @@ class Selected:
     @property
     def name(self) -> str:
         return self.path or ROOT_NAME
+
+
+def form_changed(expected: Any, obtained: Any) -> str | None:
+    """How one tensor output's shape or dtype changed between the runs (None: it did not)."""
+    if expected.shape == obtained.shape and expected.dtype == obtained.dtype:
+        return None
+    return f"shape {list(expected.shape)} {expected.dtype} expected, {list(obtained.shape)} {obtained.dtype} obtained"
 
 
 def children(node: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
