@@ -343,3 +343,36 @@ def test_task_comparison_runs_in_the_container(image, tmp_path):
     wrong = write_spec(tmp_path, head + "compare:\n  outputs:\n    logits: {as: classification}\n", "wrong.yaml")
     r = reprocheck("docker", str(wrong), "--image", image, cwd=tmp_path)
     assert r.code == 3 and "wrong.yaml:6: compare pattern 'logits' matches no output" in r.out, r
+
+
+def test_a_path_cannot_rewrite_a_mount_on_the_real_engine(image, tmp_path):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (ws / "writer.py").write_text(
+        "import os, torch\n"
+        "def build():\n"
+        f"    for d in ({str(outside)!r}, os.path.join({str(ws)!r}, 'out')):\n"
+        "        try:\n"
+        "            open(os.path.join(d, 'planted'), 'w').close()\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "    return torch.nn.Identity()\n"
+    )
+    spec = write_spec(ws, "version: 1\nmodel: {factory: 'writer:build'}\ninput: {random: {shape: [2]}}\n", "w.yaml")
+    hostile = f"out/x,source={outside},target={ws}/out/x/r.json"
+    r = reprocheck("docker", str(spec), "--image", image, "--report", hostile, cwd=ws)
+    assert r.code == 2 and "--mount syntax" in r.err, r
+    assert list(outside.iterdir()) == []
+    # A path with '=' is passed through unchanged and lands where it says.
+    r = reprocheck("docker", str(spec), "--image", image, "--report", "out/a=b/r.json", cwd=ws)
+    assert r.code == 0, r
+    assert (ws / "out" / "a=b" / "r.json").is_file() and list(outside.iterdir()) == []
+    # The container refuses a check whose input lies in a writable folder.
+    import numpy
+
+    numpy.save(ws / "out" / "x.npy", numpy.zeros(2, dtype="float32"))
+    bad = write_spec(ws, "version: 1\nmodel: {factory: 'writer:build'}\ninput: {tensor: out/x.npy}\n", "b.yaml")
+    r = reprocheck("docker", str(bad), "--image", image, "--report", "out/r.json", cwd=ws)
+    assert r.code == 2 and "writable output folder" in r.err, r

@@ -1,6 +1,7 @@
 """One launch policy for the Action and `reprocheck docker`, tried with a stand-in `docker` that records its
 arguments (only the command line matters here; the real engine runs the same lines in test_docker/test_action)."""
 
+import csv
 import json
 import os
 import stat
@@ -323,3 +324,105 @@ def test_outputs_in_the_workspace_top_folder_are_refused_with_the_fix(fake):
     )
     assert d.code == 2 and "e.g. reprocheck/s.md" in d.err
     assert action(fake).returncode == 0  # the default report, reprocheck/report.json, is in a folder
+
+
+def docker_mount_fields(value: str) -> list[tuple[str, str]]:
+    """A --mount value read the way the Docker CLI reads it: one CSV record of key=value fields."""
+    (record,) = list(csv.reader([value]))
+    return [tuple(f.split("=", 1)) if "=" in f else (f, "") for f in record]  # type: ignore[misc]
+
+
+def assert_mounts_stay_put(argv: list[str], allowed: list[Path]) -> None:
+    for i, a in enumerate(argv):
+        if a != "--mount":
+            continue
+        fields = docker_mount_fields(argv[i + 1])
+        sources = [v for k, v in fields if k in ("source", "src")]
+        targets = [v for k, v in fields if k in ("target", "dst", "destination")]
+        assert len(sources) == 1 and len(targets) == 1, argv[i + 1]
+        for path in (sources[0], targets[0]):
+            assert any(Path(path) == p or p in Path(path).parents for p in allowed), (path, allowed)
+
+
+HOSTILE_PATHS = [
+    "out/x,source=/etc,target=/etc/r.json",
+    "out/x,readonly/r.json",
+    'out/"x/r.json',
+    "out/x\nsource=/etc/r.json",
+]
+
+
+@pytest.mark.parametrize("value", HOSTILE_PATHS)
+@pytest.mark.parametrize("input_name", ["report", "baseline"])
+def test_a_path_cannot_rewrite_a_mount(fake, tmp_path, value, input_name):
+    r = action(fake, **{input_name: value})
+    assert r.returncode == 1 and "error" in outputs(fake)["result"], r.stdout
+    assert ("Docker's --mount syntax" in r.stdout) or ("line break" in r.stdout), r.stdout
+    assert calls(fake) == []  # nothing was launched
+    flag = "--report" if input_name == "report" else "--baseline"
+    d = reprocheck("docker", "specs/model.yaml", "--image", "reprocheck:test", flag, value, cwd=fake.ws, env=fake.env)
+    assert d.code == 2 and d.err.count("\n") == 1 and "Traceback" not in d.err, d
+
+
+def test_every_mount_of_an_accepted_plan_parses_to_one_source_and_target_inside(fake):
+    # `=` inside a field's value is harmless (Docker splits at the first one); the plan passes it through.
+    r = action(fake, report="out/a=b/r.json", baseline="gold=en", summary="")
+    assert r.returncode == 0, r.stdout
+    (argv,) = calls(fake)
+    assert_mounts_stay_put(argv, [fake.ws.resolve(), fake.files.resolve()])
+    assert mounts(argv)[f"{fake.ws.resolve()}/out/a=b"] is True
+
+
+@pytest.mark.parametrize(
+    ("inputs", "fragment"),
+    [
+        ({"report": ".git/hooks/r.json"}, "inside .git"),
+        ({"report": ".github/workflows/r.json"}, "inside .github"),
+        ({"baseline": ".git"}, "inside .git"),
+        ({"baseline": "sub"}, "holds"),  # sub/.git: a nested checkout
+        ({"report": "specs/r.json"}, "holds the spec model.yaml"),
+        ({"baseline": "specs"}, "holds the spec model.yaml"),
+    ],
+)
+def test_writable_folders_are_dedicated_output_folders(fake, inputs, fragment):
+    (fake.ws / ".git" / "hooks").mkdir(parents=True)
+    (fake.ws / ".github" / "workflows").mkdir(parents=True)
+    (fake.ws / "sub" / "deeper" / ".git").mkdir(parents=True)
+    r = action(fake, **inputs)
+    assert r.returncode == 1 and fragment in r.stdout and "dedicated output folder" in r.stdout, r.stdout
+    assert calls(fake) == []
+
+
+def test_the_container_is_told_its_writable_folders(fake):
+    assert action(fake, report="out/r.json", baseline="goldens").returncode == 0
+    (argv,) = calls(fake)
+    env = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--env")
+    ws = fake.ws.resolve()
+    assert json.loads(env["REPROCHECK_WRITABLE"]) == [f"{ws}/out", f"{ws}/goldens"]
+
+
+def test_a_check_loading_a_file_from_a_writable_folder_is_refused(spec_dir):
+    # What the container does with REPROCHECK_WRITABLE (the engine runs the same line in test_docker).
+    (spec_dir / "out").mkdir()
+    torch_file = spec_dir / "out" / "x.npy"
+    import numpy
+
+    numpy.save(torch_file, numpy.zeros((2, 3), dtype="float32"))
+    write_spec(spec_dir, "version: 1\nmodel: {factory: 'planted:loaded_weights'}\ninput: {tensor: out/x.npy}\n")
+    r = reprocheck("run", "spec.yaml", cwd=spec_dir, env={"REPROCHECK_WRITABLE": json.dumps([str(spec_dir / "out")])})
+    assert r.code == 2 and "writable output folder" in r.err and "x.npy" in r.err, r
+    (spec_dir / "out" / "evil.py").write_text("import torch\ndef build():\n    return torch.nn.Identity()\n")
+    write_spec(spec_dir, "version: 1\nmodel: {factory: 'out.evil:build'}\ninput: {random: {shape: [2]}}\n")
+    r = reprocheck("run", "spec.yaml", cwd=spec_dir, env={"REPROCHECK_WRITABLE": json.dumps([str(spec_dir / "out")])})
+    assert r.code == 2 and "writable output folder" in r.err, r
+
+
+@pytest.mark.parametrize("runs", ["²", "٣", "1_0", "+3", " 3x"])
+def test_counts_are_ascii_digits_only(fake, runs):
+    r = action(fake, runs=runs)
+    assert r.returncode == 1 and "digits 0-9" in r.stdout and "Traceback" not in r.stdout + r.stderr, r
+    assert outputs(fake)["result"] == "error"
+    d = reprocheck("docker", "specs/model.yaml", "--image", "reprocheck:test", "--gpus", runs, cwd=fake.ws, env=fake.env)
+    assert d.code == 2 and "digits 0-9" in d.err and "Traceback" not in d.err, d
+    d = reprocheck("run", "specs/model.yaml", "--runs", runs, cwd=fake.ws)
+    assert d.code == 2 and "digits 0-9" in d.err, d

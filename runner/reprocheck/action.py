@@ -17,12 +17,12 @@ from pathlib import Path
 if __package__:
     from . import github as gh
     from .exitcodes import ExitCode
-    from .launch import LaunchError, Request, plan, prepare
+    from .launch import LaunchError, Request, ascii_count, plan, prepare
 else:  # run as a file by the Action: its siblings, not an installed package
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import github as gh  # type: ignore[import-not-found, no-redef]
     from exitcodes import ExitCode  # type: ignore[import-not-found, no-redef]
-    from launch import LaunchError, Request, plan, prepare  # type: ignore[import-not-found, no-redef]
+    from launch import LaunchError, Request, ascii_count, plan, prepare  # type: ignore[import-not-found, no-redef]
 
 ERRORS = (ExitCode.USAGE, ExitCode.RUN_FAILED, ExitCode.INTERNAL)
 
@@ -51,8 +51,6 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
     update = _boolean("update-baseline", get("UPDATE_BASELINE", "false"))
     require_devices = _boolean("require-devices", get("REQUIRE_DEVICES", "false"))
     runs = get("RUNS").strip()
-    if runs and not runs.isdigit():
-        raise LaunchError(f"input runs must be a whole number from 2 to 1000, got {runs!r}")
     image = get("IMAGE").strip()
     if not image and not build:
         repo, ref = env.get("ACTION_REPOSITORY", ""), env.get("ACTION_REF", "")
@@ -67,7 +65,7 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
         image=image or "reprocheck:unbuilt",
         workspace=Path(workspace),
         checks=tuple(_split(get("CHECKS"), ",\n")),
-        runs=int(runs) if runs else None,
+        runs=ascii_count("input runs", runs) if runs else None,
         device=get("DEVICE").strip() or None,
         gpus=get("GPUS", "none").strip() or "none",
         network=get("NETWORK", "none").strip() or "none",

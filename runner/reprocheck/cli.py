@@ -8,6 +8,7 @@ import contextlib
 import datetime
 import enum
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -51,6 +52,13 @@ def _github_usage_error(exc: UsageError) -> None:
     for line in lines:
         github.emit(line)
     github.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
+
+
+def _count(text: str) -> int:
+    # int() also reads '٣' and '1_000'; a count on the command line is ASCII digits only.
+    if not re.fullmatch(r"[0-9]{1,9}", text):
+        raise argparse.ArgumentTypeError(f"must be a whole number written in the digits 0-9, got {text!r}")
+    return int(text)
 
 
 def die(message: str, code: int = ExitCode.USAGE) -> NoReturn:
@@ -111,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cal.add_argument("specs", nargs="+", metavar="SPEC")
     cal.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
-    cal.add_argument("--runs", type=int, default=20, help="runs per check (default 20)")
+    cal.add_argument("--runs", type=_count, default=20, help="runs per check (default 20)")
     cal.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
     cal.add_argument("--report", type=Path, metavar="FILE", help="also write the suggestions as JSON")
     cal.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
@@ -132,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("specs", nargs="+", metavar="SPEC", help="spec file(s)")
     p.add_argument("--check", action="append", default=[], metavar="NAME", help="run only this check (repeatable)")
-    p.add_argument("--runs", type=int, help="runs per check (>= 2), overriding the spec")
+    p.add_argument("--runs", type=_count, help="runs per check (>= 2), overriding the spec")
     p.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument(
@@ -239,6 +247,15 @@ def _internal_error(exc: BaseException, argv: list[str], github: bool) -> int:
     return int(ExitCode.INTERNAL)
 
 
+def _closed_stdout() -> int:
+    """The reader went away (`reprocheck env | head`): stop quietly, as CLIs do, and keep Python's flush at
+    exit from raising again on the dead pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return int(ExitCode.CLOSED_PIPE)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Every command goes through here: usage errors exit 2, interruptions 130/143, anything unexpected 4."""
     argv = sys.argv[1:] if argv is None else argv
@@ -261,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         if github:
             _github_usage_error(UsageError(str(exc)))
         die(str(exc))
+    except BrokenPipeError:
+        return _closed_stdout()
     except KeyboardInterrupt:
         print("reprocheck: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)

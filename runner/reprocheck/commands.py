@@ -36,13 +36,43 @@ def _load(paths: list[str]) -> list[LoadedCheck]:
     return loaded
 
 
-def _need_torch() -> None:
-    # Checked without importing it: this process never imports torch, its workers do.
-    if importlib.util.find_spec("torch") is None:
-        raise UsageError(
-            "torch is not installed in this environment: install it (pip install 'reprocheck[torch]'), "
-            "or run the check in the pinned image with `reprocheck docker`"
-        )
+def _need_torch(baseline: bool = False) -> None:
+    # Checked without importing them: this process never imports torch, its workers do.
+    needed = {"torch": "the runs", "numpy": "the runs"}
+    if baseline:
+        needed["safetensors"] = "--baseline (the goldens' file format)"
+    for package, why in needed.items():
+        if importlib.util.find_spec(package) is None:
+            raise UsageError(
+                f"{package} is not installed in this environment and {why} need it: install it "
+                "(pip install 'reprocheck[torch]'), or run the check in the pinned image with `reprocheck docker`"
+            )
+
+
+def _check_files(lc: LoadedCheck) -> list[Path]:
+    """The files a check is made of: its spec, model and input files, and its factory's module."""
+    c = lc.check
+    files = [Path(lc.file).resolve()]
+    files += [Path(p) for p in (c.model.torchscript, c.model.exported, c.input.image, c.input.tensor) if p]
+    if c.model.factory:
+        top = Path(lc.base_dir).resolve() / c.model.factory.partition(":")[0].split(".")[0]
+        files += [top, top.with_suffix(".py")]
+    return files
+
+
+def refuse_writable_sources(checks: list[LoadedCheck], writable: list[str]) -> None:
+    """In the container: no file a check is made of may lie in a folder the run can write (model code could
+    rewrite it for the next run or the next workflow step)."""
+    folders = [Path(os.path.realpath(w)) for w in writable]
+    for lc in checks:
+        for file in _check_files(lc):
+            real = Path(os.path.realpath(file))
+            folder = next((f for f in folders if real == f or f in real.parents), None)
+            if folder is not None and os.path.lexists(file):
+                raise UsageError(
+                    f"{lc.file}: check {lc.name} loads {file}, which is in the writable output folder {folder}; "
+                    "keep specs, models and inputs out of the report, summary and baseline folders"
+                )
 
 
 def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
@@ -54,7 +84,10 @@ def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
         checks = select(apply_overrides(_load(args.specs), runs=args.runs, device=args.device), args.check)
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
-    _need_torch()
+    writable = os.environ.get("REPROCHECK_WRITABLE")  # set by the launch policy in the container
+    if writable:
+        refuse_writable_sources(checks, json.loads(writable))
+    _need_torch(baseline=bool(getattr(args, "baseline", None)))
     return checks
 
 

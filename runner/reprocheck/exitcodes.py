@@ -15,6 +15,7 @@ class ExitCode(enum.IntEnum):
     INTERNAL = 4  # reprocheck itself failed (a bug): one line and the path of a crash log
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     TERMINATED = 143  # SIGTERM (128 + SIGTERM)
+    CLOSED_PIPE = 141  # the reader of stdout went away, e.g. `| head` (128 + SIGPIPE)
 
 
 class UsageError(Exception):

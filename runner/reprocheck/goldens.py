@@ -175,6 +175,12 @@ def preflight(checks: list[LoadedCheck], options: BaselineOptions) -> list[str]:
                 refuse_special_target(golden)
             elif os.path.lexists(golden):
                 validate_golden(golden, lc.name)
+            else:  # never a finding: a workflow whose goldens were not committed must not read as drift
+                problems.append(
+                    f"{lc.file}: check {lc.name} has no golden at {golden}; write it with "
+                    f"`{regenerate_command(lc, options)}` (refused if the runs themselves differ) and commit it"
+                )
+                continue
         except (OutputTargetError, OSError, ValueError) as exc:
             why = exc.args[-1] if isinstance(exc, OSError) and not isinstance(exc, OutputTargetError) else str(exc)
             problems.append(

@@ -10,13 +10,19 @@ Both build the same `docker run` from the same request, here:
   * no network unless asked, the caller's uid:gid (never root), all capabilities dropped, no
     privilege escalation, a read-only root file system with a private /tmp;
   * no value can become an option: every value is checked (values starting with `-` are refused),
-    `--` ends the options before the image and before the spec paths, and nothing is glob-expanded.
+    `--` ends the options before the image and before the spec paths, and nothing is glob-expanded;
+  * no path can rewrite a mount: Docker reads `--mount` as CSV, so a path holding `,` or `"` (or a line
+    break) is refused rather than quoted;
+  * a writable folder may not be, lie in or hold `.git` or `.github`, nor hold a spec of the run: model
+    code must never reach the repository's hooks, workflows or the files a check is made of. The
+    container is told its writable folders (REPROCHECK_WRITABLE) and refuses a model or input file there.
 
 Standard library only: the Action's step (action.py) runs on a runner where reprocheck is not installed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -31,6 +37,10 @@ ISOLATIONS = ("auto", "fork", "spawn")
 # stays standard-library only).
 INVARIANCE = ("all", "none", "batch", "threads", "device")
 CONTAINER_ENV = {"HOME": "/tmp", "NO_COLOR": "1"}
+# Docker parses a --mount value as CSV fields of key=value: these characters could end a field or open a quote.
+MOUNT_UNSAFE = ',"\r\n\0'
+PROTECTED = (".git", ".github")  # never writable, nor any folder holding them
+WRITABLE_ENV = "REPROCHECK_WRITABLE"  # the container's writable folders, a JSON list
 
 
 class LaunchError(ValueError):
@@ -117,10 +127,29 @@ def _no_option(name: str, value: str) -> str:
     return value
 
 
+def ascii_count(name: str, value: str) -> int:
+    """A whole number written in ASCII digits only (str.isdigit also takes '²' and '٣')."""
+    if not re.fullmatch(r"[0-9]{1,9}", value):
+        raise LaunchError(f"{name} must be a whole number written in the digits 0-9, got {value!r}")
+    return int(value)
+
+
+def _mountable(name: str, path: str) -> str:
+    bad = sorted({c for c in path if c in MOUNT_UNSAFE})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise LaunchError(
+            f"{name} {path!r} holds {shown}, which Docker's --mount syntax reads as a separator or quote; "
+            "rename the folder or file"
+        )
+    return path
+
+
 def _inside(workspace: Path, name: str, value: str, must_exist: bool = False) -> Path:
     """An absolute, symlink-resolved path that must lie inside the workspace."""
     _no_option(name, value)
     path = Path(os.path.realpath(workspace / value))
+    _mountable(name, str(path))
     if path != workspace and workspace not in path.parents:
         raise LaunchError(f"{name} {value!r} is outside the workspace {workspace}; give a path inside it")
     if must_exist and not path.is_file():
@@ -129,9 +158,28 @@ def _inside(workspace: Path, name: str, value: str, must_exist: bool = False) ->
 
 
 def _gpus(value: str) -> str:
-    if value in ("none", "all") or (value.isdigit() and int(value) > 0):
+    if value in ("none", "all") or (re.fullmatch(r"[0-9]{1,4}", value) and int(value) > 0):
         return value
-    raise LaunchError(f"gpus must be none, all or a positive count, got {value!r}")
+    raise LaunchError(f"gpus must be none, all or a positive count (digits 0-9), got {value!r}")
+
+
+def _refuse_protected(workspace: Path, name: str, folder: Path, specs: list[Path]) -> None:
+    """A writable folder must be a dedicated output folder: not in or holding .git/.github or a spec."""
+    fix = "give a dedicated output folder, e.g. reprocheck/"
+    parts = folder.relative_to(workspace).parts
+    hit = next((p for p in parts if p in PROTECTED), None)
+    if hit:
+        raise LaunchError(f"{name} would make {folder} writable, which is inside {hit}; {fix}")
+    for spec in specs:
+        if folder in spec.parents:
+            raise LaunchError(
+                f"{name} would make {folder} writable, which holds the spec {spec.name} (and what it loads); {fix}"
+            )
+    if folder.is_dir():
+        for top, dirs, _ in os.walk(folder):
+            found = next((d for d in dirs if d in PROTECTED), None)
+            if found:
+                raise LaunchError(f"{name} would make {folder} writable, which holds {Path(top) / found}; {fix}")
 
 
 def plan(req: Request) -> Plan:
@@ -139,6 +187,7 @@ def plan(req: Request) -> Plan:
     workspace = Path(os.path.realpath(req.workspace))
     if not workspace.is_dir():
         raise LaunchError(f"workspace {req.workspace} is not a folder")
+    _mountable("workspace", str(workspace))
     if not req.specs:
         raise LaunchError("spec is empty: name at least one spec file")
     if not IMAGE.match(req.image):
@@ -171,6 +220,7 @@ def plan(req: Request) -> Plan:
 
     mounts = [Mount(str(workspace), writable=False)]
     writable: list[Path] = []
+    writable_names: list[str] = []
     for flag, value in (("--report", req.report), ("--summary", req.summary)):
         if value:
             path = _inside(workspace, flag.lstrip("-"), value)
@@ -182,6 +232,7 @@ def plan(req: Request) -> Plan:
                     f"read-only; put it in a folder inside it, e.g. reprocheck/{path.name}"
                 )
             writable.append(path.parent)
+            writable_names.append(flag.lstrip("-"))
             args += [flag, str(path)]
     if req.baseline:
         path = _inside(workspace, "baseline", req.baseline)
@@ -190,22 +241,27 @@ def plan(req: Request) -> Plan:
                 "baseline is the workspace itself, which the container gets read-only; use a folder inside it"
             )
         writable.append(path)
+        writable_names.append("baseline")
         args += ["--baseline", str(path), "--baseline-root", str(workspace)]
         if req.update_baseline:
             args.append("--update-baseline")
     elif req.update_baseline:
         raise LaunchError("update-baseline needs a baseline folder (where to write the goldens)")
-    for folder in dict.fromkeys(writable):
+    flags = {folder: name for folder, name in zip(writable, writable_names, strict=True)}
+    for folder, name in flags.items():
+        _refuse_protected(workspace, name, folder, specs)
         mounts.append(Mount(str(folder), writable=True))
 
     env = dict(CONTAINER_ENV)
+    if flags:
+        env[WRITABLE_ENV] = json.dumps(list(map(str, flags)))
     if req.github:
         args.append("--github")
         env["GITHUB_ACTIONS"] = "true"
         env["GITHUB_WORKSPACE"] = str(workspace)
         for var, value in (("GITHUB_OUTPUT", req.github_output), ("GITHUB_STEP_SUMMARY", req.github_summary)):
             if value:
-                file = os.path.realpath(_no_option(var, value))
+                file = _mountable(f"${var}", os.path.realpath(_no_option(var, value)))
                 if not os.path.isfile(file):
                     raise LaunchError(f"${var} {value!r} is not a file")
                 mounts.append(Mount(file, writable=True))  # the file alone, not its folder
@@ -218,7 +274,7 @@ def plan(req: Request) -> Plan:
         gpus=_gpus(req.gpus),
         image=req.image,
         args=tuple([*args, "--", *map(str, specs)]),
-        outputs=tuple(dict.fromkeys(writable)),
+        outputs=tuple(flags),
     )
 
 

@@ -92,14 +92,17 @@ def classify(
             **base,
         )
     if not result["ok"]:
+        unavailable = bool(result.get("unavailable"))
         return RunResult(
             status=RunStatus.ERROR,
-            cause=f"raised while {_STAGES.get(result['stage'], result['stage'])}: {result['error']}",
+            cause=result["error"]
+            if unavailable
+            else f"raised while {_STAGES.get(result['stage'], result['stage'])}: {result['error']}",
             details=tuple(result.get("traceback") or ()),
             stage=result["stage"],
             hint=result.get("hint"),
             timings=result.get("timings") or {},
-            unavailable=bool(result.get("unavailable")),
+            unavailable=unavailable,
             **base,
         )
     return RunResult(

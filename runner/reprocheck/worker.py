@@ -56,7 +56,8 @@ def _resolve_device(device: str) -> str:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise DeviceUnavailable(
-                f"device {device} was asked for but torch.cuda.is_available() is False here (use device: cpu or auto)"
+                f"device {device} is not available on this machine: torch.cuda.is_available() is False "
+                "(use device: cpu or auto, or run on a machine with a GPU)"
             )
         index = int(device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
@@ -146,8 +147,11 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
 
         lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
         # Our own refusal of an output says all there is to say; a model's exception needs its traceback.
-        tail = [] if isinstance(exc, UnsupportedOutput) else "".join(lines).rstrip().splitlines()[-12:]
+        ours = isinstance(exc, (UnsupportedOutput, DeviceUnavailable))
+        tail = [] if ours else "".join(lines).rstrip().splitlines()[-12:]
         message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, DeviceUnavailable):
+            message = str(exc)
         if isinstance(exc, SystemExit):
             message = f"the model called sys.exit({exc.code!r})"
         hint = DETERMINISM_HINT if recipe.DETERMINISM_ERROR in str(exc) else None
