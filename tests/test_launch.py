@@ -422,7 +422,9 @@ def test_counts_are_ascii_digits_only(fake, runs):
     r = action(fake, runs=runs)
     assert r.returncode == 1 and "digits 0-9" in r.stdout and "Traceback" not in r.stdout + r.stderr, r
     assert outputs(fake)["result"] == "error"
-    d = reprocheck("docker", "specs/model.yaml", "--image", "reprocheck:test", "--gpus", runs, cwd=fake.ws, env=fake.env)
+    d = reprocheck(
+        "docker", "specs/model.yaml", "--image", "reprocheck:test", "--gpus", runs, cwd=fake.ws, env=fake.env
+    )
     assert d.code == 2 and "digits 0-9" in d.err and "Traceback" not in d.err, d
     d = reprocheck("run", "specs/model.yaml", "--runs", runs, cwd=fake.ws)
     assert d.code == 2 and "digits 0-9" in d.err, d
