@@ -32,18 +32,21 @@ def verdict(request: dict[str, Any]) -> dict[str, Any]:
             first, other, left_out[:] = per_sample(first, n, outputs.load(Path(runs[1]["outputs"])), b)
             comparison = compare.compare_runs([first, other], tolerance, [r["index"] for r in runs], rules)
         elif first is not None:
-            selection = select(first, rules.outputs)  # once: for the comparison and for fragility
+            # once: for the comparison and for fragility
+            selection = select(first, rules.outputs, answer["notes"])
             if len(runs) >= 2:
                 # One later run in memory at a time: up to 1,000 runs compare in the memory of two.
                 later = ((r["index"], outputs.load(Path(r["outputs"]))) for r in runs[1:])
                 comparison = compare.compare_stream(first, later, tolerance, runs[0]["index"], rules, selection)
             if request.get("fragile", "off") != "off" and selection:
-                found, answer["notes"] = fragility(first, selection, request.get("facts") or {})
+                found, fragile_notes = fragility(first, selection, request.get("facts") or {})
+                answer["notes"] += fragile_notes
                 answer["fragile"] = [dataclasses.asdict(f) for f in found]
     except RuleError as exc:
         return {**answer, "error": {"pattern": exc.pattern, "message": str(exc)}}
     if comparison is not None:
         answer["comparison"] = compare.comparison_to_dict(comparison)
+        answer["notes"] += _quiet_value_changes(comparison)
     if request.get("golden") and first is not None:
         job = baseline.GoldenJob(**request["golden"])
         agreed = comparison is None or bool(comparison)
@@ -53,6 +56,28 @@ def verdict(request: dict[str, Any]) -> dict[str, Any]:
             return {**answer, "error": {"pattern": exc.pattern, "message": f"against the baseline: {exc}"}}
         answer["golden"] = baseline.result_to_dict(golden)
     return answer
+
+
+SCORE_NOTE = 1e-3  # a passing class-score output whose values move more than this, relative to their scale, is noted
+
+
+def _quiet_value_changes(comparison: Any) -> list[str]:
+    """Task outputs that passed (the classes agree) while their scores moved far: said, never silent."""
+    notes = []
+    for o in comparison.outputs:
+        if o.task is None or o.task.task == "detection" or not o or not o.max_abs_diff:
+            continue
+        if o.max_abs_diff > SCORE_NOTE * max(1.0, o.magnitude):
+            fix = (
+                "add score_atol to its compare rule to bound them"
+                if o.task.task == "classification"
+                else "compare it elementwise (tolerance:) to bound them"
+            )
+            notes.append(
+                f"{o.path}: the {o.task.task} agrees, but its scores differ by up to {o.max_abs_diff:.3g} (largest "
+                f"|score| {o.magnitude:.3g}); {fix}"
+            )
+    return notes
 
 
 def distances(request: dict[str, Any]) -> list[dict[str, Any]]:

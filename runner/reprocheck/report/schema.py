@@ -56,18 +56,24 @@ class DetectionStats(_Model):
     score_change_count: int | None = None
     score_changes: list[Detection] | None = Field(None, description="matched pairs with scores beyond score_atol")
     masks: dict[str, Num] | None = Field(None, description="min_iou, threshold, changed")
-    keypoints: dict[str, Num] | None = Field(None, description="max_shift (pixels), atol, changed")
+    keypoints: dict[str, Num] | None = Field(
+        None, description="max_shift (pixels), atol, changed, visibility_changed (keypoints with x, y, v)"
+    )
     keypoint_scores: dict[str, Num] | None = Field(None, description="max_diff, changed")
 
 
 class ClassChange(_Model):
     sample: list[int] = Field(description="the sample's index over the non-class dimensions")
-    rank: int = Field(description="the first rank (1 = top-1) whose class differs")
+    rank: int | None = Field(description="the first rank (1 = top-1) whose class differs; null: the classes agree")
     from_: int = Field(alias="from")
     to: int
     expected_top: list[int]
     obtained_top: list[int]
     margin: Num | None = Field(description="the expected run's score gap between that rank and the next")
+    why: Literal["nan", "score"] | None = Field(
+        None, description="same classes, but NaN in one run only, or a score beyond score_atol"
+    )
+    score_diff: Num | None = Field(None, description="the sample's largest score difference")
 
 
 class ClassificationStats(_Model):
@@ -77,6 +83,7 @@ class ClassificationStats(_Model):
     changed_count: int
     changed: list[ClassChange] = Field(description="the first 20")
     max_score_diff: Num
+    score_atol: float | None = Field(None, description="the bound on every score; null: only the classes count")
 
 
 class ClassIou(_Model):
@@ -100,6 +107,7 @@ class SegmentationStats(_Model):
     min_agreement: float
     class_iou: list[ClassIou] = Field(description="classes involved in changes, lowest IoU first")
     regions: list[Region] = Field(description="per sample with changes, the bounding box of the changed pixels")
+    max_score_diff: Num = Field(0.0, description="the largest class-score difference (0 for label maps)")
 
 
 class Task(_Model):

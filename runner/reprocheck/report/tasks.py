@@ -56,8 +56,10 @@ def detection(o: OutputResult, a: str, b: str) -> str:
             parts.append(f"{m['changed']} masks changed (mask IoU down to {m['min_iou']:.3g} < {m['threshold']:g})")
         if s.get("keypoints") and s["keypoints"]["changed"]:
             k = s["keypoints"]
+            vis = f", {k['visibility_changed']} changed visibility" if k.get("visibility_changed") else ""
             parts.append(
-                f"{k['changed']} keypoint sets moved by up to {_n(k['max_shift'])} px (keypoint_atol {k['atol']:g})"
+                f"{k['changed']} keypoint sets changed (moved by up to {_n(k['max_shift'])} px, keypoint_atol "
+                f"{k['atol']:g}{vis})"
             )
         if s.get("keypoint_scores") and s["keypoint_scores"]["changed"]:
             parts.append(f"{s['keypoint_scores']['changed']} keypoint score sets changed")
@@ -87,6 +89,10 @@ def _sample(index: list[int]) -> str:
     return ", ".join(map(str, index))
 
 
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else word + "s"
+
+
 def _count(n: int) -> str:
     return f"{n} detection" + ("" if n == 1 else "s")
 
@@ -101,12 +107,23 @@ def classification(o: OutputResult, a: str, b: str) -> str:
         )
 
     def word(c: dict[str, Any]) -> str:
+        if c.get("why") == "nan":
+            return f"sample {_sample(c['sample'])}: its scores are NaN in one run only"
+        if c.get("why") == "score":
+            return (
+                f"sample {_sample(c['sample'])}: same classes, scores moved by {_n(c['score_diff'])} "
+                f"(score_atol {s['score_atol']:g})"
+            )
         at = f" at rank {c['rank']}" if s["top_k"] > 1 else ""
         margin = "" if c["margin"] is None else f" ({a}'s margin there {c['margin']:.3g})"
         return f"sample {_sample(c['sample'])}: class {c['from']} → {c['to']}{at}{margin}"
 
     changes = _some(s["changed"], s["changed_count"], word)
-    return f"{o.path}: {s['changed_count']} of {s['samples']} samples changed {k} class between {a} and {b}: {changes}"
+    what = f"{k} class" + (" or scores" if s.get("score_atol") is not None else "")
+    return (
+        f"{o.path}: {s['changed_count']} of {s['samples']} {_plural(s['samples'], 'sample')} changed {what} "
+        f"between {a} and {b}: {changes}; max score diff {_n(s['max_score_diff'])}"
+    )
 
 
 def segmentation(o: OutputResult, a: str, b: str) -> str:
@@ -114,7 +131,9 @@ def segmentation(o: OutputResult, a: str, b: str) -> str:
     s = o.task.stats
     agree = f"agreement {100 * s['agreement']:.4g}%, min_agreement {100 * s['min_agreement']:.4g}%"
     if not s["changed_pixels"]:
-        return f"{o.path}: all {s['pixels']} pixels have the same class"
+        return (
+            f"{o.path}: all {s['pixels']} pixels have the same class (max score diff {_n(s.get('max_score_diff'))})"
+        )
     where = "; ".join(
         f"sample {r['sample']} rows {r['rows'][0]}–{r['rows'][1]}, cols {r['cols'][0]}–{r['cols'][1]}"
         for r in s["regions"][:SHOWN]

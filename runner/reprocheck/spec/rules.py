@@ -23,7 +23,7 @@ TASK_KEYS: dict[str, tuple[str, ...]] = {
         "score_margin",
         "nms_margin",
     ),
-    "classification": ("top_k", "dim", "margin"),
+    "classification": ("top_k", "dim", "margin", "score_atol"),
     "segmentation": ("min_agreement", "dim", "margin"),
 }
 
@@ -58,7 +58,11 @@ class CompareRule(Strict):
     )
     # detection
     iou: Fraction | None = Field(None, description="detection: a match needs IoU >= this (default 0.99)")
-    score_atol: NonNegative | None = Field(None, description="detection: matched scores within this (default 1e-4)")
+    score_atol: NonNegative | None = Field(
+        None,
+        description="detection: matched scores within this (default 1e-4); classification: every score within this "
+        "too (default: only the classes are compared)",
+    )
     mask_iou: Fraction | None = Field(None, description="detection: matched masks' IoU >= this (default: iou)")
     keypoint_atol: NonNegative | None = Field(
         None, description="detection: matched keypoints within this many pixels (default 1.0)"

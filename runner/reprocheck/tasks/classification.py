@@ -4,6 +4,8 @@ The class dimension is `dim` (default -1); every other dimension indexes samples
 so equal scores rank by class index in both runs. A single class score (shape [..., 1]) is a binary decision:
 positive or not. What changed is counted in `stats` with the first ITEMS samples: the class that changed at the
 first differing rank, and run 1's gap between that rank and the next (the top-1/top-2 margin at rank 1).
+NaN follows the elementwise rule: NaN at the same places in both runs is equal, NaN in one run only changes the
+sample. With `score_atol` the scores themselves are bounded too; the largest score difference is always reported.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 from typing import Any
 
 from ..results import Kind, OutputResult, TaskResult
-from .select import RuleError, Selected, form_changed
+from .select import RuleError, Selected, form_changed, nan_aware_diff
 
 ITEMS = 20
 
@@ -61,9 +63,31 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
     ev, ec = ranked(e, k)
     _, oc = ranked(o, k)
     kk = min(k, ec.shape[1])
-    differ = (ec[:, :kk] != oc[:, :kk]).any(dim=1).nonzero().flatten().tolist()
+    diff = nan_aware_diff(e, o)  # inf where NaN is in one run only
+    ranks_differ = (ec[:, :kk] != oc[:, :kk]).any(dim=1)
+    nan_one = (e.isnan() ^ o.isnan()).any(dim=1)
+    bad = ranks_differ | nan_one
+    if rule.score_atol is not None:
+        bad |= (diff > rule.score_atol).any(dim=1)
+    differ = bad.nonzero().flatten().tolist()
     changes = []
     for s in differ[:ITEMS]:
+        if not ranks_differ[s]:  # same classes; NaN in one run only, or scores beyond score_atol
+            nan = bool(nan_one[s])
+            changes.append(
+                {
+                    "sample": sample_index(s, lead),
+                    "rank": None,
+                    "from": int(ec[s, 0]),
+                    "to": int(oc[s, 0]),
+                    "expected_top": ec[s, :kk].tolist(),
+                    "obtained_top": oc[s, :kk].tolist(),
+                    "margin": None,
+                    "why": "nan" if nan else "score",
+                    "score_diff": float(diff[s].max()),
+                }
+            )
+            continue
         rank = int((ec[s, :kk] != oc[s, :kk]).nonzero()[0])
         gap = (
             float(ev[s, 0])
@@ -83,7 +107,6 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
                 "margin": gap,
             }
         )
-    diff = (e - o).abs().nan_to_num(nan=math.inf)
     max_diff = float(diff.max()) if diff.numel() else 0.0
     stats = {
         "samples": int(e.shape[0]),
@@ -92,12 +115,14 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
         "changed_count": len(differ),
         "changed": changes,
         "max_score_diff": max_diff,
+        "score_atol": rule.score_atol,
     }
     return OutputResult(
         kind=Kind.VALUES if differ else Kind.MATCH,
         total=int(e.shape[0]),
         mismatched=len(differ),
         max_abs_diff=max_diff,
+        magnitude=float(e.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).abs().max()) if e.numel() else 0.0,
         task=TaskResult("classification", sel.pattern, stats),
         **base,
     )

@@ -10,22 +10,23 @@ with the first ITEMS cases (label, score, box); report/tasks.py words it.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from ..results import Kind, OutputResult, TaskResult, Tolerance
 from ..spec import ToleranceSpec
 from .assign import match
-from .select import DETECTION_KEYS, RuleError, Selected
+from .select import DETECTION_KEYS, RuleError, Selected, nan_aware_diff
 
 ITEMS = 20
 MAX_PAIRS = 16_000_000  # detections of one run x the other's: the IoU matrix stays under 128 MiB
 IOU, SCORE_ATOL, KEYPOINT_ATOL = 0.99, 1e-4, 1.0
 
 
-def parse(d: dict[str, Any], name: str) -> tuple[dict[str, Any] | None, str]:
-    """The detection keys of a dict, checked: (tensors by key, "") or (None, what is wrong)."""
-    found = {k: d[k] for k in DETECTION_KEYS if k in d}
+def parse(d: dict[str, Any], name: str, keys: tuple[str, ...] = DETECTION_KEYS) -> tuple[dict[str, Any] | None, str]:
+    """The detection keys of a dict (those of `keys`), checked: (tensors by key, "") or (None, what is wrong)."""
+    found = {k: d[k] for k in keys if k in d}
+    if "boxes" not in found:
+        return None, f"{name} has no boxes tensor"
     boxes = found["boxes"]
     if not boxes.is_floating_point() or boxes.dim() != 2 or boxes.shape[1] != 4:
         return None, f"{name}.boxes has shape {list(boxes.shape)} ({boxes.dtype}), not [N, 4] floating (x1, y1, x2, y2)"
@@ -56,8 +57,11 @@ def box_iou(a: Any, b: Any) -> Any:
     wh = (rb - lt).clamp(min=0)
     inter = wh[..., 0] * wh[..., 1]
     union = area_a[:, None] + area_b[None, :] - inter
-    same = (a[:, None, :] == b[None, :, :]).all(-1)
-    return torch.where(union > 0, inter / union.clamp(min=1e-300), same.double())
+    # Equal boxes are IoU 1, NaN at the same coordinates included (the elementwise NaN rule).
+    ea, eb = a[:, None, :], b[None, :, :]
+    same = ((ea == eb) | (ea.isnan() & eb.isnan())).all(-1)
+    iou = torch.where(union > 0, inter / union.clamp(min=1e-300), torch.zeros_like(union))
+    return torch.where(same, torch.ones_like(iou), iou)
 
 
 def item(d: dict[str, Any], i: int) -> dict[str, Any]:
@@ -70,6 +74,8 @@ def item(d: dict[str, Any], i: int) -> dict[str, Any]:
 
 
 def _mask_iou(a: Any, b: Any) -> float:
+    if a.is_floating_point() and not bool((a.isnan() == b.isnan()).all()):
+        return 0.0  # NaN in one run only: the mask changed
     ma = a > 0.5 if a.is_floating_point() else a != 0
     mb = b > 0.5 if b.is_floating_point() else b != 0
     union = int((ma | mb).sum())
@@ -118,7 +124,7 @@ def compare(
     rule = sel.rule
     iou_min = IOU if rule.iou is None else rule.iou
     score_atol = SCORE_ATOL if rule.score_atol is None else rule.score_atol
-    exp, problem = parse(exp_d, sel.name)
+    exp, problem = parse(exp_d, sel.name, sel.tensor_keys)
     if exp is None:
         raise RuleError(sel.pattern, f"compare pattern {sel.pattern!r} selects {sel.name} as detection, but {problem}")
     base: dict[str, Any] = dict(
@@ -130,13 +136,18 @@ def compare(
         dtype=str(exp["boxes"].dtype).replace("torch.", ""),
         total=exp["boxes"].shape[0],
     )
-    obt, problem = parse(obt_d, sel.name) if "boxes" in obt_d else (None, f"{sel.name} has no boxes")
+    # Run 2 is read for every detection key, so a key that became a tensor (or stopped being one) is a difference.
+    obt, problem = parse(obt_d, sel.name, tuple(k for k in DETECTION_KEYS if k in sel.tensor_keys or k in obt_d))
     if obt is None or set(obt) != set(exp) or exp["boxes"].dtype != obt["boxes"].dtype:
         detail = problem or "detection keys differ: " + ", ".join(sorted(exp)) + " vs " + ", ".join(sorted(obt or {}))
         if obt is not None and set(obt) == set(exp):
             detail = f"boxes are {base['dtype']} in one run, {obt['boxes'].dtype} in the other"
         return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base), None
-    for key in exp:  # per-detection shapes (mask size, keypoint count) must agree for pairs to be compared
+    for key in exp:  # per-detection shapes (mask size, keypoint count) and dtypes must agree
+        if exp[key].dtype != obt[key].dtype:
+            a_t, b_t = (str(t[key].dtype).replace("torch.", "") for t in (exp, obt))
+            detail = f"{key} are {a_t} in one run, {b_t} in the other"
+            return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base), None
         if exp[key].shape[1:] != obt[key].shape[1:]:
             a, b = list(exp[key].shape[1:]), list(obt[key].shape[1:])
             detail = f"{key} are {a} per detection in one run, {b} in the other"
@@ -154,7 +165,7 @@ def compare(
         same_label = (exp["labels"][:, None] == obt["labels"][None, :]).numpy()
     else:
         same_label = close | True
-    iou_np = iou.nan_to_num(nan=0.0).numpy()
+    iou_np = iou.nan_to_num(nan=0.0).numpy()  # a NaN box in one run only matches nothing
     pairs = match(iou_np, close & same_label)
     left_e = sorted(set(range(len(iou_np))) - {i for i, _ in pairs})
     left_o = sorted(set(range(iou_np.shape[1])) - {j for _, j in pairs})
@@ -201,11 +212,11 @@ def compare(
     if every:
         ei = torch.tensor([i for i, _ in every])
         oi = torch.tensor([j for _, j in every])
-        shift = (exp["boxes"][ei].double() - obt["boxes"][oi].double()).abs().amax(dim=1)
-        stats["max_box_shift"] = float(shift.nan_to_num(nan=math.inf).max())
+        shift = nan_aware_diff(exp["boxes"][ei], obt["boxes"][oi]).amax(dim=1)
+        stats["max_box_shift"] = float(shift.max())
         stats["min_iou"] = round(float(iou[ei, oi].min()), 6)
         if "scores" in exp:
-            diffs = (exp["scores"][ei].double() - obt["scores"][oi].double()).abs().nan_to_num(nan=math.inf)
+            diffs = nan_aware_diff(exp["scores"][ei], obt["scores"][oi])
             max_score = float(diffs.max())
             bad = [k for k in diffs.argsort(descending=True).tolist() if diffs[k] > score_atol]
             stats["score_changes"] = [
@@ -221,13 +232,19 @@ def compare(
             findings += len(changed)
         if "keypoints" in exp:
             k_atol = KEYPOINT_ATOL if rule.keypoint_atol is None else rule.keypoint_atol
-            d = (exp["keypoints"][ei, :, :2].double() - obt["keypoints"][oi, :, :2].double()).norm(dim=-1)
-            per = d.nan_to_num(nan=math.inf).amax(dim=1)
-            stats["keypoints"] = {"max_shift": float(per.max()), "atol": k_atol, "changed": int((per > k_atol).sum())}
-            findings += int((per > k_atol).sum())
+            ek, ok = exp["keypoints"][ei], obt["keypoints"][oi]
+            per = nan_aware_diff(ek[..., :2], ok[..., :2]).norm(dim=-1).amax(dim=1)
+            moved = per > k_atol
+            stats["keypoints"] = {"max_shift": float(per.max()), "atol": k_atol, "changed": int(moved.sum())}
+            if ek.shape[-1] >= 3:  # visibility (x, y, v): a keypoint turning visible or hidden is a change
+                vis = nan_aware_diff(ek[..., 2], ok[..., 2]).amax(dim=1) > score_atol
+                stats["keypoints"]["visibility_changed"] = int(vis.sum())
+                moved = moved | vis
+                stats["keypoints"]["changed"] = int(moved.sum())
+            findings += int(moved.sum())
         if "keypoints_scores" in exp:
-            ks = (exp["keypoints_scores"][ei].double() - obt["keypoints_scores"][oi].double()).abs()
-            per = ks.nan_to_num(nan=math.inf).amax(dim=1) if ks.dim() > 1 else ks
+            ks = nan_aware_diff(exp["keypoints_scores"][ei], obt["keypoints_scores"][oi])
+            per = ks.amax(dim=1) if ks.dim() > 1 else ks
             stats["keypoint_scores"] = {"max_diff": float(per.max()), "changed": int((per > score_atol).sum())}
             findings += int((per > score_atol).sum())
     stats["max_score_diff"] = max_score

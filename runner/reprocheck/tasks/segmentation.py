@@ -1,13 +1,14 @@
 """Segmentation maps compared as segmentations: per-pixel classes (argmax over the class dimension `dim`, default
 -3; an integer output is already a label map), their agreement against `min_agreement`, per-class IoU between the
-two runs, and where the changed pixels are (a bounding box per sample)."""
+two runs, and where the changed pixels are (a bounding box per sample). A pixel whose class scores are NaN in one
+run only has changed (the elementwise NaN rule); the largest score difference is reported."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..results import Kind, OutputResult, TaskResult
-from .select import Selected, form_changed
+from .select import Selected, form_changed, nan_aware_diff
 
 ITEMS = 20
 CLASSES = 64  # classes whose IoU is computed, at most: the ones with the most changed pixels
@@ -32,6 +33,12 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
         return OutputResult(kind=Kind.STRUCTURE, detail=form, **base)
     le, lo = labels(exp_t, dim), labels(obt_t, dim)
     changed = le != lo
+    max_diff = 0.0
+    if exp_t.is_floating_point():
+        diff = nan_aware_diff(exp_t, obt_t)
+        max_diff = float(diff.max()) if diff.numel() else 0.0
+        nan_changed = (exp_t.isnan() ^ obt_t.isnan()).any(dim=dim)
+        changed = changed | nan_changed.reshape(changed.shape)
     pixels, n_changed = changed.numel(), int(changed.sum())
     agreement = 1.0 - n_changed / pixels if pixels else 1.0
     regions, ious = [], []
@@ -68,11 +75,16 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
         "min_agreement": need,
         "class_iou": ious,
         "regions": regions,
+        "max_score_diff": max_diff,
     }
     return OutputResult(
         kind=Kind.VALUES if agreement < need else Kind.MATCH,
         total=pixels,
         mismatched=n_changed,
+        max_abs_diff=max_diff,
+        magnitude=float(exp_t.double().nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).abs().max())
+        if exp_t.numel()
+        else 0.0,
         task=TaskResult("segmentation", sel.pattern, stats),
         **base,
     )

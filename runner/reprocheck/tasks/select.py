@@ -8,6 +8,9 @@ finds the per-image dicts inside a list, or the class-score tensors inside a dic
   * classification: a floating tensor with a class dimension;
   * segmentation: a floating tensor with a class dimension and two spatial ones after it, or an integer label map
     of two dimensions or more.
+Under a glob (`*`, `?`, `[`), classification takes class scores only: a [..., 1] tensor (a regression head, or a
+binary score) and a tensor named like features (embedding, hidden, pooled, ...) stay elementwise, with a note; a
+rule naming the output itself judges it as classes (a [..., 1] tensor as a binary decision at 0).
 The root is named `output` (a bare tensor's path). A pattern that matches no output at all, or decides only
 nodes of another form, is an error in the spec (RuleError names the pattern and what it found).
 """
@@ -15,6 +18,7 @@ nodes of another form, is an error in the spec (RuleError names the pattern and 
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +28,10 @@ from ..spec import CompareRule
 
 # Per-detection keys the detection comparison understands; other keys of the dict stay elementwise.
 DETECTION_KEYS = ("boxes", "scores", "labels", "masks", "keypoints", "keypoints_scores")
+
+
+# Output names that are features, not class scores, when only a glob would make them a classification.
+NOT_SCORES = re.compile(r"(?i)(embed|hidden|feature|pool|latent|encod|state|attention|proj|regress|bbox|^reg$|^box)")
 
 
 class RuleError(ValueError):
@@ -42,6 +50,9 @@ class Selected:
     rule: CompareRule
     # detection: the dict's other tensors with one entry per box (e.g. per-box logits), compared on matched pairs
     per_detection: tuple[str, ...] = ()
+    # detection: the detection keys that are tensors in run 1; a key of another form (a list of strings, a Python
+    # list, a list of masks) is left to the elementwise comparison, never dropped
+    tensor_keys: tuple[str, ...] = DETECTION_KEYS
 
     def fields(self, expected: Any, runs: tuple[int, int]) -> dict[str, Any]:
         """The OutputResult fields a task result on one tensor output starts from."""
@@ -57,7 +68,7 @@ class Selected:
     @property
     def claimed(self) -> frozenset[str]:
         """A detection dict's keys that the task comparison takes; the others stay elementwise."""
-        return frozenset(DETECTION_KEYS) | frozenset(self.per_detection)
+        return frozenset(self.tensor_keys) | frozenset(self.per_detection)
 
     @property
     def name(self) -> str:
@@ -69,6 +80,20 @@ def form_changed(expected: Any, obtained: Any) -> str | None:
     if expected.shape == obtained.shape and expected.dtype == obtained.dtype:
         return None
     return f"shape {list(expected.shape)} {expected.dtype} expected, {list(obtained.shape)} {obtained.dtype} obtained"
+
+
+def nan_aware_diff(e: Any, o: Any) -> Any:
+    """|e - o| in float64 with the elementwise NaN rule: 0 where both are NaN, inf where only one is."""
+    import torch
+
+    e, o = e.double(), o.double()
+    both, one = e.isnan() & o.isnan(), e.isnan() ^ o.isnan()
+    diff = (e - o).abs()
+    diff = torch.where(both, torch.zeros_like(diff), diff)
+    diff = torch.where(one, torch.full_like(diff, float("inf")), diff)
+    # inf - inf is NaN: equal infinities are equal, others differ
+    same_inf = e.isinf() & (e == o)
+    return torch.where(same_inf, torch.zeros_like(diff), diff.nan_to_num(nan=float("inf")))
 
 
 def children(node: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
@@ -103,6 +128,12 @@ def _per_detection(rule: CompareRule, node: dict[str, Any], tensors: dict[str, A
     return tuple(k for k, t in d.items() if k not in DETECTION_KEYS and t.dim() >= 1 and t.shape[0] == n)
 
 
+def _tensor_keys(rule: CompareRule, node: dict[str, Any]) -> tuple[str, ...]:
+    if rule.as_ != "detection":
+        return ()
+    return tuple(k for k, c in node["items"] if k in DETECTION_KEYS and c["t"] == "tensor")
+
+
 def form_problem(rule: CompareRule, node: dict[str, Any], tensors: dict[str, Any]) -> str | None:
     """None when `node` is of the rule's form, else what it is instead."""
     task = rule.as_
@@ -133,8 +164,24 @@ def form_problem(rule: CompareRule, node: dict[str, Any], tensors: dict[str, Any
     return None
 
 
-def select(outputs: Outputs, rules: dict[str, CompareRule]) -> list[Selected]:
-    """The nodes each rule takes, in output order. Raises RuleError for a pattern that takes nothing."""
+def _not_scores_under_glob(pattern: str, rule: CompareRule, name: str, t: Any) -> str | None:
+    if rule.as_ != "classification" or not any(c in pattern for c in "*?["):
+        return None
+    d = -1 if rule.dim is None else rule.dim
+    if t.dim() >= 1 and -t.dim() <= d < t.dim() and t.shape[d] == 1:
+        return (
+            f"a tensor of shape {list(t.shape)} (one score: a regression head or a binary score), which a glob does "
+            f"not take as classes"
+        )
+    last = name.rsplit(".", 1)[-1]
+    if NOT_SCORES.search(last):
+        return f"named like features ({last}), not class scores, which a glob does not take as classes"
+    return None
+
+
+def select(outputs: Outputs, rules: dict[str, CompareRule], notes: list[str] | None = None) -> list[Selected]:
+    """The nodes each rule takes, in output order. Raises RuleError for a pattern that takes nothing. `notes` gets a
+    line for each tensor a classification glob left elementwise (not class scores)."""
     if not rules:
         return []
     chosen: list[Selected] = []
@@ -151,8 +198,19 @@ def select(outputs: Outputs, rules: dict[str, CompareRule]) -> list[Selected]:
         for pattern, rule in rules.items():
             if fnmatch.fnmatchcase(name, pattern):
                 problem = form_problem(rule, node, outputs.tensors)
+                if problem is None and node["t"] == "tensor":
+                    problem = _not_scores_under_glob(pattern, rule, name, outputs.tensors[node["path"]])
+                    if problem is not None and notes is not None:
+                        notes.append(
+                            f"compare pattern {pattern!r} leaves {name} elementwise: it is {problem}; name it in a "
+                            f"rule of its own (e.g. {name!r}: {{as: classification}}) to judge it as classes"
+                        )
                 if problem is None:
-                    chosen.append(Selected(path, pattern, rule, _per_detection(rule, node, outputs.tensors)))
+                    chosen.append(
+                        Selected(
+                            path, pattern, rule, _per_detection(rule, node, outputs.tensors), _tensor_keys(rule, node)
+                        )
+                    )
                     return
                 # Report the node closest to the form: a dict for detection, a tensor for the others.
                 wanted = "dict" if rule.as_ == "detection" else "tensor"
