@@ -131,9 +131,7 @@ def segmentation(o: OutputResult, a: str, b: str) -> str:
     s = o.task.stats
     agree = f"agreement {100 * s['agreement']:.4g}%, min_agreement {100 * s['min_agreement']:.4g}%"
     if not s["changed_pixels"]:
-        return (
-            f"{o.path}: all {s['pixels']} pixels have the same class (max score diff {_n(s.get('max_score_diff'))})"
-        )
+        return f"{o.path}: all {s['pixels']} pixels have the same class (max score diff {_n(s.get('max_score_diff'))})"
     where = "; ".join(
         f"sample {r['sample']} rows {r['rows'][0]}–{r['rows'][1]}, cols {r['cols'][0]}–{r['cols'][1]}"
         for r in s["regions"][:SHOWN]
