@@ -182,3 +182,18 @@ def test_the_float64_reference_for_a_batch_variant(spec_dir, tmp_path):
     (v,) = json.loads((tmp_path / "r.json").read_text())["checks"][0]["invariance"]
     (d,) = v["reference_distances"]
     assert d["path"] == "output" and d["obtained"] > 1000 * d["expected"]
+
+
+@pytest.mark.parametrize("factory", ["pooled_only", "transposed"])
+def test_a_batch_variant_that_compares_nothing_is_an_error_not_a_pass(spec_dir, tmp_path, factory):
+    r = reprocheck("run", str(planted_spec(spec_dir, factory, BATCH)), "--report", str(tmp_path / "r.json"))
+    assert r.code == 3, r
+    assert "batch variant: no output is per-sample" in r.out and "nothing was compared" in r.out
+    variants = json.loads((tmp_path / "r.json").read_text())["checks"][0]["invariance"]
+    assert {v["status"] for v in variants} == {"error"}
+
+
+def test_a_check_whose_output_holds_no_tensor_is_an_error(spec_dir, tmp_path):
+    r = reprocheck("run", str(planted_spec(spec_dir, "returns_nothing")), "--summary", str(tmp_path / "s.md"))
+    assert r.code == 3 and "holds no tensor to compare" in r.out, r
+    assert "holds no tensor to compare" in (tmp_path / "s.md").read_text()

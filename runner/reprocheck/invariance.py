@@ -175,6 +175,19 @@ def run_variants(
             results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=cause))
             continue
         comparison = compare.comparison_from_dict(answer["comparison"])
+        left_out = tuple(answer.get("left_out") or ())
+        if not comparison.outputs:  # nothing compared is never a pass
+            prepared.cancel()
+            if kind is Kind.BATCH:
+                shown = ", ".join(left_out[:5]) or "none"
+                cause = (
+                    f"batch variant: no output is per-sample (none has dim 0 = {first.samples} in run 1 and "
+                    f"{run.samples} here), so nothing was compared; not per-sample: {shown}"
+                )
+            else:
+                cause = f"{kind.value} variant: the outputs hold no tensor to compare"
+            results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=cause, left_out=left_out))
+            continue
         distances: tuple[Distance, ...] = ()
         wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is Kind.DEVICE)
         if not comparison and wants_reference:
@@ -189,7 +202,7 @@ def run_variants(
                 "pass" if comparison else "fail",
                 comparison,
                 run,
-                left_out=tuple(answer.get("left_out") or ()),
+                left_out=left_out,
                 distances=distances,
             )
         )

@@ -131,6 +131,8 @@ def run_check(
             error_line = lc.key_line("compare", "outputs", answer["error"]["pattern"])
     else:
         prepared.cancel()
+    if comparison is not None and not comparison.outputs and not error:  # nothing compared is never a pass
+        error = "the model's output holds no tensor to compare (nothing was compared, so nothing can pass)"
     if not all_ok or error:
         status = Status.ERROR
     elif comparison is not None and not comparison:
