@@ -61,3 +61,21 @@ def test_invariance_variants_get_their_own_block(spec_dir):
 def test_runs_that_fail_are_exit_3(spec_dir):
     r = reprocheck("calibrate", "-q", str(planted_spec(spec_dir, "raises")), "--runs", "3")
     assert r.code == 3 and "planted failure in forward" in r.out, r
+
+
+def test_a_tolerance_as_large_as_the_output_is_refused_as_blind(spec_dir):
+    r = reprocheck("calibrate", "-q", str(planted_spec(spec_dir, "pure_noise")), "--runs", "5")
+    assert r.code == 1, r
+    assert "# no tolerance can make this check pass:" in r.out and "the check would be blind" in r.out
+    assert "tolerance:" not in r.out
+
+
+def test_a_sign_of_zero_gets_the_smallest_tolerance_that_passes_and_the_block_passes_when_pasted(spec_dir):
+    r = reprocheck("calibrate", "-q", str(planted_spec(spec_dir, "zero_sign_flip")), "--runs", "4")
+    assert r.code == 0, r
+    assert "differs only in the sign of zero" in r.out and "bitwise identical" not in r.out
+    block = tolerance_block(r.out)
+    assert "atol: 0\n" not in block
+    assert reprocheck("run", str(planted_spec(spec_dir, "zero_sign_flip", name="plain.yaml"))).code == 1
+    pasted = planted_spec(spec_dir, "zero_sign_flip", "runs: 4\n" + block, name="pasted.yaml")
+    assert reprocheck("run", str(pasted)).code == 0, block

@@ -6,7 +6,10 @@ any variant) is multiplied by a safety margin (SAFETY), and never set below what
 its scale (the dtype's machine epsilon times the output's largest magnitude): a tolerance finer than that is noise.
 Outputs whose suggested atol is within a factor of SPREAD of the smallest share one check-wide `atol`; larger ones
 get their own entry under `outputs:`. A structure change, an integer/bool output that changes, or NaN/inf in one
-run only cannot be fixed by any tolerance: calibrate says so and exits 1.
+run only cannot be fixed by any tolerance: calibrate says so and exits 1. Nor can a difference whose suggestion
+reaches the output's own magnitude (its largest |value| in either run): such a tolerance would pass any output, so
+the check would be blind. A sign-of-zero difference (-0.0 vs 0.0) gets the smallest tolerance that passes it: above
+0, which turns the bitwise comparison into a numeric one, at the dtype's resolution.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Need:
     where: str  # where it was observed: "runs" or a variant such as "batch=1"
     floor: float  # the dtype's resolution at the output's scale
     atol: float  # the suggestion
+    sign_of_zero: bool = False  # only -0.0 vs 0.0 differ: any atol above 0 passes
 
 
 @dataclass(frozen=True)
@@ -87,10 +91,20 @@ def _round_up(x: float) -> float:
 
 
 def _need(o: OutputResult, where: str) -> Need | None:
-    if o.kind is Kind.MATCH or o.max_abs_diff == 0 or o.task is not None:  # a compare rule judges it, not atol
+    if o.kind is Kind.MATCH or o.task is not None:  # a compare rule judges it, not atol
         return None
     floor = EPS.get(o.dtype, 0.0) * o.magnitude
-    return Need(o.path, o.max_abs_diff, where, floor, _round_up(max(o.max_abs_diff * SAFETY, floor)))
+    if o.max_abs_diff == 0:
+        if o.kind is not Kind.VALUES or o.exact:
+            return None
+        # Only the sign of zero differs: the smallest tolerance that passes is any above 0.
+        smallest = max(floor, EPS.get(o.dtype, EPS["float64"]))
+        return Need(o.path, 0.0, where, floor, _round_up(smallest), sign_of_zero=True)
+    return Need(o.path, o.max_abs_diff, where, floor, _suggest(o))
+
+
+def _suggest(o: OutputResult) -> float:
+    return _round_up(max(o.max_abs_diff * SAFETY, EPS.get(o.dtype, 0.0) * o.magnitude))
 
 
 def _unfixable(o: OutputResult, where: str) -> str | None:
@@ -105,6 +119,11 @@ def _unfixable(o: OutputResult, where: str) -> str | None:
         return f"{o.path}: an integer/bool output changes ({where}), compared exactly whatever the tolerance"
     if o.kind is Kind.VALUES and o.needed_atol is None:
         return f"{o.path}: NaN or infinity in one run only ({where})"
+    if o.kind is Kind.VALUES and o.max_abs_diff > 0 and _suggest(o) >= o.magnitude:
+        return (
+            f"{o.path}: differs by up to {o.max_abs_diff:.3g} ({where}) while its largest |value| is "
+            f"{o.magnitude:.3g}: a tolerance of {_fmt(_suggest(o))} would pass any output, so the check would be blind"
+        )
     return None
 
 
@@ -158,6 +177,12 @@ def render(c: Calibration) -> str:
             others = "every other output " if block is c.runs and _judged(r) else ""
             lines.append(f"# {title}: {others}bitwise identical, no tolerance needed")
         for n in block.needs:
+            if n.sign_of_zero:
+                lines.append(
+                    f"# {title}: {n.path} differs only in the sign of zero (-0.0 vs 0.0, {n.where}); suggested "
+                    f"{_fmt(n.atol)}, the smallest useful tolerance: any atol above 0 compares numbers, not bits"
+                )
+                continue
             lines.append(
                 f"# {title}: {n.path} differs by up to {n.observed:.3g} ({n.where}); "
                 f"suggested {_fmt(n.atol)} = {SAFETY:g}x that"

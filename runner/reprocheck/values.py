@@ -108,7 +108,7 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
     mismatched = nan_same = zero_sign = 0
     bitwise = tol.atol == 0 and tol.rtol == 0
     max_abs = max_rel = sum_abs = 0.0
-    magnitude = 0.0  # the largest finite |expected|: the scale a tolerance must resolve
+    magnitude = 0.0  # the largest finite |value| of either run: the scale a tolerance must resolve
     need_atol = need_rtol = 0.0
     unfixable = False  # NaN vs number, inf vs something else: no tolerance passes
     first: int | None = None
@@ -121,8 +121,9 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
         nonfinite_bad = ~finite & ~both_nan & (e != o)
         diff = torch.where(finite, (o - e).abs(), torch.zeros((), dtype=work))
         scale = e.abs()
-        if bool(e.isfinite().any()):
-            magnitude = max(magnitude, float(scale[e.isfinite()].max()))
+        for side in (e, o):  # the scale across both runs
+            if bool(side.isfinite().any()):
+                magnitude = max(magnitude, float(side[side.isfinite()].abs().max()))
         bad = (finite & (diff > tol.atol + tol.rtol * scale)) | nonfinite_bad
         if bitwise:
             signs = (e == 0) & (o == 0) & (e.signbit() != o.signbit())
