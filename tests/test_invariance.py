@@ -197,3 +197,15 @@ def test_a_check_whose_output_holds_no_tensor_is_an_error(spec_dir, tmp_path):
     r = reprocheck("run", str(planted_spec(spec_dir, "returns_nothing")), "--summary", str(tmp_path / "s.md"))
     assert r.code == 3 and "holds no tensor to compare" in r.out, r
     assert "holds no tensor to compare" in (tmp_path / "s.md").read_text()
+
+
+def test_a_batch_variant_beyond_the_input_size_limit_is_refused_before_any_run(spec_dir):
+    spec = planted_spec(spec_dir, "seeded_init", "invariance: {batch: [4096]}\n", shape="[1, 3, 1024, 1024]")
+    r = reprocheck("run", str(spec))
+    assert r.code == 2 and "invariance.batch 4096 makes the input" in r.err and "Traceback" not in r.err, r
+
+
+def test_later_runs_outputs_are_kept_only_with_keep(spec_dir, tmp_path):
+    spec = planted_spec(spec_dir, "seeded_init", "runs: 3\n")
+    assert reprocheck("run", str(spec), "--keep", str(tmp_path / "k")).code == 0
+    assert len(list((tmp_path / "k").rglob("outputs.pt"))) == 3

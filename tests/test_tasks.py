@@ -426,3 +426,18 @@ def test_per_box_tensors_follow_the_matching():
     results = compare.compare_runs([outputs.flatten([first]), outputs.flatten([second])], ToleranceSpec(), rules=rules)
     (bad,) = results.failures
     assert bad.path == "0.logits" and bad.first_index == (0, 2) and "compared on the 3 matched detections" in bad.detail
+
+
+def test_a_crowd_of_identical_detections_is_matched_in_linear_time(spec_dir):
+    # Identical runs: the identity matching, whatever the overlap (the timeout bounds the whole verdict).
+    spec = planted_spec(spec_dir, "dets_crowd", 'timeout: 60\ncompare: {outputs: {"*": {as: detection}}}\n')
+    r = run(spec)
+    assert r.code == 0, r
+
+
+def test_a_comparison_past_the_checks_timeout_is_stopped_and_exit_3(spec_dir, tmp_path):
+    spec = planted_spec(spec_dir, "dets_crowd", 'timeout: 3\ncompare: {outputs: {"*": {as: detection, iou: 0.5}}}\n')
+    r = reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"), env={"REPROCHECK_TEST_VARIANT": "jitter"})
+    assert r.code == 3, r
+    assert "comparing the runs took longer than the check's timeout (3s) and was stopped" in r.out
+    assert json.loads((tmp_path / "r.json").read_text())["checks"][0]["status"] == "error"

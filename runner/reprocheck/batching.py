@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from .outputs import Outputs, tree_leaves
+from .spec.types import MAX_ELEMENTS
 
 # Crops of the extra images, as fractions of the original's height and width: other sizes, same content.
 CROPS = ((0.9, 0.75), (0.7, 0.95), (0.8, 0.6), (0.6, 0.85))
@@ -60,6 +61,11 @@ def rebatch(args: tuple[Any, ...], kwargs: dict[str, Any], size: int, seed: int)
             extra.append(crop.contiguous())
         return ([*value, *extra],)
     shape = (size - n, *value.shape[1:])
+    if value.numel() // max(n, 1) * size > MAX_ELEMENTS:
+        raise ValueError(
+            f"batch {size} makes the input {[size, *value.shape[1:]]}, more than {MAX_ELEMENTS:,} elements; "
+            "use a smaller invariance.batch"
+        )
     if value.dtype == torch.bool:
         more = torch.randint(0, 2, shape, generator=g).bool()
     elif not value.is_floating_point():
@@ -67,7 +73,9 @@ def rebatch(args: tuple[Any, ...], kwargs: dict[str, Any], size: int, seed: int)
         more = torch.randint(lo, hi + 1, shape, generator=g, dtype=value.dtype)
     else:
         low, high = float(value.min()), float(value.max())
-        more = (torch.rand(shape, generator=g, dtype=torch.float64) * (high - low) + low).to(value.dtype)
+        # in the input's own dtype: no float64 copy of a large batch first
+        work = value.dtype if value.dtype in (torch.float32, torch.float64) else torch.float32
+        more = (torch.rand(shape, generator=g, dtype=work) * (high - low) + low).to(value.dtype)
     return (torch.cat([value, more.to(value.device)]),)
 
 

@@ -74,6 +74,10 @@ class WorkerFailed(RuntimeError):
     """A worker could not answer (name checks, comparison): reprocheck itself failed."""
 
 
+class VerdictTimeout(RuntimeError):
+    """Comparing the runs took longer than the check's `timeout`: the comparison was stopped (exit 3)."""
+
+
 class Prepared:
     """A check's runs, set up. In fork mode the zygote starts importing torch at once and
     waits for `run()`, so the caller's own work overlaps with it. The zygote also answers the
@@ -174,17 +178,26 @@ class Prepared:
         """Compare the runs (and the golden) in a process with torch: the zygote, else a helper."""
         if self.zygote is not None and self.zygote.poll() is None and self.events is not None:
             self._send(json.dumps(request))
-            event = self.events.next(time.monotonic() + VERDICT_ALLOWANCE)
+            deadline = time.monotonic() + self.timeout
+            event = self.events.next(deadline)
             self.cancel()
+            if event is None and time.monotonic() >= deadline:
+                raise VerdictTimeout(self._too_slow())
             if event is None or event.get("event") != "verdict":
                 tail = "\n".join(_log_tail(self.job_file.parent / "zygote.log", 30))
                 raise WorkerFailed(f"the worker died while comparing the runs:\n{tail}")
             return _read_answer(self.workdir / "verdict.json")
         self.cancel()
-        return helper(self.workdir / "verdict", "--verdict", request, self.env)
+        try:
+            return helper(self.workdir / "verdict", "--verdict", request, self.env, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise VerdictTimeout(self._too_slow()) from None
 
-
-VERDICT_ALLOWANCE = 3600.0  # seconds to load and compare the outputs of all runs
+    def _too_slow(self) -> str:
+        return (
+            f"comparing the runs took longer than the check's timeout ({self.timeout:g}s) and was stopped; raise "
+            "`timeout:`, or compare less (cap the detections, e.g. detections_per_img, or fewer runs)"
+        )
 
 
 def _read_answer(path: Path) -> dict[str, Any]:
@@ -194,12 +207,13 @@ def _read_answer(path: Path) -> dict[str, Any]:
     return dict(answer["value"])
 
 
-def helper(base: Path, mode: str, request: Any, env: dict[str, str]) -> Any:
-    """One request to a fresh worker process (spawn mode, or names for `validate`)."""
+def helper(base: Path, mode: str, request: Any, env: dict[str, str], timeout: float | None = None) -> Any:
+    """One request to a fresh worker process (spawn mode, or names for `validate`). Raises TimeoutExpired past
+    `timeout` seconds, the worker's process group killed."""
     base.mkdir(parents=True, exist_ok=True)
     (base / "request.json").write_text(json.dumps(request))
     with open(base / "log.txt", "wb") as log:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             _worker_cmd(mode, str(base / "request.json"), str(base / "answer.json")),
             env=env,
             stdout=log,
@@ -207,6 +221,11 @@ def helper(base: Path, mode: str, request: Any, env: dict[str, str]) -> Any:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+        try:
+            proc.wait(timeout=timeout)
+        finally:
+            if proc.returncode is None:
+                _kill_group(proc)
     if not (base / "answer.json").exists():
         tail = "\n".join(_log_tail(base / "log.txt", 30))
         raise WorkerFailed(f"the worker ({mode}) exited with code {proc.returncode} without answering:\n{tail}")

@@ -168,7 +168,11 @@ def run_variants(
                 results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=cause))
                 continue
             request["batch"] = [first.samples, run.samples]
-        answer = prepared.verdict(request)
+        try:
+            answer = prepared.verdict(request)
+        except execute.VerdictTimeout as exc:
+            results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=str(exc)))
+            continue
         if answer.get("error"):  # the check's own comparison already reported the rule
             prepared.cancel()
             cause = answer["error"]["message"]

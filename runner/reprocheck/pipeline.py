@@ -96,6 +96,7 @@ def run_check(
     baseline: BaselineOptions | None = None,
     invariance: frozenset[str] | None = None,
     require_devices: bool = False,
+    discard: bool = True,
 ) -> CheckResult:
     start = time.perf_counter()
     check = lc.check
@@ -108,7 +109,8 @@ def run_check(
     notes: list[str] = []
     error, error_line = "", 0
     if len(ok) >= 2 or (want_golden and ok):
-        answer = prepared.verdict(
+        answer = _verdict(
+            prepared,
             {
                 "runs": [{"index": r.index, "outputs": str(r.outputs_path)} for r in ok],
                 "tolerance": check.tolerance.model_dump(mode="json"),
@@ -118,9 +120,12 @@ def run_check(
                 "golden": vars(baselines.golden_job(lc, baseline)) if want_golden and baseline else None,
                 "fingerprint": ok[0].fingerprint,
                 "all_ok": all_ok,
-            }
+                "discard": discard,
+            },
         )
-        if answer["comparison"] is not None:
+        if answer.get("timeout"):
+            error = answer["timeout"]
+        elif answer["comparison"] is not None:
             comparison = compare.comparison_from_dict(answer["comparison"])
         if answer["golden"] is not None:
             golden = baselines.result_from_dict(answer["golden"])
@@ -178,6 +183,13 @@ def run_check(
     )
 
 
+def _verdict(prepared: execute.Prepared, request: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return prepared.verdict(request)
+    except execute.VerdictTimeout as exc:
+        return {"timeout": str(exc), "comparison": None, "golden": None}
+
+
 def run_all(
     checks: list[LoadedCheck],
     workroot: Path,
@@ -189,8 +201,10 @@ def run_all(
     baseline: BaselineOptions | None = None,
     invariance: frozenset[str] | None = None,
     require_devices: bool = False,
+    discard: bool = True,
 ) -> list[CheckResult]:
-    """Run checks in order. `first` is the first check already prepared (its worker warming up).
+    """Run checks in order (`discard`: each later run's outputs are deleted once compared). `first` is the first
+    check already prepared (its worker warming up).
     An unexpected failure inside a check raises Interrupted with the checks completed before it."""
     results: list[CheckResult] = []
     for i, lc in enumerate(checks):
@@ -203,7 +217,7 @@ def run_all(
                 if (i == 0 and first is not None)
                 else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation)
             )
-            result = run_check(lc, prepared, progress, baseline, invariance, require_devices)
+            result = run_check(lc, prepared, progress, baseline, invariance, require_devices, discard)
         except Exception as exc:
             raise Interrupted(results, exc) from exc
         results.append(result)
@@ -264,6 +278,7 @@ def run_session(
             baseline=session.baseline,
             invariance=session.invariance,
             require_devices=session.require_devices,
+            discard=session.keep is None,
         )
     finally:
         zygote.cancel_all()  # whatever ended us, no worker outlives this process

@@ -36,7 +36,7 @@ def verdict(request: dict[str, Any]) -> dict[str, Any]:
             selection = select(first, rules.outputs, answer["notes"])
             if len(runs) >= 2:
                 # One later run in memory at a time: up to 1,000 runs compare in the memory of two.
-                later = ((r["index"], outputs.load(Path(r["outputs"]))) for r in runs[1:])
+                later = _loaded(runs[1:], bool(request.get("discard")))
                 comparison = compare.compare_stream(first, later, tolerance, runs[0]["index"], rules, selection)
             if request.get("fragile", "off") != "off" and selection:
                 found, fragile_notes = fragility(first, selection, request.get("facts") or {})
@@ -56,6 +56,19 @@ def verdict(request: dict[str, Any]) -> dict[str, Any]:
             return {**answer, "error": {"pattern": exc.pattern, "message": f"against the baseline: {exc}"}}
         answer["golden"] = baseline.result_to_dict(golden)
     return answer
+
+
+def _loaded(runs: list[dict[str, Any]], discard: bool) -> Any:
+    """Each later run's outputs, loaded one at a time; with `discard`, its file deleted once in memory (the disk
+    holds run 1 and the runs not yet compared, never all of them twice)."""
+    from . import outputs
+
+    for r in runs:
+        path = Path(r["outputs"])
+        loaded = outputs.load(path)
+        if discard:
+            path.unlink(missing_ok=True)
+        yield r["index"], loaded
 
 
 SCORE_NOTE = 1e-3  # a passing class-score output whose values move more than this, relative to their scale, is noted

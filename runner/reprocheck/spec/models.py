@@ -260,6 +260,20 @@ class Check(Strict):
         CompareSpec(), description="Task-aware comparison (detections, classes, masks) and fragile outputs."
     )
 
+    @model_validator(mode="after")
+    def _batch_within_the_input_limit(self) -> Check:
+        rnd = self.input.random
+        if rnd is None or self.invariance is None or not self.invariance.batch or not rnd.shape:
+            return self
+        per_sample = math.prod(rnd.shape[1:])
+        largest = max(self.invariance.batch)
+        if per_sample * largest > MAX_ELEMENTS:
+            raise ValueError(
+                f"invariance.batch {largest} makes the input {[largest, *rnd.shape[1:]]}: {per_sample * largest:,} "
+                f"elements, more than {MAX_ELEMENTS:,}; use a smaller batch size"
+            )
+        return self
+
     def config_hash(self) -> str:
         """A stable hash of what the check computes, for baselines and reports. Files count by
         content, not path, so the same spec in another checkout hashes the same."""

@@ -166,7 +166,9 @@ def compare(
     else:
         same_label = close | True
     iou_np = iou.nan_to_num(nan=0.0).numpy()  # a NaN box in one run only matches nothing
-    pairs = match(iou_np, close & same_label)
+    # Run 2 equal to run 1 (NaN at the same places too): the identity is the optimal matching, found in linear time.
+    identical = all(exp[k].shape == obt[k].shape and bool((nan_aware_diff(exp[k], obt[k]) == 0).all()) for k in exp)
+    pairs = [(i, i) for i in range(len(iou_np))] if identical else match(iou_np, close & same_label)
     left_e = sorted(set(range(len(iou_np))) - {i for i, _ in pairs})
     left_o = sorted(set(range(iou_np.shape[1])) - {j for _, j in pairs})
     relabelled: list[tuple[int, int]] = []
