@@ -70,3 +70,28 @@ def test_device_cuda_without_cuda_is_one_line_and_exit_3(spec_dir):
     assert "device cuda is not available on this machine" in r.out
     assert "Traceback" not in r.out + r.err and "| " not in r.out, r
     assert "run 2/" not in r.err  # nothing after the first refusal
+
+
+def test_a_failing_check_names_the_recipe_parts_it_turned_off_first(spec_dir):
+    spec = planted_spec(spec_dir, "seeded_init", "recipe: {seed_rngs: false}\n")
+    r = reprocheck("run", str(spec), cwd=spec_dir)
+    assert r.code == 1, r
+    notes = [line for line in r.out.splitlines() if "note:" in line]
+    assert notes and "your recipe turns off seed_rngs" in notes[0], r.out
+    assert "reprocheck diagnose" in r.out  # every run-to-run remedy leads to diagnose
+
+
+def test_singular_and_plural_read_right(spec_dir):
+    r = reprocheck("run", str(planted_spec(spec_dir, "raises")), cwd=spec_dir)
+    assert r.code == 3 and "1 check: 0 passed, 0 failed, 1 error\n" in r.out, r
+    r = reprocheck("run", str(planted_spec(spec_dir, "os_entropy")), cwd=spec_dir)
+    assert r.code == 1 and "1 of 1 output differs" in r.out, r
+
+
+def test_drift_with_runs_that_differ_does_not_suggest_update_baseline(spec_dir):
+    spec = planted_spec(spec_dir, "seeded_init", name="a.yaml")
+    assert reprocheck("run", "a.yaml", "--baseline", "bl", "--update-baseline", cwd=spec_dir).code == 0
+    (spec_dir / "a.yaml").write_text(spec.read_text() + "recipe: {seed_rngs: false}\n")
+    r = reprocheck("run", "a.yaml", "--baseline", "bl", cwd=spec_dir)
+    assert r.code == 1, r
+    assert "The runs themselves differ" in r.out and "--update-baseline" not in r.out, r

@@ -176,10 +176,12 @@ def apply(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None,
                 message="baseline not written: the runs themselves differ, so there is no single right answer to store",
             )
         return update(job, obtained, fingerprint)
-    return check_against(job, obtained, fingerprint)
+    return check_against(job, obtained, fingerprint, runs_agree)
 
 
-def check_against(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None) -> BaselineResult:
+def check_against(
+    job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None, runs_agree: bool = True
+) -> BaselineResult:
     """Compare run 1's outputs with the golden; write the obtained file beside it on any failure."""
     from .spec import CompareSpec, ToleranceSpec
 
@@ -192,8 +194,12 @@ def check_against(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any]
             golden=golden,
             obtained=side,
             message=(
-                f"no baseline at {golden}; the obtained outputs are in {side}. Create the baseline with "
-                f"`{job.regenerate}` and commit it"
+                f"no baseline at {golden}; the obtained outputs are in {side}. "
+                + (
+                    f"Create the baseline with `{job.regenerate}` and commit it"
+                    if runs_agree
+                    else "The runs themselves differ, so make them agree first (`reprocheck diagnose`)"
+                )
             ),
         )
     expected, info = load(golden)
@@ -223,7 +229,13 @@ def check_against(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any]
     )
     if changed:
         message += " The check's spec changed since the baseline was made (config hash differs)."
-    message += f" If the new outputs are right, accept them with `{job.regenerate}`."
+    if runs_agree:
+        message += f" If the new outputs are right, accept them with `{job.regenerate}`."
+    else:  # --update-baseline would refuse: lead to what can be done
+        message += (
+            " The runs themselves differ, so no golden can be written yet: make them agree first "
+            "(`reprocheck diagnose` finds the first module that diverges)."
+        )
     return BaselineResult(
         status=BaselineStatus.DRIFT,
         golden=golden,

@@ -138,7 +138,7 @@ def _run_checks(
                     print(f"        | {line}", file=log, flush=True)
 
     if args.github:
-        github.begin_group(f"reprocheck: {total} checks")
+        github.begin_group(f"reprocheck: {total} check" + ("" if total == 1 else "s"))
     crash: BaseException | None = None
     try:
         results = pipeline.run_session(checks, session, on_start, on_run)

@@ -155,6 +155,8 @@ def run_check(
         status = Status.ERROR
     elif status is Status.PASS and any(v.status == "fail" for v in variants):
         status = Status.FAIL  # a skipped variant (its device is not here) is neither: the report says so
+    if comparison is not None and not comparison:
+        notes[:0] = recipe_parts_off(check.recipe)
     if comparison is not None:
         outs = ", ".join(o.path for o in comparison.outputs[:5])
         notes += [f"tolerance pattern {p!r} matches no output (outputs: {outs})" for p in comparison.unused_patterns]
@@ -188,6 +190,27 @@ def _verdict(prepared: execute.Prepared, request: dict[str, Any]) -> dict[str, A
         return prepared.verdict(request)
     except execute.VerdictTimeout as exc:
         return {"timeout": str(exc), "comparison": None, "golden": None}
+
+
+# What each part of the recipe, turned off, lets vary between runs: said first when the runs differ.
+RECIPE_OFF = {
+    "seed_rngs": (False, "random init, dropout and any RNG in forward differ per run"),
+    "hash_seed": (False, "set and dict iteration order over str keys differs per run"),
+    "deterministic_algorithms": (False, "nondeterministic kernels (scatter_add, index_add, atomics) are allowed"),
+    "cudnn_deterministic": (False, "cuDNN may pick nondeterministic convolution algorithms"),
+    "cudnn_benchmark": (True, "cuDNN benchmarks and picks its algorithms per run"),
+    "tf32": (True, "TF32 matmul/conv rounding is allowed"),
+    "eval_mode": (False, "the model stays in training mode (dropout, batch-norm statistics)"),
+}
+
+
+def recipe_parts_off(spec: Any) -> list[str]:
+    """A line per part of the full recipe that the check's own `recipe:` turned off."""
+    lines = []
+    for key, (off, why) in RECIPE_OFF.items():
+        if getattr(spec, key) == off:
+            lines.append(f"your recipe turns off {key} ({key}: {str(off).lower()}): {why}")
+    return lines
 
 
 def run_all(

@@ -44,7 +44,8 @@ def check_line(r: CheckResult, colour: bool = False) -> str:
     ok_runs = sum(1 for x in r.runs if x.ok)
     tail = ""
     if r.status is Status.FAIL and r.comparison is not None and not r.comparison:
-        tail = f"  {len(r.comparison.failures)} of {len(r.comparison.outputs)} outputs differ"
+        n = len(r.comparison.outputs)
+        tail = f"  {len(r.comparison.failures)} of {plural(n, 'output')} {'differs' if n == 1 else 'differ'}"
     elif r.status is Status.FAIL and any(v.status == "fail" for v in r.invariance):
         tail = f"  invariance: {', '.join(v.label for v in r.invariance if v.status == 'fail')} differ"
     elif r.status is Status.FAIL and r.baseline is not None and not r.baseline:
@@ -113,7 +114,7 @@ def render_console(results: list[CheckResult], colour: bool = False) -> str:
     lines += [
         "",
         f"{plural(len(results), 'check')}: {counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, "
-        f"{counts[Status.ERROR]} errors",
+        f"{plural(counts[Status.ERROR], 'error')}",
     ]
     return "\n".join(lines) + "\n"
 

@@ -57,7 +57,7 @@ def render_markdown(results: list[CheckResult]) -> str:
         "## reprocheck",
         "",
         f"{plural(len(results), 'check')}: **{counts[Status.PASS]} passed**, **{counts[Status.FAIL]} failed**, "
-        f"**{counts[Status.ERROR]} errors**",
+        f"**{plural(counts[Status.ERROR], 'error')}**",
         "",
         "| check | result | runs | device | seed | max abs diff | time |",
         "| --- | --- | --- | --- | --- | --- | --- |",

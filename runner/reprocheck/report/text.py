@@ -79,10 +79,13 @@ def remedy(o: OutputResult) -> str:
     if o.exact:
         return (
             "integer/bool outputs are compared exactly; find the source of the variation "
-            "(e.g. argmax over values that differ)"
+            "(e.g. argmax over values that differ) with `reprocheck diagnose`"
         )
     if o.needed_atol is None and o.needed_rtol is None:
-        return "NaN/inf differ between runs, which no tolerance accepts; find where they come from"
+        return (
+            "NaN/inf differ between runs, which no tolerance accepts; find where they come from with "
+            "`reprocheck diagnose`"
+        )
     parts = []
     if o.needed_atol is not None:
         parts.append(f"atol: {o.needed_atol:.3g} (with rtol {o.tolerance.rtol:g})")
@@ -91,7 +94,7 @@ def remedy(o: OutputResult) -> str:
     return (
         "would pass with tolerance " + " or ".join(parts) + f" for {o.path!r}; "
         "but first ask why the runs differ: run-to-run nondeterminism usually means a nondeterministic kernel or an "
-        "unseeded random source"
+        "unseeded random source; `reprocheck diagnose` finds the first module that diverges"
     )
 
 
