@@ -95,3 +95,10 @@ def test_drift_with_runs_that_differ_does_not_suggest_update_baseline(spec_dir):
     r = reprocheck("run", "a.yaml", "--baseline", "bl", cwd=spec_dir)
     assert r.code == 1, r
     assert "The runs themselves differ" in r.out and "--update-baseline" not in r.out, r
+
+
+def test_run_help_lists_every_exit_code():
+    r = reprocheck("run", "--help")
+    assert r.code == 0
+    for code in ("0 ", "1 ", "2 ", "3 ", "4 ", "130", "143", "141"):
+        assert f"\n  {code}" in r.out or f"; {code}" in r.out, code

@@ -54,6 +54,15 @@ def _github_usage_error(exc: UsageError) -> None:
     github.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
 
 
+EXIT_CODES = """exit codes (when several apply, the highest wins):
+  0    every check reproducible within tolerance
+  1    outputs differ between runs, or drifted from the baseline (nothing else)
+  2    the spec or the command line is invalid, or a golden or package is missing: nothing was run
+  3    a run failed (raised, crashed, killed, timed out, device missing) or nothing could be compared
+  4    reprocheck itself failed: one line and the path of a crash log
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM); 141 stdout closed by its reader"""
+
+
 def _count(text: str) -> int:
     # int() also reads '٣' and '1_000'; a count on the command line is ASCII digits only.
     if not re.fullmatch(r"[0-9]{1,9}", text):
@@ -73,7 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
-        Command.RUN.value, help="run checks and compare their runs (exit 0 pass, 1 differ, 2 bad spec, 3 run failed)"
+        Command.RUN.value,
+        help="run checks and compare their runs (exit 0 pass, 1 differ, 2 bad spec, 3 run failed, 4 internal)",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_run_options(run)
     run.add_argument("--keep", type=Path, metavar="DIR", help="keep each run's outputs and logs in DIR")
