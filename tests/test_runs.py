@@ -231,3 +231,16 @@ def test_suite_example_passes():
     r = reprocheck("run", str(EXAMPLES / "suite.yaml"))
     assert r.code == 0, r
     assert r.out.count("PASS") == 3
+
+
+def test_later_runs_are_folded_as_they_end_so_the_disk_holds_two_output_sets(spec_dir, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    spec = planted_spec(spec_dir, "counts_outputs_on_disk", "runs: 6\n")
+    r = reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"), env={"TMPDIR": str(tmp)})
+    assert r.code == 1, r
+    seen = [int(n) for n in (spec_dir / "on-disk.txt").read_text().split()]
+    assert len(seen) == 6 and max(seen) <= 1, seen  # at each run's start: run 1's outputs at most
+    c = json.loads((tmp_path / "r.json").read_text())["checks"][0]
+    assert c["flake"]["runs_differing"] == 5 and c["flake"]["distinct_results"] == 6
+    assert c["outputs"][0]["runs_differing"] == 5 and c["outputs"][0]["distinct_results"] == 6

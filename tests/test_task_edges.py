@@ -54,9 +54,9 @@ def _spec(folder, cases: dict[str, str], name: str):
 
 
 @pytest.fixture
-def edges(tmp_path):
-    shutil.copy(FIXTURES / "edges.py", tmp_path / "edges.py")
-    return tmp_path
+def edges(spec_dir):
+    shutil.copy(FIXTURES / "edges.py", spec_dir / "edges.py")  # beside planted.py, whose run counter it uses
+    return spec_dir
 
 
 def _statuses(folder, spec) -> tuple[dict[str, dict], str]:

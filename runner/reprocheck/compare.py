@@ -21,7 +21,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from .outputs import Outputs
-from .results import Comparison, Kind, OutputResult, Tolerance, comparison_from_dict, comparison_to_dict
+from .results import (
+    Comparison,
+    Kind,
+    OutputResult,
+    Tolerance,
+    comparison_from_dict,
+    comparison_to_dict,
+    output_from_dict,
+)
 from .spec import CompareSpec, ToleranceSpec
 from .tasks import Selected, compare_selected, select
 from .values import compare_tensors
@@ -160,19 +168,60 @@ def compare_runs(
     return compare_stream(runs[0], zip(labels[1:], runs[1:], strict=True), spec, labels[0], rules)
 
 
+FOLDED = "folded.json"  # beside a run's outputs once the zygote has folded them
+
+
+@dataclasses.dataclass(frozen=True)
+class Folded:
+    """One later run compared with run 1: its per-output results and content digests. Small: a run's outputs can be
+    deleted once folded (the zygote folds each run as it ends, so the disk never holds every run)."""
+
+    label: int
+    results: tuple[OutputResult, ...]
+    digests: dict[str, str]
+    whole: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "results": [dataclasses.asdict(r) for r in self.results],
+            "digests": self.digests,
+            "whole": self.whole,
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Folded:
+        outs = tuple(output_from_dict(r) for r in d["results"])
+        return Folded(int(d["label"]), outs, dict(d["digests"]), str(d["whole"]))
+
+
+def fold(
+    expected: Outputs,
+    label: int,
+    obtained: Outputs,
+    spec: ToleranceSpec,
+    expected_label: int,
+    selection: list[Selected],
+) -> Folded:
+    """One later run against run 1: what compare_stream keeps of it."""
+    results = tuple(compare(expected, obtained, spec, (expected_label, label), selection))
+    digests = _digests(obtained)
+    return Folded(label, results, digests, _whole(obtained, digests))
+
+
 def compare_stream(
     expected: Outputs,
-    obtained: Iterable[tuple[int, Outputs]],
+    obtained: Iterable[tuple[int, Outputs | Folded]],
     spec: ToleranceSpec,
     expected_label: int = 1,
     rules: CompareSpec | None = None,
     selection: list[Selected] | None = None,
 ) -> Comparison:
-    """Run 1 (`expected`) against each later run as it comes, so that only two output sets are ever held.
-    Each output keeps its worst result and counts the runs in which it differs; with three runs or more,
-    distinct results are counted by content hash, per output and for the whole output set. Outputs that
-    `rules` (compare:) take are compared by their task (`selection`: what `tasks.select` made of them, when the
-    caller already has it); a rule that fits no output raises tasks.RuleError."""
+    """Run 1 (`expected`) against each later run as it comes, so that only two output sets are ever held (a later
+    run may come already folded). Each output keeps its worst result and counts the runs in which it differs; with
+    three runs or more, distinct results are counted by content hash, per output and for the whole output set.
+    Outputs that `rules` (compare:) take are compared by their task (`selection`: what `tasks.select` made of them,
+    when the caller already has it); a rule that fits no output raises tasks.RuleError."""
     if selection is None:
         selection = select(expected, rules.outputs) if rules is not None else []
     worst: dict[str, OutputResult] = {}
@@ -181,26 +230,27 @@ def compare_stream(
     wholes: set[str] = set()
     runs_differing = compared = 0
     for label, obt in obtained:
+        f = obt if isinstance(obt, Folded) else fold(expected, label, obt, spec, expected_label, selection)
         compared += 1
         bad = False
-        for r in compare(expected, obt, spec, (expected_label, label), selection):
+        for r in f.results:
             if not r:
                 differing[r.path] = differing.get(r.path, 0) + 1
                 bad = True
             if r.path not in worst or r.severity() > worst[r.path].severity():
                 worst[r.path] = r
         runs_differing += bad
-        if compared == 1:
-            continue  # hashes are counted from three runs on (two runs: the comparison says it all)
-        if compared == 2:
-            first_digests = _digests(expected)  # only now: two runs never hash anything
-            for path, digest in first_digests.items():
-                hashes.setdefault(path, set()).add(digest)
-            wholes.add(_whole(expected, first_digests))
-        digests = _digests(obt)
-        for path, digest in digests.items():
+        for path, digest in f.digests.items():
             hashes.setdefault(path, set()).add(digest)
-        wholes.add(_whole(obt, digests))
+        wholes.add(f.whole)
+    if compared >= 2:  # hashes count from three runs on (two runs: the comparison says it all)
+        first_digests = _digests(expected)
+        for path, digest in first_digests.items():
+            hashes.setdefault(path, set()).add(digest)
+        wholes.add(_whole(expected, first_digests))
+    else:
+        hashes.clear()
+        wholes.clear()
     paths = list(expected.tensors)
     order = {p: i for i, p in enumerate(paths)}
     counted = [

@@ -96,6 +96,7 @@ class Prepared:
         names: list[dict[str, Any]] | None = None,
         batch: int | None = None,
         float64: bool = False,
+        fold: bool = False,
     ) -> None:
         check = lc.check
         threads = recipe.resolve_threads(check.recipe)
@@ -112,6 +113,7 @@ class Prepared:
             "names": names or [],
             "batch": batch,
             "float64": float64,
+            "fold": fold,  # compare each later run with run 1 as it ends, and delete its outputs (fork mode)
         }
         self.job_file.write_text(json.dumps(job))
         self.run_dirs = [workdir / f"run{i}" for i in range(1, check.runs + 1)]

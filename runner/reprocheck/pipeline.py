@@ -238,7 +238,7 @@ def run_all(
             prepared = (
                 first
                 if (i == 0 and first is not None)
-                else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation)
+                else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation, fold=discard)
             )
             result = run_check(lc, prepared, progress, baseline, invariance, require_devices, discard)
         except Exception as exc:
@@ -287,7 +287,9 @@ def run_session(
         # The first check's zygote imports torch, answers the torchvision name checks of every check,
         # then waits for "go": nothing runs until the whole spec is known to be valid.
         requests = name_requests(checks)
-        first = execute.Prepared(checks[0], workdir_for(root, 0, checks[0]), session.isolation, names=requests)
+        first = execute.Prepared(
+            checks[0], workdir_for(root, 0, checks[0]), session.isolation, names=requests, fold=session.keep is None
+        )
         errors = name_errors(checks, first.name_problems(requests))
         if errors:
             raise SpecProblems([str(e) for e in errors], errors)

@@ -135,7 +135,7 @@ def comparison_to_dict(c: Comparison) -> dict[str, Any]:
     }
 
 
-def _output_from_dict(d: dict[str, Any]) -> OutputResult:
+def output_from_dict(d: dict[str, Any]) -> OutputResult:
     fields = dict(d)
     fields["kind"] = Kind(d["kind"])
     fields["tolerance"] = Tolerance(**d["tolerance"])
@@ -151,7 +151,7 @@ def fragile_from_dict(d: dict[str, Any]) -> Fragile:
 
 def comparison_from_dict(d: dict[str, Any]) -> Comparison:
     return Comparison(
-        outputs=tuple(_output_from_dict(o) for o in d["outputs"]),
+        outputs=tuple(output_from_dict(o) for o in d["outputs"]),
         unused_patterns=tuple(d["unused_patterns"]),
         runs_compared=d["runs_compared"],
         runs_differing=d.get("runs_differing", 0),

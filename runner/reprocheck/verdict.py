@@ -59,12 +59,19 @@ def verdict(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _loaded(runs: list[dict[str, Any]], discard: bool) -> Any:
-    """Each later run's outputs, loaded one at a time; with `discard`, its file deleted once in memory (the disk
-    holds run 1 and the runs not yet compared, never all of them twice)."""
+    """Each later run's outputs, loaded one at a time, or its fold where the zygote already compared it; with
+    `discard`, a file deleted once in memory (the disk holds run 1 and the runs not yet compared)."""
+    import json
+
     from . import outputs
+    from .compare import FOLDED, Folded
 
     for r in runs:
         path = Path(r["outputs"])
+        folded = path.parent / FOLDED
+        if folded.exists() and not path.exists():
+            yield r["index"], Folded.from_dict(json.loads(folded.read_text()))
+            continue
         loaded = outputs.load(path)
         if discard:
             path.unlink(missing_ok=True)

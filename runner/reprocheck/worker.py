@@ -280,6 +280,8 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
             "timed_out": timed_out,
             "duration": time.perf_counter() - start,
         }
+        if not timed_out and report["returncode"] == 0 and run_dir != run_dirs[0] and job.get("fold"):
+            _fold_in_child(job, run_dirs[0], run_dir, timeout)
         _event(report)
         if timed_out or report["returncode"] != 0:
             break  # the next run would most likely fail the same way
@@ -288,6 +290,35 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
         _answer(Path(run_dirs[0]).parent / "verdict.json", verdict, json.loads(line))
         _event({"event": "verdict"})
     return 0
+
+
+def _fold_in_child(job: dict[str, Any], first: Path, run_dir: Path, timeout: float) -> None:
+    """Compare a finished run with run 1 in a fresh fork of the zygote (which never ran a model, so the comparison
+    is untouched by model code), keep the small result and delete the run's outputs: the disk then holds run 1 and
+    one later run at a time. A fold that fails leaves the outputs for the verdict to compare itself."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setpgid(0, 0)
+            _die_with_parent()
+            from . import compare, outputs
+            from .spec import Check
+            from .tasks import select
+
+            check = Check.model_validate(job["check"], strict=False)
+            expected = outputs.load(first / "outputs.pt")
+            selection = select(expected, check.compare.outputs)
+            index = int(run_dir.name.removeprefix("run"))
+            folded = compare.fold(expected, index, outputs.load(run_dir / "outputs.pt"), check.tolerance, 1, selection)
+            _write_json(run_dir / compare.FOLDED, folded.to_dict())
+            (run_dir / "outputs.pt").unlink()
+            code = 0
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    _wait(pid, timeout)
 
 
 def _event(data: dict[str, Any]) -> None:

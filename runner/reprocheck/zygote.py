@@ -76,7 +76,8 @@ def _run_forked(
 ) -> list[RunResult]:
     assert events is not None
     results: list[RunResult] = []
-    deadline = time.monotonic() + ZYGOTE_STARTUP_ALLOWANCE + len(run_dirs) * (timeout + 5)
+    # each run, then its fold (a comparison with run 1, bounded by the same timeout)
+    deadline = time.monotonic() + ZYGOTE_STARTUP_ALLOWANCE + len(run_dirs) * (2 * timeout + 5)
     while len(results) < len(run_dirs):
         event = events.next(deadline)
         if event is None:
