@@ -52,3 +52,20 @@ def test_repair_names_the_knob_the_check_turned_off(spec_dir):
     assert r.code == 1, r
     fixes = [a["knob"] for a in d["ablations"] if not a["breaks"]]
     assert fixes == ["hash_seed"] and "turning hash_seed back on makes it reproducible" in r.out
+
+
+def test_causes_that_explain_the_difference_under_the_checks_recipe_come_first(spec_dir):
+    # A racy accumulator with seeded random init: the init is the same in every run, so it is not the lead.
+    r, d = diagnose(planted_spec(spec_dir, "racy_sum"), spec_dir)
+    assert r.code == 1, r
+    causes = d["seed_sensitivity"]["causes"]
+    assert causes[0].startswith("the check's own runs differ with the same seed"), causes
+    assert all("not why they differ" in c for c in causes[1:] if "randomly initialised" in c), causes
+    likely = [line for line in r.out.splitlines() if "likely cause" in line]
+    assert likely and "randomly initialised" not in likely[0], r.out
+
+
+def test_a_recipe_that_turns_seeding_off_is_named_first(spec_dir):
+    r, d = diagnose(planted_spec(spec_dir, "seeded_init", "recipe: {seed_rngs: false}\n"), spec_dir)
+    assert r.code == 1, r
+    assert d["seed_sensitivity"]["causes"][0].startswith("your recipe turns off seed_rngs"), d["seed_sensitivity"]

@@ -103,10 +103,28 @@ VARIATIONS = (
 )
 
 
-def _causes(seed: SeedSensitivity | None, lc: LoadedCheck) -> tuple[str, ...]:
-    causes = []
+def _causes(seed: SeedSensitivity | None, lc: LoadedCheck, runs_differ: bool = False) -> tuple[str, ...]:
+    """Likely causes, those that explain a difference under the check's own recipe first."""
     if seed is None:
         return ()
+    seeded = lc.check.recipe.seed_rngs
+    if runs_differ and seeded:
+        # Same seed, different results: whatever the seeded RNGs decide (init, dropout) is the same in every run.
+        lead = (
+            "the check's own runs differ with the same seed, so the seeded RNGs are not why: look for a "
+            "nondeterministic or racy kernel, a thread-count effect, OS entropy or a generator the recipe does not "
+            "seed (the first diverging module is named above)"
+        )
+        rest = _seed_causes(seed, lc)
+        return (lead, *(f"{c} (seeded by the recipe: the same in every run, not why they differ)" for c in rest))
+    causes = list(_seed_causes(seed, lc))
+    if runs_differ and not seeded:
+        causes.insert(0, "your recipe turns off seed_rngs: random init, dropout and RNG in forward differ per run")
+    return tuple(causes)
+
+
+def _seed_causes(seed: SeedSensitivity, lc: LoadedCheck) -> tuple[str, ...]:
+    causes = []
     for path, kind in seed.training_modules:
         causes.append(f"module {path or '(model)'} ({kind}) ran in training mode")
     if seed.random_parameters:
@@ -188,7 +206,7 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
             parameters_total=len(trace_a["params"]),
             causes=(),
         )
-        seed = dataclasses.replace(seed, causes=_causes(seed, lc))
+        seed = dataclasses.replace(seed, causes=_causes(seed, lc, runs_differ=not comparison))
 
     ablations = _ablations(r, base, say) if comparison else _repairs(r, say)
     return _finish(lc, r, say, comparison, divergence, seed, ablations, ops)
