@@ -185,7 +185,8 @@ def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]
             continue
         file = workspace_relative(r.file)
         if r.error:
-            out.append((file, r.error_line or r.line, f"reprocheck: {r.name}: a compare rule does not fit", r.error))
+            what = "a compare rule does not fit" if r.error_line else "the runs could not be judged"
+            out.append((file, r.error_line or r.line, f"reprocheck: {r.name}: {what}", r.error))
             continue
         if r.status is Status.ERROR and own_runs_failed(r):
             out.append((file, r.line, f"reprocheck: {r.name} failed to run", run_cause(r)))

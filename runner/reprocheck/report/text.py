@@ -110,10 +110,12 @@ def fragile_lines(r: CheckResult) -> list[str]:
 
 def run_cause(r: CheckResult) -> str:
     if r.error:
-        return f"{r.file}:{r.error_line}: {r.error}"
+        return f"{r.file}:{r.error_line or r.line}: {r.error}"
     run = r.failed_run
     if run is None:
         return f"only {len(r.runs)} of {r.runs_requested} runs happened"
+    if run.unavailable:  # the check's own device: nothing ran, so no run number
+        return run.cause
     return f"run {run.index} of {r.runs_requested} {run.cause}"
 
 
