@@ -25,7 +25,7 @@ class Result:
 def reprocheck(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> Result:
     """The real CLI in a real subprocess."""
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
-    full_env["PYTHONPATH"] = str(ROOT / "runner")
+    full_env["PYTHONPATH"] = (env or {}).get("PYTHONPATH", str(ROOT / "runner"))
     proc = subprocess.run(
         [sys.executable, "-m", "reprocheck", *args],
         capture_output=True,

@@ -116,10 +116,10 @@ def test_padding_in_an_image_list_is_caught(spec_dir):
 
 
 def test_an_input_without_a_batch_is_a_clear_variant_failure(spec_dir):
-    # Keyword arguments (an .npz) have no single batch argument to vary: the variant says so, exit 3.
+    # Keyword arguments (an .npz) whose tensors disagree on dim 0 have no batch to vary: the variant says so, exit 3.
     import numpy as np
 
-    np.savez(spec_dir / "x.npz", x=np.ones((4, 8), dtype=np.float32))
+    np.savez(spec_dir / "x.npz", x=np.ones((4, 8), dtype=np.float32), y=np.ones((3, 8), dtype=np.float32))
     text = f'version: 1\nmodel: {{factory: "planted:seeded_init"}}\ninput: {{tensor: x.npz}}\n{BATCH}'
     r = reprocheck("run", str(write_spec(spec_dir, text)))
     assert r.code == 3, r

@@ -1,7 +1,9 @@
 """Batch invariance on the torch side: the check's input at another batch size, and its outputs cut back to
 the samples both runs share.
 
-The batch is dim 0 of a single tensor argument, or the list of a list argument (torchvision detection models).
+The batch is dim 0 of a single tensor argument, the list of a list argument (torchvision detection models), or dim 0
+of every keyword tensor together (input_ids and attention_mask are cut or extended as one; each gets its own seeded
+new samples, integers within the argument's own range).
 A smaller batch takes the first samples. A larger one appends other samples, seeded and different from the
 input's, so that cross-sample leakage shows as well as kernel choices:
   * tensors: same shape and dtype, uniform over the input's own value range (integers and bools likewise);
@@ -23,9 +25,13 @@ CROPS = ((0.9, 0.75), (0.7, 0.95), (0.8, 0.6), (0.6, 0.85))
 
 
 def samples(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | None:
-    """The input's batch size, or None when it has no single batch argument."""
+    """The input's batch size, or None when it has no batch: one tensor or list argument, or keyword arguments
+    whose tensors (those with a dimension) all share dim 0."""
     import torch
 
+    if kwargs and not args:
+        sizes = {int(v.shape[0]) for v in kwargs.values() if isinstance(v, torch.Tensor) and v.dim() >= 1}
+        return sizes.pop() if len(sizes) == 1 else None
     if kwargs or len(args) != 1:
         return None
     value = args[0]
@@ -36,16 +42,34 @@ def samples(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int | None:
     return None
 
 
-def rebatch(args: tuple[Any, ...], kwargs: dict[str, Any], size: int, seed: int) -> tuple[Any, ...]:
-    """The input at batch `size` (see the module's docstring). Raises ValueError for inputs without one batch."""
+def rebatch(
+    args: tuple[Any, ...], kwargs: dict[str, Any], size: int, seed: int
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The input at batch `size` (see the module's docstring): every batched argument cut or extended together.
+    Raises ValueError for inputs without one batch."""
+    import zlib
+
     import torch
 
     n = samples(args, kwargs)
     if n is None:
-        raise ValueError("batch invariance needs one tensor or list argument whose first dimension is the batch")
-    value = args[0]
+        raise ValueError(
+            "batch invariance needs one tensor or list argument, or keyword tensors sharing dim 0, as the batch"
+        )
+    if kwargs:
+        out = {
+            k: _rebatch(v, n, size, seed + zlib.crc32(k.encode())) if isinstance(v, torch.Tensor) and v.dim() else v
+            for k, v in kwargs.items()
+        }
+        return (), out
+    return (_rebatch(args[0], n, size, seed),), {}
+
+
+def _rebatch(value: Any, n: int, size: int, seed: int) -> Any:
+    import torch
+
     if size <= n:
-        return (value[:size],)
+        return value[:size]
     g = torch.Generator().manual_seed(seed + 7919 * size)  # seeded, and unlike the input's own samples
     if isinstance(value, list):
         extra = []
@@ -59,7 +83,7 @@ def rebatch(args: tuple[Any, ...], kwargs: dict[str, Any], size: int, seed: int)
             if k % 2 == 0:  # every other one larger than the input's: the batch is padded to it
                 crop = _resize(crop, int(img.shape[-2] * 1.25), int(img.shape[-1] * 1.2))
             extra.append(crop.contiguous())
-        return ([*value, *extra],)
+        return [*value, *extra]
     shape = (size - n, *value.shape[1:])
     if value.numel() // max(n, 1) * size > MAX_ELEMENTS:
         raise ValueError(
@@ -69,14 +93,14 @@ def rebatch(args: tuple[Any, ...], kwargs: dict[str, Any], size: int, seed: int)
     if value.dtype == torch.bool:
         more = torch.randint(0, 2, shape, generator=g).bool()
     elif not value.is_floating_point():
-        lo, hi = int(value.min()), int(value.max())
+        lo, hi = int(value.min()), int(value.max())  # the input's own range: token ids stay in the vocabulary
         more = torch.randint(lo, hi + 1, shape, generator=g, dtype=value.dtype)
     else:
         low, high = float(value.min()), float(value.max())
         # in the input's own dtype: no float64 copy of a large batch first
         work = value.dtype if value.dtype in (torch.float32, torch.float64) else torch.float32
         more = (torch.rand(shape, generator=g, dtype=work) * (high - low) + low).to(value.dtype)
-    return (torch.cat([value, more.to(value.device)]),)
+    return torch.cat([value, more.to(value.device)])
 
 
 def _resize(img: Any, h: int, w: int) -> Any:

@@ -206,14 +206,27 @@ def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]
                 out.append((file, r.invariance_line or r.line, title, " ".join(x.strip() for x in variant_lines(v))))
         if r.fragile and r.fragile_policy == "fail":
             out += _fragile(r, file)
+        if r.blind_all and r.status is Status.FAIL and r.comparison is not None and r.comparison:
+            from .report.text import blind_lines
+
+            title = f"reprocheck: {r.name} cannot see a change (strict: true)"
+            out += [(file, r.line, title, line) for line in blind_lines(r)]
     return out
 
 
 def check_warnings(results: list[CheckResult]) -> list[tuple[str, int, str, str]]:
     """(spec file, line, title, message) for each fragile output under `fragile: warn`, at the `compare:` line."""
-    return [
+    from .pipeline import Status
+    from .report.text import blind_lines
+
+    out = [
         a for r in results if r.fragile and r.fragile_policy == "warn" for a in _fragile(r, workspace_relative(r.file))
     ]
+    for r in results:
+        if r.blind_all and r.status is not Status.FAIL:  # a failing one is an error annotation already
+            title = f"reprocheck: {r.name} cannot see a change (constant outputs)"
+            out += [(workspace_relative(r.file), r.line, title, line) for line in blind_lines(r)]
+    return out
 
 
 def _fragile(r: CheckResult, file: str) -> list[tuple[str, int, str, str]]:

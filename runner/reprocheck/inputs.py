@@ -74,9 +74,24 @@ def _to(obj: Any, device: str) -> Any:
     return obj
 
 
+def _argument_seed(seed: int, name: str) -> int:
+    # Each keyword argument its own seeded stream, the same in every run.
+    import zlib
+
+    return (seed + zlib.crc32(name.encode())) % 2**63
+
+
 def build(spec: InputSpec, seed: int, device: str, model: BuiltModel) -> Args:
     import torch
 
+    if spec.kwargs is not None:
+        out: dict[str, Any] = {}
+        for name, sub in spec.kwargs.items():
+            args, kwargs = build(sub, _argument_seed(seed, name), device, model)
+            if kwargs or len(args) != 1:
+                raise ValueError(f"input.kwargs.{name}: one value per argument (a tensor file holding one tensor)")
+            out[name] = args[0]
+        return (), out
     if spec.image:
         value = _image(spec, model)
     elif spec.tensor:

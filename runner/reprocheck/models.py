@@ -48,12 +48,53 @@ def _factory(spec: ModelSpec, base_dir: Path) -> Any:
     return model
 
 
+MISSING = {
+    "timm": "timm is not installed where the runs are: pip install timm (in the image: a --requirements file)",
+    "transformers": "transformers is not installed where the runs are: pip install transformers (in the image: a "
+    "--requirements file)",
+}
+
+
+def _library(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise MissingLibrary(MISSING[name]) from None
+
+
+class MissingLibrary(ImportError):
+    """A model source's library is not installed: one line with the fix."""
+
+
+def _timm(spec: ModelSpec) -> Any:
+    timm = _library("timm")
+    return timm.create_model(spec.timm, **spec.kwargs)
+
+
+def _huggingface(spec: ModelSpec) -> Any:
+    hf = spec.huggingface
+    assert hf is not None
+    transformers = _library("transformers")
+    cls = getattr(transformers, hf.class_)
+    if hf.path is not None:
+        return cls.from_pretrained(hf.path, local_files_only=True)
+    config = dict(hf.config or {})
+    config = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
+    if hasattr(cls, "from_config"):  # the Auto classes
+        return cls.from_config(config)
+    return cls(config)
+
+
 def build(spec: ModelSpec, base_dir: Path, device: str, eval_mode: bool) -> BuiltModel:
     import torch
 
     weights = None
     if spec.torchvision:
         model, weights = _torchvision(spec)
+    elif spec.timm:
+        model = _timm(spec)
+    elif spec.huggingface:
+        model = _huggingface(spec)
     elif spec.factory:
         model = _factory(spec, base_dir)
     elif spec.torchscript:
@@ -71,15 +112,52 @@ def build(spec: ModelSpec, base_dir: Path, device: str, eval_mode: bool) -> Buil
     return BuiltModel(module=model, is_detection=_is_detection(model), weights=weights)
 
 
-def name_problems(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Model and weight names checked against the installed torchvision (see spec.name_requests)."""
+def _zoo_problems(i: int, req: dict[str, Any]) -> list[dict[str, Any]]:
+    """A timm name or a transformers class and model_type checked against the installed library."""
     import difflib
 
-    import torchvision.models as tvm
+    def unknown(key: str, what: str, name: str, names: list[str], see: str) -> dict[str, Any]:
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else see
+        return {"index": i, "key": key, "message": f"unknown {what} '{name}' ({hint})"}
 
-    names = set(tvm.list_models())
+    source = req["source"]
+    try:
+        lib = importlib.import_module("timm" if source == "timm" else "transformers")
+    except ImportError:
+        return [{"index": i, "key": source, "message": MISSING["timm" if source == "timm" else "transformers"]}]
+    if source == "timm":
+        names = sorted(lib.list_models())
+        if req["model"] in names:
+            return []
+        return [unknown("timm", "timm model", req["model"], names, "see timm.list_models()")]
+    problems = []
+    classes = sorted(n for n in dir(lib) if n[:1].isupper())
+    if req["class"] not in classes:
+        problems.append(unknown("huggingface.class", "transformers class", req["class"], classes, "see transformers"))
+    if req.get("model_type") is not None:
+        types = sorted(lib.CONFIG_MAPPING.keys())
+        if req["model_type"] not in types:
+            problems.append(
+                unknown("huggingface.config.model_type", "model_type", req["model_type"], types, "a config's type")
+            )
+    return problems
+
+
+def name_problems(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Model and weight names checked against the installed torchvision, timm or transformers (see
+    spec.name_requests)."""
+    import difflib
+
     problems: list[dict[str, Any]] = []
+    if any(r.get("source", "torchvision") == "torchvision" for r in requests):
+        import torchvision.models as tvm
+
+        names = set(tvm.list_models())
     for i, req in enumerate(requests):
+        if req.get("source", "torchvision") != "torchvision":
+            problems += _zoo_problems(i, req)
+            continue
         name = req["model"]
         if name not in names:
             close = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)

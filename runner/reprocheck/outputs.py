@@ -127,6 +127,27 @@ def _leaf_tensor(value: Any, leaf: str) -> Any:
     return t.cpu().contiguous()
 
 
+def _cache_items(value: Any) -> list[tuple[str, Any]] | None:
+    """A transformers Cache as (key, value) pairs: `layers.N.keys` / `layers.N.values` (DynamicCache and the like),
+    `self_attention_cache` / `cross_attention_cache` (EncoderDecoderCache), or the older `key_cache` / `value_cache`
+    lists. None for anything else."""
+    import torch
+
+    if not type(value).__module__.startswith("transformers") or not type(value).__name__.endswith("Cache"):
+        return None
+    if hasattr(value, "self_attention_cache") and hasattr(value, "cross_attention_cache"):
+        return [
+            ("self_attention_cache", value.self_attention_cache),
+            ("cross_attention_cache", value.cross_attention_cache),
+        ]
+    layers = getattr(value, "layers", None)
+    if isinstance(layers, list):
+        return [("layers", [{k: v for k, v in vars(layer).items() if isinstance(v, torch.Tensor)} for layer in layers])]
+    if isinstance(getattr(value, "key_cache", None), list):
+        return [("keys", list(value.key_cache)), ("values", list(value.value_cache))]
+    return None
+
+
 def flatten(obj: Any) -> Outputs:
     import torch
 
@@ -175,6 +196,9 @@ def flatten(obj: Any) -> Outputs:
                 "t": type(value).__name__ if type(value) in (list, tuple) else "list",
                 "items": [walk(v, join_path(path, str(i))) for i, v in enumerate(value)],
             }
+        cache = _cache_items(value)
+        if cache is not None:  # a Hugging Face cache: its per-layer key and value tensors
+            return {"t": "dict", "type": type(value).__name__, "items": items(cache, path)}
         raise UnsupportedOutput(
             f"output {leaf!r} is a {type(value).__name__}; return tensors, numbers, strings, "
             "or lists/tuples/dicts/dataclasses of them"
@@ -182,6 +206,71 @@ def flatten(obj: Any) -> Outputs:
 
     tree = walk(obj, "")
     return Outputs(tree=tree, tensors=tensors)
+
+
+IGNORED = "<ignored>"
+
+
+def prune(out: Outputs, patterns: list[str]) -> tuple[Outputs, list[str], list[str]]:
+    """`ignore:` applied: each node whose path (containers too; the root is `output`) matches a pattern becomes a
+    placeholder, equal in every run, and its tensors go. Returns (outputs, ignored paths, patterns matching none)."""
+    import fnmatch
+
+    ignored: list[str] = []
+    used: set[str] = set()
+    tensors = dict(out.tensors)
+
+    def walk(node: dict[str, Any], path: str) -> dict[str, Any]:
+        name = path or ROOT_NAME
+        hit = next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
+        if hit is not None:
+            used.add(hit)
+            ignored.append(name)
+            for leaf in tree_leaves(node):
+                tensors.pop(leaf, None)
+            return {"t": "value", "path": name, "value": IGNORED}
+        if node["t"] == "dict":
+            return {**node, "items": [[k, walk(c, join_path(path, k))] for k, c in node["items"]]}
+        if node["t"] in ("list", "tuple"):
+            return {**node, "items": [walk(c, join_path(path, str(i))) for i, c in enumerate(node["items"])]}
+        return node
+
+    tree = walk(out.tree, "") if patterns else out.tree
+    return Outputs(tree, tensors), ignored, [p for p in patterns if p not in used]
+
+
+def all_paths(tree: dict[str, Any]) -> list[str]:
+    """Every node's path, containers too, in order (the root is `output`)."""
+    out: list[str] = []
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        out.append(path or ROOT_NAME)
+        if node["t"] == "dict":
+            for k, c in node["items"]:
+                walk(c, join_path(path, k))
+        elif node["t"] in ("list", "tuple"):
+            for i, c in enumerate(node["items"]):
+                walk(c, join_path(path, str(i)))
+
+    walk(tree, "")
+    return out
+
+
+def constants(out: Outputs) -> dict[str, str]:
+    """Leaves of more than one element whose elements are all equal (all zero, all NaN, ...): a check cannot see a
+    change there. path -> the value, as text."""
+    found = {}
+    for path, t in out.tensors.items():
+        if t.numel() < 2 or t.dtype.is_complex:
+            continue
+        flat = t.reshape(-1)
+        first = flat[0]
+        if t.is_floating_point() and bool(first.isnan()):
+            if bool(flat.isnan().all()):
+                found[path] = "NaN"
+        elif bool((flat == first).all()):
+            found[path] = f"{first.item():g}" if t.is_floating_point() else str(first.item())
+    return found
 
 
 def _umask() -> int:

@@ -55,6 +55,9 @@ class CheckResult:
     compare_line: int = 0  # where `compare:` is written, for annotations
     error: str = ""  # why the runs could not be judged (a compare rule that fits no output)
     error_line: int = 0  # the spec line it is about
+    ignored: tuple[str, ...] = ()  # outputs `ignore:` left out of every comparison
+    blind: tuple[str, ...] = ()  # compared outputs that are constant: the check cannot see a change there
+    blind_all: bool = False  # every compared output is constant (`strict: true` fails the check)
 
     @property
     def failed_run(self) -> RunResult | None:
@@ -136,8 +139,13 @@ def run_check(
             error_line = lc.key_line("compare", "outputs", answer["error"]["pattern"])
     else:
         prepared.cancel()
+    if ok and ok[0].ignore_unmatched and not error:
+        shown = ", ".join(ok[0].every_path[:10])
+        error = f"ignore pattern {ok[0].ignore_unmatched[0]!r} matches no output (the outputs: {shown})"
+        error_line = lc.key_line("ignore")
     if comparison is not None and not comparison.outputs and not error:  # nothing compared is never a pass
         error = "the model's output holds no tensor to compare (nothing was compared, so nothing can pass)"
+    blind, blind_all = _blind(comparison, ok[0].constants if ok else {})
     if not all_ok or error:
         status = Status.ERROR
     elif comparison is not None and not comparison:
@@ -147,6 +155,8 @@ def run_check(
     if golden is not None and not golden and status is Status.PASS:
         status = Status.FAIL
     if fragile and check.compare.fragile == "fail" and status is Status.PASS:
+        status = Status.FAIL
+    if blind_all and check.strict and status is Status.PASS:
         status = Status.FAIL
     variants: tuple[VariantResult, ...] = ()
     if all_ok:
@@ -182,7 +192,25 @@ def run_check(
         compare_line=lc.key_line("compare") if check.compare.outputs else 0,
         error=error,
         error_line=error_line,
+        ignored=ok[0].ignored if ok else (),
+        blind=blind,
+        blind_all=blind_all,
     )
+
+
+def _blind(comparison: compare.Comparison | None, constants: dict[str, str]) -> tuple[tuple[str, ...], bool]:
+    """Compared outputs that are constant in every run (the runs agreed, so run 1 speaks for all): a change there
+    cannot be seen. And whether that is every compared output."""
+    if comparison is None or not comparison or not constants:
+        return (), False
+    paths = [o.path for o in comparison.outputs if o.task is None]
+    lines = []
+    for path in paths:
+        if path in constants:
+            value = constants[path]
+            hint = "; is the head initialised to zero?" if value == "0" else ""
+            lines.append(f"{path} is constant {value} in every run: this check cannot detect a change there{hint}")
+    return tuple(lines), bool(paths) and len(lines) == len(paths)
 
 
 def _verdict(prepared: execute.Prepared, request: dict[str, Any]) -> dict[str, Any]:

@@ -34,6 +34,10 @@ class RunResult:
     samples: int | None = None  # the input's batch size, where it has one
     facts: dict[str, float] = field(default_factory=dict)  # the model's decision thresholds (models.decision_facts)
     unavailable: bool = False  # failed because its device is not on this machine
+    ignored: tuple[str, ...] = ()  # outputs `ignore:` left out (placeholders in the saved outputs)
+    ignore_unmatched: tuple[str, ...] = ()  # `ignore:` patterns that matched no output
+    every_path: tuple[str, ...] = ()  # the output paths, to show when a pattern matched none
+    constants: dict[str, str] = field(default_factory=dict)  # outputs whose elements are all equal: path -> value
 
     @property
     def ok(self) -> bool:
@@ -113,6 +117,10 @@ def classify(
         warnings=tuple(result["warnings"]),
         samples=result.get("samples"),
         facts=result.get("facts") or {},
+        ignored=tuple(result.get("ignored") or ()),
+        ignore_unmatched=tuple(result.get("ignore_unmatched") or ()),
+        every_path=tuple(result.get("every_path") or ()),
+        constants=dict(result.get("constants") or {}),
         **base,
     )
 

@@ -96,7 +96,7 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
         if job.get("batch"):  # an invariance variant: the same input at another batch size
             from .batching import rebatch
 
-            args = rebatch(args, kwargs, job["batch"], check.seed)
+            args, kwargs = rebatch(args, kwargs, job["batch"], check.seed)
         timings["build_input"] = time.perf_counter() - t
         from .batching import samples
 
@@ -123,7 +123,7 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
                 caught.append(text)
 
         stage = "outputs"
-        flat = outputs.flatten(out)
+        flat, ignored, unmatched = outputs.prune(outputs.flatten(out), check.ignore)
         outputs.save(flat, run_dir / "outputs.pt")
         if tracer is not None:
             tracer.save(run_dir / "trace.pt")
@@ -136,6 +136,10 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
                 "warnings": caught,
                 "samples": n_samples,
                 "facts": models.decision_facts(built.module),
+                "ignored": ignored,
+                "ignore_unmatched": unmatched,
+                "every_path": outputs.all_paths(flat.tree)[:20] if unmatched else [],
+                "constants": outputs.constants(flat),
                 "fingerprint": fingerprint.collect(),
             },
         )

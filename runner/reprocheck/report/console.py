@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 from ..pipeline import CheckResult, Status
 from .text import (
     TABLE_ROWS,
+    blind_lines,
     diagnosis_lines,
     flake_line,
     fragile_lines,
@@ -52,6 +53,10 @@ def check_line(r: CheckResult, colour: bool = False) -> str:
         tail = f"  baseline: {r.baseline.status.value}"
     elif r.status is Status.FAIL and r.fragile:
         tail = f"  {plural(len(r.fragile), 'output')} on a decision boundary (fragile: fail)"
+    elif r.status is Status.FAIL and r.blind_all:
+        tail = "  every compared output is constant: blind (strict: true)"
+    elif r.status is Status.PASS and r.blind:
+        tail = f"  blind: {plural(len(r.blind), 'output')} constant in every run (see below)"
     elif r.status is Status.ERROR and r.failed_run is None and any(v.status == "error" for v in r.invariance):
         tail = "  an invariance variant's run failed"
     elif r.status is Status.ERROR:
@@ -87,7 +92,8 @@ def render_console(results: list[CheckResult], colour: bool = False) -> str:
     lines = [check_line(r, colour) for r in results]
     for r in results:
         quiet_baseline = r.baseline is None or r.baseline.status.value == "match"
-        if r.status is Status.PASS and not r.notes and quiet_baseline and not r.invariance and not r.fragile:
+        quiet = not r.notes and not r.blind and not r.ignored and not r.invariance and not r.fragile
+        if r.status is Status.PASS and quiet and quiet_baseline:
             continue
         lines += ["", f"{r.name} ({r.file}:{r.line})"]
         if r.status is Status.ERROR and own_runs_failed(r):
@@ -109,6 +115,9 @@ def render_console(results: list[CheckResult], colour: bool = False) -> str:
         lines += [f"  {line}" for v in r.invariance for line in variant_lines(v)]
         lines += _baseline_console(r)
         lines += [f"  fragile ({r.fragile_policy}): {line}" for line in fragile_lines(r)]
+        lines += [f"  blind: {b}" for b in blind_lines(r)]
+        if r.ignored:
+            lines.append(f"  ignored (left out of every comparison): {', '.join(r.ignored)}")
         lines += [f"  note: {n}" for n in r.notes]
     counts = {s: sum(1 for r in results if r.status is s) for s in Status}
     lines += [

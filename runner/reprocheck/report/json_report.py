@@ -13,6 +13,7 @@ from ..compare import Kind, OutputResult
 from ..pipeline import CheckResult, Status, exit_code
 from . import schema
 from .tasks import fragile_sentence
+from .text import blind_lines
 
 if TYPE_CHECKING:
     from ..baseline import BaselineResult
@@ -94,6 +95,8 @@ def check_dict(r: CheckResult) -> dict[str, Any]:
         "outputs": [output_dict(o) for o in (r.comparison.outputs if r.comparison is not None else ())],
         "fingerprint": r.fingerprint,
         "notes": list(r.notes),
+        "ignored": list(r.ignored),
+        "blind": list(blind_lines(r)),
         "flake": _flake_dict(r),
         "invariance": [
             {

@@ -9,6 +9,7 @@ from ..github import SUMMARY_LIMIT
 from ..pipeline import CheckResult, Status
 from .text import (
     TABLE_ROWS,
+    blind_lines,
     diagnosis_lines,
     flake_line,
     fragile_lines,
@@ -73,6 +74,7 @@ def render_markdown(results: list[CheckResult]) -> str:
     for r in results:
         quiet_baseline = r.baseline is None or r.baseline.status.value == "match"
         quiet = not r.notes and quiet_baseline and not flake_line(r) and not r.invariance and not r.fragile
+        quiet = quiet and not r.blind and not r.ignored
         if r.status is Status.PASS and quiet:
             continue
         body = ["", f"### {_code(r.name)} — {r.status.value}", "", f"Spec: {_code(str(r.file))} line {r.line}", ""]
@@ -121,6 +123,9 @@ def render_markdown(results: list[CheckResult]) -> str:
                 "",
             ]
             body += [f"- {_md(line)}" for line in fragile_lines(r)]
+        body += [f"- blind: {_md(b)}" for b in blind_lines(r)]
+        if r.ignored:
+            body.append(f"- ignored (left out of every comparison): {_md(', '.join(r.ignored))}")
         body += [f"- note: {_md(n)}" for n in r.notes]
         sections.append("\n".join(body))
     text = "\n".join(head)

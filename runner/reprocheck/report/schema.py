@@ -236,6 +236,8 @@ class Check(_Model):
     outputs: list[Output]
     fingerprint: dict[str, Any] | None = Field(description="the environment (torch, CUDA, cuDNN, GPU, CPU, flags)")
     notes: list[str]
+    ignored: list[str] = Field(description="outputs `ignore:` left out of every comparison")
+    blind: list[str] = Field(description="compared outputs constant in every run: the check cannot see a change")
     flake: Flake | None = Field(description="null with two runs")
     invariance: list[Variant]
     baseline: Baseline | None

@@ -108,6 +108,16 @@ def fragile_lines(r: CheckResult) -> list[str]:
     return [tasks.fragile_sentence(f) for f in r.fragile]
 
 
+def blind_lines(r: CheckResult) -> list[str]:
+    lines = list(r.blind)
+    if r.blind_all:
+        lines.append(
+            "every compared output is constant: this check cannot see a change"
+            + (" (strict: true fails it)" if r.status.value == "fail" else "; `strict: true` makes that a failure")
+        )
+    return lines
+
+
 def run_cause(r: CheckResult) -> str:
     if r.error:
         return f"{r.file}:{r.error_line or r.line}: {r.error}"

@@ -30,12 +30,14 @@ from .types import (
     Number,
     Strict,
     existing_file,
+    existing_folder,
 )
 
 DEFAULT_SEED = 3407
 SPEC_VERSION = 1
-MODEL_SOURCES = ("torchvision", "factory", "torchscript", "exported")
-INPUT_SOURCES = ("image", "tensor", "random")
+MODEL_SOURCES = ("torchvision", "timm", "huggingface", "factory", "torchscript", "exported")
+WITH_KWARGS = ("torchvision", "timm", "factory")  # the sources that take `kwargs`
+INPUT_SOURCES = ("image", "tensor", "random", "kwargs")
 
 
 def _one_of(sources: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -51,6 +53,35 @@ def _absent_unless(key: str, others: tuple[str, ...], empty: dict[str, Any]) -> 
     }
 
 
+class HuggingFaceModel(Strict):
+    """A transformers model: a class built from a config (random init, seeded) or from a local folder."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    class_: str = Field(
+        alias="class",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="a transformers class, e.g. GPT2LMHeadModel, or an Auto class such as AutoModelForCausalLM",
+    )
+    config: dict[str, Any] | None = Field(
+        None,
+        description="the config: `model_type` plus its fields (nested configs as mappings); built with from_config",
+    )
+    path: str | None = Field(
+        None, description="a local folder for from_pretrained (local files only; relative to the spec's folder)"
+    )
+
+    _check_folder = field_validator("path")(existing_folder)
+
+    @model_validator(mode="after")
+    def _config_or_path(self) -> HuggingFaceModel:
+        if (self.config is None) == (self.path is None):
+            raise ValueError("give exactly one of config (a mapping with model_type) or path (a local folder)")
+        if self.config is not None and not isinstance(self.config.get("model_type"), str):
+            raise ValueError("config needs model_type (e.g. model_type: gpt2)")
+        return self
+
+
 class ModelSpec(Strict):
     """Where the model comes from: exactly one source."""
 
@@ -59,15 +90,19 @@ class ModelSpec(Strict):
             oneOf=_one_of(MODEL_SOURCES),
             allOf=[
                 {
-                    "if": {"required": [k], "properties": {k: {"type": "string"}}},
+                    "if": {"required": [k], "properties": {k: {"not": {"type": "null"}}}},
                     "then": {"properties": {"kwargs": {"maxProperties": 0}}},
                 }
-                for k in ("torchscript", "exported")
+                for k in ("torchscript", "exported", "huggingface")
             ],
         )
     )
 
     torchvision: str | None = Field(None, description="Any torchvision.models.get_model name, e.g. resnet50.")
+    timm: str | None = Field(
+        None, pattern=r"^[\w.\-/]+$", description="A timm.create_model name, e.g. convnext_atto (with kwargs)."
+    )
+    huggingface: HuggingFaceModel | None = Field(None, description="A transformers model, from a config or a folder.")
     factory: str | None = Field(
         None,
         pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$",
@@ -75,7 +110,9 @@ class ModelSpec(Strict):
     )
     torchscript: str | None = Field(None, description="A TorchScript file (torch.jit.load).")
     exported: str | None = Field(None, description="A torch.export file (torch.export.load).")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for torchvision/factory.")
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for torchvision, timm or the factory."
+    )
 
     _check_files = field_validator("torchscript", "exported")(existing_file)
 
@@ -85,8 +122,8 @@ class ModelSpec(Strict):
         if len(given) != 1:
             what = "no model source" if not given else "several model sources (" + ", ".join(given) + ")"
             raise ValueError(f"{what}; give exactly one of {', '.join(MODEL_SOURCES)}")
-        if self.kwargs and given[0] in ("torchscript", "exported"):
-            raise ValueError(f"kwargs apply to torchvision and factory models only; remove them for {given[0]}")
+        if self.kwargs and given[0] not in WITH_KWARGS:
+            raise ValueError(f"kwargs apply to {', '.join(WITH_KWARGS)} models only; remove them for {given[0]}")
         return self
 
     @property
@@ -150,6 +187,11 @@ class InputSpec(Strict):
         json_schema_extra={"pattern": r"\.(pt|pth|npy|npz)$"},
     )
     random: RandomInput | None = None
+    kwargs: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], InputSpec] | None = Field(
+        None,
+        max_length=64,
+        description="keyword arguments, each its own input source (image, tensor or random), e.g. input_ids",
+    )
     format: Literal["auto", "tensor", "batch", "list"] = Field(
         "auto",
         description="auto: detection models get a list of CHW tensors, images get a batch of one, "
@@ -177,6 +219,9 @@ class InputSpec(Strict):
             raise ValueError(f"{what}; give exactly one of {', '.join(INPUT_SOURCES)}")
         if given[0] != "image" and (self.resize or self.normalize):
             raise ValueError("resize and normalize apply to image inputs only; remove them")
+        for name, sub in (self.kwargs or {}).items():
+            if sub.kwargs is not None:
+                raise ValueError(f"kwargs.{name} holds kwargs: one level of keyword arguments only")
         return self
 
     @property
@@ -259,6 +304,15 @@ class Check(Strict):
     compare: CompareSpec = Field(
         CompareSpec(), description="Task-aware comparison (detections, classes, masks) and fragile outputs."
     )
+    ignore: list[Annotated[str, Field(min_length=1, max_length=1000)]] = Field(
+        default_factory=list,
+        max_length=256,
+        description="glob patterns over output paths (containers too) left out of every comparison, e.g. "
+        "cache.* ; listed in every report; a pattern matching no output is an error",
+    )
+    strict: bool = Field(
+        False, description="a check whose compared outputs are all constant (it cannot see a change) fails"
+    )
 
     @model_validator(mode="after")
     def _batch_within_the_input_limit(self) -> Check:
@@ -277,7 +331,18 @@ class Check(Strict):
     def config_hash(self) -> str:
         """A stable hash of what the check computes, for baselines and reports. Files count by
         content, not path, so the same spec in another checkout hashes the same."""
-        exclude = {"name", "runs", "timeout", "tolerance", "baseline", "device", "invariance", "compare"}
+        exclude = {
+            "name",
+            "runs",
+            "timeout",
+            "tolerance",
+            "baseline",
+            "device",
+            "invariance",
+            "compare",
+            "ignore",
+            "strict",
+        }
         data = self.model_dump(mode="json", exclude=exclude)
         for section, keys in (("model", ("torchscript", "exported")), ("input", ("image", "tensor"))):
             for key in keys:

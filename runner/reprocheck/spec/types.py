@@ -64,6 +64,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+def existing_folder(value: str | None, info: ValidationInfo) -> str | None:
+    if value is None:
+        return None
+    base = Path((info.context or {}).get("base_dir", "."))
+    path = (base / value).resolve()
+    if not path.is_dir():
+        raise ValueError(f"folder not found: {path} (paths are relative to the spec file's folder)")
+    return str(path)
+
+
 def existing_file(value: str | None, info: ValidationInfo) -> str | None:
     if value is None:
         return None

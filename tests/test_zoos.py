@@ -1,0 +1,108 @@
+"""Models from the two big zoos, built inside the worker like any source: timm (`timm:`) and transformers
+(`huggingface:` from a config), with keyword inputs (`input.kwargs`), Hugging Face caches compared as their
+per-layer tensors, `ignore:`, and checks that cannot see (constant outputs). All through the real CLI, random init:
+with the recipe every architecture must pass, with `seed_rngs: false` every one must fail."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, planted_spec, reprocheck, write_spec
+
+ZOOS = Path(__file__).resolve().parent / "zoos"
+
+
+def _run(spec: Path, tmp_path: Path, *extra: str):
+    report = tmp_path / f"{spec.stem}.json"
+    r = reprocheck("run", "-q", str(spec), "--report", str(report), *extra, cwd=spec.parent)
+    return r, {c["name"]: c for c in json.loads(report.read_text())["checks"]} if report.exists() else {}
+
+
+@pytest.mark.parametrize("zoo", ["timm", "transformers"])
+def test_every_architecture_passes_with_the_recipe_and_fails_without_seeding(zoo, tmp_path):
+    spec = ZOOS / f"{zoo}.yaml"
+    r, checks = _run(spec, tmp_path)
+    assert r.code == 0, r
+    assert len(checks) >= 6 and {c["status"] for c in checks.values()} == {"pass"}
+    unseeded = write_spec(
+        tmp_path, spec.read_text().replace("recipe: {threads: 1}", "recipe: {threads: 1, seed_rngs: false}"), spec.name
+    )
+    r, checks = _run(unseeded, tmp_path)
+    assert r.code == 1, r
+    assert [n for n, c in checks.items() if c["status"] != "fail"] == [], r.out
+
+
+def test_hugging_face_caches_are_compared_as_their_layer_tensors(tmp_path):
+    r, checks = _run(ZOOS / "transformers.yaml", tmp_path, "--check", "gpt2", "--check", "t5", "--check", "bert")
+    assert r.code == 0, r
+    gpt2 = [o["path"] for o in checks["gpt2"]["outputs"]]
+    assert "cache.layers.0.keys" in gpt2 and "cache.layers.1.values" in gpt2
+    t5 = [o["path"] for o in checks["t5"]["outputs"]]
+    assert "cache.cross_attention_cache.layers.0.keys" in t5
+    # batch invariance over keyword inputs: input_ids and attention_mask cut and extended together
+    assert {v["status"] for v in checks["bert"]["invariance"]} == {"pass"}
+    assert len(checks["bert"]["invariance"]) == 2
+
+
+def test_ignore_leaves_outputs_out_and_says_so(spec_dir, tmp_path):
+    spec = planted_spec(spec_dir, "logits_and_cache", "ignore: [cache]\n")
+    assert reprocheck("run", str(planted_spec(spec_dir, "logits_and_cache", name="plain.yaml"))).code == 1
+    r = reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md"))
+    assert r.code == 0, r
+    assert "ignored (left out of every comparison): cache" in r.out
+    assert json.loads((tmp_path / "r.json").read_text())["checks"][0]["ignored"] == ["cache"]
+    assert "ignored (left out of every comparison): cache" in (tmp_path / "s.md").read_text()
+    # goldens leave it out too
+    golden = ("--baseline", str(spec_dir / "bl"))
+    assert reprocheck("run", str(spec), *golden, "--update-baseline", cwd=spec_dir).code == 0
+    assert reprocheck("run", str(spec), *golden, cwd=spec_dir).code == 0
+
+
+def test_an_ignore_pattern_matching_nothing_is_an_error_at_its_line(spec_dir):
+    spec = planted_spec(spec_dir, "logits_and_cache", "ignore: [past_key_values.*]\n")
+    r = reprocheck("run", str(spec))
+    assert r.code == 3 and "spec.yaml:6: ignore pattern 'past_key_values.*' matches no output" in r.out, r
+
+
+def test_a_constant_output_is_called_blind_and_strict_fails_it(spec_dir, tmp_path):
+    r = reprocheck("run", str(planted_spec(spec_dir, "zero_head")), "--report", str(tmp_path / "r.json"))
+    assert r.code == 0, r
+    assert "output is constant 0 in every run: this check cannot detect a change there" in r.out
+    assert json.loads((tmp_path / "r.json").read_text())["checks"][0]["blind"]
+    r = reprocheck("run", str(planted_spec(spec_dir, "zero_head", "strict: true\n", name="strict.yaml")))
+    assert r.code == 1 and "blind (strict: true)" in r.out, r
+    ok = reprocheck("run", str(planted_spec(spec_dir, "seeded_init", "strict: true\n", name="fine.yaml")))
+    assert ok.code == 0 and "blind" not in ok.out, ok
+
+
+@pytest.mark.parametrize(
+    ("model", "fragment"),
+    [
+        ("{timm: convnxt_atto}", "model.timm: unknown timm model 'convnxt_atto' (did you mean convnext_atto"),
+        (
+            "{huggingface: {class: GPT2LMHeadModl, config: {model_type: gpt2}}}",
+            "model.huggingface.class: unknown transformers class 'GPT2LMHeadModl' (did you mean GPT2LMHeadModel",
+        ),
+        (
+            "{huggingface: {class: GPT2LMHeadModel, config: {model_type: gtp2}}}",
+            "unknown model_type 'gtp2' (did you mean gpt2",
+        ),
+        ("{huggingface: {class: GPT2LMHeadModel}}", "give exactly one of config"),
+        ("{huggingface: {class: GPT2LMHeadModel, config: {n_embd: 32}}}", "config needs model_type"),
+    ],
+)
+def test_zoo_names_are_checked_before_anything_runs(tmp_path, model, fragment):
+    spec = write_spec(tmp_path, f"version: 1\nmodel: {model}\ninput: {{random: {{shape: [1, 3, 8, 8]}}}}\n")
+    r = reprocheck("validate", str(spec))
+    assert r.code == 2 and fragment in r.err and "Traceback" not in r.err, r
+
+
+def test_a_missing_zoo_library_is_a_one_line_install_hint(tmp_path):
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['timm'] = None\n")
+    spec = write_spec(tmp_path, "version: 1\nmodel: {timm: resnet18}\ninput: {random: {shape: [1, 3, 8, 8]}}\n")
+    r = reprocheck("run", str(spec), env={"PYTHONPATH": f"{ROOT / 'runner'}{os.pathsep}{hide}"})
+    assert r.code == 2 and "timm is not installed where the runs are: pip install timm" in r.err, r
