@@ -80,3 +80,19 @@ def image() -> str:
     proc = subprocess.run(["bash", "docker/build.sh", "--local"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip().splitlines()[-1]
+
+
+def fill_model_cache(folder: Path) -> Path:
+    """A model cache holding RetinaNet v2's DEFAULT weights at the file name torchvision looks for: a seeded random
+    state dict (no hub can be reached here), so `weights: DEFAULT` loads without a network."""
+    import torch
+    import torchvision.models as tvm
+
+    url = tvm.get_model_weights("retinanet_resnet50_fpn_v2").DEFAULT.url
+    target = folder / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        model = tvm.get_model("retinanet_resnet50_fpn_v2", weights=None, weights_backbone=None)
+        torch.save(model.state_dict(), target)
+    return folder

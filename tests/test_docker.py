@@ -376,3 +376,65 @@ def test_a_path_cannot_rewrite_a_mount_on_the_real_engine(image, tmp_path):
     bad = write_spec(ws, "version: 1\nmodel: {factory: 'writer:build'}\ninput: {tensor: out/x.npy}\n", "b.yaml")
     r = reprocheck("docker", str(bad), "--image", image, "--report", "out/r.json", cwd=ws)
     assert r.code == 2 and "writable output folder" in r.err, r
+
+
+CA = {"REPROCHECK_PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"}  # pip in a local build needs the host's CA
+
+
+def test_requirements_build_a_derived_image_once_and_reuse_it(image, tmp_path):
+    zoos = ROOT / "tests" / "zoos"
+    shutil.copy(zoos / "timm-in-image.yaml", tmp_path / "t.yaml")
+    shutil.copy(zoos / "requirements-timm.txt", tmp_path / "req.txt")
+    r = reprocheck("docker", "t.yaml", "--image", image, cwd=tmp_path)
+    assert r.code == 2 and "timm is not installed where the runs are" in r.err and "--requirements" in r.err, r
+    first = reprocheck("docker", "t.yaml", "--image", image, "--requirements", "req.txt", cwd=tmp_path, env=CA)
+    assert first.code == 0, first
+    assert "using cached image reprocheck-derived:" in first.err or "building reprocheck-derived:" in first.err
+    again = reprocheck("docker", "t.yaml", "--image", image, "--requirements", "req.txt", cwd=tmp_path, env=CA)
+    assert again.code == 0 and "using cached image reprocheck-derived:" in again.err, again
+    # The derived image keeps the pinned stack.
+    tag = again.err.split("using cached image ")[1].split()[0]
+    versions = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "python", tag, "-c", "import torch; print(torch.__version__)"],
+        capture_output=True,
+        text=True,
+    )
+    assert versions.stdout.strip().startswith(_versions()["TORCH_VERSION"]), versions
+
+
+def _versions():
+    from reprocheck.container import read_versions
+
+    return read_versions(ROOT / "docker" / "versions.env")
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("torch==2.0.0", "would change the image's pinned torch=="),
+        ("torchvision>=0.1", "would change the image's pinned torchvision=="),
+        ("--index-url https://example.invalid/simple", "--index-url is not taken for the image"),
+        ("-r other.txt", "-r is not taken for the image"),
+    ],
+)
+def test_a_requirement_that_would_change_the_stack_is_refused_before_any_build(image, tmp_path, line, fragment):
+    shutil.copy(ROOT / "tests" / "zoos" / "timm-in-image.yaml", tmp_path / "t.yaml")
+    (tmp_path / "req.txt").write_text(f"timm\n{line}\n")
+    r = reprocheck("docker", "t.yaml", "--image", image, "--requirements", "req.txt", cwd=tmp_path, env=CA)
+    assert r.code == 2 and fragment in r.err and "req.txt:2" in r.err and "building" not in r.err, r
+
+
+def test_pretrained_weights_from_a_read_only_model_cache_in_the_container(image, tmp_path):
+    from conftest import fill_model_cache
+
+    cache = fill_model_cache(tmp_path / "models")
+    ws = tmp_path / "ws"
+    (ws / "data").mkdir(parents=True)
+    shutil.copy(EXAMPLES / "data" / "chelsea.png", ws / "data" / "chelsea.png")
+    text = (ROOT / "tests" / "zoos" / "retinanet-default.yaml").read_text()
+    write_spec(ws, text.replace("../../examples/data/chelsea.png", "data/chelsea.png"), "r.yaml")
+    r = reprocheck("docker", "r.yaml", "--image", image, cwd=ws)
+    assert r.code == 3, r  # no network in the container: without the cache the weights cannot be had
+    r = reprocheck("docker", "r.yaml", "--image", image, "--model-cache", str(cache), "--report", "out/r.json", cwd=ws)
+    assert r.code == 0, r
+    assert json.loads((ws / "out" / "r.json").read_text())["checks"][0]["status"] == "pass"

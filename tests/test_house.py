@@ -74,11 +74,12 @@ checks:
   - {name: broken, model: {factory: "planted:raises"}}
 """,
     )
-    reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"), "--baseline", "bl", cwd=spec_dir)
+    golden = ("--baseline", "bl", "--update-baseline")
+    reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"), *golden, cwd=spec_dir)
     report = json.loads((tmp_path / "r.json").read_text())
     jsonschema.validate(report, schema)
     statuses = {c["name"]: (c["status"], (c["baseline"] or {}).get("status")) for c in report["checks"]}
-    assert statuses == {"ok": ("fail", "missing"), "flaky": ("fail", "missing"), "broken": ("error", None)}
+    assert statuses == {"ok": ("pass", "updated"), "flaky": ("fail", "not-updated"), "broken": ("error", None)}
 
 
 @pytest.mark.slow

@@ -428,3 +428,33 @@ def test_counts_are_ascii_digits_only(fake, runs):
     assert d.code == 2 and "digits 0-9" in d.err and "Traceback" not in d.err, d
     d = reprocheck("run", "specs/model.yaml", "--runs", runs, cwd=fake.ws)
     assert d.code == 2 and "digits 0-9" in d.err, d
+
+
+def test_the_model_cache_is_mounted_read_only_with_the_weights_env(fake, tmp_path):
+    (fake.ws / "models").mkdir()
+    assert action(fake, model_cache="models").returncode == 0
+    (argv,) = calls(fake)
+    env = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--env")
+    cache = str(fake.ws.resolve() / "models")
+    assert env["TORCH_HOME"] == f"{cache}/torch" and env["HF_HOME"] == f"{cache}/huggingface"
+    assert env["HF_HUB_OFFLINE"] == "1" and "--model-cache" in argv
+    outside = tmp_path / "shared-models"
+    outside.mkdir()
+    r = action(fake, model_cache="../shared-models")
+    assert r.returncode == 1 and "outside the workspace" in r.stdout
+    # An absolute path is a self-hosted runner's own folder: mounted read-only, said in the log.
+    r = action(fake, model_cache=str(outside))
+    assert r.returncode == 0 and f"model cache {outside} mounted read-only" in r.stdout, r.stdout
+    assert mounts(calls(fake)[-1])[str(outside)] is False
+    (fake.ws / "out").mkdir()
+    r = action(fake, model_cache="out", report="out/r.json")
+    assert r.returncode == 1 and "overlaps a writable output folder" in r.stdout
+
+
+def test_requirements_outside_the_workspace_are_refused(fake, tmp_path):
+    (tmp_path / "req.txt").write_text("timm\n")
+    r = action(fake, requirements="../req.txt")
+    assert r.returncode == 1 and "outside the workspace" in r.stdout and calls(fake) == []
+    (fake.ws / "req.txt").write_text("torch==1.0\n")
+    r = action(fake, requirements="req.txt")
+    assert r.returncode == 1 and "would change the image's pinned torch" in r.stdout and calls(fake) == []

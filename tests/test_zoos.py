@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, planted_spec, reprocheck, write_spec
+from conftest import ROOT, fill_model_cache, planted_spec, reprocheck, write_spec
 
 ZOOS = Path(__file__).resolve().parent / "zoos"
 
@@ -106,3 +106,16 @@ def test_a_missing_zoo_library_is_a_one_line_install_hint(tmp_path):
     spec = write_spec(tmp_path, "version: 1\nmodel: {timm: resnet18}\ninput: {random: {shape: [1, 3, 8, 8]}}\n")
     r = reprocheck("run", str(spec), env={"PYTHONPATH": f"{ROOT / 'runner'}{os.pathsep}{hide}"})
     assert r.code == 2 and "timm is not installed where the runs are: pip install timm" in r.err, r
+
+
+def test_pretrained_weights_come_from_the_model_cache_without_a_network(tmp_path):
+    spec = ZOOS / "retinanet-default.yaml"
+    r = reprocheck("run", "-q", str(spec), env={"TORCH_HOME": str(tmp_path / "empty")})
+    assert r.code == 3, r  # no cache, no network: the weights cannot be had
+    cache = fill_model_cache(tmp_path / "models")
+    r = reprocheck("run", str(spec), "--model-cache", str(cache), "--report", str(tmp_path / "r.json"))
+    assert r.code == 0, r
+    dets = json.loads((tmp_path / "r.json").read_text())["checks"][0]["outputs"][0]["task"]["stats"]
+    assert dets["expected"] > 0  # the weights' own transforms and a low threshold: there are detections
+    r = reprocheck("run", str(spec), "--model-cache", str(tmp_path / "nowhere"))
+    assert r.code == 2 and "--model-cache" in r.err and "no such folder" in r.err, r

@@ -16,11 +16,13 @@ from pathlib import Path
 
 if __package__:
     from . import github as gh
+    from .derived import Derivation, DerivedError, ensure
     from .exitcodes import ExitCode
     from .launch import LaunchError, Request, ascii_count, plan, prepare
 else:  # run as a file by the Action: its siblings, not an installed package
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import github as gh  # type: ignore[import-not-found, no-redef]
+    from derived import Derivation, DerivedError, ensure  # type: ignore[import-not-found, no-redef]
     from exitcodes import ExitCode  # type: ignore[import-not-found, no-redef]
     from launch import LaunchError, Request, ascii_count, plan, prepare  # type: ignore[import-not-found, no-redef]
 
@@ -75,11 +77,27 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
         invariance=tuple(k for k in _split(get("INVARIANCE", "all"), ",\n") if k != "all"),
         update_baseline=update,
         require_devices=require_devices,
+        model_cache=get("MODEL_CACHE").strip() or None,
+        # An absolute path is a self-hosted runner's own folder; a relative one must stay in the workspace.
+        allow_outside_cache=os.path.isabs(get("MODEL_CACHE").strip()),
         github=True,
         github_output=env.get("GITHUB_OUTPUT"),
         github_summary=env.get("GITHUB_STEP_SUMMARY"),
     )
     return request, fail_on_mismatch, build
+
+
+def _inside_file(workspace: Path, name: str, value: str, folder: bool = False) -> Path:
+    """A requirements file or install folder: inside the workspace, symlinks resolved."""
+    if value.startswith("-"):
+        raise LaunchError(f"{name} {value!r} starts with '-': a value can never be an option (rename it)")
+    real = Path(os.path.realpath(Path(workspace) / value))
+    ws = Path(os.path.realpath(workspace))
+    if real != ws and ws not in real.parents:
+        raise LaunchError(f"{name} {value!r} is outside the workspace {ws}; give a path inside it")
+    if (folder and not real.is_dir()) or (not folder and not real.is_file()):
+        raise LaunchError(f"{name} {value!r}: no such {'folder' if folder else 'file'} in the workspace")
+    return real
 
 
 def _die(message: str) -> int:
@@ -107,9 +125,25 @@ def run_action(env: dict[str, str]) -> int:
         if build:
             request = replace(request, image=_build(Path(env.get("GITHUB_ACTION_PATH", "."))))
         p = plan(request)
+        derivation = Derivation(
+            request.image,
+            tuple(
+                _inside_file(request.workspace, "requirements", f)
+                for f in _split(env.get("INPUT_REQUIREMENTS", ""), "\n")
+            ),
+            tuple(
+                _inside_file(request.workspace, "install", f, folder=True)
+                for f in _split(env.get("INPUT_INSTALL", ""), "\n")
+            ),
+        )
+        if derivation:
+            p = replace(p, image=ensure(derivation, sys.stdout))
         prepare(p)
-    except LaunchError as exc:
+    except (LaunchError, DerivedError) as exc:
         return _die(str(exc))
+    if request.model_cache:
+        cache = os.path.realpath(os.path.join(request.workspace, request.model_cache))
+        print(f"reprocheck: model cache {gh.neutralise(cache)} mounted read-only (TORCH_HOME, HF_HOME)", flush=True)
     rc = subprocess.run(p.docker_argv()).returncode
     if rc == ExitCode.OK:
         return 0

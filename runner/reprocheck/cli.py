@@ -96,6 +96,21 @@ def _parser() -> argparse.ArgumentParser:
     dock.add_argument(
         "--build", action="store_true", help="build the image from this source tree's docker/Dockerfile first"
     )
+    dock.add_argument(
+        "--requirements",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="install a requirements file into an image derived from the pinned one (its stack unchanged; built "
+        "once, reused while the files are unchanged); repeatable",
+    )
+    dock.add_argument(
+        "--install",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="install your own package (a folder with pyproject.toml) into the derived image; repeatable",
+    )
     dock.add_argument("--gpus", default="none", metavar="all|N|none", help="GPUs for the container (default none)")
     dock.add_argument("--network", default="none", help="container network (default none: no network; host is refused)")
     dock.add_argument(
@@ -166,6 +181,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "spawn: a new interpreter per run",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--model-cache",
+        metavar="DIR",
+        help="weights for the runs, read-only, without a network: TORCH_HOME=DIR/torch, HF_HOME=DIR/huggingface, "
+        "HF_HUB_OFFLINE=1",
+    )
     p.add_argument("--baseline", type=Path, metavar="DIR", help="also compare with the golden outputs stored in DIR")
     p.add_argument(
         "--baseline-root",

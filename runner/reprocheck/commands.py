@@ -84,6 +84,13 @@ def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
         checks = select(apply_overrides(_load(args.specs), runs=args.runs, device=args.device), args.check)
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
+    cache = getattr(args, "model_cache", None)
+    if cache and getattr(args, "command", "run") != "docker":
+        from .launch import cache_env
+
+        if not os.path.isdir(cache):
+            raise UsageError(f"--model-cache {cache}: no such folder (fill it first, see the README)")
+        os.environ.update(cache_env(os.path.abspath(cache)))  # the workers inherit it
     writable = os.environ.get("REPROCHECK_WRITABLE")  # set by the launch policy in the container
     if writable:
         refuse_writable_sources(checks, json.loads(writable))
@@ -312,12 +319,21 @@ def cmd_docker(args: argparse.Namespace) -> int:
         invariance=tuple(args.invariance or ()),
         require_devices=args.require_devices,
         github=args.github,
+        model_cache=absolute(args.model_cache),
+        allow_outside_cache=True,  # your own machine: any folder you name
         github_output=os.environ.get("GITHUB_OUTPUT"),
         github_summary=os.environ.get("GITHUB_STEP_SUMMARY"),
+    )
+    from . import derived
+
+    derivation = derived.Derivation(
+        request.image,
+        tuple(Path(os.path.abspath(f)) for f in args.requirements),
+        tuple(Path(os.path.abspath(f)) for f in args.install),
     )
     try:
         plan = launch.plan(request)
         check_output_flags(args)
-        return container.run(plan, build=args.build)
-    except (launch.LaunchError, container.ContainerError) as exc:
+        return container.run(plan, build=args.build, derivation=derivation)
+    except (launch.LaunchError, container.ContainerError, derived.DerivedError) as exc:
         raise UsageError(str(exc)) from None

@@ -73,8 +73,11 @@ def _engine() -> None:
         raise ContainerError(f"cannot reach the Docker engine ({why}); start dockerd or set DOCKER_HOST")
 
 
-def run(plan: Any, *, build: bool) -> int:
-    """Run the planned container; its exit code is reprocheck's. Engine and image problems: ContainerError."""
+def run(plan: Any, *, build: bool, derivation: Any = None) -> int:
+    """Run the planned container; its exit code is reprocheck's. Engine and image problems: ContainerError; a
+    derivation (your requirements) that cannot be built: derived.DerivedError."""
+    import dataclasses
+
     from .launch import prepare
 
     _engine()
@@ -85,6 +88,10 @@ def run(plan: Any, *, build: bool) -> int:
             f"image {plan.image} is not here; build it with `reprocheck docker --build ...` "
             f"(or docker/build.sh) or pass --image"
         )
+    if derivation:
+        from .derived import ensure
+
+        plan = dataclasses.replace(plan, image=ensure(derivation))
     prepare(plan)
     sys.stdout.flush()
     proc = subprocess.run(plan.docker_argv())

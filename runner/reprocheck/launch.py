@@ -68,6 +68,8 @@ class Request:
     invariance: tuple[str, ...] = ()
     require_devices: bool = False
     github: bool = False
+    model_cache: str | None = None  # weights folder, mounted read-only (TORCH_HOME, HF_HOME under it)
+    allow_outside_cache: bool = False  # a model cache outside the workspace (self-hosted runners, reprocheck docker)
     github_output: str | None = None  # the runner's file-command files (only with github)
     github_summary: str | None = None
 
@@ -154,6 +156,29 @@ def _inside(workspace: Path, name: str, value: str, must_exist: bool = False) ->
         raise LaunchError(f"{name} {value!r} is outside the workspace {workspace}; give a path inside it")
     if must_exist and not path.is_file():
         raise LaunchError(f"{name} {value!r}: no such file in the workspace (check the path)")
+    return path
+
+
+def cache_env(folder: str) -> dict[str, str]:
+    """Where torch and Hugging Face look for weights, under one folder; the hub is never asked (no network)."""
+    return {
+        "TORCH_HOME": os.path.join(folder, "torch"),
+        "HF_HOME": os.path.join(folder, "huggingface"),
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def _model_cache(workspace: Path, value: str, allow_outside: bool) -> Path:
+    _no_option("model-cache", value)
+    path = Path(os.path.realpath(workspace / value))
+    _mountable("model-cache", str(path))
+    if not path.is_dir():
+        raise LaunchError(f"model-cache {value!r} is not a folder (fill it in an earlier step, see the README)")
+    if path != workspace and workspace not in path.parents and not allow_outside:
+        raise LaunchError(
+            f"model-cache {value!r} is outside the workspace {workspace}; put it inside it, or give an absolute "
+            "path on a self-hosted runner"
+        )
     return path
 
 
@@ -253,6 +278,14 @@ def plan(req: Request) -> Plan:
         mounts.append(Mount(str(folder), writable=True))
 
     env = dict(CONTAINER_ENV)
+    if req.model_cache:
+        cache = _model_cache(workspace, req.model_cache, req.allow_outside_cache)
+        if any(cache == f or cache in f.parents or f in cache.parents for f in flags):
+            raise LaunchError(f"model-cache {req.model_cache!r} overlaps a writable output folder; keep them apart")
+        if cache != workspace and workspace not in cache.parents:
+            mounts.append(Mount(str(cache), writable=False))
+        env.update(cache_env(str(cache)))
+        args += ["--model-cache", str(cache)]
     if flags:
         env[WRITABLE_ENV] = json.dumps(list(map(str, flags)))
     if req.github:
