@@ -79,7 +79,7 @@ def test_readme_snippets_validate_and_lint(tmp_path):
     import jsonschema
 
     snippets = readme_snippets()
-    assert len(snippets) == 2
+    assert len(snippets) == 3
     # Point the snippets at this checkout's action so actionlint also checks their inputs.
     (tmp_path / ".github" / "workflows").mkdir(parents=True)
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # actionlint looks for a repository
@@ -108,7 +108,7 @@ def act_image(image):
     return image
 
 
-def act(image, spec):
+def act(image, spec, **env):
     exe = shutil.which("act", path=str(BIN)) or shutil.which("act")
     cmd = [
         exe,
@@ -123,6 +123,8 @@ def act(image, spec):
         "--env",
         f"SPEC={spec}",
     ]
+    for key, value in env.items():
+        cmd += ["--env", f"{key}={value}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1200)
     lines = {}
     for line in proc.stdout.splitlines():
@@ -182,3 +184,21 @@ def test_act_fragile_detections_pass_with_warning_annotations(act_image):
     assert len(warnings) == 2, proc.stdout[-4000:]
     assert "score threshold 0.3" in warnings[0] and "NMS threshold 0.5" in warnings[1]
     assert "**Fragile**" in proc.stdout  # the step summary's section
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_act_requirements_and_a_model_cache_reach_the_container(act_image, tmp_path):
+    from conftest import fill_model_cache
+
+    cache = fill_model_cache(tmp_path / "models")  # absolute: a self-hosted runner's own folder
+    proc, seen = act(
+        act_image,
+        "tests/zoos/in-the-action.yaml",
+        REQUIREMENTS="tests/zoos/requirements-timm.txt",
+        MODEL_CACHE=str(cache),
+        REPROCHECK_PIP_CERT="/etc/ssl/certs/ca-certificates.crt",
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert seen["result"] == ["pass"] and seen["outcome"] == ["success"]
+    assert "reprocheck-derived:" in proc.stdout and f"model cache {cache} mounted read-only" in proc.stdout

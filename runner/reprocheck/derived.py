@@ -110,10 +110,8 @@ ARG BASE
 FROM ${BASE}
 USER root
 COPY context/ /tmp/reprocheck-derive/
-ARG PIP_CERT_PEM=
-# One layer: the CA bundle (local builds behind a TLS-intercepting proxy) and the lists never stay in the image.
 RUN set -e; cd /tmp/reprocheck-derive; \\
-    if [ -n "$PIP_CERT_PEM" ]; then printf '%s' "$PIP_CERT_PEM" > ca.pem; export PIP_CERT=$PWD/ca.pem; fi; \\
+    if [ -s ca.pem ]; then export PIP_CERT=$PWD/ca.pem; fi; \\
     /opt/venv/bin/pip freeze --all --exclude-editable | grep -v ' @ ' > pins.txt; \\
     for r in req-*.txt; do [ -e "$r" ] || continue; \\
       /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -c pins.txt -r "$r"; done; \\
@@ -168,9 +166,11 @@ def ensure(d: Derivation, log: TextIO | None = None) -> str:
         for i, folder in enumerate(d.installs):
             shutil.copytree(folder, ctx / "context" / f"install-{i}", ignore=shutil.ignore_patterns(".git"))
         args = ["docker", "build", "-q", "-t", tag, "--build-arg", f"BASE={d.base}"]
-        cert = os.environ.get("REPROCHECK_PIP_CERT")  # local builds: the host's CA bundle for pip
+        # Local builds behind a TLS-intercepting proxy: the host's CA bundle for pip. It stays in the derived
+        # image's COPY layer (public certificates only): such an image is for this machine, never to be pushed.
+        cert = os.environ.get("REPROCHECK_PIP_CERT")
         if cert:
-            args += ["--build-arg", f"PIP_CERT_PEM={Path(cert).read_text()}"]
+            shutil.copyfile(cert, ctx / "context" / "ca.pem")
         proc = subprocess.run([*args, str(ctx)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         tail = " | ".join(proc.stdout.strip().splitlines()[-4:])[-600:]
