@@ -75,6 +75,8 @@ def test_a_constant_output_is_called_blind_and_strict_fails_it(spec_dir, tmp_pat
     assert r.code == 1 and "blind (strict: true)" in r.out, r
     ok = reprocheck("run", str(planted_spec(spec_dir, "seeded_init", "strict: true\n", name="fine.yaml")))
     assert ok.code == 0 and "blind" not in ok.out, ok
+    r = reprocheck("run", str(ZOOS / "vit-zero-head.yaml"))  # a real zoo model with a zero-initialised head
+    assert r.code == 0 and "output is constant 0 in every run" in r.out, r
 
 
 @pytest.mark.parametrize(
