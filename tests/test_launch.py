@@ -415,6 +415,12 @@ def test_a_check_loading_a_file_from_a_writable_folder_is_refused(spec_dir):
     write_spec(spec_dir, "version: 1\nmodel: {factory: 'out.evil:build'}\ninput: {random: {shape: [2]}}\n")
     r = reprocheck("run", "spec.yaml", cwd=spec_dir, env={"REPROCHECK_WRITABLE": json.dumps([str(spec_dir / "out")])})
     assert r.code == 2 and "writable output folder" in r.err, r
+    # a keyword input's file counts too
+    write_spec(
+        spec_dir, "version: 1\nmodel: {factory: 'planted:loaded_weights'}\ninput: {kwargs: {x: {tensor: out/x.npy}}}\n"
+    )
+    r = reprocheck("run", "spec.yaml", cwd=spec_dir, env={"REPROCHECK_WRITABLE": json.dumps([str(spec_dir / "out")])})
+    assert r.code == 2 and "x.npy" in r.err, r
 
 
 @pytest.mark.parametrize("runs", ["²", "٣", "1_0", "+3", " 3x"])

@@ -53,7 +53,11 @@ def _check_files(lc: LoadedCheck) -> list[Path]:
     """The files a check is made of: its spec, model and input files, and its factory's module."""
     c = lc.check
     files = [Path(lc.file).resolve()]
-    files += [Path(p) for p in (c.model.torchscript, c.model.exported, c.input.image, c.input.tensor) if p]
+    inputs = [c.input, *(c.input.kwargs or {}).values()]  # keyword inputs have their own files
+    files += [Path(p) for p in (c.model.torchscript, c.model.exported) if p]
+    files += [Path(p) for i in inputs for p in (i.image, i.tensor) if p]
+    if c.model.huggingface and c.model.huggingface.path:
+        files.append(Path(c.model.huggingface.path))
     if c.model.factory:
         top = Path(lc.base_dir).resolve() / c.model.factory.partition(":")[0].split(".")[0]
         files += [top, top.with_suffix(".py")]

@@ -159,7 +159,7 @@ def run_check(
     if blind_all and check.strict and status is Status.PASS:
         status = Status.FAIL
     variants: tuple[VariantResult, ...] = ()
-    if all_ok:
+    if all_ok and not error:  # a check that could not be judged is not varied either
         variants = run_variants(lc, ok[0], prepared.workdir, prepared.isolation, invariance, require_devices)
     if any(v.status == "error" for v in variants):
         status = Status.ERROR
