@@ -121,3 +121,43 @@ def test_pretrained_weights_come_from_the_model_cache_without_a_network(tmp_path
     assert dets["expected"] > 0  # the weights' own transforms and a low threshold: there are detections
     r = reprocheck("run", str(spec), "--model-cache", str(tmp_path / "nowhere"))
     assert r.code == 2 and "--model-cache" in r.err and "no such folder" in r.err, r
+
+
+def test_strict_on_the_command_line_and_the_blind_annotation(spec_dir, tmp_path):
+    spec = planted_spec(spec_dir, "zero_head")
+    r = reprocheck("run", str(spec), "--strict")
+    assert r.code == 1 and "blind (strict: true)" in r.out, r
+    out, summary = tmp_path / "out", tmp_path / "summary"
+    out.write_text("")
+    summary.write_text("")
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary)}
+    r = reprocheck("run", str(spec), "--github", env=env)
+    assert r.code == 0, r
+    assert "::warning file=" in r.out and "cannot see a change (constant outputs)" in r.out, r.out
+
+
+def test_a_hugging_face_model_from_a_local_folder(tmp_path):
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.AutoConfig.for_model(
+        "bert", hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, vocab_size=100
+    )
+    transformers.BertModel(config).save_pretrained(tmp_path / "tiny-bert")
+    spec = write_spec(
+        tmp_path,
+        "version: 1\nmodel: {huggingface: {class: AutoModel, path: tiny-bert}}\n"
+        "input: {kwargs: {input_ids: {random: {shape: [2, 8], dtype: int64, low: 0, high: 100}}}}\n",
+    )
+    r = reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"))
+    assert r.code == 0, r
+    paths = [o["path"] for o in json.loads((tmp_path / "r.json").read_text())["checks"][0]["outputs"]]
+    assert "last_hidden_state" in paths
+    missing = write_spec(
+        tmp_path,
+        "version: 1\nmodel: {huggingface: {class: AutoModel, path: nowhere}}\ninput: {random: {shape: [2]}}\n",
+        "m.yaml",
+    )
+    r = reprocheck("validate", str(missing))
+    assert r.code == 2 and "folder not found" in r.err, r

@@ -182,6 +182,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a check whose compared outputs are all constant (it cannot see a change) fails, as strict: true",
+    )
+    p.add_argument(
         "--model-cache",
         metavar="DIR",
         help="weights for the runs, read-only, without a network: TORCH_HOME=DIR/torch, HF_HOME=DIR/huggingface, "

@@ -85,7 +85,10 @@ def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
 
     check_output_flags(args)
     try:
-        checks = select(apply_overrides(_load(args.specs), runs=args.runs, device=args.device), args.check)
+        strict = True if getattr(args, "strict", False) else None
+        checks = select(
+            apply_overrides(_load(args.specs), runs=args.runs, device=args.device, strict=strict), args.check
+        )
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
     cache = getattr(args, "model_cache", None)
@@ -322,6 +325,7 @@ def cmd_docker(args: argparse.Namespace) -> int:
         update_baseline=args.update_baseline,
         invariance=tuple(args.invariance or ()),
         require_devices=args.require_devices,
+        strict=args.strict,
         github=args.github,
         model_cache=absolute(args.model_cache),
         allow_outside_cache=True,  # your own machine: any folder you name

@@ -67,6 +67,7 @@ class Request:
     update_baseline: bool = False
     invariance: tuple[str, ...] = ()
     require_devices: bool = False
+    strict: bool = False
     github: bool = False
     model_cache: str | None = None  # weights folder, mounted read-only (TORCH_HOME, HF_HOME under it)
     allow_outside_cache: bool = False  # a model cache outside the workspace (self-hosted runners, reprocheck docker)
@@ -242,6 +243,8 @@ def plan(req: Request) -> Plan:
         args += ["--invariance", kind]
     if req.require_devices:
         args.append("--require-devices")
+    if req.strict:
+        args.append("--strict")
 
     mounts = [Mount(str(workspace), writable=False)]
     writable: list[Path] = []
