@@ -130,8 +130,7 @@ def _leaf_tensor(value: Any, leaf: str) -> Any:
 def _cache_items(value: Any) -> list[tuple[str, Any]] | None:
     """A transformers Cache as (key, value) pairs: `layers.N.keys` / `layers.N.values` (DynamicCache and the like),
     `self_attention_cache` / `cross_attention_cache` (EncoderDecoderCache), or the older `key_cache` / `value_cache`
-    lists. None for anything else."""
-    import torch
+    lists; for another layout, its public tensor attributes. None for anything else."""
 
     if not type(value).__module__.startswith("transformers") or not type(value).__name__.endswith("Cache"):
         return None
@@ -140,12 +139,26 @@ def _cache_items(value: Any) -> list[tuple[str, Any]] | None:
             ("self_attention_cache", value.self_attention_cache),
             ("cross_attention_cache", value.cross_attention_cache),
         ]
+
+    def tensors(obj: Any) -> dict[str, Any]:
+        # public state only: private helpers (a sliding window's bookkeeping tensor) are not the cache's content
+        return {k: v for k, v in vars(obj).items() if not k.startswith("_") and _tensor_state(v)}
+
     layers = getattr(value, "layers", None)
     if isinstance(layers, list):
-        return [("layers", [{k: v for k, v in vars(layer).items() if isinstance(v, torch.Tensor)} for layer in layers])]
+        return [("layers", [tensors(layer) for layer in layers])]
     if isinstance(getattr(value, "key_cache", None), list):
         return [("keys", list(value.key_cache)), ("values", list(value.value_cache))]
-    return None
+    found = tensors(value)  # another cache layout (conv and SSM states, ...): its public tensors
+    return list(found.items()) if found else None
+
+
+def _tensor_state(v: Any) -> bool:
+    import torch
+
+    if isinstance(v, torch.Tensor):
+        return True
+    return isinstance(v, list) and bool(v) and all(isinstance(x, torch.Tensor) for x in v)
 
 
 def flatten(obj: Any) -> Outputs:
