@@ -4,6 +4,7 @@ arguments (only the command line matters here; the real engine runs the same lin
 import csv
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -464,3 +465,40 @@ def test_requirements_outside_the_workspace_are_refused(fake, tmp_path):
     (fake.ws / "req.txt").write_text("torch==1.0\n")
     r = action(fake, requirements="req.txt")
     assert r.returncode == 1 and "would change the image's pinned torch" in r.stdout and calls(fake) == []
+
+
+def test_requirement_files_keep_the_pinned_stack(tmp_path):
+    from reprocheck import derived
+
+    pins = {"torch": "2.14.1", "torchvision": "0.29.1"}
+    ok = tmp_path / "ok.txt"
+    ok.write_text(
+        "# a pip-compile'd file with hashes\n"
+        "timm==1.0.31 \\\n    --hash=sha256:4721f391ed90541fddacab5acf947aa0d3dc7d27b2e1e8eda2be8970586c3274\n"
+        "torch==2.14.1 --hash=sha256:00  # the image's own pin is fine\n"
+        "Pillow>=10; python_version >= '3.10'\n"
+    )
+    derived.check_requirements(ok, pins)
+    for line, fragment in [
+        ("torch>=2.15", "would change the image's pinned torch==2.14.1"),
+        ("TorchVision==0.20.0", "would change the image's pinned torchvision==0.29.1"),
+        ("--extra-index-url https://example.invalid", "--extra-index-url is not taken"),
+        ("-e ./pkg", "-e is not taken"),
+    ]:
+        bad = tmp_path / "bad.txt"
+        bad.write_text(f"timm\n{line}\n")
+        with pytest.raises(derived.DerivedError, match=re.escape(fragment)):
+            derived.check_requirements(bad, pins)
+
+
+def test_the_derived_tag_follows_the_files_contents(tmp_path):
+    from reprocheck import derived
+
+    req = tmp_path / "r.txt"
+    req.write_text("timm\n")
+    d = derived.Derivation("base:1", (req,))
+    first = derived.tag_for("sha256:abc", d)
+    assert first == derived.tag_for("sha256:abc", d) and first.startswith("reprocheck-derived:")
+    assert derived.tag_for("sha256:def", d) != first  # another base image
+    req.write_text("timm\ntransformers\n")
+    assert derived.tag_for("sha256:abc", d) != first  # another file content
