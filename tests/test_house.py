@@ -119,3 +119,18 @@ def test_reprocheck_docker_works_from_a_venv_without_torch(tmp_path):
     assert "container ran: run --rm" in r.stdout and (ws / "out").is_dir()
     r = subprocess.run(["reprocheck", "run", "s.yaml"], cwd=ws, env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "torch is not installed" in r.stderr  # and `run` says what to do
+
+
+def test_the_readme_module_map_names_every_module():
+    # The map cannot drift: every module of the package appears in it (sub-packages by folder or file name).
+    text = (ROOT / "README.md").read_text()
+    table = text.split("**Where things are**", 1)[1].split("\n\n", 2)[1]
+    package = ROOT / "runner" / "reprocheck"
+    missing = []
+    for path in sorted(package.rglob("*.py")):
+        rel = path.relative_to(package)
+        if rel.name == "__init__.py":
+            continue
+        if f"`{rel.name}`" not in table and f"`{rel}`" not in table:
+            missing.append(str(rel))
+    assert missing == [], f"modules missing from the README's module map: {missing}"
