@@ -244,3 +244,16 @@ def test_later_runs_are_folded_as_they_end_so_the_disk_holds_two_output_sets(spe
     c = json.loads((tmp_path / "r.json").read_text())["checks"][0]
     assert c["flake"]["runs_differing"] == 5 and c["flake"]["distinct_results"] == 6
     assert c["outputs"][0]["runs_differing"] == 5 and c["outputs"][0]["distinct_results"] == 6
+
+
+def test_a_long_stretch_gets_a_progress_line_but_never_with_quiet(spec_dir, tmp_path):
+    from reprocheck import progress
+
+    spec = planted_spec(spec_dir, "hangs", "timeout: 14\n")  # sleeps until killed: a long silent stretch
+    r = reprocheck("run", str(spec))
+    assert r.code == 3, r
+    lines = [line for line in r.err.splitlines() if "... spec: run 1/2:" in line]
+    assert lines and lines[0].strip().endswith("s"), r.err  # what is running, and for how long
+    assert len(lines) <= 14 / progress.INTERVAL + 1  # a line every INTERVAL seconds in a log, not every second
+    r = reprocheck("run", "-q", str(spec))
+    assert r.code == 3 and "..." not in r.err, r

@@ -4,6 +4,7 @@ to exit codes. This process never imports torch for run, validate, matrix, schem
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -135,8 +136,14 @@ def _run_checks(
     # Under GitHub the progress log goes to stdout inside a collapsible group.
     log = sys.stdout if args.github else sys.stderr
 
+    from . import progress
+
+    ticker = progress.Ticker(log)
+
     def on_start(i: int, lc: LoadedCheck) -> None:
+        progress.phase(f"{lc.name}: run 1/{lc.check.runs}")
         if not quiet:
+            ticker.clear()
             print(
                 f"[{i + 1}/{total}] {lc.name} ({lc.file}): {lc.check.runs} runs on {lc.check.device}",
                 file=log,
@@ -144,7 +151,10 @@ def _run_checks(
             )
 
     def on_run(lc: LoadedCheck, r: RunResult) -> None:
+        nxt = r.index + 1
+        progress.phase(f"{lc.name}: run {nxt}/{lc.check.runs}" if r.ok and nxt <= lc.check.runs else None)
         if not quiet:
+            ticker.clear()
             text = "ok" if r.ok else r.cause
             print(f"      run {r.index}/{lc.check.runs} {text} ({r.duration:.1f}s)", file=log, flush=True)
             if not r.ok:
@@ -155,7 +165,8 @@ def _run_checks(
         github.begin_group(f"reprocheck: {total} check" + ("" if total == 1 else "s"))
     crash: BaseException | None = None
     try:
-        results = pipeline.run_session(checks, session, on_start, on_run)
+        with ticker if not quiet else contextlib.nullcontext():
+            results = pipeline.run_session(checks, session, on_start, on_run)
     except pipeline.SpecProblems as exc:
         raise UsageError(str(exc), exc.errors) from None
     except pipeline.Interrupted as exc:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import compare, execute, recipe
+from . import compare, execute, progress, recipe
 from .runs import RunResult
 from .spec import LoadedCheck
 
@@ -145,6 +145,7 @@ def run_variants(
             reference = first.device or lc.check.device
         else:
             reference = str(first.samples) if first.samples is not None else "?"
+        progress.phase(f"{lc.name}: invariance {kind.value}={value}")
         prepared = execute.Prepared(
             dataclasses.replace(lc, check=check),
             workdir / f"{kind.value}-{str(value).replace(':', '-')}",
@@ -195,6 +196,7 @@ def run_variants(
         distances: tuple[Distance, ...] = ()
         wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is Kind.DEVICE)
         if not comparison and wants_reference:
+            progress.phase(f"{lc.name}: the float64 reference")
             reference_run = reference_run or _reference(lc, workdir, isolation)
             if reference_run.ok:
                 distances = _distances(lc, first, run, reference_run, workdir, request.get("batch"))

@@ -16,6 +16,7 @@ from . import baseline as baselines
 from . import compare, execute, goldens, recipe, zygote
 from .exitcodes import ExitCode
 from .invariance import VariantResult, run_variants
+from .progress import phase
 from .results import Fragile, fragile_from_dict
 from .runs import RunResult
 from .spec import LoadedCheck, SpecError
@@ -112,6 +113,7 @@ def run_check(
     notes: list[str] = []
     error, error_line = "", 0
     if len(ok) >= 2 or (want_golden and ok):
+        phase(f"{check.name}: comparing the runs")
         answer = _verdict(
             prepared,
             {
