@@ -56,7 +56,7 @@ def test_repair_names_the_knob_the_check_turned_off(spec_dir):
 
 def test_causes_that_explain_the_difference_under_the_checks_recipe_come_first(spec_dir):
     # A racy accumulator with seeded random init: the init is the same in every run, so it is not the lead.
-    r, d = diagnose(planted_spec(spec_dir, "racy_sum"), spec_dir)
+    r, d = diagnose(planted_spec(spec_dir, "racy_sum", shape="[16, 8]"), spec_dir)
     assert r.code == 1, r
     causes = d["seed_sensitivity"]["causes"]
     assert causes[0].startswith("the check's own runs differ with the same seed"), causes
