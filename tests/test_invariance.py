@@ -120,7 +120,7 @@ def test_an_input_without_a_batch_is_a_clear_variant_failure(spec_dir):
     import numpy as np
 
     np.savez(spec_dir / "x.npz", x=np.ones((4, 8), dtype=np.float32), y=np.ones((3, 8), dtype=np.float32))
-    text = f'version: 1\nmodel: {{factory: "planted:seeded_init"}}\ninput: {{tensor: x.npz}}\n{BATCH}'
+    text = f'version: 1\nmodel: {{factory: "planted:two_inputs"}}\ninput: {{tensor: x.npz}}\n{BATCH}'
     r = reprocheck("run", str(write_spec(spec_dir, text)))
     assert r.code == 3, r
     assert "invariance batch=1: the variant's run failed: raised while building the input: ValueError: batch" in r.out
