@@ -92,7 +92,7 @@ BAD = [
     (
         "kwargs on torchscript",
         "version: 1\nmodel: {torchscript: spec.yaml, kwargs: {a: 1}}\ninput: {random: {shape: [1]}}\n",
-        "kwargs apply to torchvision and factory models only",
+        "kwargs apply to torchvision, timm and factory models only",
         2,
     ),
     (
@@ -359,7 +359,7 @@ MORE_BAD = [
     (
         "kwargs on exported",
         "version: 1\nmodel: {exported: spec.yaml, kwargs: {a: 1}}\ninput: {random: {shape: [1]}}\n",
-        "kwargs apply to torchvision and factory models only",
+        "kwargs apply to torchvision, timm and factory models only",
         2,
     ),
 ]

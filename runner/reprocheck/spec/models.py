@@ -123,7 +123,8 @@ class ModelSpec(Strict):
             what = "no model source" if not given else "several model sources (" + ", ".join(given) + ")"
             raise ValueError(f"{what}; give exactly one of {', '.join(MODEL_SOURCES)}")
         if self.kwargs and given[0] not in WITH_KWARGS:
-            raise ValueError(f"kwargs apply to {', '.join(WITH_KWARGS)} models only; remove them for {given[0]}")
+            allowed = ", ".join(WITH_KWARGS[:-1]) + f" and {WITH_KWARGS[-1]}"
+            raise ValueError(f"kwargs apply to {allowed} models only; remove them for {given[0]}")
         return self
 
     @property
