@@ -187,6 +187,7 @@ def select(outputs: Outputs, rules: dict[str, CompareRule], notes: list[str] | N
     chosen: list[Selected] = []
     unfit: dict[str, tuple[str, str, bool]] = {}  # pattern -> (a node it decided, why it does not fit, its type fits)
     every: list[str] = []
+    noted: set[str] = set()  # classification globs that left an output elementwise (said in a note)
 
     def every_path(node: dict[str, Any], path: str) -> None:
         every.append(path or ROOT_NAME)
@@ -199,12 +200,15 @@ def select(outputs: Outputs, rules: dict[str, CompareRule], notes: list[str] | N
             if fnmatch.fnmatchcase(name, pattern):
                 problem = form_problem(rule, node, outputs.tensors)
                 if problem is None and node["t"] == "tensor":
-                    problem = _not_scores_under_glob(pattern, rule, name, outputs.tensors[node["path"]])
-                    if problem is not None and notes is not None:
-                        notes.append(
-                            f"compare pattern {pattern!r} leaves {name} elementwise: it is {problem}; name it in a "
-                            f"rule of its own (e.g. {name!r}: {{as: classification}}) to judge it as classes"
-                        )
+                    left = _not_scores_under_glob(pattern, rule, name, outputs.tensors[node["path"]])
+                    if left is not None:  # a warning, not a spec error: the output stays elementwise
+                        noted.add(pattern)
+                        if notes is not None:
+                            notes.append(
+                                f"compare pattern {pattern!r} leaves {name} elementwise: it is {left}; name it in "
+                                f"a rule of its own (e.g. {name!r}: {{as: classification}}) to judge it as classes"
+                            )
+                        break
                 if problem is None:
                     chosen.append(
                         Selected(
@@ -222,7 +226,7 @@ def select(outputs: Outputs, rules: dict[str, CompareRule], notes: list[str] | N
 
     every_path(outputs.tree, "")
     visit(outputs.tree, "")
-    taken = {s.pattern for s in chosen}
+    taken = {s.pattern for s in chosen} | noted
     for pattern, rule in rules.items():
         if pattern in taken:
             continue
