@@ -18,6 +18,7 @@ outputs.pt on success); the zygote reports how each child ended as one JSON line
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -27,6 +28,7 @@ import sys
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -261,21 +263,7 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
         run_dir.mkdir(parents=True, exist_ok=True)
         sys.stdout.flush()
         start = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.setpgid(0, 0)
-                _die_with_parent()
-                log = os.open(run_dir / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                os.dup2(log, 1)
-                os.dup2(log, 2)
-                _fresh_rng_state()
-                code = run_once(job, run_dir)
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+        pid = _in_fork(functools.partial(_forked_run, job, run_dir))
         status, timed_out = _wait(pid, timeout)
         report = {
             "event": "run",
@@ -300,29 +288,50 @@ def _fold_in_child(job: dict[str, Any], first: Path, run_dir: Path, timeout: flo
     """Compare a finished run with run 1 in a fresh fork of the zygote (which never ran a model, so the comparison
     is untouched by model code), keep the small result and delete the run's outputs: the disk then holds run 1 and
     one later run at a time. A fold that fails leaves the outputs for the verdict to compare itself."""
+
+    def fold() -> int:
+        from . import compare, outputs
+        from .spec import Check
+        from .tasks import select
+
+        check = Check.model_validate(job["check"], strict=False)
+        expected = outputs.load(first / "outputs.pt")
+        selection = select(expected, check.compare.outputs)
+        index = int(run_dir.name.removeprefix("run"))
+        folded = compare.fold(expected, index, outputs.load(run_dir / "outputs.pt"), check.tolerance, 1, selection)
+        _write_json(run_dir / compare.FOLDED, folded.to_dict())
+        (run_dir / "outputs.pt").unlink()
+        return 0
+
+    _wait(_in_fork(fold), timeout)
+
+
+def _in_fork(body: Callable[[], int]) -> int:
+    """A fresh fork of the zygote in its own process group, dying with it, that runs `body` and exits with its
+    code (1 if it raised). Returns the child's pid."""
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             os.setpgid(0, 0)
             _die_with_parent()
-            from . import compare, outputs
-            from .spec import Check
-            from .tasks import select
-
-            check = Check.model_validate(job["check"], strict=False)
-            expected = outputs.load(first / "outputs.pt")
-            selection = select(expected, check.compare.outputs)
-            index = int(run_dir.name.removeprefix("run"))
-            folded = compare.fold(expected, index, outputs.load(run_dir / "outputs.pt"), check.tolerance, 1, selection)
-            _write_json(run_dir / compare.FOLDED, folded.to_dict())
-            (run_dir / "outputs.pt").unlink()
-            code = 0
+            code = body()
         except BaseException:
             code = 1
         finally:
             os._exit(code)
-    _wait(pid, timeout)
+    return pid
+
+
+def _forked_run(job: dict[str, Any], run_dir: Path) -> int:
+    log = os.open(run_dir / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    _fresh_rng_state()
+    code = run_once(job, run_dir)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code
 
 
 def _event(data: dict[str, Any]) -> None:

@@ -64,21 +64,20 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-def existing_folder(value: str | None, info: ValidationInfo) -> str | None:
+def _existing(value: str | None, info: ValidationInfo, folder: bool) -> str | None:
     if value is None:
         return None
     base = Path((info.context or {}).get("base_dir", "."))
     path = (base / value).resolve()
-    if not path.is_dir():
-        raise ValueError(f"folder not found: {path} (paths are relative to the spec file's folder)")
+    if not (path.is_dir() if folder else path.is_file()):
+        what = "folder" if folder else "file"
+        raise ValueError(f"{what} not found: {path} (paths are relative to the spec file's folder)")
     return str(path)
+
+
+def existing_folder(value: str | None, info: ValidationInfo) -> str | None:
+    return _existing(value, info, folder=True)
 
 
 def existing_file(value: str | None, info: ValidationInfo) -> str | None:
-    if value is None:
-        return None
-    base = Path((info.context or {}).get("base_dir", "."))
-    path = (base / value).resolve()
-    if not path.is_file():
-        raise ValueError(f"file not found: {path} (paths are relative to the spec file's folder)")
-    return str(path)
+    return _existing(value, info, folder=False)
