@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import NoReturn
 
-from . import __version__
+from . import __version__, canary
 from .calibrate import cmd_calibrate
 from .commands import cmd_diagnose, cmd_docker, cmd_env, cmd_matrix, cmd_run, cmd_schema, cmd_validate
 from .exitcodes import ExitCode, UsageError
@@ -34,6 +34,7 @@ class Command(str, enum.Enum):
     MATRIX = "matrix"
     DIAGNOSE = "diagnose"
     CALIBRATE = "calibrate"
+    UPGRADE = "upgrade"
 
 
 def _github_usage_error(exc: UsageError) -> None:
@@ -89,6 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_run_options(run)
     run.add_argument("--keep", type=Path, metavar="DIR", help="keep each run's outputs and logs in DIR")
+    # `upgrade`'s float64 reference: every run with the model and floating inputs in float64. Not for checks.
+    run.add_argument("--reference-float64", action="store_true", help=argparse.SUPPRESS)
 
     dock = sub.add_parser(Command.DOCKER.value, help="run the same checks inside the pinned Docker image")
     _add_run_options(dock)
@@ -157,6 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     mat.add_argument("specs", nargs="+", metavar="SPEC")
     mat.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
     mat.add_argument("--github-output", metavar="NAME", help="also write the JSON to $GITHUB_OUTPUT under this name")
+
+    canary.add_parser(sub, _count, [i.value for i in _isolations()])
 
     env = sub.add_parser(Command.ENV.value, help="print the environment fingerprint")
     env.add_argument("--json", action="store_true")
@@ -240,6 +245,7 @@ HANDLERS = {
     Command.MATRIX: cmd_matrix,
     Command.DIAGNOSE: cmd_diagnose,
     Command.CALIBRATE: cmd_calibrate,
+    Command.UPGRADE: canary.cmd_upgrade,
 }
 
 

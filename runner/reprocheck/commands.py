@@ -117,7 +117,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .invariance import selected_kinds
 
     kinds = selected_kinds(args.invariance)
-    session = pipeline.Session(Isolation(args.isolation), args.keep, golden, kinds, args.require_devices)
+    session = pipeline.Session(
+        Isolation(args.isolation),
+        args.keep,
+        golden,
+        kinds,
+        args.require_devices,
+        getattr(args, "reference_float64", False),
+    )
     results, crash = _run_checks(args, checks, session)
     _write_reports(args, results)
     if crash is not None:

@@ -73,6 +73,8 @@ class Request:
     allow_outside_cache: bool = False  # a model cache outside the workspace (self-hosted runners, reprocheck docker)
     github_output: str | None = None  # the runner's file-command files (only with github)
     github_summary: str | None = None
+    float64: bool = False  # the upgrade canary's float64 reference run
+    code: str | None = None  # `upgrade`: a folder holding only reprocheck's package, read-only, first on PYTHONPATH
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ class Plan:
     image: str
     args: tuple[str, ...]  # reprocheck's arguments inside the container
     outputs: tuple[Path, ...] = ()  # output folders to create on the host before the run
+    entrypoint: str | None = None  # the image's own (reprocheck) unless set: the upgrade canary's grading helper
 
     def docker_argv(self) -> list[str]:
         argv = [
@@ -117,6 +120,8 @@ class Plan:
         for m in self.mounts:
             argv += ["--mount", m.option()]
         argv += ["--workdir", str(self.mounts[0].path)]
+        if self.entrypoint:
+            argv += ["--entrypoint", self.entrypoint]
         for key, value in self.env.items():
             argv += ["--env", f"{key}={value}"]
         return argv + ["--", self.image, *self.args]
@@ -245,6 +250,8 @@ def plan(req: Request) -> Plan:
         args.append("--require-devices")
     if req.strict:
         args.append("--strict")
+    if req.float64:
+        args.append("--reference-float64")
 
     mounts = [Mount(str(workspace), writable=False)]
     writable: list[Path] = []
@@ -289,6 +296,14 @@ def plan(req: Request) -> Plan:
             mounts.append(Mount(str(cache), writable=False))
         env.update(cache_env(str(cache)))
         args += ["--model-cache", str(cache)]
+    if req.code:
+        code = Path(_mountable("code", os.path.realpath(_no_option("code", req.code))))
+        if not (code / "reprocheck" / "__init__.py").is_file():
+            raise LaunchError(f"code {req.code!r} holds no reprocheck package")
+        if any(code == f or code in f.parents or f in code.parents for f in flags):
+            raise LaunchError(f"code {req.code!r} overlaps a writable output folder; keep them apart")
+        mounts.append(Mount(str(code), writable=False))
+        env["PYTHONPATH"] = str(code)
     if flags:
         env[WRITABLE_ENV] = json.dumps(list(map(str, flags)))
     if req.github:

@@ -255,6 +255,7 @@ def run_all(
     invariance: frozenset[str] | None = None,
     require_devices: bool = False,
     discard: bool = True,
+    float64: bool = False,
 ) -> list[CheckResult]:
     """Run checks in order (`discard`: each later run's outputs are deleted once compared). `first` is the first
     check already prepared (its worker warming up).
@@ -268,7 +269,7 @@ def run_all(
             prepared = (
                 first
                 if (i == 0 and first is not None)
-                else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation, fold=discard)
+                else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation, fold=discard, float64=float64)
             )
             result = run_check(lc, prepared, progress, baseline, invariance, require_devices, discard)
         except Exception as exc:
@@ -288,6 +289,7 @@ class Session:
     baseline: BaselineOptions | None = None
     invariance: frozenset[str] | None = None  # the kinds of variants to run; None: every kind a check declares
     require_devices: bool = False  # a device variant whose device is not here is an error, not a skip
+    float64: bool = False  # every run in float64 (model and floating inputs): the upgrade canary's reference
 
 
 class SpecProblems(Exception):
@@ -318,7 +320,12 @@ def run_session(
         # then waits for "go": nothing runs until the whole spec is known to be valid.
         requests = name_requests(checks)
         first = execute.Prepared(
-            checks[0], workdir_for(root, 0, checks[0]), session.isolation, names=requests, fold=session.keep is None
+            checks[0],
+            workdir_for(root, 0, checks[0]),
+            session.isolation,
+            names=requests,
+            fold=session.keep is None,
+            float64=session.float64,
         )
         errors = name_errors(checks, first.name_problems(requests))
         if errors:
@@ -334,6 +341,7 @@ def run_session(
             invariance=session.invariance,
             require_devices=session.require_devices,
             discard=session.keep is None,
+            float64=session.float64,
         )
     finally:
         zygote.cancel_all()  # whatever ended us, no worker outlives this process

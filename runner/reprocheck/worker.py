@@ -2,7 +2,7 @@
 
     python -m reprocheck.worker JOB.json RUN_DIR                 # one run, in this process
     python -m reprocheck.worker JOB.json --fork TIMEOUT DIR...   # import torch once, fork one child per run
-    python -m reprocheck.worker --names|--verdict REQUEST ANSWER # a helper: name checks, or the comparison
+    python -m reprocheck.worker --names|--verdict|--distances|--grade REQUEST ANSWER  # a helper
 
 The comparison happens here, on the torch side, never in reprocheck's own process: after the runs
 the zygote reads one more line on stdin, a verdict request (which runs to compare, with which
@@ -354,7 +354,7 @@ def main(argv: list[str]) -> int:
     parent = os.environ.get("REPROCHECK_PARENT_PID")
     if parent and parent.isdigit() and os.getppid() != int(parent):
         return 1  # reprocheck died before the signal was armed: nobody waits for this run
-    if argv[0] in ("--names", "--verdict", "--distances"):
+    if argv[0] in ("--names", "--verdict", "--distances", "--grade"):
         from . import models
 
         request = json.loads(Path(argv[1]).read_text())
@@ -364,6 +364,10 @@ def main(argv: list[str]) -> int:
             from .verdict import distances
 
             _answer(Path(argv[2]), lambda r: {"answer": distances(r)}, request)
+        elif argv[0] == "--grade":  # the upgrade canary: two stacks' outputs graded
+            from .grade import grade
+
+            _answer(Path(argv[2]), lambda r: {"answer": grade(r)}, request)
         else:
             _answer(Path(argv[2]), lambda r: {"answer": verdict(r)}, request)
         return 0

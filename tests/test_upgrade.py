@@ -1,0 +1,195 @@
+"""`reprocheck upgrade`: the same checks on two real stacks, graded. The old stack is torch 2.13.0+cpu in a venv the
+tests make (from this machine's local wheels); the new one is the test suite's own interpreter (torch 2.14.1).
+What was measured between them: tests/fixtures/stacks.py says it (no natural op differs here, so the within-noise
+case is planted as a reordered float32 sum)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, ROOT, reprocheck, write_spec
+
+OLD_TORCH = "2.13.0+cpu"
+VENVS = Path(os.environ.get("REPROCHECK_TEST_VENVS", ROOT / ".cache" / "venvs"))
+
+
+@pytest.fixture(scope="session")
+def old_python() -> str:
+    """An interpreter with torch 2.13.0+cpu and reprocheck's dependencies (not reprocheck: upgrade puts it there)."""
+    folder = VENVS / "torch-2.13.0-cpu"
+    python = folder / "bin" / "python"
+    probe = [
+        str(python),
+        "-c",
+        f"import torch, pydantic, yaml, numpy, safetensors; assert torch.__version__ == {OLD_TORCH!r}",
+    ]
+    if not python.exists() or subprocess.run(probe, capture_output=True).returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        venv.create(folder, with_pip=True)
+        install = [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            f"torch=={OLD_TORCH}",
+            "numpy",
+            "pydantic>=2",
+            "pyyaml",
+            "safetensors",
+        ]
+        proc = subprocess.run(install, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return str(python)
+
+
+SPEC = """version: 1
+checks:
+  - name: conv
+    model: {factory: "stacks:conv"}
+    input: {random: {shape: [1, 3, 8, 8]}}
+  - name: reordered
+    model: {factory: "stacks:reordered"}
+    input: {random: {shape: [8, 1024]}}
+  - name: versioned
+    model: {factory: "stacks:versioned"}
+    input: {random: {shape: [2, 8]}}
+  - name: detector
+    model: {factory: "stacks:detector"}
+    input: {random: {shape: [1, 5, 5]}}
+    compare:
+      outputs:
+        "*": {as: detection}
+  - name: flaky-on-new
+    model: {factory: "stacks:flaky_on_new"}
+    input: {random: {shape: [2, 8]}}
+"""
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Path:
+    shutil.copy(FIXTURES / "stacks.py", tmp_path / "stacks.py")
+    return write_spec(tmp_path, SPEC)
+
+
+def _grades(report: dict) -> dict[str, dict[str, str]]:
+    return {c["name"]: {o["path"]: o["grade"] for o in c["outputs"]} for c in report["checks"]}
+
+
+def test_two_torch_versions_graded_output_by_output(old_python: str, suite: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    step_summary, step_output = tmp_path / "step-summary.md", tmp_path / "step-output"
+    step_summary.touch()
+    step_output.touch()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = reprocheck(
+        "upgrade",
+        str(suite),
+        "--from",
+        f"python:{old_python}",
+        "--to",
+        f"python:{sys.executable}",
+        "--report",
+        str(out / "upgrade.json"),
+        "--summary",
+        str(out / "upgrade.md"),
+        "--github",
+        cwd=tmp_path,
+        env={
+            "GITHUB_ACTIONS": "true",
+            "GITHUB_STEP_SUMMARY": str(step_summary),
+            "GITHUB_OUTPUT": str(step_output),
+            "GITHUB_WORKSPACE": str(tmp_path),
+        },
+    )
+    assert r.code == 1, r
+    report = json.loads((out / "upgrade.json").read_text())
+    verdicts = {c["name"]: c["verdict"] for c in report["checks"]}
+    assert verdicts == {
+        "conv": "safe",
+        "reordered": "safe",
+        "versioned": "changed",
+        "detector": "changed",  # task-equivalent, which the default --require noise does not accept
+        "flaky-on-new": "not-reproducible",
+    }, r
+    grades = _grades(report)
+    assert grades["conv"] == {"output": "identical"}
+    assert grades["reordered"] == {"output": "noise"}
+    assert grades["versioned"] == {"output": "changed"}
+    assert grades["detector"] == {"0": "task"}
+    # The noise test's numbers: the new stack differs, and is no farther from float64 than k times the old one.
+    (noise,) = next(c for c in report["checks"] if c["name"] == "reordered")["outputs"][0]["noise"]
+    assert 0 < noise["max_new"] <= noise["bound_max"] and noise["rmse_new"] <= noise["bound_rmse"]
+    versioned = next(c for c in report["checks"] if c["name"] == "versioned")["outputs"][0]
+    assert "farther from the float64 reference than the old stack" in versioned["detail"]
+    assert versioned["comparison"]["mismatched"] == 16
+    flaky = next(c for c in report["checks"] if c["name"] == "flaky-on-new")
+    assert "not reproducible on the new stack" in flaky["message"] and sys.executable in flaky["message"]
+    # The two stacks' fingerprint difference first, torch at its head.
+    diff = report["fingerprint_diff"]
+    assert diff[0] == {"field": "torch", "from": OLD_TORCH, "to": report["fingerprints"]["to"]["torch"]}
+    # Console, Markdown and GitHub: the same verdicts.
+    assert "not safe to bump: 3 of 5 checks" in r.out
+    assert "within noise    output: differs by up to" in r.out
+    md = (out / "upgrade.md").read_text()
+    assert f"| torch | `{OLD_TORCH}` |" in md
+    assert "| reordered | `output` | within noise |" in md and "| detector | `0` | task-equivalent |" in md
+    assert md in step_summary.read_text()
+    lines = SPEC.splitlines()
+    for name in ("versioned", "detector", "flaky-on-new"):
+        line = lines.index(f"  - name: {name}") + 1
+        assert f"::error file=spec.yaml,line={line},title=reprocheck upgrade%3A {name} " in r.out, r
+    assert "result=fail" in step_output.read_text()
+    # upgrade writes no goldens: nothing new beside the spec but the reports asked for.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "out"])
+    assert sorted(p.name for p in out.iterdir()) == ["upgrade.json", "upgrade.md"]
+
+
+def test_require_chooses_how_strict_safe_is(old_python: str, suite: Path, tmp_path: Path) -> None:
+    stacks = ["--from", f"python:{old_python}", "--to", f"python:{sys.executable}"]
+    r = reprocheck(
+        "upgrade",
+        str(suite),
+        *stacks,
+        "--require",
+        "task",
+        "--check",
+        "conv",
+        "--check",
+        "reordered",
+        "--check",
+        "detector",
+        cwd=tmp_path,
+    )
+    assert r.code == 0, r
+    assert "safe to bump: 3 checks, every output identical, within noise or task-equivalent" in r.out
+    r = reprocheck("upgrade", str(suite), *stacks, "--require", "identical", "--check", "reordered", cwd=tmp_path)
+    assert r.code == 1, r
+    assert "1 of 1 outputs below --require identical: output (noise)" in r.out
+
+
+def test_bad_stacks_and_options_are_refused_before_anything_runs(suite: Path, tmp_path: Path) -> None:
+    here = f"python:{sys.executable}"
+    bare = tmp_path / "bare"
+    venv.create(bare, with_pip=False)  # an interpreter without torch
+    cases = [
+        (["--from", "conda:base", "--to", here], "--from 'conda:base': give image:TAG"),
+        (["--from", "python:/no/such/python", "--to", here], "no executable interpreter at /no/such/python"),
+        (["--from", here, "--to", "image:-rm"], "is not an image reference"),
+        (["--from", f"python:{bare}/bin/python", "--to", here], "has no torch: install the torch to test there"),
+        (["--from", here, "--to", here, "--noise-k", "-1"], "--noise-k must be a finite number >= 0"),
+        (["--from", here, "--to", here, "--runs", "1"], "--runs must be from 2 to 1000"),
+        (["--from", here, "--to", here, "--check", "nope"], "nope"),
+    ]
+    for args, message in cases:
+        r = reprocheck("upgrade", str(suite), *args, cwd=tmp_path)
+        assert r.code == 2, (args, r)
+        assert message in r.err, (args, r)
+        assert "Traceback" not in r.err
+    r = reprocheck("upgrade", str(suite), "--to", here, cwd=tmp_path)
+    assert r.code == 2 and "--from" in r.err
