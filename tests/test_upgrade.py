@@ -12,6 +12,7 @@ import venv
 from pathlib import Path
 
 import pytest
+
 from conftest import FIXTURES, ROOT, reprocheck, write_spec
 
 OLD_TORCH = "2.13.0+cpu"
@@ -173,6 +174,14 @@ def test_require_chooses_how_strict_safe_is(old_python: str, suite: Path, tmp_pa
     assert "1 of 1 outputs below --require identical: output (noise)" in r.out
 
 
+def test_upgrade_never_imports_torch_here(old_python: str, suite: Path, tmp_path: Path) -> None:
+    from test_house import in_process
+
+    argv = ["upgrade", str(suite), "--from", f"python:{old_python}", "--to", f"python:{sys.executable}", "-q"]
+    out = in_process([*argv, "--check", "conv"], cwd=tmp_path)
+    assert out == {"codes": [0], "torch": False, "numpy": False}
+
+
 def test_bad_stacks_and_options_are_refused_before_anything_runs(suite: Path, tmp_path: Path) -> None:
     here = f"python:{sys.executable}"
     bare = tmp_path / "bare"
@@ -193,3 +202,48 @@ def test_bad_stacks_and_options_are_refused_before_anything_runs(suite: Path, tm
         assert "Traceback" not in r.err
     r = reprocheck("upgrade", str(suite), "--to", here, cwd=tmp_path)
     assert r.code == 2 and "--from" in r.err
+
+
+def test_two_local_images_on_the_real_engine(image: str, tmp_path: Path) -> None:
+    # Two images that differ in one environment variable only (no registry here to pull two releases from):
+    # the model that reads it changes, the conv net stays identical; every run and the grading in containers.
+    scaled = "reprocheck-upgrade-test:scaled"
+    build = subprocess.run(
+        ["docker", "build", "-q", "-t", scaled, "-"],
+        input=f"FROM {image}\nENV STACK_TEST_SCALE=1.5\n",
+        capture_output=True,
+        text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    shutil.copy(FIXTURES / "stacks.py", tmp_path / "stacks.py")
+    spec = write_spec(
+        tmp_path,
+        """version: 1
+checks:
+  - name: conv
+    model: {factory: "stacks:conv"}
+    input: {random: {shape: [1, 3, 8, 8]}}
+  - name: from-env
+    model: {factory: "stacks:from_env"}
+    input: {random: {shape: [2, 8]}}
+""",
+    )
+    (tmp_path / "out").mkdir()
+    r = reprocheck(
+        "upgrade",
+        str(spec),
+        "--from",
+        f"image:{image}",
+        "--to",
+        f"image:{scaled}",
+        "--report",
+        "out/u.json",
+        cwd=tmp_path,
+    )
+    assert r.code == 1, r
+    report = json.loads((tmp_path / "out" / "u.json").read_text())
+    assert _grades(report) == {"conv": {"output": "identical"}, "from-env": {"output": "changed"}}, r
+    assert report["fingerprints"]["from"]["torch"] == report["fingerprints"]["to"]["torch"]
+    # The private folder the containers wrote in (inside the workspace) is gone; no golden anywhere.
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".reprocheck-upgrade")], list(tmp_path.iterdir())
+    assert not list(tmp_path.rglob("*.safetensors"))
