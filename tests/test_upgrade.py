@@ -69,6 +69,9 @@ checks:
   - name: flaky-on-new
     model: {factory: "stacks:flaky_on_new"}
     input: {random: {shape: [2, 8]}}
+  - name: broken-on-new
+    model: {factory: "stacks:broken_on_new"}
+    input: {random: {shape: [2, 8]}}
 """
 
 
@@ -108,7 +111,7 @@ def test_two_torch_versions_graded_output_by_output(old_python: str, suite: Path
             "GITHUB_WORKSPACE": str(tmp_path),
         },
     )
-    assert r.code == 1, r
+    assert r.code == 3, r  # a run failed on the new stack: the highest code wins
     report = json.loads((out / "upgrade.json").read_text())
     verdicts = {c["name"]: c["verdict"] for c in report["checks"]}
     assert verdicts == {
@@ -117,6 +120,7 @@ def test_two_torch_versions_graded_output_by_output(old_python: str, suite: Path
         "versioned": "changed",
         "detector": "changed",  # task-equivalent, which the default --require noise does not accept
         "flaky-on-new": "not-reproducible",
+        "broken-on-new": "error",
     }, r
     grades = _grades(report)
     assert grades["conv"] == {"output": "identical"}
@@ -131,18 +135,20 @@ def test_two_torch_versions_graded_output_by_output(old_python: str, suite: Path
     assert versioned["comparison"]["mismatched"] == 16
     flaky = next(c for c in report["checks"] if c["name"] == "flaky-on-new")
     assert "not reproducible on the new stack" in flaky["message"] and sys.executable in flaky["message"]
+    broken = next(c for c in report["checks"] if c["name"] == "broken-on-new")
+    assert "on the new stack" in broken["message"] and "does not run on the new stack" in broken["message"], broken
     # The two stacks' fingerprint difference first, torch at its head.
     diff = report["fingerprint_diff"]
     assert diff[0] == {"field": "torch", "from": OLD_TORCH, "to": report["fingerprints"]["to"]["torch"]}
     # Console, Markdown and GitHub: the same verdicts.
-    assert "not safe to bump: 3 of 5 checks" in r.out
+    assert "not safe to bump: 4 of 6 checks" in r.out
     assert "within noise    output: differs by up to" in r.out
     md = (out / "upgrade.md").read_text()
     assert f"| torch | `{OLD_TORCH}` |" in md
     assert "| reordered | `output` | within noise |" in md and "| detector | `0` | task-equivalent |" in md
     assert md in step_summary.read_text()
     lines = SPEC.splitlines()
-    for name in ("versioned", "detector", "flaky-on-new"):
+    for name in ("versioned", "detector", "flaky-on-new", "broken-on-new"):
         line = lines.index(f"  - name: {name}") + 1
         assert f"::error file=spec.yaml,line={line},title=reprocheck upgrade%3A {name} " in r.out, r
     assert "result=fail" in step_output.read_text()
