@@ -134,3 +134,50 @@ def test_the_readme_module_map_names_every_module():
         if f"`{rel.name}`" not in table and f"`{rel}`" not in table:
             missing.append(str(rel))
     assert missing == [], f"modules missing from the README's module map: {missing}"
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Every reprocheck module -> the reprocheck modules it imports: function-local and TYPE_CHECKING imports too."""
+    import ast
+
+    package = ROOT / "runner" / "reprocheck"
+
+    def name(path: Path) -> str:
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    modules = {name(p): p for p in package.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text())
+        base = module.split(".") if path.name == "__init__.py" else module.split(".")[:-1]
+        deps: set[str] = set()
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or not node.level:
+                continue
+            target = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+            subs = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in modules]
+            for dep in subs or ([target] if target in modules else []):
+                if dep != module and not module.startswith(dep + "."):  # a package's own __init__ is no edge
+                    deps.add(dep)
+        graph[module] = deps
+    return graph
+
+
+def test_the_package_has_no_import_circles():
+    graph = _import_graph()
+    circles = []
+
+    def visit(module: str, path: list[str], done: set[str]) -> None:
+        for dep in sorted(graph[module]):
+            if dep in path:
+                circles.append(path[path.index(dep) :] + [dep])
+            elif dep not in done:
+                visit(dep, [*path, dep], done)
+        done.add(module)
+
+    done: set[str] = set()
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module], done)
+    assert circles == [], "import circles: " + "; ".join(" -> ".join(c) for c in circles[:5])

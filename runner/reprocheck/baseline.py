@@ -20,16 +20,12 @@ import enum
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import compare
-from .goldens import FORMAT, golden_path, obtained_path, regenerate_command
+from .goldens import FORMAT, BaselineOptions, golden_path, obtained_path, regenerate_command
 from .outputs import Outputs, atomic_write
 from .spec import LoadedCheck
-
-if TYPE_CHECKING:
-    from .pipeline import BaselineOptions
-
 
 # Fingerprint fields, most likely cause of numeric drift first.
 CAUSE_ORDER = (

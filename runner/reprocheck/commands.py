@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .exitcodes import UsageError
+from .goldens import BaselineOptions
 from .spec import LoadedCheck, SpecErrors
 from .targets import check_output_flags
 
@@ -113,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     checks = checks_to_run(args)
     golden = None
     if args.baseline:
-        golden = pipeline.BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."))
+        golden = BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."))
     from .invariance import selected_kinds
 
     kinds = selected_kinds(args.invariance)

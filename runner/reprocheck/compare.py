@@ -29,6 +29,7 @@ from .results import (
     comparison_from_dict,
     comparison_to_dict,
     output_from_dict,
+    tolerance_for,
 )
 from .spec import CompareSpec, ToleranceSpec
 from .tasks import Selected, compare_selected, select
@@ -47,17 +48,6 @@ __all__ = [
     "comparison_to_dict",
     "tolerance_for",
 ]
-
-
-def tolerance_for(path: str, spec: ToleranceSpec) -> Tolerance:
-    for pattern, rule in spec.outputs.items():
-        if fnmatch.fnmatchcase(path, pattern):
-            return Tolerance(
-                atol=spec.atol if rule.atol is None else rule.atol,
-                rtol=spec.rtol if rule.rtol is None else rule.rtol,
-                pattern=pattern,
-            )
-    return Tolerance(spec.atol, spec.rtol)
 
 
 # --- structure ------------------------------------------------------------------------------------

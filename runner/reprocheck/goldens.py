@@ -15,17 +15,23 @@ import json
 import os
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .outputs import OutputTargetError, refuse_special_target, tree_leaves
 from .spec import LoadedCheck
 
-if TYPE_CHECKING:
-    from .pipeline import BaselineOptions
-
-
 FORMAT = "1"
+
+
+@dataclass(frozen=True)
+class BaselineOptions:
+    """Where the goldens are (--baseline), whether to write them, and the root their layout is relative to."""
+
+    root: Path
+    update: bool = False
+    spec_root: Path = Path(".")  # goldens are laid out by the spec's path relative to this
 
 
 SUFFIX = ".safetensors"

@@ -15,6 +15,7 @@ from typing import Any
 from . import baseline as baselines
 from . import compare, execute, goldens, recipe, zygote
 from .exitcodes import ExitCode
+from .goldens import BaselineOptions
 from .invariance import VariantResult, run_variants
 from .progress import phase
 from .results import Fragile, fragile_from_dict
@@ -76,13 +77,6 @@ def exit_code(results: list[CheckResult]) -> ExitCode:
 def workdir_for(root: Path, index: int, lc: LoadedCheck) -> Path:
     # The index keeps same-named checks from two files apart.
     return root / f"{index + 1:03d}-{lc.name}"
-
-
-@dataclass(frozen=True)
-class BaselineOptions:
-    root: Path
-    update: bool = False
-    spec_root: Path = Path(".")  # goldens are laid out by the spec's path relative to this
 
 
 class Interrupted(Exception):

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import fnmatch
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .flake import FlakeRate
 from .flake import rate as flake_rate
+
+if TYPE_CHECKING:
+    from .spec import ToleranceSpec
 
 
 class Kind(str, enum.Enum):
@@ -26,6 +30,18 @@ class Tolerance:
 
     def __str__(self) -> str:
         return f"atol={self.atol:g}, rtol={self.rtol:g}"
+
+
+def tolerance_for(path: str, spec: ToleranceSpec) -> Tolerance:
+    """The tolerance for one output path: the first per-output glob that matches, else the check's."""
+    for pattern, rule in spec.outputs.items():
+        if fnmatch.fnmatchcase(path, pattern):
+            return Tolerance(
+                atol=spec.atol if rule.atol is None else rule.atol,
+                rtol=spec.rtol if rule.rtol is None else rule.rtol,
+                pattern=pattern,
+            )
+    return Tolerance(spec.atol, spec.rtol)
 
 
 @dataclass(frozen=True)

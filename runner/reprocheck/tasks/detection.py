@@ -91,7 +91,7 @@ def compare_all(
 
     import torch
 
-    from ..compare import tolerance_for
+    from ..results import tolerance_for
     from ..values import compare_tensors
 
     result, pairs = compare(sel, exp_d, obt_d, runs)
