@@ -60,6 +60,10 @@ checks:
   - name: versioned
     model: {factory: "stacks:versioned"}
     input: {random: {shape: [2, 8]}}
+  - name: tolerant
+    model: {factory: "stacks:versioned"}
+    input: {random: {shape: [2, 8]}}
+    tolerance: {atol: 0.01}
   - name: detector
     model: {factory: "stacks:detector"}
     input: {random: {shape: [1, 5, 5]}}
@@ -118,7 +122,8 @@ def test_two_torch_versions_graded_output_by_output(old_python: str, suite: Path
         "conv": "safe",
         "reordered": "safe",
         "versioned": "changed",
-        "detector": "changed",  # task-equivalent, which the default --require noise does not accept
+        "tolerant": "changed",  # within its own tolerance, beyond noise: only --require task accepts it
+        "detector": "safe",  # task-equivalent: its compare rule is what "the same" means for it
         "flaky-on-new": "not-reproducible",
         "broken-on-new": "error",
     }, r
@@ -127,6 +132,7 @@ def test_two_torch_versions_graded_output_by_output(old_python: str, suite: Path
     assert grades["reordered"] == {"output": "noise"}
     assert grades["versioned"] == {"output": "changed"}
     assert grades["detector"] == {"0": "task"}
+    assert grades["tolerant"] == {"output": "task"}
     # The noise test's numbers: the new stack differs, and is no farther from float64 than k times the old one.
     (noise,) = next(c for c in report["checks"] if c["name"] == "reordered")["outputs"][0]["noise"]
     assert 0 < noise["max_new"] <= noise["bound_max"] and noise["rmse_new"] <= noise["bound_rmse"]
@@ -141,14 +147,15 @@ def test_two_torch_versions_graded_output_by_output(old_python: str, suite: Path
     diff = report["fingerprint_diff"]
     assert diff[0] == {"field": "torch", "from": OLD_TORCH, "to": report["fingerprints"]["to"]["torch"]}
     # Console, Markdown and GitHub: the same verdicts.
-    assert "not safe to bump: 4 of 6 checks" in r.out
+    assert "not safe to bump: 4 of 7 checks" in r.out
+    assert "within the check's tolerance (atol=0.01, rtol=0): differs by up to" in r.out
     assert "within noise    output: differs by up to" in r.out
     md = (out / "upgrade.md").read_text()
     assert f"| torch | `{OLD_TORCH}` |" in md
     assert "| reordered | `output` | within noise |" in md and "| detector | `0` | task-equivalent |" in md
     assert md in step_summary.read_text()
     lines = SPEC.splitlines()
-    for name in ("versioned", "detector", "flaky-on-new", "broken-on-new"):
+    for name in ("versioned", "tolerant", "flaky-on-new", "broken-on-new"):
         line = lines.index(f"  - name: {name}") + 1
         assert f"::error file=spec.yaml,line={line},title=reprocheck upgrade%3A {name} " in r.out, r
     assert "result=fail" in step_output.read_text()
@@ -170,14 +177,28 @@ def test_require_chooses_how_strict_safe_is(old_python: str, suite: Path, tmp_pa
         "--check",
         "reordered",
         "--check",
+        "tolerant",
+        "--check",
         "detector",
         cwd=tmp_path,
     )
     assert r.code == 0, r
-    assert "safe to bump: 3 checks, every output identical, within noise or task-equivalent" in r.out
-    r = reprocheck("upgrade", str(suite), *stacks, "--require", "identical", "--check", "reordered", cwd=tmp_path)
+    assert "safe to bump: 4 checks, every output identical, within noise or task-equivalent" in r.out
+    r = reprocheck(
+        "upgrade",
+        str(suite),
+        *stacks,
+        "--require",
+        "identical",
+        "--check",
+        "reordered",
+        "--check",
+        "detector",
+        cwd=tmp_path,
+    )
     assert r.code == 1, r
     assert "1 of 1 outputs below --require identical: output (noise)" in r.out
+    assert "1 of 1 outputs below --require identical: 0 (task)" in r.out
 
 
 def test_upgrade_never_imports_torch_here(old_python: str, suite: Path, tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ Grades, best first (upgrade.py decides which are safe):
   noise       every floating tensor no farther from the float64 reference than the old stack is, in RMSE and in
               largest difference: dist(new, ref) <= k * dist(old, ref) + eps, eps = ulps * machine epsilon of
               the output's dtype * its largest |reference| value; every other tensor equal;
-  task        the check's `compare:` rule (detection, classification, segmentation) judges them the same;
+  task        the check's own rules judge them the same: its `compare:` rule (detection, classification,
+              segmentation) for a task output, its `baseline:` (else `tolerance:`) tolerance for any other;
   changed     anything else (structure, values, task findings), with the comparison's statistics.
 """
 
@@ -93,15 +94,17 @@ def grade_check(job: dict[str, Any]) -> dict[str, Any]:
     new, _ = baseline.load(Path(job["to"]))
     ref = baseline.load(Path(job["reference"]))[0] if job.get("reference") else None
     rules = CompareSpec.model_validate(job.get("compare") or {})
-    try:  # the exact tolerance: only the task rules may call a difference the same
+    own = ToleranceSpec.model_validate(job.get("tolerance") or {})
+    try:  # exact first (what differs at all), then under the check's own rules
         comparison = compare.compare_runs([old, new], ToleranceSpec(), labels=[1, 2], rules=rules)
+        judged = {o.path: o for o in compare.compare_runs([old, new], own, labels=[1, 2], rules=rules).outputs}
     except RuleError as exc:
         return {"name": job["name"], "outputs": [], "error": f"compare rule {exc.pattern!r}: {exc}"}
     keys = sorted(old.tensors)
-    own = {o.path for o in comparison.outputs}
+    paths = {o.path for o in comparison.outputs}
     graded = []
     for o in comparison.outputs:
-        members = _members(o.path, keys, own)
+        members = _members(o.path, keys, paths)
         tests: list[dict[str, Any]] = []
         grade = "changed"
         if o.kind is not compare.Kind.STRUCTURE and members and all(m in new.tensors for m in members):
@@ -117,9 +120,12 @@ def grade_check(job: dict[str, Any]) -> dict[str, Any]:
                     tests.append({"path": m, **(t or {"ok": 0.0})})
                 if tests and all(t["ok"] for t in tests):
                     grade = "noise"
-        if grade == "changed" and o.task is not None and o:
+        by_rules = judged.get(o.path)
+        rule = ""
+        if grade == "changed" and by_rules is not None and by_rules:
             grade = "task"
-        graded.append({"grade": grade, "result": dataclasses.asdict(o), "noise": tests})
+            rule = f"the check's tolerance ({by_rules.tolerance})" if o.task is None else f"its {o.task.task} rule"
+        graded.append({"grade": grade, "result": dataclasses.asdict(o), "noise": tests, "rule": rule})
     return {"name": job["name"], "outputs": graded, "error": ""}
 
 

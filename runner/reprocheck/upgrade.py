@@ -28,7 +28,15 @@ from .results import OutputResult, output_from_dict
 from .spec import LoadedCheck
 from .stacks import Options, Side, Stack, copy_code, grade_on, probe, run_side
 
-REQUIRE = {"identical": ("identical",), "noise": ("identical", "noise"), "task": ("identical", "noise", "task")}
+
+
+def accepted(o: GradedOutput, require: str) -> bool:
+    """identical: bitwise only; noise (the default): identical or within noise, and for an output under a `compare:`
+    rule also task-equivalent (the rule is what "the same" means for it); task: whatever the check's own rules accept
+    (its `compare:` rules and, for the other outputs, its tolerance)."""
+    if o.grade == "identical" or (require != "identical" and o.grade == "noise"):
+        return True
+    return o.grade == "task" and (require == "task" or (require == "noise" and o.result.task is not None))
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class GradedOutput:
     grade: str  # identical | noise | task | changed
     result: OutputResult
     noise: tuple[dict[str, Any], ...] = ()
+    rule: str = ""  # task-equivalent: the rule that calls them the same
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,7 @@ class Upgrade:
 
 def graded_outputs(answer: dict[str, Any]) -> tuple[GradedOutput, ...]:
     return tuple(
-        GradedOutput(o["result"]["path"], o["grade"], output_from_dict(o["result"]), tuple(o["noise"]))
+        GradedOutput(o["result"]["path"], o["grade"], output_from_dict(o["result"]), tuple(o["noise"]), o["rule"])
         for o in answer["outputs"]
     )
 
@@ -160,6 +169,7 @@ def run_upgrade(checks: list[LoadedCheck], opts: Options) -> Upgrade:
                 "to": _golden(new, lc),
                 "reference": None,
                 "compare": lc.check.compare.model_dump(mode="json", by_alias=True),
+                "tolerance": (lc.check.baseline or lc.check.tolerance).model_dump(mode="json"),
                 "k": opts.k,
                 "ulps": opts.ulps,
             }
@@ -210,8 +220,7 @@ def _graded_check(lc: LoadedCheck, answer: dict[str, Any], require: str, notes: 
     outputs = graded_outputs(answer)
     if not outputs:
         return base("error", "the outputs hold no tensor to compare")
-    accepted = REQUIRE[require]
-    below = [o for o in outputs if o.grade not in accepted]
+    below = [o for o in outputs if not accepted(o, require)]
     if not below:
         return base("safe", outputs=outputs)
     shown = ", ".join(f"{o.path} ({o.grade})" for o in below[:3]) + (" ..." if len(below) > 3 else "")

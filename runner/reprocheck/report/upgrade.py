@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from .. import __version__
-from ..upgrade import GradedOutput, Upgrade, UpgradeCheck
+from ..upgrade import GradedOutput, Upgrade, UpgradeCheck, accepted
 from .json_report import _finite, output_dict
 from .text import num, plural, summarize
 
@@ -35,6 +35,8 @@ def detail(o: GradedOutput) -> str:
             f"(old stack {num(worst['max_old'])}, bound {num(worst['bound_max'])}), RMSE {num(worst['rmse_new'])} "
             f"(old {num(worst['rmse_old'])}, bound {num(worst['bound_rmse'])})"
         )
+    if o.grade == "task" and o.result.task is None:
+        return f"within {o.rule}: differs by up to {num(o.result.max_abs_diff)} ({o.result.mismatched} values)"
     text = summarize(o.result, SIDES).removeprefix(f"{o.result.path}: ")
     far = [t for t in tests if not t["ok"]]
     if o.grade == "changed" and far:
@@ -64,8 +66,8 @@ def overall(u: Upgrade) -> str:
 def _accepted(require: str) -> str:
     return {
         "identical": "identical",
-        "noise": "identical or within noise",
-        "task": "identical, within noise or task-equivalent",
+        "noise": "identical or within noise (task outputs: or task-equivalent)",
+        "task": "identical, within noise or task-equivalent (by the check's own rules)",
     }[require]
 
 
@@ -152,6 +154,8 @@ def upgrade_dict(u: Upgrade) -> dict[str, Any]:
                         "grade": g.grade,
                         "detail": detail(g),
                         "noise": list(g.noise),
+                        "rule": g.rule,
+                        "accepted": accepted(g, o.require),
                         "comparison": output_dict(g.result),
                     }
                     for g in c.outputs
@@ -174,7 +178,7 @@ def failures(u: Upgrade) -> list[tuple[str, int, str, str]]:
     for c in u.checks:
         if c.verdict == "safe":
             continue
-        first = next((g for g in c.outputs if g.grade not in ("identical", "noise", "task")), None)
+        first = next((g for g in c.outputs if not accepted(g, u.options.require)), None)
         message = c.message + (f". {first.path or 'output'}: {detail(first)}" if first is not None else "")
         title = f"reprocheck upgrade: {c.name} {VERDICT_WORDS[c.verdict]} ({u.options.source} -> {u.options.target})"
         found.append((workspace_relative(c.file), c.line or 1, title, message))
