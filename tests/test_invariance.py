@@ -209,3 +209,68 @@ def test_later_runs_outputs_are_kept_only_with_keep(spec_dir, tmp_path):
     spec = planted_spec(spec_dir, "seeded_init", "runs: 3\n")
     assert reprocheck("run", str(spec), "--keep", str(tmp_path / "k")).code == 0
     assert len(list((tmp_path / "k").rglob("outputs.pt"))) == 3
+
+
+WHO_RAN = """import os
+from pathlib import Path
+
+import torch
+
+
+class Scale(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(8))
+
+    def forward(self, x):
+        with open(Path(__file__).with_name("parents.txt"), "a") as f:
+            f.write(f"{os.getppid()} {x.dtype} {x.shape[0]} {torch.get_num_threads()}\\n")
+        return x * self.w + (1e-3 if x.shape[0] == 3 else 0.0)  # per sample, but off in a batch of 3
+
+
+def make():
+    return Scale()
+"""
+
+
+@pytest.mark.parametrize("isolation", ["fork", "spawn"])
+def test_batch_device_and_reference_variants_fork_from_the_checks_own_worker(tmp_path, isolation):
+    # Each forward records its parent process: in fork mode the check's runs, its batch variants and its float64
+    # reference are all children of the check's one zygote (torch imported once); a threads variant gets a
+    # fresh worker (its thread count is read from the environment when torch is imported). In spawn mode each is
+    # its own interpreter under reprocheck. Either way the verdicts are the same.
+    (tmp_path / "who.py").write_text(WHO_RAN)
+    spec = write_spec(
+        tmp_path,
+        """version: 1
+model: {factory: "who:make"}
+input: {random: {shape: [4, 8]}}
+recipe: {threads: 2}
+invariance: {batch: [1, 3], threads: [1], device: cpu, reference: float64}
+""",
+    )
+    r = reprocheck("run", str(spec), "--isolation", isolation, "--report", str(tmp_path / "r.json"))
+    assert r.code == 1, r
+    variants = json.loads((tmp_path / "r.json").read_text())["checks"][0]["invariance"]
+    assert [(v["kind"], v["variant"], v["status"]) for v in variants] == [
+        ("batch", "1", "pass"),
+        ("batch", "3", "fail"),
+        ("threads", "1", "pass"),
+        ("device", "cpu", "pass"),
+    ]
+    rows = [line.split() for line in (tmp_path / "parents.txt").read_text().splitlines()]
+    # runs 1-2, batch 1, batch 3 (differs: so the float64 reference runs, at the check's batch), threads 1, device cpu
+    assert [(int(r[2]), r[1], int(r[3])) for r in rows] == [
+        (4, "torch.float32", 2),
+        (4, "torch.float32", 2),
+        (1, "torch.float32", 2),
+        (3, "torch.float32", 2),
+        (4, "torch.float64", 2),
+        (4, "torch.float32", 1),
+        (4, "torch.float32", 2),
+    ], rows
+    parents = [r[0] for r in rows]
+    if isolation == "fork":
+        assert [p == parents[0] for p in parents] == [True] * 5 + [False, True], rows
+    else:
+        assert len(set(parents)) == 1  # every run an interpreter started by reprocheck itself

@@ -45,10 +45,14 @@ def resolve_isolation(choice: Isolation) -> Isolation:
     return choice
 
 
-def _job(lc: LoadedCheck, threads: int) -> dict[str, Any]:
+def job_check(check: Any) -> dict[str, Any]:
     # Without runs: the worker does one run whatever the count (diagnose runs single variants).
+    return dict(check.model_dump(mode="json", exclude={"runs"}))
+
+
+def _job(lc: LoadedCheck, threads: int) -> dict[str, Any]:
     return {
-        "check": lc.check.model_dump(mode="json", exclude={"runs"}),
+        "check": job_check(lc.check),
         "base_dir": str(lc.base_dir),
         "threads": threads,
     }
@@ -119,6 +123,7 @@ class Prepared:
         self.run_dirs = [workdir / f"run{i}" for i in range(1, check.runs + 1)]
         self.timeout = check.timeout
         self.zygote: subprocess.Popen[bytes] | None = None
+        self.forkable = False  # the verdict is done and the zygote waits to fork variants
         self.events: _Events | None = None
         self.problems: list[dict[str, Any]] | None = None
         # Forks share their zygote's hash seed: with the hash seed off, each run needs its own
@@ -137,6 +142,7 @@ class Prepared:
             self.events = _Events(self.zygote)
 
     def cancel(self) -> None:
+        self.forkable = False
         if self.zygote is not None:
             if self.zygote.poll() is None:
                 _kill_group(self.zygote)
@@ -176,22 +182,58 @@ class Prepared:
         self._send("go")
         return _run_forked(self.zygote, self.events, self.job_file, self.run_dirs, self.timeout, progress)
 
-    def verdict(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Compare the runs (and the golden) in a process with torch: the zygote, else a helper."""
+    def verdict(self, request: dict[str, Any], keep: bool = False) -> dict[str, Any]:
+        """Compare the runs (and the golden) in a process with torch: a fork of the zygote, else a helper. With
+        `keep`, the zygote stays for the variants (`fork_run`); `cancel` ends it."""
         if self.zygote is not None and self.zygote.poll() is None and self.events is not None:
             self._send(json.dumps(request))
             deadline = time.monotonic() + self.timeout
             event = self.events.next(deadline)
-            self.cancel()
+            if not keep or event is None:
+                self.cancel()
             if event is None and time.monotonic() >= deadline:
                 raise VerdictTimeout(self._too_slow())
             if event is None or event.get("event") != "verdict":
                 tail = "\n".join(_log_tail(self.job_file.parent / "zygote.log", 30))
                 raise WorkerFailed(f"the worker died while comparing the runs:\n{tail}")
+            self.forkable = keep
             return _read_answer(self.workdir / "verdict.json")
         self.cancel()
         try:
             return helper(self.workdir / "verdict", "--verdict", request, self.env, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise VerdictTimeout(self._too_slow()) from None
+
+    def fork_run(self, run_dir: Path, changes: dict[str, Any]) -> RunResult | None:
+        """One variant run, a fresh fork of this check's zygote with the job changed (batch, device, float64);
+        None when there is no zygote left to fork (the caller starts a fresh worker instead)."""
+        if not self.forkable or self.zygote is None or self.zygote.poll() is not None or self.events is None:
+            return None
+        self._send(json.dumps({"op": "variant", "dir": str(run_dir), "changes": changes}))
+        event = self.events.next(time.monotonic() + self.timeout + 30)
+        if event is None or event.get("event") != "run":
+            self.cancel()
+            self.forkable = False
+            return None
+        return classify(1, run_dir, event["returncode"], event["timed_out"], event["duration"], self.timeout)
+
+    def fork_answer(self, op: str, request: dict[str, Any], folder: Path) -> Any:
+        """A variant's comparison ("verdict") or reference distances ("distances") in a fork of the zygote, else in
+        a helper. Raises VerdictTimeout past the check's timeout."""
+        if self.forkable and self.zygote is not None and self.zygote.poll() is None and self.events is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            answer = folder / "answer.json"
+            self._send(json.dumps({"op": op, "request": request, "answer": str(answer)}))
+            deadline = time.monotonic() + self.timeout
+            event = self.events.next(deadline)
+            if event is not None and event.get("event") == op:
+                return _read_answer(answer)["answer"]
+            self.cancel()
+            self.forkable = False
+            if time.monotonic() >= deadline:
+                raise VerdictTimeout(self._too_slow())
+        try:
+            return helper(folder, f"--{op}", request, self.env, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise VerdictTimeout(self._too_slow()) from None
 

@@ -9,9 +9,12 @@
     skipped (not passed), and `--require-devices` makes that an error.
 When a variant differs, the float64 reference (`reference: auto` for device variants, `float64` for all, `none`)
 is one more run in float64 on the CPU: per output, which side is closer to it says which side is off.
-Each variant is one run, isolated like the check's own (a fresh fork of a worker started with its settings, or a
-fresh interpreter), with the same recipe otherwise; the comparison happens on the torch side, under
-`invariance.tolerance` (default: the check's tolerance).
+Each variant is one run, isolated like the check's own, with the same recipe otherwise. Batch, device and the
+reference are forks of the check's own zygote (which never ran an op: its verdict, too, ran in a fork) with the
+job changed, so they import nothing again; a threads variant starts a fresh worker, since the thread count lives
+in the environment (OMP_NUM_THREADS, MKL_NUM_THREADS) that OpenMP and MKL read when torch is imported, and a fork
+keeps the zygote's. In spawn mode every variant is a fresh interpreter. The comparison happens on the torch side
+(a fork of the zygote, else a helper), under `invariance.tolerance` (default: the check's tolerance).
 """
 
 from __future__ import annotations
@@ -86,6 +89,10 @@ class VariantResult:
         )
 
 
+def has_variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> bool:
+    return bool(_variants(lc, kinds))
+
+
 def _variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> list[tuple[Kind, int | str]]:
     inv = lc.check.invariance
     if inv is None:
@@ -107,9 +114,55 @@ def _request(first: RunResult, run: RunResult, tolerance: dict[str, Any], rules:
     }
 
 
-def _reference(lc: LoadedCheck, workdir: Path, isolation: execute.Isolation) -> RunResult:
+class _Variant:
+    """One variant's run and comparison: a fork of the check's own zygote when it can be, else a fresh worker."""
+
+    def __init__(
+        self,
+        lc: LoadedCheck,
+        check: Any,
+        folder: Path,
+        isolation: execute.Isolation,
+        batch: int | None,
+        source: execute.Prepared | None,
+    ) -> None:
+        self.lc, self.folder, self.isolation, self.batch, self.source = lc, folder, isolation, batch, source
+        self.check = check
+        self.fresh: execute.Prepared | None = None
+        self.forked = False
+
+    def run(self) -> list[RunResult]:
+        if self.source is not None:
+            changes = {"check": execute.job_check(self.check), "batch": self.batch}
+            run = self.source.fork_run(self.folder / "run1", changes)
+            if run is not None:
+                self.forked = True
+                return [run]
+        lc = dataclasses.replace(self.lc, check=self.check)
+        self.fresh = execute.Prepared(lc, self.folder, self.isolation, batch=self.batch)
+        return self.fresh.run()
+
+    def verdict(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.forked and self.source is not None:
+            return dict(self.source.fork_answer("verdict", request, self.folder / "verdict"))
+        assert self.fresh is not None
+        return self.fresh.verdict(request)
+
+    def cancel(self) -> None:
+        if self.fresh is not None:
+            self.fresh.cancel()
+
+
+def _reference(
+    lc: LoadedCheck, workdir: Path, isolation: execute.Isolation, source: execute.Prepared | None = None
+) -> RunResult:
     """The check's computation in float64 on the CPU, once per check."""
     check = lc.check.model_copy(update={"runs": 1, "device": "cpu"})
+    if source is not None:
+        changes = {"float64": True, "check": execute.job_check(check)}
+        run = source.fork_run(workdir / "reference-float64" / "run1", changes)
+        if run is not None:
+            return run
     prepared = execute.Prepared(
         dataclasses.replace(lc, check=check), workdir / "reference-float64", isolation, float64=True
     )
@@ -125,8 +178,10 @@ def run_variants(
     isolation: execute.Isolation,
     kinds: frozenset[str] | None,
     require_devices: bool = False,
+    source: execute.Prepared | None = None,
 ) -> tuple[VariantResult, ...]:
-    """Every variant the check declares (and `kinds` selects; None: all): batch sizes, thread counts, device."""
+    """Every variant the check declares (and `kinds` selects; None: all): batch sizes, thread counts, device.
+    `source`: the check's own prepared runs, whose zygote forks the variants that keep its environment."""
     variants = _variants(lc, kinds)
     if not variants:
         return ()
@@ -146,12 +201,9 @@ def run_variants(
         else:
             reference = str(first.samples) if first.samples is not None else "?"
         progress.phase(f"{lc.name}: invariance {kind.value}={value}")
-        prepared = execute.Prepared(
-            dataclasses.replace(lc, check=check),
-            workdir / f"{kind.value}-{str(value).replace(':', '-')}",
-            isolation,
-            batch=value if kind is Kind.BATCH and isinstance(value, int) else None,
-        )
+        folder = workdir / f"{kind.value}-{str(value).replace(':', '-')}"
+        batch = value if kind is Kind.BATCH and isinstance(value, int) else None
+        prepared = _Variant(lc, check, folder, isolation, batch, source if kind is not Kind.THREADS else None)
         (run,) = prepared.run()[:1]
         if not run.ok:
             prepared.cancel()
@@ -197,9 +249,9 @@ def run_variants(
         wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is Kind.DEVICE)
         if not comparison and wants_reference:
             progress.phase(f"{lc.name}: the float64 reference")
-            reference_run = reference_run or _reference(lc, workdir, isolation)
+            reference_run = reference_run or _reference(lc, workdir, isolation, source)
             if reference_run.ok:
-                distances = _distances(lc, first, run, reference_run, workdir, request.get("batch"))
+                distances = _distances(lc, first, run, reference_run, workdir, request.get("batch"), source)
         results.append(
             VariantResult(
                 kind,
@@ -216,7 +268,13 @@ def run_variants(
 
 
 def _distances(
-    lc: LoadedCheck, first: RunResult, run: RunResult, ref: RunResult, workdir: Path, batch: list[int] | None = None
+    lc: LoadedCheck,
+    first: RunResult,
+    run: RunResult,
+    ref: RunResult,
+    workdir: Path,
+    batch: list[int] | None = None,
+    source: execute.Prepared | None = None,
 ) -> tuple[Distance, ...]:
     """Per output, how far run 1 and the variant each are from the float64 reference (computed in a helper)."""
     request: dict[str, object] = {
@@ -226,7 +284,11 @@ def _distances(
     }
     if batch:
         request["batch"] = batch
-    env = execute.worker_environment(recipe.worker_env(lc.check.seed, lc.check.recipe, 1))
-    # A folder per variant: a helper's answer file is never one left by another variant.
-    answer = execute.helper(workdir / f"distances-{run.run_dir.parent.name}", "--distances", request, env)
+    # A folder per variant: an answer file is never one left by another variant.
+    folder = workdir / f"distances-{run.run_dir.parent.name}"
+    if source is not None and source.forkable:
+        answer = source.fork_answer("distances", request, folder)
+    else:
+        env = execute.worker_environment(recipe.worker_env(lc.check.seed, lc.check.recipe, 1))
+        answer = execute.helper(folder, "--distances", request, env)
     return tuple(Distance(d["path"], d["expected"], d["obtained"]) for d in answer)

@@ -16,7 +16,7 @@ from . import baseline as baselines
 from . import compare, execute, goldens, recipe, zygote
 from .exitcodes import ExitCode
 from .goldens import BaselineOptions
-from .invariance import VariantResult, run_variants
+from .invariance import VariantResult, has_variants, run_variants
 from .progress import phase
 from .results import Fragile, fragile_from_dict
 from .runs import RunResult
@@ -121,6 +121,7 @@ def run_check(
                 "all_ok": all_ok,
                 "discard": discard,
             },
+            keep=all_ok and has_variants(lc, invariance),  # its zygote forks them
         )
         if answer.get("timeout"):
             error = answer["timeout"]
@@ -156,7 +157,10 @@ def run_check(
         status = Status.FAIL
     variants: tuple[VariantResult, ...] = ()
     if all_ok and not error:  # a check that could not be judged is not varied either
-        variants = run_variants(lc, ok[0], prepared.workdir, prepared.isolation, invariance, require_devices)
+        variants = run_variants(
+            lc, ok[0], prepared.workdir, prepared.isolation, invariance, require_devices, source=prepared
+        )
+    prepared.cancel()
     if any(v.status == "error" for v in variants):
         status = Status.ERROR
     elif status is Status.PASS and any(v.status == "fail" for v in variants):
@@ -209,9 +213,9 @@ def _blind(comparison: compare.Comparison | None, constants: dict[str, str]) -> 
     return tuple(lines), bool(paths) and len(lines) == len(paths)
 
 
-def _verdict(prepared: execute.Prepared, request: dict[str, Any]) -> dict[str, Any]:
+def _verdict(prepared: execute.Prepared, request: dict[str, Any], keep: bool = False) -> dict[str, Any]:
     try:
-        return prepared.verdict(request)
+        return prepared.verdict(request, keep)
     except execute.VerdictTimeout as exc:
         return {"timeout": str(exc), "comparison": None, "golden": None}
 

@@ -29,7 +29,6 @@ from .spec import LoadedCheck
 from .stacks import Options, Side, Stack, copy_code, grade_on, probe, run_side
 
 
-
 def accepted(o: GradedOutput, require: str) -> bool:
     """identical: bitwise only; noise (the default): identical or within noise, and for an output under a `compare:`
     rule also task-equivalent (the rule is what "the same" means for it); task: whatever the check's own rules accept

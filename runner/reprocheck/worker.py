@@ -6,7 +6,11 @@
 
 The comparison happens here, on the torch side, never in reprocheck's own process: after the runs
 the zygote reads one more line on stdin, a verdict request (which runs to compare, with which
-tolerance, and the golden to check or write), and answers in WORKDIR/verdict.json.
+tolerance, and the golden to check or write), and answers in WORKDIR/verdict.json from a fork of
+itself. Then, while the parent asks (one JSON line each, until an empty line or EOF), it forks the
+check's invariance variants with the job changed ({"op": "variant", "dir", "changes"}: batch, device,
+the float64 reference) and compares them ({"op": "verdict" | "distances", "request", "answer"}), each
+in a fresh fork, so the zygote itself never runs an op.
 
 The forked mode is observably equivalent to fresh processes: the zygote starts with the
 same environment (so the same hash seed), imports torch and torchvision but never touches
@@ -279,9 +283,55 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
             break  # the next run would most likely fail the same way
     line = sys.stdin.readline()
     if line.strip():
-        _answer(Path(run_dirs[0]).parent / "verdict.json", verdict, json.loads(line))
+        _answer_in_fork(Path(run_dirs[0]).parent / "verdict.json", verdict, json.loads(line), timeout)
         _event({"event": "verdict"})
+    _serve_variants(job, timeout)
     return 0
+
+
+def _answer_in_fork(path: Path, fn: Any, request: Any, timeout: float) -> None:
+    """Answer a request in a fresh fork, so that the zygote itself never runs an op and stays fit to fork the
+    variants; a fork that dies without answering leaves an answer that says so."""
+
+    def body() -> int:
+        _answer(path, fn, request)
+        return 0
+
+    status, _ = _wait(_in_fork(body), timeout)
+    if not path.exists():
+        code = os.waitstatus_to_exitcode(status)
+        _write_json(path, {"ok": False, "error": f"the comparison process ended with code {code} without answering"})
+
+
+def _serve_variants(job: dict[str, Any], timeout: float) -> None:
+    """After the verdict, while the parent asks: invariance variants (batch, device, the float64 reference), each a
+    fresh fork of the same untouched zygote with the job changed, and their comparisons (each in a fork too)."""
+    from .verdict import distances
+
+    for line in sys.stdin:
+        if not line.strip():
+            return
+        message = json.loads(line)
+        if message["op"] == "variant":
+            run_dir = Path(message["dir"])
+            run_dir.mkdir(parents=True, exist_ok=True)
+            sys.stdout.flush()
+            start = time.perf_counter()
+            changed = {**job, **message["changes"], "names": [], "fold": False}
+            status, timed_out = _wait(_in_fork(functools.partial(_forked_run, changed, run_dir)), timeout)
+            _event(
+                {
+                    "event": "run",
+                    "dir": str(run_dir),
+                    "returncode": os.waitstatus_to_exitcode(status),
+                    "timed_out": timed_out,
+                    "duration": time.perf_counter() - start,
+                }
+            )
+        else:
+            fn = distances if message["op"] == "distances" else verdict
+            _answer_in_fork(Path(message["answer"]), lambda r, fn=fn: {"answer": fn(r)}, message["request"], timeout)
+            _event({"event": message["op"]})
 
 
 def _fold_in_child(job: dict[str, Any], first: Path, run_dir: Path, timeout: float) -> None:
