@@ -10,7 +10,7 @@ printed, and the median of the pairs is reported (the machine is noisy; a ratio 
   rss         peak RSS of reprocheck's largest process / the bare script's, on retinanet (target <= 1.0x)
   leaves      comparing two output sets of 100,000 scalar leaves (seconds per pair; target <= 5 s)
   compare     comparing 1 GiB of identical outputs / torch.equal on the same tensors    (target <= 2x)
-  batch       `invariance: {batch: [1, 8]}` on the resnet50 check / the plain check   (no target; the cost)
+  batch       `invariance: {batch: [1, 8]}` on the resnet50 check / the plain check   (target <= 1.5x)
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def bench_batch(spec: Path, pairs: int) -> None:
         "plain",
         lambda: measure(plain_cmd)[0],
         pairs,
-        "no target: the cost of two more isolated runs",
+        "target <= 1.5x: two more runs, forked from the check's worker",
     )
 
 
