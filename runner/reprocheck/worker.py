@@ -143,7 +143,8 @@ def _answer_in_fork(path: Path, fn: Any, request: Any, timeout: float) -> None:
         _answer(path, fn, request)
         return 0
 
-    status, _ = _wait(_in_fork(body), timeout)
+    # A little past the parent's own deadline, so that a slow comparison reads as the check's timeout there.
+    status, _ = _wait(_in_fork(body), timeout + 5)
     if not path.exists():
         code = os.waitstatus_to_exitcode(status)
         write_json(path, {"ok": False, "error": f"the comparison process ended with code {code} without answering"})
