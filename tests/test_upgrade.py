@@ -165,37 +165,15 @@ def test_two_torch_versions_graded_output_by_output(old_python: str, suite: Path
 
 
 def test_require_chooses_how_strict_safe_is(old_python: str, suite: Path, tmp_path: Path) -> None:
-    stacks = ["--from", f"python:{old_python}", "--to", f"python:{sys.executable}"]
-    r = reprocheck(
-        "upgrade",
-        str(suite),
-        *stacks,
-        "--require",
-        "task",
-        "--check",
-        "conv",
-        "--check",
-        "reordered",
-        "--check",
-        "tolerant",
-        "--check",
-        "detector",
-        cwd=tmp_path,
-    )
+    def upgrade(require: str, *checks: str):
+        selected = [arg for name in checks for arg in ("--check", name)]
+        stacks = ["--from", f"python:{old_python}", "--to", f"python:{sys.executable}"]
+        return reprocheck("upgrade", str(suite), *stacks, "--require", require, *selected, cwd=tmp_path)
+
+    r = upgrade("task", "conv", "reordered", "tolerant", "detector")
     assert r.code == 0, r
     assert "safe to bump: 4 checks, every output identical, within noise or task-equivalent" in r.out
-    r = reprocheck(
-        "upgrade",
-        str(suite),
-        *stacks,
-        "--require",
-        "identical",
-        "--check",
-        "reordered",
-        "--check",
-        "detector",
-        cwd=tmp_path,
-    )
+    r = upgrade("identical", "reordered", "detector")
     assert r.code == 1, r
     assert "1 of 1 outputs below --require identical: output (noise)" in r.out
     assert "1 of 1 outputs below --require identical: 0 (task)" in r.out

@@ -185,7 +185,8 @@ class Prepared:
     def verdict(self, request: dict[str, Any], keep: bool = False) -> dict[str, Any]:
         """Compare the runs (and the golden) in a process with torch: a fork of the zygote, else a helper. With
         `keep`, the zygote stays for the variants (`fork_run`); `cancel` ends it."""
-        if self.zygote is not None and self.zygote.poll() is None and self.events is not None:
+        if self._alive():
+            assert self.events is not None
             self._send(json.dumps(request))
             deadline = time.monotonic() + self.timeout
             event = self.events.next(deadline)
@@ -207,20 +208,21 @@ class Prepared:
     def fork_run(self, run_dir: Path, changes: dict[str, Any]) -> RunResult | None:
         """One variant run, a fresh fork of this check's zygote with the job changed (batch, device, float64);
         None when there is no zygote left to fork (the caller starts a fresh worker instead)."""
-        if not self.forkable or self.zygote is None or self.zygote.poll() is not None or self.events is None:
+        if not (self.forkable and self._alive()):
             return None
+        assert self.events is not None
         self._send(json.dumps({"op": "variant", "dir": str(run_dir), "changes": changes}))
         event = self.events.next(time.monotonic() + self.timeout + 30)
         if event is None or event.get("event") != "run":
             self.cancel()
-            self.forkable = False
             return None
         return classify(1, run_dir, event["returncode"], event["timed_out"], event["duration"], self.timeout)
 
     def fork_answer(self, op: str, request: dict[str, Any], folder: Path) -> Any:
         """A variant's comparison ("verdict") or reference distances ("distances") in a fork of the zygote, else in
         a helper. Raises VerdictTimeout past the check's timeout."""
-        if self.forkable and self.zygote is not None and self.zygote.poll() is None and self.events is not None:
+        if self.forkable and self._alive():
+            assert self.events is not None
             folder.mkdir(parents=True, exist_ok=True)
             answer = folder / "answer.json"
             self._send(json.dumps({"op": op, "request": request, "answer": str(answer)}))
@@ -229,13 +231,16 @@ class Prepared:
             if event is not None and event.get("event") == op:
                 return _read_answer(answer)["answer"]
             self.cancel()
-            self.forkable = False
             if time.monotonic() >= deadline:
                 raise VerdictTimeout(self._too_slow())
         try:
             return helper(folder, f"--{op}", request, self.env, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise VerdictTimeout(self._too_slow()) from None
+
+    def _alive(self) -> bool:
+        """A zygote still running, whose events can be read."""
+        return self.zygote is not None and self.zygote.poll() is None and self.events is not None
 
     def _too_slow(self) -> str:
         return (

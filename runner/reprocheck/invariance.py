@@ -286,7 +286,7 @@ def _distances(
         request["batch"] = batch
     # A folder per variant: an answer file is never one left by another variant.
     folder = workdir / f"distances-{run.run_dir.parent.name}"
-    if source is not None and source.forkable:
+    if source is not None:  # a fork of the check's zygote, else a helper with the check's environment
         answer = source.fork_answer("distances", request, folder)
     else:
         env = execute.worker_environment(recipe.worker_env(lc.check.seed, lc.check.recipe, 1))

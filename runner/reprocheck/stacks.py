@@ -128,9 +128,6 @@ class Side:
     report: dict[str, Any] | None
     log: str
 
-    def check(self, name: str) -> dict[str, Any] | None:
-        return next((c for c in (self.report or {}).get("checks", []) if c["name"] == name), None)
-
 
 def _side_args(checks: list[LoadedCheck], opts: Options, device: str | None, float64: bool) -> list[str]:
     args = ["--invariance", "none", "--isolation", opts.isolation]

@@ -172,19 +172,21 @@ def run_upgrade(checks: list[LoadedCheck], opts: Options) -> Upgrade:
                 "k": opts.k,
                 "ulps": opts.ulps,
             }
-        answers = dict(zip(jobs, grade_on(opts.target, list(jobs.values()), root / "grade", code, opts), strict=True))
+        graded = grade_on(opts.target, list(jobs.values()), root / "grade", code, opts) if jobs else []
+        answers = dict(zip(jobs, graded, strict=True))
         notes: dict[tuple[str, str], list[str]] = {k: [] for k in jobs}
         unequal = [lc for lc in checks if _key(lc) in answers and _not_identical(answers[_key(lc)])]
         if unequal:
             _say(opts, f"the float64 reference on the old stack, for {len(unequal)} check(s)")
             ref = run_side(opts.source, unequal, opts, root / "reference", code, None, True)
             for lc in unequal:
-                c = _find(ref, lc)
-                if c is not None and (c.get("baseline") or {}).get("status") == "updated":
-                    jobs[_key(lc)]["reference"] = c["baseline"]["golden"]
+                problem = _side_verdict(ref, lc, "old", opts.source)
+                if problem is None:
+                    jobs[_key(lc)]["reference"] = _golden(ref, lc)
                 else:
-                    why = (_side_verdict(ref, lc, "old", opts.source) or UpgradeCheck("", "", 0, "error")).message
-                    notes[_key(lc)].append(f"no float64 reference ({why}), so nothing is graded within noise")
+                    notes[_key(lc)].append(
+                        f"no float64 reference ({problem.message}), so nothing is graded within noise"
+                    )
             again = [k for k in (_key(lc) for lc in unequal) if jobs[k]["reference"]]
             if again:
                 regraded = grade_on(opts.target, [jobs[k] for k in again], root / "grade-reference", code, opts)

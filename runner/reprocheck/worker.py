@@ -110,18 +110,8 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
     if sys.stdin.readline().strip() != "go":
         return 0
     for run_dir in run_dirs:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        sys.stdout.flush()
-        start = time.perf_counter()
-        pid = _in_fork(functools.partial(_forked_run, job, run_dir))
-        status, timed_out = _wait(pid, timeout)
-        report = {
-            "event": "run",
-            "dir": str(run_dir),
-            "returncode": os.waitstatus_to_exitcode(status),
-            "timed_out": timed_out,
-            "duration": time.perf_counter() - start,
-        }
+        report = _run_in_fork(job, run_dir, timeout)
+        timed_out = report["timed_out"]
         if not timed_out and report["returncode"] == 0 and run_dir != run_dirs[0] and job.get("fold"):
             _fold_in_child(job, run_dirs[0], run_dir, timeout)
         _event(report)
@@ -133,6 +123,21 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
         _event({"event": "verdict"})
     _serve_variants(job, timeout)
     return 0
+
+
+def _run_in_fork(job: dict[str, Any], run_dir: Path, timeout: float) -> dict[str, Any]:
+    """One run in a fresh fork of the zygote: the event that says how it ended."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    start = time.perf_counter()
+    status, timed_out = _wait(_in_fork(functools.partial(_forked_run, job, run_dir)), timeout)
+    return {
+        "event": "run",
+        "dir": str(run_dir),
+        "returncode": os.waitstatus_to_exitcode(status),
+        "timed_out": timed_out,
+        "duration": time.perf_counter() - start,
+    }
 
 
 def _answer_in_fork(path: Path, fn: Any, request: Any, timeout: float) -> None:
@@ -160,21 +165,8 @@ def _serve_variants(job: dict[str, Any], timeout: float) -> None:
             return
         message = json.loads(line)
         if message["op"] == "variant":
-            run_dir = Path(message["dir"])
-            run_dir.mkdir(parents=True, exist_ok=True)
-            sys.stdout.flush()
-            start = time.perf_counter()
             changed = {**job, **message["changes"], "names": [], "fold": False}
-            status, timed_out = _wait(_in_fork(functools.partial(_forked_run, changed, run_dir)), timeout)
-            _event(
-                {
-                    "event": "run",
-                    "dir": str(run_dir),
-                    "returncode": os.waitstatus_to_exitcode(status),
-                    "timed_out": timed_out,
-                    "duration": time.perf_counter() - start,
-                }
-            )
+            _event(_run_in_fork(changed, Path(message["dir"]), timeout))
         else:
             fn = distances if message["op"] == "distances" else verdict
             _answer_in_fork(Path(message["answer"]), lambda r, fn=fn: {"answer": fn(r)}, message["request"], timeout)
