@@ -145,9 +145,9 @@ def bench_batch(spec: Path, pairs: int) -> None:
 def bench_leaves(pairs: int) -> None:
     import torch
 
-    from reprocheck import compare
-    from reprocheck.outputs import flatten
     from reprocheck.spec import ToleranceSpec
+    from reprocheck.worker import compare
+    from reprocheck.worker.outputs import flatten
 
     n = 100_000
     a = flatten({f"k{i}": float(i) for i in range(n)})
@@ -165,9 +165,9 @@ def bench_leaves(pairs: int) -> None:
 def bench_compare(pairs: int) -> None:
     import torch
 
-    from reprocheck import compare
-    from reprocheck.outputs import Outputs
     from reprocheck.spec import ToleranceSpec
+    from reprocheck.worker import compare
+    from reprocheck.worker.outputs import Outputs
 
     n = 16  # tensors per set; 2 sets x 16 x 32 MiB = 1 GiB
     g = torch.Generator().manual_seed(0)

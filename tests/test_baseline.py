@@ -8,8 +8,9 @@ import sys
 import torch
 
 from conftest import ROOT, planted_spec, reprocheck
-from reprocheck import baseline
-from reprocheck.outputs import flatten
+from reprocheck import drift
+from reprocheck.worker import baseline
+from reprocheck.worker.outputs import flatten
 
 
 def run(spec, bl, *extra, env=None, report=None):
@@ -108,7 +109,7 @@ def test_fingerprint_diff_names_the_changed_fields(spec_dir):
 
 
 def test_fingerprint_diff_orders_causes():
-    diff = baseline.fingerprint_diff(
+    diff = drift.fingerprint_diff(
         {"platform": "a", "driver": "1", "flags": {"tf32_matmul": False}},
         {"platform": "b", "driver": "2", "flags": {"tf32_matmul": True}},
     )
@@ -119,8 +120,8 @@ WRITER = r"""
 import os, sys, torch
 sys.path.insert(0, sys.argv[2])
 import safetensors.torch
-from reprocheck import baseline
-from reprocheck.outputs import flatten
+from reprocheck.worker import baseline
+from reprocheck.worker.outputs import flatten
 
 def half_then_die(tensors, filename, metadata=None):
     # Fail the write part-way, deterministically: half the bytes reach the temporary file, then the process dies.

@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from reprocheck import compare, values
-from reprocheck.compare import Kind, Tolerance, compare_tensors
-from reprocheck.outputs import flatten
 from reprocheck.spec import ToleranceSpec
+from reprocheck.worker import compare, values
+from reprocheck.worker.compare import Kind, Tolerance, compare_tensors
+from reprocheck.worker.outputs import flatten
 
 
 def tol(atol=0.0, rtol=0.0, **outputs):

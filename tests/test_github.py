@@ -2,7 +2,7 @@
 
 import re
 
-from reprocheck import github
+from reprocheck.host import github
 
 
 def test_data_and_property_escaping():

@@ -13,7 +13,7 @@ from conftest import EXAMPLES, ROOT, planted_spec, reprocheck, write_spec
 NO_TORCH = r"""
 import contextlib, io, json, sys
 sys.path.insert(0, sys.argv[1])
-from reprocheck.cli import main
+from reprocheck.host.cli import main
 codes = []
 for argv in json.loads(sys.argv[2]):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -51,8 +51,10 @@ def test_run_validate_matrix_schema_never_import_torch_here(spec_dir, tmp_path):
         ["matrix", str(EXAMPLES / "suite.yaml")],
         ["schema"],
         ["schema", "--report"],
+        ["env", "--json"],  # read by a helper process
+        ["diagnose", str(spec)],  # its comparisons and traces are read by one helper process
     )
-    assert out["codes"] == [1, 1, 2, 2, 0, 0, 0, 0]
+    assert out["codes"] == [1, 1, 2, 2, 0, 0, 0, 0, 0, 1]
     assert out["torch"] is False and out["numpy"] is False
     assert json.loads((tmp_path / "r.json").read_text())["checks"][0]["outputs"][0]["status"] == "values"
 
@@ -162,6 +164,61 @@ def _import_graph() -> dict[str, set[str]]:
                     deps.add(dep)
         graph[module] = deps
     return graph
+
+
+HEAVY = ("torch", "numpy", "safetensors", "torchvision", "timm", "transformers", "PIL")
+
+
+def _imports(path: Path) -> list[tuple[int, int, str]]:
+    """(line, indentation, absolute name) of every import in a module: function-local and TYPE_CHECKING ones too."""
+    import ast
+
+    package = ROOT / "runner"
+    parts = list(path.relative_to(package).with_suffix("").parts)
+    base = parts if parts[-1] == "__init__" else parts[:-1]
+    if parts[-1] == "__init__":
+        base = parts[:-1]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, node.col_offset, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if not node.level:
+                found.append((node.lineno, node.col_offset, node.module or ""))
+                continue
+            target = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+            found += [(node.lineno, node.col_offset, f"{target}.{a.name}") for a in node.names]
+    return found
+
+
+def _side(path: Path) -> str:
+    rel = path.relative_to(ROOT / "runner" / "reprocheck").parts
+    return rel[0] if len(rel) > 1 and rel[0] in ("host", "worker") else "shared"
+
+
+def test_the_layout_is_the_architecture():
+    # host/ is reprocheck's own process: no torch, NumPy or safetensors, at import time or lazily, and nothing of
+    # the torch side (worker/). The shared modules at the top (spec/, results, the tree, files, ...) import neither
+    # side. worker/ may import torch and the shared modules, never host/.
+    broken = []
+    for path in sorted((ROOT / "runner" / "reprocheck").rglob("*.py")):
+        rel, side = path.relative_to(ROOT / "runner"), _side(path)
+        for line, indent, name in _imports(path):
+            top = name.split(".")[0]
+            inner = name.split(".")[1] if top == "reprocheck" and "." in name else ""
+            if side != "worker" and top in HEAVY:
+                broken.append(f"{rel}:{line} imports {name} ({side} side)")
+            if side == "host" and inner == "worker":
+                broken.append(f"{rel}:{line} imports {name}: the host side reaches the worker by process only")
+            if side == "worker" and inner == "host":
+                broken.append(f"{rel}:{line} imports {name}: the worker never imports the host side")
+            if side == "shared" and inner in ("host", "worker"):
+                # The entry point runs the host; the public seeding helpers load the worker's recipe on first use.
+                entry = rel.name == "__main__.py" and inner == "host"
+                helpers = rel.name == "__init__.py" and rel.parent.name == "reprocheck" and indent > 0
+                if not (entry or helpers):
+                    broken.append(f"{rel}:{line} imports {name}: a shared module imports neither side")
+    assert broken == []
 
 
 def test_the_package_has_no_import_circles():

@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 
 from conftest import EXAMPLES, ROOT, planted_spec, reprocheck, write_spec
-from reprocheck import invariance, launch
+from reprocheck.host import invariance, launch
 
 INVARIANT = "recipe: {threads: 2}\ninvariance: {threads: [1, 4]}\n"
 

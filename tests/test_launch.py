@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, reprocheck, write_spec
-from reprocheck import github, launch
-from reprocheck.report import markdown
+from reprocheck.host import github, launch
+from reprocheck.host.report import markdown
 
 STAND_IN = r"""#!/usr/bin/env python3
 import json, os, sys
@@ -468,7 +468,7 @@ def test_requirements_outside_the_workspace_are_refused(fake, tmp_path):
 
 
 def test_requirement_files_keep_the_pinned_stack(tmp_path):
-    from reprocheck import derived
+    from reprocheck.host import derived
 
     pins = {"torch": "2.14.1", "torchvision": "0.29.1"}
     ok = tmp_path / "ok.txt"
@@ -492,7 +492,7 @@ def test_requirement_files_keep_the_pinned_stack(tmp_path):
 
 
 def test_the_derived_tag_follows_the_files_contents(tmp_path):
-    from reprocheck import derived
+    from reprocheck.host import derived
 
     req = tmp_path / "r.txt"
     req.write_text("timm\n")

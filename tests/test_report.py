@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from reprocheck import cli, compare, report
-from reprocheck.outputs import flatten
-from reprocheck.pipeline import CheckResult, Status
-from reprocheck.report import console, json_report, markdown
-from reprocheck.runs import RunResult, RunStatus
+from reprocheck.host import cli, report
+from reprocheck.host.pipeline import CheckResult, Status
+from reprocheck.host.report import console, json_report, markdown
+from reprocheck.host.runs import RunResult, RunStatus
 from reprocheck.spec import ToleranceSpec
+from reprocheck.worker import compare
+from reprocheck.worker.outputs import flatten
 
 
 def _result(comp, name="c", line=3, status=Status.FAIL):

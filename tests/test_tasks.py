@@ -12,9 +12,9 @@ import torch
 import yaml
 
 from conftest import planted_spec, reprocheck, write_spec
-from reprocheck import compare, outputs
 from reprocheck.spec import CompareSpec, ToleranceSpec
-from reprocheck.tasks.assign import match
+from reprocheck.worker import compare, outputs
+from reprocheck.worker.tasks.assign import match
 
 DETECTION = 'compare:\n  outputs:\n    "*": {as: detection}\n'
 CLASSIFICATION = "compare:\n  outputs:\n    logits: {as: classification, top_k: 3}\n"

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from conftest import ROOT, planted_spec, reprocheck, write_spec
-from reprocheck import outputs
-from reprocheck.exitcodes import ExitCode
-from reprocheck.pipeline import Status, exit_code
+from reprocheck.host.exitcodes import ExitCode
+from reprocheck.host.pipeline import Status, exit_code
+from reprocheck.tree import SEPARATOR, decode_component, split_path
+from reprocheck.worker import outputs
 
 # --- output paths never collide --------------------------------------------------------------------
 
@@ -33,11 +34,11 @@ def test_a_str_key_and_an_int_key_get_different_paths():
 def test_paths_round_trip_through_split():
     tree = {"x": [{"a.b": torch.zeros(1), 'q"uote': torch.zeros(1), 7: torch.zeros(1), (1, 2): torch.zeros(1)}]}
     for path in outputs.flatten(tree).tensors:
-        parts = outputs.split_path(path)
-        assert outputs.SEPARATOR.join(parts) == path
+        parts = split_path(path)
+        assert SEPARATOR.join(parts) == path
         assert parts[0] == "x" and parts[1] == "0"
-    assert [outputs.decode_component(c) for c in outputs.split_path('x.0."a.b"')] == ["x", 0, "a.b"]
-    assert outputs.split_path("boxes") == ["boxes"]
+    assert [decode_component(c) for c in split_path('x.0."a.b"')] == ["x", 0, "a.b"]
+    assert split_path("boxes") == ["boxes"]
 
 
 def test_keys_that_still_read_the_same_are_refused_not_merged():
@@ -91,15 +92,15 @@ def test_the_zygote_dying_is_a_run_failure_naming_it(spec_dir):
 CRASHING = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
-from reprocheck import compare, cli
-real = compare.comparison_from_dict
+from reprocheck.host import cli, pipeline
+real = pipeline.comparison_from_dict
 def comparison_from_dict(data):
     if len(comparison_from_dict.calls) == 1:
         raise KeyError("planted bug")
     comparison_from_dict.calls.append(1)
     return real(data)
 comparison_from_dict.calls = []
-compare.comparison_from_dict = comparison_from_dict
+pipeline.comparison_from_dict = comparison_from_dict
 sys.exit(cli.main(sys.argv[2:]))
 """
 
@@ -180,7 +181,7 @@ def test_an_internal_failure_under_github_is_result_error(spec_dir, tmp_path):
 MEASURED = r"""
 import contextlib, io, json, sys, time
 sys.path.insert(0, sys.argv[1])
-from reprocheck.cli import main
+from reprocheck.host.cli import main
 start = time.perf_counter()
 err = io.StringIO()
 with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()) as out:
@@ -308,7 +309,7 @@ def test_files_are_created_with_the_umask_not_0600(spec_dir):
         name = f"r{umask:o}"
         code = (
             f"import os, sys; os.umask({umask}); sys.path.insert(0, {str(ROOT / 'runner')!r}); "
-            f"from reprocheck.cli import main; sys.exit(main(['run', '-q', {str(spec)!r}, '--report', "
+            f"from reprocheck.host.cli import main; sys.exit(main(['run', '-q', {str(spec)!r}, '--report', "
             f"{str(spec_dir / name)!r} + '.json', '--baseline', {str(spec_dir / name)!r}, '--update-baseline']))"
         )
         proc = subprocess.run([sys.executable, "-c", code], cwd=spec_dir, capture_output=True, text=True)

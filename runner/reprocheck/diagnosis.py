@@ -6,8 +6,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from . import compare
+from .results import Comparison, OutputResult, output_from_dict
 
 
 @dataclass(frozen=True)
@@ -15,15 +16,20 @@ class Divergence:
     call: int  # position in the order modules finished
     module: str  # dotted path; "" is the model itself
     type: str
-    result: compare.OutputResult | None  # the worst differing leaf of that module's output
+    result: OutputResult | None  # the worst differing leaf of that module's output
     detail: str = ""
+
+
+def divergence_from_dict(d: dict[str, Any]) -> Divergence:
+    result = output_from_dict(d["result"]) if d.get("result") else None
+    return Divergence(call=d["call"], module=d["module"], type=d["type"], result=result, detail=d.get("detail", ""))
 
 
 @dataclass(frozen=True)
 class SeedSensitivity:
     sensitive: bool
     other_seed: int
-    comparison: compare.Comparison | None
+    comparison: Comparison | None
     training_modules: tuple[tuple[str, str], ...]  # (path, type) in training mode during forward
     random_parameters: tuple[str, ...]  # change with the seed: randomly initialised, not loaded
     parameters_total: int
@@ -49,7 +55,7 @@ class Ablation:
     knob: str
     description: str
     effect: Effect
-    comparison: compare.Comparison | None = None
+    comparison: Comparison | None = None
     error: str | None = None
 
 
@@ -59,7 +65,7 @@ class Diagnosis:
     file: Path
     line: int
     reproducible: bool | None  # under the check's own recipe; None: the runs failed
-    comparison: compare.Comparison | None
+    comparison: Comparison | None
     divergence: Divergence | None
     seed: SeedSensitivity | None
     ablations: tuple[Ablation, ...]

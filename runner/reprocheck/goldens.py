@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .outputs import OutputTargetError, refuse_special_target, tree_leaves
+from .drift import GoldenJob
+from .files import OutputTargetError, refuse_special_target
 from .spec import LoadedCheck
+from .tree import tree_leaves
 
 FORMAT = "1"
 
@@ -193,3 +195,16 @@ def preflight(checks: list[LoadedCheck], options: BaselineOptions) -> list[str]:
                 f"golden {golden} cannot be used: {why}. Regenerate it with `{regenerate_command(lc, options)}`"
             )
     return problems
+
+
+def golden_job(lc: LoadedCheck, options: BaselineOptions) -> GoldenJob:
+    tolerance = lc.check.baseline or lc.check.tolerance
+    return GoldenJob(
+        golden=str(golden_path(options.root, lc, options.spec_root)),
+        check=lc.name,
+        config_hash=lc.config_hash,
+        tolerance=tolerance.model_dump(mode="json"),
+        regenerate=regenerate_command(lc, options),
+        update=options.update,
+        compare=lc.check.compare.model_dump(mode="json", by_alias=True),
+    )

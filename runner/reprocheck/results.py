@@ -22,6 +22,15 @@ class Kind(str, enum.Enum):
     STRUCTURE = "structure"  # shapes, dtypes, keys or lengths differ
 
 
+class RuleError(ValueError):
+    """A `compare:` rule does not fit the outputs: the spec is wrong for this model."""
+
+    def __init__(self, pattern: str, message: str, unfit: bool = False) -> None:
+        super().__init__(message)
+        self.pattern = pattern
+        self.unfit = unfit  # it matched outputs, none of its form (not: it matched nothing)
+
+
 @dataclass(frozen=True)
 class Tolerance:
     atol: float = 0.0

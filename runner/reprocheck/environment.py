@@ -1,0 +1,56 @@
+"""The half of the seeding/determinism recipe that must be set before the interpreter starts: the environment a
+fresh worker process gets (hash seed, cuBLAS workspace, threads), and the recipe as applied, for reports. The
+in-process half is worker/recipe.py."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .spec import RecipeSpec
+
+# How torch.use_deterministic_algorithms(True) says an op has no deterministic kernel here.
+DETERMINISM_ERROR = "does not have a deterministic implementation"
+
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_threads(recipe: RecipeSpec) -> int:
+    """The intra-op thread count every run of a check uses (fixed once, in the parent)."""
+    return recipe.threads or available_cpus()
+
+
+def worker_env(seed: int, recipe: RecipeSpec, threads: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a worker must start with. Setting these later, inside the
+    worker, does nothing: the hash seed is read once at interpreter start-up and
+    cuBLAS reads its workspace config when the handle is created."""
+    env = dict(os.environ if base is None else base)
+    # "random" rather than unset: an inherited PYTHONHASHSEED would otherwise sneak back in.
+    env["PYTHONHASHSEED"] = str(seed) if recipe.hash_seed else "random"
+    if recipe.cublas_workspace:
+        env["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_WORKSPACE_CONFIG
+    else:
+        env.pop("CUBLAS_WORKSPACE_CONFIG", None)
+    for var in THREAD_ENV_VARS:
+        env[var] = str(threads)
+    return env
+
+
+def describe(seed: int, recipe: RecipeSpec, threads: int) -> dict[str, Any]:
+    """The recipe as it was applied, for reports and fingerprints."""
+    return {
+        "seed": seed,
+        "PYTHONHASHSEED": str(seed) if recipe.hash_seed else "random",
+        "CUBLAS_WORKSPACE_CONFIG": CUBLAS_WORKSPACE_CONFIG if recipe.cublas_workspace else None,
+        "threads": threads,
+        **recipe.model_dump(exclude={"threads"}),
+    }

@@ -1,0 +1,335 @@
+"""Command line: parse, call a command (commands.py), map to exit codes. Every command goes through `main`'s
+guard: usage errors exit 2, interruptions 130/143, anything unexpected 4 with a crash log; never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import enum
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+import traceback
+from pathlib import Path
+from typing import NoReturn
+
+from .. import __version__
+from ..files import OutputTargetError
+from . import canary
+from .calibrate import cmd_calibrate
+from .commands import cmd_diagnose, cmd_docker, cmd_env, cmd_matrix, cmd_run, cmd_schema, cmd_validate
+from .exitcodes import ExitCode, UsageError
+from .invariance import KINDS as INVARIANCE_KINDS
+
+
+class Command(str, enum.Enum):
+    RUN = "run"
+    VALIDATE = "validate"
+    SCHEMA = "schema"
+    ENV = "env"
+    DOCKER = "docker"
+    MATRIX = "matrix"
+    DIAGNOSE = "diagnose"
+    CALIBRATE = "calibrate"
+    UPGRADE = "upgrade"
+
+
+def _github_usage_error(exc: UsageError) -> None:
+    from . import github
+
+    located = [
+        (github.workspace_relative(e.file), e.line or 1, "reprocheck: invalid spec", str(e))
+        for e in exc.errors
+        if e.file != "command line"
+    ]
+    lines = (
+        github.error_annotations(located)
+        if located
+        else [github.command("error", str(exc), title="reprocheck: invalid command")]
+    )
+    for line in lines:
+        github.emit(line)
+    github.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
+
+
+EXIT_CODES = """exit codes (when several apply, the highest wins):
+  0    every check reproducible within tolerance
+  1    outputs differ between runs, or drifted from the baseline (nothing else)
+  2    the spec or the command line is invalid, or a golden or package is missing: nothing was run
+  3    a run failed (raised, crashed, killed, timed out, device missing) or nothing could be compared
+  4    reprocheck itself failed: one line and the path of a crash log
+  130  interrupted (Ctrl-C); 143 terminated (SIGTERM); 141 stdout closed by its reader"""
+
+
+def _count(text: str) -> int:
+    # int() also reads '٣' and '1_000'; a count on the command line is ASCII digits only.
+    if not re.fullmatch(r"[0-9]{1,9}", text):
+        raise argparse.ArgumentTypeError(f"must be a whole number written in the digits 0-9, got {text!r}")
+    return int(text)
+
+
+def die(message: str, code: int = ExitCode.USAGE) -> NoReturn:
+    for line in message.splitlines():
+        print(f"reprocheck: error: {line}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reprocheck", description="A reproducibility gate for PyTorch inference.")
+    p.add_argument("--version", action="version", version=f"reprocheck {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser(
+        Command.RUN.value,
+        help="run checks and compare their runs (exit 0 pass, 1 differ, 2 bad spec, 3 run failed, 4 internal)",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_run_options(run)
+    run.add_argument("--keep", type=Path, metavar="DIR", help="keep each run's outputs and logs in DIR")
+    # `upgrade`'s float64 reference: every run with the model and floating inputs in float64. Not for checks.
+    run.add_argument("--reference-float64", action="store_true", help=argparse.SUPPRESS)
+
+    dock = sub.add_parser(Command.DOCKER.value, help="run the same checks inside the pinned Docker image")
+    _add_run_options(dock)
+    dock.add_argument("--image", help="image to run (default: the pinned image for this version)")
+    dock.add_argument(
+        "--build", action="store_true", help="build the image from this source tree's docker/Dockerfile first"
+    )
+    dock.add_argument(
+        "--requirements",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="install a requirements file into an image derived from the pinned one (its stack unchanged; built "
+        "once, reused while the files are unchanged); repeatable",
+    )
+    dock.add_argument(
+        "--install",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="install your own package (a folder with pyproject.toml) into the derived image; repeatable",
+    )
+    dock.add_argument("--gpus", default="none", metavar="all|N|none", help="GPUs for the container (default none)")
+    dock.add_argument("--network", default="none", help="container network (default none: no network; host is refused)")
+    dock.add_argument(
+        "--workspace",
+        type=Path,
+        metavar="DIR",
+        help="mounted read-only; specs and outputs must be inside it (default: the current folder)",
+    )
+
+    val = sub.add_parser(Command.VALIDATE.value, help="check spec files without running anything")
+    val.add_argument("specs", nargs="+", metavar="SPEC")
+
+    sch = sub.add_parser(
+        Command.SCHEMA.value, help="print the JSON Schema of spec v1 (for editors), or of the JSON report"
+    )
+    sch.add_argument("--output", "-o", type=Path, metavar="FILE")
+    sch.add_argument("--report", action="store_true", help="the JSON report's schema instead of the spec's")
+
+    diag = sub.add_parser(
+        Command.DIAGNOSE.value,
+        help="find why a check is irreproducible: first diverging module, seed sensitivity, recipe ablation",
+    )
+    diag.add_argument("specs", nargs="+", metavar="SPEC")
+    diag.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
+    diag.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
+    diag.add_argument("--report", type=Path, metavar="FILE", help="write the JSON diagnosis here")
+    diag.add_argument("--summary", type=Path, metavar="FILE", help="write the Markdown diagnosis here")
+    diag.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
+
+    cal = sub.add_parser(
+        Command.CALIBRATE.value,
+        help="run each check N times (and its invariance variants) and print the smallest tolerances that pass",
+    )
+    cal.add_argument("specs", nargs="+", metavar="SPEC")
+    cal.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
+    cal.add_argument("--runs", type=_count, default=20, help="runs per check (default 20)")
+    cal.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
+    cal.add_argument("--report", type=Path, metavar="FILE", help="also write the suggestions as JSON")
+    cal.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
+    cal.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    cal.set_defaults(summary=None, github=False, keep=None, invariance=None, require_devices=False)
+
+    mat = sub.add_parser(Command.MATRIX.value, help="print the checks as JSON for a GitHub Actions strategy.matrix")
+    mat.add_argument("specs", nargs="+", metavar="SPEC")
+    mat.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
+    mat.add_argument("--github-output", metavar="NAME", help="also write the JSON to $GITHUB_OUTPUT under this name")
+
+    canary.add_parser(sub, _count, [i.value for i in _isolations()])
+
+    env = sub.add_parser(Command.ENV.value, help="print the environment fingerprint")
+    env.add_argument("--json", action="store_true")
+    env.add_argument("--cuda", action="store_true", help="also query the GPUs (initialises CUDA)")
+    return p
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("specs", nargs="+", metavar="SPEC", help="spec file(s)")
+    p.add_argument("--check", action="append", default=[], metavar="NAME", help="run only this check (repeatable)")
+    p.add_argument("--runs", type=_count, help="runs per check (>= 2), overriding the spec")
+    p.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
+    p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
+    p.add_argument(
+        "--summary", type=Path, metavar="FILE", help="write the Markdown report here (e.g. $GITHUB_STEP_SUMMARY)"
+    )
+    p.add_argument(
+        "--isolation",
+        choices=[i.value for i in _isolations()],
+        default="auto",
+        help="fork: one zygote imports torch, each run is a fresh fork (default on Linux); "
+        "spawn: a new interpreter per run",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a check whose compared outputs are all constant (it cannot see a change) fails, as strict: true",
+    )
+    p.add_argument(
+        "--model-cache",
+        metavar="DIR",
+        help="weights for the runs, read-only, without a network: TORCH_HOME=DIR/torch, HF_HOME=DIR/huggingface, "
+        "HF_HUB_OFFLINE=1",
+    )
+    p.add_argument("--baseline", type=Path, metavar="DIR", help="also compare with the golden outputs stored in DIR")
+    p.add_argument(
+        "--baseline-root",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="goldens are laid out by each spec's path relative to DIR (default: the current folder)",
+    )
+    p.add_argument("--update-baseline", action="store_true", help="write (or rewrite) the goldens in --baseline DIR")
+    p.add_argument(
+        "--github",
+        action="store_true",
+        help="also write GitHub Actions annotations, step outputs ($GITHUB_OUTPUT) and the step summary",
+    )
+    p.add_argument(
+        "--invariance",
+        action="append",
+        choices=["all", "none", *INVARIANCE_KINDS],
+        metavar="KIND",
+        help=f"which invariance variants to run: all (default: every kind a check declares), none, or a kind "
+        f"({', '.join(INVARIANCE_KINDS)}); repeatable",
+    )
+    _add_require_devices(p)
+
+
+def _add_require_devices(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--require-devices",
+        action="store_true",
+        help="an invariance device that is not on this machine is an error (exit 3), not a skipped variant",
+    )
+
+
+def _isolations() -> list[enum.Enum]:
+    from .execute import Isolation
+
+    return list(Isolation)
+
+
+HANDLERS = {
+    Command.RUN: cmd_run,
+    Command.VALIDATE: cmd_validate,
+    Command.SCHEMA: cmd_schema,
+    Command.ENV: cmd_env,
+    Command.DOCKER: cmd_docker,
+    Command.MATRIX: cmd_matrix,
+    Command.DIAGNOSE: cmd_diagnose,
+    Command.CALIBRATE: cmd_calibrate,
+    Command.UPGRADE: canary.cmd_upgrade,
+}
+
+
+class Terminated(BaseException):
+    """SIGTERM: unwinds like Ctrl-C, so clean-up (workers, temp folders) runs."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _crash_log(exc: BaseException, argv: list[str]) -> Path | None:
+    """Write the traceback where the user can find it; None when even that fails."""
+    folder = Path(os.environ.get("REPROCHECK_CRASH_DIR") or tempfile.gettempdir())
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    text = (
+        f"reprocheck {__version__} crashed at {stamp}\ncommand: reprocheck {' '.join(argv)}\n"
+        f"python: {sys.version.split()[0]} on {sys.platform}\n\n"
+        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f"reprocheck-crash-{stamp}-", suffix=".log", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        return Path(name)
+    except OSError:
+        return None
+
+
+def _internal_error(exc: BaseException, argv: list[str], github: bool) -> int:
+    log = _crash_log(exc, argv)
+    what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+    where = f"traceback in {log}" if log else "no crash log could be written"
+    message = f"internal error ({what}); this is a bug in reprocheck, not in your model: {where}"
+    if github:
+        from . import github as gh
+
+        gh.emit(gh.command("error", message, title="reprocheck: internal error"))
+        with contextlib.suppress(OSError):
+            gh.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
+    print(f"reprocheck: {message}", file=sys.stderr)
+    return int(ExitCode.INTERNAL)
+
+
+def _closed_stdout() -> int:
+    """The reader went away (`reprocheck env | head`): stop quietly, as CLIs do, and keep Python's flush at
+    exit from raising again on the dead pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return int(ExitCode.CLOSED_PIPE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Every command goes through here: usage errors exit 2, interruptions 130/143, anything unexpected 4."""
+    argv = sys.argv[1:] if argv is None else argv
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    args = _parser().parse_args(argv)
+    github = bool(getattr(args, "github", False))
+    if github:
+        from .github import guard_streams
+
+        guard_streams()  # model text printed from here on can never act as a workflow command
+    handler = HANDLERS[Command(args.command)]
+    try:
+        return int(handler(args))
+    except UsageError as exc:
+        if github:
+            _github_usage_error(exc)
+        die(str(exc))
+    except OutputTargetError as exc:
+        if github:
+            _github_usage_error(UsageError(str(exc)))
+        die(str(exc))
+    except BrokenPipeError:
+        return _closed_stdout()
+    except KeyboardInterrupt:
+        print("reprocheck: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except Terminated:
+        print("reprocheck: terminated", file=sys.stderr)
+        return int(ExitCode.TERMINATED)
+    except Exception as exc:
+        return _internal_error(exc, argv, github)

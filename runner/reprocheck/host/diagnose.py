@@ -1,0 +1,308 @@
+"""`reprocheck diagnose`: why a check is (or would be) irreproducible.
+
+Three probes, each from isolated runs, each a result object for the reports:
+  * first divergence: two traced runs (forward hooks on every module); the first module, in the
+    order modules finish, whose output differs, with its stats;
+  * seed sensitivity: a run with another seed; if the outputs change they depend on RNG, and the
+    usual causes found in the model are named (modules in training mode, parameters that change
+    with the seed, i.e. random init rather than loaded weights);
+  * recipe ablation: each part of the recipe varied in turn, in the fixed order of VARIATIONS
+    (after reprotest's variations): which ones break reproducibility; plus the ops that warn
+    under use_deterministic_algorithms(warn_only=True).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import environment
+from ..diagnosis import Ablation, Diagnosis, Divergence, Effect, SeedSensitivity, divergence_from_dict
+from ..results import Comparison, RuleError, comparison_from_dict
+from ..spec import Check, LoadedCheck, RecipeSpec
+from . import execute
+from .helpers import Helpers, worker_environment
+from .runs import RunResult
+
+DETERMINISM_MARK = environment.DETERMINISM_ERROR
+
+# --- running --------------------------------------------------------------------------------------
+
+
+class _Runner:
+    """diagnose's runs (isolated, like a check's), and the torch side's answers about them (one helper process)."""
+
+    def __init__(self, lc: LoadedCheck, root: Path, isolation: execute.Isolation, helpers: Helpers) -> None:
+        self.lc, self.root, self.isolation, self.count, self.helpers = lc, root, isolation, 0, helpers
+
+    def run(
+        self,
+        runs: int,
+        *,
+        trace: bool = False,
+        env: dict[str, str] | None = None,
+        input_seed: int | None = None,
+        **changes: Any,
+    ) -> list[RunResult]:
+        self.count += 1
+        # model_copy skips validation: a single run is fine here, unlike in a spec.
+        check: Check = self.lc.check.model_copy(update={"runs": runs, **changes})
+        variant = dataclasses.replace(self.lc, check=check)
+        return execute.Prepared(
+            variant, self.root / f"p{self.count:02d}", self.isolation, trace=trace, env=env, input_seed=input_seed
+        ).run()
+
+    def compare(self, runs: list[Path]) -> Comparison:
+        """The check's own comparison of these runs' outputs: its tolerance and its task rules (compare:)."""
+        answer = self.helpers.ask(
+            "compare", {"check": execute.job_check(self.lc.check), "runs": [str(p) for p in runs]}
+        )
+        if "rule_error" in answer:
+            e = answer["rule_error"]
+            raise RuleError(e["pattern"], e["message"], e["unfit"])
+        return comparison_from_dict(answer["comparison"])
+
+    def traces(self, runs: list[RunResult], diverge: bool = False) -> dict[str, Any]:
+        request = {
+            "runs": [str(r.run_dir) for r in runs],
+            "tolerance": self.lc.check.tolerance.model_dump(mode="json"),
+            "diverge": diverge,
+        }
+        return dict(self.helpers.ask("traces", request))
+
+
+def _outputs(runs: list[RunResult]) -> list[Path]:
+    return [r.outputs_path for r in runs if r.ok]
+
+
+# Each variation: (knob, what it does, how to run the pair). Applied in this order.
+def _vary_hash_seed(r: _Runner, base: list[Path]) -> tuple[list[Path], list[RunResult]]:
+    runs = r.run(1, env={"PYTHONHASHSEED": str((r.lc.check.seed + 1) % 2**32)})
+    return base[:1] + _outputs(runs), runs
+
+
+def _both(
+    **changes: Any,
+) -> Callable[[_Runner, list[Path]], tuple[list[Path], list[RunResult]]]:
+    def vary(r: _Runner, base: list[Path]) -> tuple[list[Path], list[RunResult]]:
+        runs = r.run(2, recipe=r.lc.check.recipe.model_copy(update=changes))
+        return _outputs(runs), runs
+
+    return vary
+
+
+def _second(
+    **changes: Any,
+) -> Callable[[_Runner, list[Path]], tuple[list[Path], list[RunResult]]]:
+    def vary(r: _Runner, base: list[Path]) -> tuple[list[Path], list[RunResult]]:
+        runs = r.run(1, recipe=r.lc.check.recipe.model_copy(update=changes))
+        return base[:1] + _outputs(runs), runs
+
+    return vary
+
+
+def _other_threads(r: _Runner, base: list[Path]) -> tuple[list[Path], list[RunResult]]:
+    n = environment.resolve_threads(r.lc.check.recipe)
+    return _second(threads=1 if n > 1 else 2)(r, base)
+
+
+VARIATIONS = (
+    ("hash_seed", "a different PYTHONHASHSEED in the second run", _vary_hash_seed),
+    ("seed_rngs", "random, NumPy and torch left unseeded in both runs", _both(seed_rngs=False)),
+    ("deterministic_algorithms", "deterministic algorithms off in both runs", _both(deterministic_algorithms=False)),
+    (
+        "cudnn_benchmark",
+        "cuDNN benchmark on and cuDNN determinism off in both runs",
+        _both(cudnn_benchmark=True, cudnn_deterministic=False),
+    ),
+    ("tf32", "TF32 allowed in the second run", _second(tf32=True)),
+    ("threads", "a different intra-op thread count in the second run", _other_threads),
+)
+
+
+def _causes(seed: SeedSensitivity | None, lc: LoadedCheck, runs_differ: bool = False) -> tuple[str, ...]:
+    """Likely causes, those that explain a difference under the check's own recipe first."""
+    if seed is None:
+        return ()
+    seeded = lc.check.recipe.seed_rngs
+    if runs_differ and seeded:
+        # Same seed, different results: whatever the seeded RNGs decide (init, dropout) is the same in every run.
+        lead = (
+            "the check's own runs differ with the same seed, so the seeded RNGs are not why: look for a "
+            "nondeterministic or racy kernel, a thread-count effect, OS entropy or a generator the recipe does not "
+            "seed (the first diverging module is named above)"
+        )
+        rest = _seed_causes(seed, lc)
+        return (lead, *(f"{c} (seeded by the recipe: the same in every run, not why they differ)" for c in rest))
+    causes = list(_seed_causes(seed, lc))
+    if runs_differ and not seeded:
+        causes.insert(0, "your recipe turns off seed_rngs: random init, dropout and RNG in forward differ per run")
+    return tuple(causes)
+
+
+def _seed_causes(seed: SeedSensitivity, lc: LoadedCheck) -> tuple[str, ...]:
+    causes = []
+    for path, kind in seed.training_modules:
+        causes.append(f"module {path or '(model)'} ({kind}) ran in training mode")
+    if seed.random_parameters:
+        n, total = len(seed.random_parameters), seed.parameters_total
+        head = ", ".join(seed.random_parameters[:5]) + (", ..." if n > 5 else "")
+        causes.append(
+            f"{n} of {total} parameters/buffers change with the seed, so they are randomly initialised, "
+            f"not loaded ({head})"
+        )
+        if lc.check.model.torchvision and lc.check.model.kwargs.get("weights") is None:
+            causes.append(
+                "the torchvision model was built with weights: null (random init); load real weights "
+                "(weights: DEFAULT with a pre-filled TORCH_HOME) for outputs that mean something"
+            )
+    if seed.sensitive and not causes:
+        causes.append("random draws in forward (e.g. dropout called with training=True, torch.rand, random noise)")
+    return tuple(causes)
+
+
+def diagnose(
+    lc: LoadedCheck,
+    isolation: execute.Isolation = execute.Isolation.AUTO,
+    progress: Callable[[str], None] | None = None,
+) -> Diagnosis:
+    say = progress or (lambda text: None)
+    root = Path(tempfile.mkdtemp(prefix="reprocheck-diagnose-"))
+    try:
+        with Helpers(worker_environment(environment.worker_env(lc.check.seed, lc.check.recipe, 1))) as helpers:
+            return _diagnose(lc, _Runner(lc, root, isolation, helpers), say)
+    except RuleError as exc:  # a compare rule that fits no output: the check cannot be judged
+        line = lc.key_line("compare", "outputs", exc.pattern)
+        return Diagnosis(lc.name, lc.file, lc.line, None, None, None, None, (), (), error=f"{lc.file}:{line}: {exc}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagnosis:
+    say("two traced runs with the check's own recipe")
+    traced = r.run(2, trace=True)
+    ops = []
+    failed = next((x for x in traced if not x.ok), None)
+    if failed is not None or len(traced) < 2:
+        cause = failed.cause if failed else "the second run did not happen"
+        if failed is not None and DETERMINISM_MARK in cause:
+            ops.append(cause.split(": ", 1)[-1])
+        return Diagnosis(
+            lc.name,
+            lc.file,
+            lc.line,
+            None,
+            None,
+            None,
+            None,
+            (),
+            tuple(ops),
+            error=f"run {failed.index if failed else 2} {cause}",
+        )
+    base = _outputs(traced)
+    comparison = r.compare(base)
+    found = r.traces(traced[:2], diverge=not comparison)
+    divergence = divergence_from_dict(found["divergence"]) if found["divergence"] else None
+    params_a, training_a = found["params"][0], found["training"][0]
+
+    other = (lc.check.seed + 1) % 2**32
+    say(f"a run with seed {other}")
+    # Only the RNG seed changes: the hash seed and a random input stay, or they would change the outputs too.
+    keep_hash = {"PYTHONHASHSEED": str(lc.check.seed)} if lc.check.recipe.hash_seed else None
+    seeded = r.run(1, trace=True, seed=other, env=keep_hash, input_seed=lc.check.seed)
+    seed = None
+    if seeded and seeded[0].ok:
+        params_s = r.traces(seeded[:1])["params"][0]
+        changed = r.compare(base[:1] + _outputs(seeded))
+        params = tuple(k for k, v in params_a.items() if params_s.get(k) != v)
+        seed = SeedSensitivity(
+            sensitive=not changed,
+            other_seed=other,
+            comparison=changed,
+            training_modules=tuple(sorted(training_a.items())),
+            random_parameters=params,
+            parameters_total=len(params_a),
+            causes=(),
+        )
+        seed = dataclasses.replace(seed, causes=_causes(seed, lc, runs_differ=not comparison))
+
+    ablations = _ablations(r, base, say) if comparison else _repairs(r, say)
+    return _finish(lc, r, say, comparison, divergence, seed, ablations, ops)
+
+
+def _ablations(r: _Runner, base: list[Path], say: Callable[[str], None]) -> list[Ablation]:
+    """Reproducible under the recipe: vary one part at a time and see which ones break it."""
+    ablations = []
+    for knob, description, vary in VARIATIONS:
+        say(f"ablation: {description}")
+        pair, runs = vary(r, base)
+        bad = next((x for x in runs if not x.ok), None)
+        if bad is not None:
+            ablations.append(Ablation(knob, description, Effect.BREAKS, error=f"run {bad.index} {bad.cause}"))
+            continue
+        c = r.compare(pair)
+        ablations.append(Ablation(knob, description, Effect.NO_EFFECT if c else Effect.BREAKS, comparison=c))
+    return ablations
+
+
+def _repairs(r: _Runner, say: Callable[[str], None]) -> list[Ablation]:
+    """Not reproducible under the check's recipe: turn each part it has off back on, alone, and see
+    which one fixes it."""
+    full, mine = RecipeSpec(threads=r.lc.check.recipe.threads), r.lc.check.recipe
+    out = []
+    for knob in (
+        "hash_seed",
+        "seed_rngs",
+        "deterministic_algorithms",
+        "cudnn_deterministic",
+        "cudnn_benchmark",
+        "tf32",
+        "eval_mode",
+        "inference_mode",
+        "cublas_workspace",
+    ):
+        if getattr(mine, knob) == getattr(full, knob):
+            continue
+        description = f"{knob} set back to {getattr(full, knob)!r} (the full recipe)"
+        say(f"repair: {description}")
+        runs = r.run(2, recipe=mine.model_copy(update={knob: getattr(full, knob)}))
+        bad = next((x for x in runs if not x.ok), None)
+        if bad is not None:
+            out.append(Ablation(knob, description, Effect.STILL_DIFFERS, error=f"run {bad.index} {bad.cause}"))
+            continue
+        c = r.compare(_outputs(runs))
+        out.append(Ablation(knob, description, Effect.FIXES if c else Effect.STILL_DIFFERS, comparison=c))
+    return out
+
+
+def _finish(
+    lc: LoadedCheck,
+    r: _Runner,
+    say: Callable[[str], None],
+    comparison: Comparison,
+    divergence: Divergence | None,
+    seed: SeedSensitivity | None,
+    ablations: list[Ablation],
+    ops: list[str],
+) -> Diagnosis:
+    say("one run with deterministic algorithms in warn-only mode")
+    warned = r.run(1, recipe=lc.check.recipe.model_copy(update={"deterministic_algorithms": "warn"}))
+    for run in warned:
+        ops += [w for w in run.warnings if DETERMINISM_MARK in w]
+        if not run.ok and DETERMINISM_MARK in run.cause:
+            ops.append(run.cause)
+    return Diagnosis(
+        lc.name,
+        lc.file,
+        lc.line,
+        bool(comparison),
+        comparison,
+        divergence,
+        seed,
+        tuple(ablations),
+        tuple(dict.fromkeys(ops)),
+    )

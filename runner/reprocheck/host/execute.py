@@ -1,0 +1,255 @@
+"""Isolated runs of one check: worker processes, timeouts, crashes, outputs handed back.
+
+Every run happens in a process started with the recipe's environment (`environment.worker_env`).
+Isolation modes:
+  * fork  (default on Linux): one zygote process per check imports torch once and forks a
+          child per run (see worker.py for why that is equivalent to fresh processes);
+  * spawn: a fresh interpreter per run. Slower, works everywhere. Also used whenever the
+          recipe's hash seed is off, since forks would share one random hash seed.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import environment
+from ..spec import LoadedCheck
+from .helpers import WorkerFailed, helper, read_answer, worker_cmd, worker_environment
+from .runs import RunResult, _log_tail, classify
+from .zygote import ZYGOTE_STARTUP_ALLOWANCE, Progress, _Events, _kill_group, _live, _run_forked, _zygote_died
+
+
+class Isolation(str, enum.Enum):
+    AUTO = "auto"
+    FORK = "fork"
+    SPAWN = "spawn"
+
+
+def resolve_isolation(choice: Isolation) -> Isolation:
+    if choice is Isolation.AUTO:
+        return Isolation.FORK if sys.platform == "linux" and hasattr(os, "pidfd_open") else Isolation.SPAWN
+    return choice
+
+
+def job_check(check: Any) -> dict[str, Any]:
+    # Without runs: the worker does one run whatever the count (diagnose runs single variants).
+    return dict(check.model_dump(mode="json", exclude={"runs"}))
+
+
+def _job(lc: LoadedCheck, threads: int) -> dict[str, Any]:
+    return {
+        "check": job_check(lc.check),
+        "base_dir": str(lc.base_dir),
+        "threads": threads,
+    }
+
+
+class VerdictTimeout(RuntimeError):
+    """Comparing the runs took longer than the check's `timeout`: the comparison was stopped (exit 3)."""
+
+
+class Prepared:
+    """A check's runs, set up. In fork mode the zygote starts importing torch at once and
+    waits for `run()`, so the caller's own work overlaps with it. The zygote also answers the
+    torchvision name checks (`names`) and, after the runs, compares them (`verdict`): this
+    process never imports torch."""
+
+    def __init__(
+        self,
+        lc: LoadedCheck,
+        workdir: Path,
+        isolation: Isolation = Isolation.AUTO,
+        *,
+        trace: bool = False,
+        env: dict[str, str] | None = None,
+        input_seed: int | None = None,
+        names: list[dict[str, Any]] | None = None,
+        batch: int | None = None,
+        float64: bool = False,
+        fold: bool = False,
+    ) -> None:
+        check = lc.check
+        threads = environment.resolve_threads(check.recipe)
+        self.env = worker_environment(environment.worker_env(check.seed, check.recipe, threads))
+        self.env.update(env or {})  # diagnose's variations (e.g. another hash seed)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.isolation = isolation
+        self.job_file = workdir / "job.json"
+        job = {
+            **_job(lc, threads),
+            "trace": trace,
+            "input_seed": input_seed,
+            "names": names or [],
+            "batch": batch,
+            "float64": float64,
+            "fold": fold,  # compare each later run with run 1 as it ends, and delete its outputs (fork mode)
+        }
+        self.job_file.write_text(json.dumps(job))
+        self.run_dirs = [workdir / f"run{i}" for i in range(1, check.runs + 1)]
+        self.timeout = check.timeout
+        self.zygote: subprocess.Popen[bytes] | None = None
+        self.forkable = False  # the verdict is done and the zygote waits to fork variants
+        self.events: _Events | None = None
+        self.problems: list[dict[str, Any]] | None = None
+        # Forks share their zygote's hash seed: with the hash seed off, each run needs its own
+        # interpreter to get its own random seed, as fresh processes would.
+        if resolve_isolation(isolation) is Isolation.FORK and check.recipe.hash_seed:
+            with open(workdir / "zygote.log", "wb") as zlog:
+                self.zygote = subprocess.Popen(
+                    worker_cmd(str(self.job_file), "--fork", str(self.timeout), *map(str, self.run_dirs)),
+                    env=self.env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=zlog,
+                    start_new_session=True,
+                )
+            _live.add(self.zygote)
+            self.events = _Events(self.zygote)
+
+    def cancel(self) -> None:
+        self.forkable = False
+        if self.zygote is not None:
+            if self.zygote.poll() is None:
+                _kill_group(self.zygote)
+            _live.discard(self.zygote)
+
+    def _send(self, line: str) -> None:
+        assert self.zygote is not None and self.zygote.stdin is not None
+        try:
+            self.zygote.stdin.write(line.encode() + b"\n")
+            self.zygote.stdin.flush()
+        except BrokenPipeError:
+            pass  # it already died; reported from its log
+
+    def _ready(self) -> bool:
+        """Wait until the zygote has imported torch; False when it died first."""
+        if self.problems is None and self.events is not None:
+            event = self.events.next(time.monotonic() + ZYGOTE_STARTUP_ALLOWANCE)
+            if event is None or event.get("event") != "ready":
+                return False
+            self.problems = event.get("problems") or []
+        return True
+
+    def name_problems(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Answers to spec.name_requests: from the zygote (given them as `names`), else a helper process."""
+        if not requests:
+            return []
+        if self.zygote is not None and self._ready():
+            return self.problems or []
+        return helper(self.workdir / "names", "--names", requests, self.env)
+
+    def run(self, progress: Progress | None = None) -> list[RunResult]:
+        """Run the check `runs` times in isolation; stops at the first failed run."""
+        if self.zygote is None:
+            return _run_spawned(self.job_file, self.run_dirs, self.env, self.timeout, progress)
+        if not self._ready():
+            return _zygote_died(self.zygote, self.job_file, self.run_dirs, [], progress)
+        self._send("go")
+        return _run_forked(self.zygote, self.events, self.job_file, self.run_dirs, self.timeout, progress)
+
+    def verdict(self, request: dict[str, Any], keep: bool = False) -> dict[str, Any]:
+        """Compare the runs (and the golden) in a process with torch: a fork of the zygote, else a helper. With
+        `keep`, the zygote stays for the variants (`fork_run`); `cancel` ends it."""
+        if self._alive():
+            assert self.events is not None
+            self._send(json.dumps(request))
+            deadline = time.monotonic() + self.timeout
+            event = self.events.next(deadline)
+            if not keep or event is None:
+                self.cancel()
+            if event is None and time.monotonic() >= deadline:
+                raise VerdictTimeout(self._too_slow())
+            if event is None or event.get("event") != "verdict":
+                tail = "\n".join(_log_tail(self.job_file.parent / "zygote.log", 30))
+                raise WorkerFailed(f"the worker died while comparing the runs:\n{tail}")
+            self.forkable = keep
+            return read_answer(self.workdir / "verdict.json")
+        self.cancel()
+        try:
+            return helper(self.workdir / "verdict", "--verdict", request, self.env, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise VerdictTimeout(self._too_slow()) from None
+
+    def fork_run(self, run_dir: Path, changes: dict[str, Any]) -> RunResult | None:
+        """One variant run, a fresh fork of this check's zygote with the job changed (batch, device, float64);
+        None when there is no zygote left to fork (the caller starts a fresh worker instead)."""
+        if not (self.forkable and self._alive()):
+            return None
+        assert self.events is not None
+        self._send(json.dumps({"op": "variant", "dir": str(run_dir), "changes": changes}))
+        event = self.events.next(time.monotonic() + self.timeout + 30)
+        if event is None or event.get("event") != "run":
+            self.cancel()
+            return None
+        return classify(1, run_dir, event["returncode"], event["timed_out"], event["duration"], self.timeout)
+
+    def fork_answer(self, op: str, request: dict[str, Any], folder: Path) -> Any:
+        """A variant's comparison ("verdict") or reference distances ("distances") in a fork of the zygote, else in
+        a helper. Raises VerdictTimeout past the check's timeout."""
+        if self.forkable and self._alive():
+            assert self.events is not None
+            folder.mkdir(parents=True, exist_ok=True)
+            answer = folder / "answer.json"
+            self._send(json.dumps({"op": op, "request": request, "answer": str(answer)}))
+            deadline = time.monotonic() + self.timeout
+            event = self.events.next(deadline)
+            if event is not None and event.get("event") == op:
+                return read_answer(answer)["answer"]
+            self.cancel()
+            if time.monotonic() >= deadline:
+                raise VerdictTimeout(self._too_slow())
+        try:
+            return helper(folder, f"--{op}", request, self.env, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            raise VerdictTimeout(self._too_slow()) from None
+
+    def _alive(self) -> bool:
+        """A zygote still running, whose events can be read."""
+        return self.zygote is not None and self.zygote.poll() is None and self.events is not None
+
+    def _too_slow(self) -> str:
+        return (
+            f"comparing the runs took longer than the check's timeout ({self.timeout:g}s) and was stopped; raise "
+            "`timeout:`, or compare less (cap the detections, e.g. detections_per_img, or fewer runs)"
+        )
+
+
+def _run_spawned(
+    job_file: Path, run_dirs: list[Path], env: dict[str, str], timeout: float, progress: Progress | None
+) -> list[RunResult]:
+    results = []
+    for i, run_dir in enumerate(run_dirs, 1):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        with open(run_dir / "log.txt", "wb") as log:
+            proc = subprocess.Popen(
+                worker_cmd(str(job_file), str(run_dir)),
+                env=env,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            timed_out = False
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            finally:
+                if proc.returncode is None:
+                    _kill_group(proc)
+        result = classify(i, run_dir, proc.returncode, timed_out, time.perf_counter() - start, timeout)
+        results.append(result)
+        if progress:
+            progress(result)
+        if not result.ok:
+            break
+    return results

@@ -1,0 +1,296 @@
+"""Invariance: the check run again with one thing changed, each variant compared with the check's own run 1.
+
+  * batch (`invariance: {batch: [1, 8]}`): the same samples in a batch of another size (batching.py): a model
+    whose output for a sample depends on the batch it is in (kernel choice by shape, cross-sample leakage,
+    padding of detection batches);
+  * threads (`invariance: {threads: [1, 4]}`): the CPU intra-op thread count: reductions split their work by
+    thread, so a model can be run-to-run deterministic at one count and give other numbers at another;
+  * device (`invariance: {device: cuda}`): another device. Where it is not on this machine the variant is
+    skipped (not passed), and `--require-devices` makes that an error.
+When a variant differs, the float64 reference (`reference: auto` for device variants, `float64` for all, `none`)
+is one more run in float64 on the CPU: per output, which side is closer to it says which side is off.
+Each variant is one run, isolated like the check's own, with the same recipe otherwise. Batch, device and the
+reference are forks of the check's own zygote (which never ran an op: its verdict, too, ran in a fork) with the
+job changed, so they import nothing again; a threads variant starts a fresh worker, since the thread count lives
+in the environment (OMP_NUM_THREADS, MKL_NUM_THREADS) that OpenMP and MKL read when torch is imported, and a fork
+keeps the zygote's. In spawn mode every variant is a fresh interpreter. The comparison happens on the torch side
+(a fork of the zygote, else a helper), under `invariance.tolerance` (default: the check's tolerance).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import environment
+from ..results import Comparison, comparison_from_dict
+from ..spec import LoadedCheck
+from . import execute, helpers, progress
+from .runs import RunResult
+
+
+class Kind(str, enum.Enum):
+    BATCH = "batch"
+    THREADS = "threads"
+    DEVICE = "device"
+
+
+KINDS = tuple(k.value for k in Kind)
+
+
+def selected_kinds(choices: list[str] | None) -> frozenset[str] | None:
+    """--invariance values -> the kinds to run (None: all a check declares)."""
+    if not choices or "all" in choices:
+        return None
+    return frozenset(c for c in choices if c != "none")
+
+
+@dataclass(frozen=True)
+class Distance:
+    """How far each side of a differing output is from the float64 reference (max abs diff)."""
+
+    path: str
+    expected: float  # run 1
+    obtained: float  # the variant
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """One variant compared with the check's run 1. Truthy when it matched."""
+
+    kind: Kind
+    variant: str  # e.g. "1" for one thread
+    reference: str  # what run 1 was, in the same words: "2"
+    status: str  # "pass" | "fail" | "error" | "skipped" (its device is not here)
+    comparison: Comparison | None = None
+    run: RunResult | None = None
+    cause: str = ""  # why it could not be compared, or was skipped
+    left_out: tuple[str, ...] = ()  # batch: outputs that are not per-sample, so not compared
+    distances: tuple[Distance, ...] = ()  # from the float64 reference, for the outputs that differ
+
+    def __bool__(self) -> bool:
+        return self.status == "pass"
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind.value}={self.variant}"
+
+    def names(self) -> tuple[str, str]:
+        """How the two sides read in a report: run 1 at the check's setting, and the variant."""
+        if self.kind is Kind.BATCH:
+            return f"run 1 (batch of {self.reference})", f"batch of {self.variant}"
+        if self.kind is Kind.DEVICE:
+            return f"run 1 ({self.reference})", self.variant
+        plural = {"1": ""}
+        return (
+            f"run 1 ({self.reference} thread{plural.get(self.reference, 's')})",
+            f"{self.variant} thread{plural.get(self.variant, 's')}",
+        )
+
+
+def has_variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> bool:
+    return bool(_variants(lc, kinds))
+
+
+def _variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> list[tuple[Kind, int | str]]:
+    inv = lc.check.invariance
+    if inv is None:
+        return []
+    wanted: list[tuple[Kind, int | str]] = [(Kind.BATCH, b) for b in inv.batch]
+    wanted += [(Kind.THREADS, t) for t in inv.threads]
+    wanted += [(Kind.DEVICE, inv.device)] if inv.device else []
+    return [(k, v) for k, v in wanted if kinds is None or k.value in kinds]
+
+
+def _request(first: RunResult, run: RunResult, tolerance: dict[str, Any], rules: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "runs": [{"index": 1, "outputs": str(first.outputs_path)}, {"index": 2, "outputs": str(run.outputs_path)}],
+        "tolerance": tolerance,
+        "compare": rules,
+        "golden": None,
+        "fingerprint": None,
+        "all_ok": True,
+    }
+
+
+class _Variant:
+    """One variant's run and comparison: a fork of the check's own zygote when it can be, else a fresh worker."""
+
+    def __init__(
+        self,
+        lc: LoadedCheck,
+        check: Any,
+        folder: Path,
+        isolation: execute.Isolation,
+        batch: int | None,
+        source: execute.Prepared | None,
+    ) -> None:
+        self.lc, self.folder, self.isolation, self.batch, self.source = lc, folder, isolation, batch, source
+        self.check = check
+        self.fresh: execute.Prepared | None = None
+        self.forked = False
+
+    def run(self) -> list[RunResult]:
+        if self.source is not None:
+            changes = {"check": execute.job_check(self.check), "batch": self.batch}
+            run = self.source.fork_run(self.folder / "run1", changes)
+            if run is not None:
+                self.forked = True
+                return [run]
+        lc = dataclasses.replace(self.lc, check=self.check)
+        self.fresh = execute.Prepared(lc, self.folder, self.isolation, batch=self.batch)
+        return self.fresh.run()
+
+    def verdict(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self.forked and self.source is not None:
+            return dict(self.source.fork_answer("verdict", request, self.folder / "verdict"))
+        assert self.fresh is not None
+        return self.fresh.verdict(request)
+
+    def cancel(self) -> None:
+        if self.fresh is not None:
+            self.fresh.cancel()
+
+
+def _reference(
+    lc: LoadedCheck, workdir: Path, isolation: execute.Isolation, source: execute.Prepared | None = None
+) -> RunResult:
+    """The check's computation in float64 on the CPU, once per check."""
+    check = lc.check.model_copy(update={"runs": 1, "device": "cpu"})
+    if source is not None:
+        changes = {"float64": True, "check": execute.job_check(check)}
+        run = source.fork_run(workdir / "reference-float64" / "run1", changes)
+        if run is not None:
+            return run
+    prepared = execute.Prepared(
+        dataclasses.replace(lc, check=check), workdir / "reference-float64", isolation, float64=True
+    )
+    (run,) = prepared.run()[:1]
+    prepared.cancel()
+    return run
+
+
+def run_variants(
+    lc: LoadedCheck,
+    first: RunResult,
+    workdir: Path,
+    isolation: execute.Isolation,
+    kinds: frozenset[str] | None,
+    require_devices: bool = False,
+    source: execute.Prepared | None = None,
+) -> tuple[VariantResult, ...]:
+    """Every variant the check declares (and `kinds` selects; None: all): batch sizes, thread counts, device.
+    `source`: the check's own prepared runs, whose zygote forks the variants that keep its environment."""
+    variants = _variants(lc, kinds)
+    if not variants:
+        return ()
+    inv = lc.check.invariance
+    assert inv is not None
+    tolerance = (inv.tolerance or lc.check.tolerance).model_dump(mode="json")
+    reference_run: RunResult | None = None
+    results = []
+    for kind, value in variants:
+        check = lc.check.model_copy(update={"runs": 1})
+        if kind is Kind.THREADS:
+            check = check.model_copy(update={"recipe": check.recipe.model_copy(update={"threads": value})})
+            reference = str(environment.resolve_threads(lc.check.recipe))
+        elif kind is Kind.DEVICE:
+            check = check.model_copy(update={"device": value})
+            reference = first.device or lc.check.device
+        else:
+            reference = str(first.samples) if first.samples is not None else "?"
+        progress.phase(f"{lc.name}: invariance {kind.value}={value}")
+        folder = workdir / f"{kind.value}-{str(value).replace(':', '-')}"
+        batch = value if kind is Kind.BATCH and isinstance(value, int) else None
+        prepared = _Variant(lc, check, folder, isolation, batch, source if kind is not Kind.THREADS else None)
+        (run,) = prepared.run()[:1]
+        if not run.ok:
+            prepared.cancel()
+            if run.unavailable and not require_devices:
+                cause = f"{value} is not available on this machine (--require-devices makes that an error)"
+                results.append(VariantResult(kind, str(value), reference, "skipped", run=run, cause=cause))
+            else:
+                results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=run.cause))
+            continue
+        request = _request(first, run, tolerance, lc.check.compare.model_dump(mode="json", by_alias=True))
+        if kind is Kind.BATCH:
+            if first.samples is None or run.samples is None:
+                prepared.cancel()
+                cause = "the input has no batch dimension (one tensor or list argument) to vary"
+                results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=cause))
+                continue
+            request["batch"] = [first.samples, run.samples]
+        try:
+            answer = prepared.verdict(request)
+        except execute.VerdictTimeout as exc:
+            results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=str(exc)))
+            continue
+        if answer.get("error"):  # the check's own comparison already reported the rule
+            prepared.cancel()
+            cause = answer["error"]["message"]
+            results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=cause))
+            continue
+        comparison = comparison_from_dict(answer["comparison"])
+        left_out = tuple(answer.get("left_out") or ())
+        if not comparison.outputs:  # nothing compared is never a pass
+            prepared.cancel()
+            if kind is Kind.BATCH:
+                shown = ", ".join(left_out[:5]) or "none"
+                cause = (
+                    f"batch variant: no output is per-sample (none has dim 0 = {first.samples} in run 1 and "
+                    f"{run.samples} here), so nothing was compared; not per-sample: {shown}"
+                )
+            else:
+                cause = f"{kind.value} variant: the outputs hold no tensor to compare"
+            results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=cause, left_out=left_out))
+            continue
+        distances: tuple[Distance, ...] = ()
+        wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is Kind.DEVICE)
+        if not comparison and wants_reference:
+            progress.phase(f"{lc.name}: the float64 reference")
+            reference_run = reference_run or _reference(lc, workdir, isolation, source)
+            if reference_run.ok:
+                distances = _distances(lc, first, run, reference_run, workdir, request.get("batch"), source)
+        results.append(
+            VariantResult(
+                kind,
+                str(value),
+                reference,
+                "pass" if comparison else "fail",
+                comparison,
+                run,
+                left_out=left_out,
+                distances=distances,
+            )
+        )
+    return tuple(results)
+
+
+def _distances(
+    lc: LoadedCheck,
+    first: RunResult,
+    run: RunResult,
+    ref: RunResult,
+    workdir: Path,
+    batch: list[int] | None = None,
+    source: execute.Prepared | None = None,
+) -> tuple[Distance, ...]:
+    """Per output, how far run 1 and the variant each are from the float64 reference (computed in a helper)."""
+    request: dict[str, object] = {
+        "reference": str(ref.outputs_path),
+        "expected": str(first.outputs_path),
+        "obtained": str(run.outputs_path),
+    }
+    if batch:
+        request["batch"] = batch
+    # A folder per variant: an answer file is never one left by another variant.
+    folder = workdir / f"distances-{run.run_dir.parent.name}"
+    if source is not None:  # a fork of the check's zygote, else a helper with the check's environment
+        answer = source.fork_answer("distances", request, folder)
+    else:
+        env = helpers.worker_environment(environment.worker_env(lc.check.seed, lc.check.recipe, 1))
+        answer = helpers.helper(folder, "--distances", request, env)
+    return tuple(Distance(d["path"], d["expected"], d["obtained"]) for d in answer)

@@ -1,0 +1,347 @@
+"""Checks end to end: goldens and names checked, isolated runs, the comparison (done on the torch side),
+a CheckResult per check, clean-up whatever happens. This process never imports torch."""
+
+from __future__ import annotations
+
+import enum
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import drift, environment, goldens
+from ..goldens import BaselineOptions
+from ..results import Comparison, Fragile, comparison_from_dict, fragile_from_dict
+from ..spec import LoadedCheck, SpecError
+from . import execute, zygote
+from .exitcodes import ExitCode
+from .invariance import VariantResult, has_variants, run_variants
+from .progress import phase
+from .runs import RunResult
+from .zygote import Progress
+
+
+class Status(str, enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return {Status.PASS: ExitCode.OK, Status.FAIL: ExitCode.MISMATCH, Status.ERROR: ExitCode.RUN_FAILED}[self]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    file: Path
+    line: int
+    status: Status
+    seed: int
+    device: str
+    runs_requested: int
+    runs: tuple[RunResult, ...]
+    comparison: Comparison | None
+    recipe: dict[str, Any]
+    config_hash: str
+    duration: float
+    notes: tuple[str, ...] = field(default=())
+    baseline: drift.BaselineResult | None = None
+    invariance: tuple[VariantResult, ...] = ()
+    invariance_line: int = 0  # where `invariance:` is written, for annotations
+    fragile: tuple[Fragile, ...] = ()  # run 1's outputs on a decision boundary (compare: fragile)
+    fragile_policy: str = "warn"  # warn | fail | off
+    compare_line: int = 0  # where `compare:` is written, for annotations
+    error: str = ""  # why the runs could not be judged (a compare rule that fits no output)
+    error_line: int = 0  # the spec line it is about
+    ignored: tuple[str, ...] = ()  # outputs `ignore:` left out of every comparison
+    blind: tuple[str, ...] = ()  # compared outputs that are constant: the check cannot see a change there
+    blind_all: bool = False  # every compared output is constant (`strict: true` fails the check)
+
+    @property
+    def failed_run(self) -> RunResult | None:
+        return next((r for r in self.runs if not r.ok), None)
+
+    @property
+    def fingerprint(self) -> dict[str, Any] | None:
+        return next((r.fingerprint for r in self.runs if r.fingerprint), None)
+
+
+def exit_code(results: list[CheckResult]) -> ExitCode:
+    return max((r.status.exit_code for r in results), default=ExitCode.OK)
+
+
+def workdir_for(root: Path, index: int, lc: LoadedCheck) -> Path:
+    # The index keeps same-named checks from two files apart.
+    return root / f"{index + 1:03d}-{lc.name}"
+
+
+class Interrupted(Exception):
+    """reprocheck failed inside a check: the checks before it completed and can still be reported."""
+
+    def __init__(self, completed: list[CheckResult], cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.completed, self.cause = completed, cause
+
+
+def run_check(
+    lc: LoadedCheck,
+    prepared: execute.Prepared,
+    progress: Progress | None = None,
+    baseline: BaselineOptions | None = None,
+    invariance: frozenset[str] | None = None,
+    require_devices: bool = False,
+    discard: bool = True,
+) -> CheckResult:
+    start = time.perf_counter()
+    check = lc.check
+    runs = prepared.run(progress)
+    ok = [r for r in runs if r.ok]
+    all_ok = len(ok) == len(runs) == check.runs
+    want_golden = baseline is not None and all_ok
+    comparison = golden = None
+    fragile: tuple[Fragile, ...] = ()
+    notes: list[str] = []
+    error, error_line = "", 0
+    if len(ok) >= 2 or (want_golden and ok):
+        phase(f"{check.name}: comparing the runs")
+        answer = _verdict(
+            prepared,
+            {
+                "runs": [{"index": r.index, "outputs": str(r.outputs_path)} for r in ok],
+                "tolerance": check.tolerance.model_dump(mode="json"),
+                "compare": check.compare.model_dump(mode="json", by_alias=True),
+                "fragile": check.compare.fragile if all_ok else "off",
+                "facts": ok[0].facts,
+                "golden": vars(goldens.golden_job(lc, baseline)) if want_golden and baseline else None,
+                "fingerprint": ok[0].fingerprint,
+                "all_ok": all_ok,
+                "discard": discard,
+            },
+            keep=all_ok and has_variants(lc, invariance),  # its zygote forks them
+        )
+        if answer.get("timeout"):
+            error = answer["timeout"]
+        elif answer["comparison"] is not None:
+            comparison = comparison_from_dict(answer["comparison"])
+        if answer["golden"] is not None:
+            golden = drift.result_from_dict(answer["golden"])
+        fragile = tuple(fragile_from_dict(f) for f in answer.get("fragile") or ())
+        notes += answer.get("notes") or []
+        if answer.get("error"):
+            error = answer["error"]["message"]
+            error_line = lc.key_line("compare", "outputs", answer["error"]["pattern"])
+    else:
+        prepared.cancel()
+    if ok and ok[0].ignore_unmatched and not error:
+        shown = ", ".join(ok[0].every_path[:10])
+        error = f"ignore pattern {ok[0].ignore_unmatched[0]!r} matches no output (the outputs: {shown})"
+        error_line = lc.key_line("ignore")
+    if comparison is not None and not comparison.outputs and not error:  # nothing compared is never a pass
+        error = "the model's output holds no tensor to compare (nothing was compared, so nothing can pass)"
+    blind, blind_all = _blind(comparison, ok[0].constants if ok else {})
+    if not all_ok or error:
+        status = Status.ERROR
+    elif comparison is not None and not comparison:
+        status = Status.FAIL
+    else:
+        status = Status.PASS
+    if golden is not None and not golden and status is Status.PASS:
+        status = Status.FAIL
+    if fragile and check.compare.fragile == "fail" and status is Status.PASS:
+        status = Status.FAIL
+    if blind_all and check.strict and status is Status.PASS:
+        status = Status.FAIL
+    variants: tuple[VariantResult, ...] = ()
+    if all_ok and not error:  # a check that could not be judged is not varied either
+        variants = run_variants(
+            lc, ok[0], prepared.workdir, prepared.isolation, invariance, require_devices, source=prepared
+        )
+    prepared.cancel()
+    if any(v.status == "error" for v in variants):
+        status = Status.ERROR
+    elif status is Status.PASS and any(v.status == "fail" for v in variants):
+        status = Status.FAIL  # a skipped variant (its device is not here) is neither: the report says so
+    if comparison is not None and not comparison:
+        notes[:0] = recipe_parts_off(check.recipe)
+    if comparison is not None:
+        outs = ", ".join(o.path for o in comparison.outputs[:5])
+        notes += [f"tolerance pattern {p!r} matches no output (outputs: {outs})" for p in comparison.unused_patterns]
+    return CheckResult(
+        name=check.name,
+        file=lc.file,
+        line=lc.line,
+        status=status,
+        seed=check.seed,
+        device=next((r.device for r in ok if r.device), check.device),
+        runs_requested=check.runs,
+        runs=tuple(runs),
+        comparison=comparison,
+        recipe=environment.describe(check.seed, check.recipe, environment.resolve_threads(check.recipe)),
+        config_hash=lc.config_hash,
+        duration=time.perf_counter() - start,
+        notes=tuple(notes),
+        baseline=golden,
+        invariance=variants,
+        invariance_line=lc.key_line("invariance") if variants else 0,
+        fragile=fragile,
+        fragile_policy=check.compare.fragile,
+        compare_line=lc.key_line("compare") if check.compare.outputs else 0,
+        error=error,
+        error_line=error_line,
+        ignored=ok[0].ignored if ok else (),
+        blind=blind,
+        blind_all=blind_all,
+    )
+
+
+def _blind(comparison: Comparison | None, constants: dict[str, str]) -> tuple[tuple[str, ...], bool]:
+    """Compared outputs that are constant in every run (the runs agreed, so run 1 speaks for all): a change there
+    cannot be seen. And whether that is every compared output."""
+    if comparison is None or not comparison or not constants:
+        return (), False
+    paths = [o.path for o in comparison.outputs if o.task is None]
+    lines = []
+    for path in paths:
+        if path in constants:
+            value = constants[path]
+            hint = "; is the head initialised to zero?" if value == "0" else ""
+            lines.append(f"{path} is constant {value} in every run: this check cannot detect a change there{hint}")
+    return tuple(lines), bool(paths) and len(lines) == len(paths)
+
+
+def _verdict(prepared: execute.Prepared, request: dict[str, Any], keep: bool = False) -> dict[str, Any]:
+    try:
+        return prepared.verdict(request, keep)
+    except execute.VerdictTimeout as exc:
+        return {"timeout": str(exc), "comparison": None, "golden": None}
+
+
+# What each part of the recipe, turned off, lets vary between runs: said first when the runs differ.
+RECIPE_OFF = {
+    "seed_rngs": (False, "random init, dropout and any RNG in forward differ per run"),
+    "hash_seed": (False, "set and dict iteration order over str keys differs per run"),
+    "deterministic_algorithms": (False, "nondeterministic kernels (scatter_add, index_add, atomics) are allowed"),
+    "cudnn_deterministic": (False, "cuDNN may pick nondeterministic convolution algorithms"),
+    "cudnn_benchmark": (True, "cuDNN benchmarks and picks its algorithms per run"),
+    "tf32": (True, "TF32 matmul/conv rounding is allowed"),
+    "eval_mode": (False, "the model stays in training mode (dropout, batch-norm statistics)"),
+}
+
+
+def recipe_parts_off(spec: Any) -> list[str]:
+    """A line per part of the full recipe that the check's own `recipe:` turned off."""
+    lines = []
+    for key, (off, why) in RECIPE_OFF.items():
+        if getattr(spec, key) == off:
+            lines.append(f"your recipe turns off {key} ({key}: {str(off).lower()}): {why}")
+    return lines
+
+
+def run_all(
+    checks: list[LoadedCheck],
+    workroot: Path,
+    isolation: execute.Isolation,
+    on_start: Callable[[int, LoadedCheck], None] | None = None,
+    on_run: Callable[[LoadedCheck, RunResult], None] | None = None,
+    on_done: Callable[[CheckResult], None] | None = None,
+    first: execute.Prepared | None = None,
+    baseline: BaselineOptions | None = None,
+    invariance: frozenset[str] | None = None,
+    require_devices: bool = False,
+    discard: bool = True,
+    float64: bool = False,
+) -> list[CheckResult]:
+    """Run checks in order (`discard`: each later run's outputs are deleted once compared). `first` is the first
+    check already prepared (its worker warming up).
+    An unexpected failure inside a check raises Interrupted with the checks completed before it."""
+    results: list[CheckResult] = []
+    for i, lc in enumerate(checks):
+        if on_start:
+            on_start(i, lc)
+        progress = (lambda r, lc=lc: on_run(lc, r)) if on_run else None
+        try:
+            prepared = (
+                first
+                if (i == 0 and first is not None)
+                else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation, fold=discard, float64=float64)
+            )
+            result = run_check(lc, prepared, progress, baseline, invariance, require_devices, discard)
+        except Exception as exc:
+            raise Interrupted(results, exc) from exc
+        results.append(result)
+        if on_done:
+            on_done(result)
+    return results
+
+
+@dataclass(frozen=True)
+class Session:
+    """How `reprocheck run` runs its checks (the command line's choices)."""
+
+    isolation: execute.Isolation = execute.Isolation.AUTO
+    keep: Path | None = None  # keep each run's outputs and logs here
+    baseline: BaselineOptions | None = None
+    invariance: frozenset[str] | None = None  # the kinds of variants to run; None: every kind a check declares
+    require_devices: bool = False  # a device variant whose device is not here is an error, not a skip
+    float64: bool = False  # every run in float64 (model and floating inputs): the upgrade canary's reference
+
+
+class SpecProblems(Exception):
+    """Found before anything ran (golden files, torchvision names): exit 2."""
+
+    def __init__(self, messages: list[str], errors: list[SpecError] | None = None) -> None:
+        super().__init__("\n".join(messages))
+        self.errors = errors or []
+
+
+def run_session(
+    checks: list[LoadedCheck],
+    session: Session,
+    on_start: Callable[[int, LoadedCheck], None] | None = None,
+    on_run: Callable[[LoadedCheck, RunResult], None] | None = None,
+) -> list[CheckResult]:
+    """Check the goldens and names, run every check, clean up whatever happens. Raises SpecProblems
+    before anything runs, Interrupted (with the completed checks) when reprocheck fails inside a check."""
+    from ..spec import name_errors, name_requests
+
+    if session.baseline is not None:
+        problems = goldens.preflight(checks, session.baseline)
+        if problems:
+            raise SpecProblems(problems)
+    root = session.keep or Path(tempfile.mkdtemp(prefix="reprocheck-"))
+    try:
+        # The first check's zygote imports torch, answers the torchvision name checks of every check,
+        # then waits for "go": nothing runs until the whole spec is known to be valid.
+        requests = name_requests(checks)
+        first = execute.Prepared(
+            checks[0],
+            workdir_for(root, 0, checks[0]),
+            session.isolation,
+            names=requests,
+            fold=session.keep is None,
+            float64=session.float64,
+        )
+        errors = name_errors(checks, first.name_problems(requests))
+        if errors:
+            raise SpecProblems([str(e) for e in errors], errors)
+        return run_all(
+            checks,
+            root,
+            session.isolation,
+            on_start,
+            on_run,
+            first=first,
+            baseline=session.baseline,
+            invariance=session.invariance,
+            require_devices=session.require_devices,
+            discard=session.keep is None,
+            float64=session.float64,
+        )
+    finally:
+        zygote.cancel_all()  # whatever ended us, no worker outlives this process
+        if session.keep is None:
+            shutil.rmtree(root, ignore_errors=True)

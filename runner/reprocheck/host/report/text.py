@@ -1,0 +1,257 @@
+"""The sentences every format shares: one line per differing output, the remedy, a run's cause, table rows."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from ...results import Kind, OutputResult
+from ..invariance import Distance, VariantResult
+from ..pipeline import CheckResult
+from . import tasks
+
+TABLE_ROWS = 20  # per failing check, in console and Markdown
+
+if TYPE_CHECKING:
+    from ...diagnosis import Diagnosis
+
+
+def num(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and (math.isinf(x) or math.isnan(x)):
+        return str(x)
+    if x == 0:
+        return "0"
+    return f"{x:.3g}"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def val(x: float | None) -> str:
+    # Enough digits to show how two nearly equal values differ.
+    return "-" if x is None else f"{x:.9g}"
+
+
+def where(o: OutputResult) -> str:
+    return f"{o.path}[{', '.join(map(str, o.first_index))}]" if o.first_index else o.path
+
+
+def run_name(index: int) -> str:
+    return "the baseline" if index == 0 else f"run {index}"  # run 0: the stored golden
+
+
+def summarize(o: OutputResult, names: tuple[str, str] | None = None) -> str:
+    """One line: what differs, by how much, where. `names` says what the two sides were (default: run numbers)."""
+    a, b = names or (run_name(o.expected_run), run_name(o.obtained_run))
+    if o.task is not None and o.kind is not Kind.STRUCTURE:
+        return tasks.sentence(o, a, b)
+    if o.kind is Kind.STRUCTURE:
+        return f"{o.path}: structure differs ({a} vs {b}): {o.detail}"
+    if o.kind is Kind.MATCH:
+        extra = f", {o.nan_count} NaN in the same places" if o.nan_count else ""
+        return f"{o.path}: matches ({o.total} values{extra})"
+    # With three runs or more: in how many later runs it differed, and how many distinct results it took.
+    prefix = f"{o.path}: "
+    if o.distinct_results:
+        differing = plural(o.runs_differing, "later run")
+        prefix += f"differs in {differing} ({plural(o.distinct_results, 'distinct result')}); worst: "
+    text = (
+        f"{prefix}{o.mismatched} of {o.total} values ({o.mismatch_percent:.1f}%) differ between {a} "
+        f"and {b}; max abs diff {num(o.max_abs_diff)}, "
+        f"max rel diff {num(o.max_rel_diff)}; first at {where(o)}: "
+        f"{val(o.expected_value)} vs {val(o.obtained_value)}"
+    )
+    return text + (f" ({o.detail})" if o.detail else "")
+
+
+def remedy(o: OutputResult) -> str:
+    if o.task is not None and o.kind is not Kind.STRUCTURE:
+        return tasks.REMEDY[o.task.task]
+    if o.kind is Kind.STRUCTURE:
+        return (
+            "the output's structure changes between runs, so no tolerance helps: something before it varies "
+            "(values near a score threshold, an unseeded random source, a nondeterministic op); "
+            "run `reprocheck diagnose` to find the first module that diverges"
+        )
+    if o.exact:
+        return (
+            "integer/bool outputs are compared exactly; find the source of the variation "
+            "(e.g. argmax over values that differ) with `reprocheck diagnose`"
+        )
+    if o.needed_atol is None and o.needed_rtol is None:
+        return (
+            "NaN/inf differ between runs, which no tolerance accepts; find where they come from with "
+            "`reprocheck diagnose`"
+        )
+    parts = []
+    if o.needed_atol is not None:
+        parts.append(f"atol: {o.needed_atol:.3g} (with rtol {o.tolerance.rtol:g})")
+    if o.needed_rtol is not None:
+        parts.append(f"rtol: {o.needed_rtol:.3g} (with atol {o.tolerance.atol:g})")
+    return (
+        "would pass with tolerance " + " or ".join(parts) + f" for {o.path!r}; "
+        "but first ask why the runs differ: run-to-run nondeterminism usually means a nondeterministic kernel or an "
+        "unseeded random source; `reprocheck diagnose` finds the first module that diverges"
+    )
+
+
+def own_runs_failed(r: CheckResult) -> bool:
+    """The check's own runs failed, or could not be judged (not only an invariance variant's)."""
+    return bool(r.error) or r.failed_run is not None or len(r.runs) < r.runs_requested
+
+
+def fragile_lines(r: CheckResult) -> list[str]:
+    """Outputs on a decision boundary, in task words (warnings, or failures under `fragile: fail`)."""
+    return [tasks.fragile_sentence(f) for f in r.fragile]
+
+
+def blind_lines(r: CheckResult) -> list[str]:
+    lines = list(r.blind)
+    if r.blind_all:
+        lines.append(
+            "every compared output is constant: this check cannot see a change"
+            + (" (strict: true fails it)" if r.status.value == "fail" else "; `strict: true` makes that a failure")
+        )
+    return lines
+
+
+def run_cause(r: CheckResult) -> str:
+    if r.error:
+        return f"{r.file}:{r.error_line or r.line}: {r.error}"
+    run = r.failed_run
+    if run is None:
+        return f"only {len(r.runs)} of {r.runs_requested} runs happened"
+    if run.unavailable:  # the check's own device: nothing ran, so no run number
+        return run.cause
+    return f"run {run.index} of {r.runs_requested} {run.cause}"
+
+
+def output_rows(outs: list[OutputResult]) -> list[list[str]]:
+    rows = [["output", "result", "shape", "dtype", "mismatched", "max abs", "max rel", "first at", "passing tolerance"]]
+    for o in outs[:TABLE_ROWS]:
+        passing = "-" if o.kind is Kind.STRUCTURE or o.exact or o.needed_atol is None else f"atol {num(o.needed_atol)}"
+        if o.task is not None:
+            passing = f"as {o.task.task}"
+        rows.append(
+            [
+                o.path,
+                o.kind.value,
+                str(list(o.shape)) if o.shape or o.total else "-",
+                o.dtype or "-",
+                f"{o.mismatched}/{o.total}" if o.kind is not Kind.STRUCTURE else "-",
+                num(o.max_abs_diff),
+                num(o.max_rel_diff) if o.task is None else "-",
+                str(list(o.first_index)) if o.first_index is not None else "-",
+                passing if o.kind is not Kind.MATCH else "-",
+            ]
+        )
+    return rows
+
+
+def diagnosis_lines(d: Diagnosis) -> list[str]:
+    """Plain sentences, shared by the console and Markdown renderers."""
+    out = []
+    if d.error:
+        out.append(f"the check's own runs failed: {d.error}")
+    elif d.reproducible:
+        out.append("reproducible under the check's recipe (two isolated runs agree)")
+    else:
+        differing = len(d.comparison.failures) if d.comparison is not None else 0
+        out.append(f"NOT reproducible under the check's recipe: {plural(differing, 'output')} differ")
+    if d.divergence is not None:
+        v = d.divergence
+        where = f"module {v.module or '(the model itself)'} ({v.type}), call {v.call + 1}"
+        text = f"first divergence: {where}"
+        if v.result is not None:
+            text += f": {summarize(v.result)}"
+        if v.detail:
+            text += f": {v.detail}"
+        out.append(text)
+    if d.seed is not None:
+        s = d.seed
+        if s.sensitive:
+            out.append(f"seed sensitivity: outputs change with seed {s.other_seed}, so they depend on RNG")
+        else:
+            out.append(f"seed sensitivity: outputs are the same with seed {s.other_seed}")
+        out += [f"  likely cause: {c}" for c in s.causes]
+    repairing = d.reproducible is False
+    for a in d.ablations:
+        if repairing:
+            verdict = "still differs" if a.effect.differs else "FIXES it"
+        else:
+            verdict = "BREAKS reproducibility" if a.effect.differs else "no effect"
+        detail = f" ({a.error})" if a.error else ""
+        if a.effect.differs and a.comparison is not None and a.comparison.failures:
+            detail = f" ({summarize(a.comparison.failures[0])})"
+        out.append(f"{'repair' if repairing else 'ablation'} {a.knob}: {a.description}: {verdict}{detail}")
+    if repairing:
+        fixes = [a.knob for a in d.ablations if not a.effect.differs]
+        if fixes:
+            out.append(f"turning {', '.join(fixes)} back on makes it reproducible")
+        else:
+            out.append(
+                "no part of the recipe fixes it: genuine nondeterminism (see the first divergence); "
+                "ablations need a reproducible check, so none were run"
+            )
+    broken = [a.knob for a in d.ablations if a.effect.differs]
+    if broken and not repairing:
+        out.append(f"knobs that matter for this model: {', '.join(broken)} (keep them on in the recipe)")
+    if d.nondeterministic_ops:
+        out.append("ops without a deterministic implementation here:")
+        out += [f"  {op}" for op in d.nondeterministic_ops]
+    else:
+        out.append("no op warned under use_deterministic_algorithms(warn_only=True)")
+    return out
+
+
+def flake_line(r: CheckResult) -> str | None:
+    """The flake statement, for checks of three runs or more (two runs: the comparison says it all)."""
+    c = r.comparison
+    if c is None or c.runs_compared < 3:
+        return None
+    return f"{c.flake.statement()}; {plural(c.distinct_results, 'distinct result')} by content hash"
+
+
+INVARIANCE_REMEDY = {
+    "batch": "a sample's outputs depend on the batch it is in (kernels chosen by shape, statistics across the "
+    "batch, padding to the largest image): serve at one batch size, or look for cross-sample operations "
+    "(BatchNorm in training mode, normalisation over dim 0); a tolerance (`invariance.tolerance`) accepts "
+    "small kernel differences",
+    "device": "the outputs depend on the device: other kernels, other summation orders, reduced precision (TF32, "
+    "fused multiply-add); the float64 reference above says which side is off; accept the difference with "
+    "`invariance.tolerance`, or pin the recipe (`tf32: false`, deterministic algorithms) on both",
+    "threads": "the outputs depend on the CPU thread count (reductions split their work by thread): run production "
+    "at one pinned count (`recipe.threads`, OMP_NUM_THREADS), or accept the difference with `invariance.tolerance`",
+}
+
+
+def variant_lines(v: VariantResult) -> list[str]:
+    """An invariance variant in sentences: matched, or what differs between run 1 and the variant, and the remedy."""
+    a, b = v.names()
+    if v.status == "skipped":
+        return [f"invariance {v.label}: skipped, not passed: {v.cause}"]
+    if v.status == "error" or v.comparison is None:
+        return [f"invariance {v.label}: the variant's run failed: {v.cause}"]
+    outputs = v.comparison.outputs
+    note = f"; not per-sample, so left out: {', '.join(v.left_out)}" if v.left_out else ""
+    if v.status == "pass":
+        return [f"invariance {v.label}: matches {a} ({plural(len(outputs), 'output')} compared{note})"]
+    fails = v.comparison.failures
+    lines = [f"invariance {v.label}: {len(fails)} of {plural(len(outputs), 'output')} differ between {a} and {b}{note}"]
+    lines += [f"  {summarize(o, (a, b))}" for o in fails[:TABLE_ROWS]]
+    lines += [f"  {reference_sentence(d, a, b)}" for d in v.distances]
+    lines.append(f"  remedy: {INVARIANCE_REMEDY[v.kind.value]}")
+    return lines
+
+
+def reference_sentence(d: Distance, a: str, b: str) -> str:
+    """Which side of a differing output the float64 reference agrees with."""
+    text = f"{d.path}: {b} is {d.obtained:.2g} from the float64 reference, {a} {d.expected:.2g}"
+    if d.obtained > 2 * d.expected:
+        return text + f": the {b} side is off"
+    if d.expected > 2 * d.obtained:
+        return text + f": the {a} side is off"
+    return text + ": both are as far (rounding on both sides, not one wrong kernel)"

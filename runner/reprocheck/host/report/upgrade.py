@@ -1,0 +1,185 @@
+"""The upgrade canary's reports: console, Markdown (fits a PR comment), JSON and GitHub annotations. The two stacks'
+fingerprint difference comes first, then a table check x output x grade."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ... import __version__
+from ..upgrade import GradedOutput, Upgrade, UpgradeCheck, accepted
+from .json_report import _finite, output_dict
+from .text import num, plural, summarize
+
+GRADE_WORDS = {"identical": "identical", "noise": "within noise", "task": "task-equivalent", "changed": "changed"}
+VERDICT_WORDS = {
+    "safe": "safe to bump",
+    "changed": "changed",
+    "not-reproducible": "not reproducible",
+    "error": "error",
+}
+SIDES = ("old stack", "new stack")
+DIFF_ROWS = 12
+OUTPUT_ROWS = 30  # per check, in console and Markdown
+
+
+def detail(o: GradedOutput) -> str:
+    """What the grade rests on, in one line."""
+    if o.grade == "identical":
+        return f"bitwise equal ({o.result.total} values)" if o.result.total else "bitwise equal"
+    tests = [t for t in o.noise if "rmse_new" in t]
+    if o.grade == "noise" and tests:
+        worst = max(tests, key=lambda t: float(t["max_new"]) / max(float(t["bound_max"]), 1e-300))
+        return (
+            f"differs by up to {num(o.result.max_abs_diff)}; from the float64 reference: max {num(worst['max_new'])} "
+            f"(old stack {num(worst['max_old'])}, bound {num(worst['bound_max'])}), RMSE {num(worst['rmse_new'])} "
+            f"(old {num(worst['rmse_old'])}, bound {num(worst['bound_rmse'])})"
+        )
+    if o.grade == "task" and o.result.task is None:
+        return f"within {o.rule}: differs by up to {num(o.result.max_abs_diff)} ({o.result.mismatched} values)"
+    text = summarize(o.result, SIDES).removeprefix(f"{o.result.path}: ")
+    far = [t for t in tests if not t["ok"]]
+    if o.grade == "changed" and far:
+        t = far[0]
+        text += (
+            f"; farther from the float64 reference than the old stack: max {num(t['max_new'])} vs bound "
+            f"{num(t['bound_max'])}, RMSE {num(t['rmse_new'])} vs bound {num(t['bound_rmse'])}"
+        )
+    return text
+
+
+def _counts(c: UpgradeCheck) -> str:
+    found = [(g, sum(1 for o in c.outputs if o.grade == g)) for g in GRADE_WORDS]
+    return ", ".join(f"{n} {GRADE_WORDS[g]}" for g, n in found if n) or "-"
+
+
+def overall(u: Upgrade) -> str:
+    code = u.exit_code
+    bad = [c for c in u.checks if c.verdict != "safe"]
+    if code == 0:
+        return f"safe to bump: {plural(len(u.checks), 'check')}, every output {_accepted(u.options.require)}"
+    return f"not safe to bump: {len(bad)} of {plural(len(u.checks), 'check')} " + (
+        "changed or not reproducible" if code == 1 else "changed, not reproducible or failed"
+    )
+
+
+def _accepted(require: str) -> str:
+    return {
+        "identical": "identical",
+        "noise": "identical or within noise (task outputs: or task-equivalent)",
+        "task": "identical, within noise or task-equivalent (by the check's own rules)",
+    }[require]
+
+
+def _diff_rows(u: Upgrade) -> list[tuple[str, str, str]]:
+    return [
+        (f, json.dumps(a) if not isinstance(a, str) else a, json.dumps(b) if not isinstance(b, str) else b)
+        for f, a, b in u.fingerprint_diff()
+    ]
+
+
+def render_console(u: Upgrade) -> str:
+    o = u.options
+    lines = [f"reprocheck upgrade: {o.source} -> {o.target} (--require {o.require}, k={o.k:g}, eps={o.ulps:g} ulp)"]
+    diff = _diff_rows(u)
+    lines.append("stack differences:" if diff else "stack differences: none in the fingerprint")
+    lines += [f"  {f}: {a} -> {b}" for f, a, b in diff[:DIFF_ROWS]]
+    if len(diff) > DIFF_ROWS:
+        lines.append(f"  ... and {len(diff) - DIFF_ROWS} more (see --report)")
+    for c in u.checks:
+        lines.append(f"{VERDICT_WORDS[c.verdict].upper():<17} {c.name} ({c.file}:{c.line}): {_counts(c)}")
+        if c.message:
+            lines.append(f"    {c.message}")
+        for g in c.outputs[:OUTPUT_ROWS]:
+            lines.append(f"    {GRADE_WORDS[g.grade]:<15} {g.path or 'output'}: {detail(g)}")
+        lines += [f"    note: {n}" for n in c.notes]
+    lines.append(overall(u))
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(u: Upgrade) -> str:
+    o = u.options
+    icon = "✅" if u.exit_code == 0 else "❌"
+    lines = [
+        f"## {icon} reprocheck upgrade: `{o.source}` → `{o.target}`",
+        "",
+        f"**{_md(overall(u))}** (--require {o.require})",
+        "",
+    ]
+    diff = _diff_rows(u)
+    if diff:
+        lines += ["| stack | old | new |", "|---|---|---|"]
+        lines += [f"| {_md(f)} | `{_md(a)}` | `{_md(b)}` |" for f, a, b in diff[:DIFF_ROWS]]
+        lines.append("")
+    lines += ["| check | output | grade | detail |", "|---|---|---|---|"]
+    for c in u.checks:
+        if not c.outputs:
+            lines.append(f"| {_md(c.name)} | - | {VERDICT_WORDS[c.verdict]} | {_md(c.message)} |")
+        for g in c.outputs[:OUTPUT_ROWS]:
+            lines.append(f"| {_md(c.name)} | `{_md(g.path or 'output')}` | {GRADE_WORDS[g.grade]} | {_md(detail(g))} |")
+    notes = [f"- {c.name}: {n}" for c in u.checks for n in c.notes]
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def upgrade_dict(u: Upgrade) -> dict[str, Any]:
+    o = u.options
+    return {
+        "tool": "reprocheck",
+        "version": __version__,
+        "schema_version": 1,
+        "kind": "upgrade",
+        "exit_code": int(u.exit_code),
+        "from": str(o.source),
+        "to": str(o.target),
+        "require": o.require,
+        "noise": {"k": o.k, "ulps": o.ulps},
+        "verdict": "safe" if u.exit_code == 0 else "not-safe",
+        "fingerprints": {"from": u.fingerprints[0], "to": u.fingerprints[1]},
+        "fingerprint_diff": [{"field": f, "from": a, "to": b} for f, a, b in u.fingerprint_diff()],
+        "checks": [
+            {
+                "name": c.name,
+                "file": c.file,
+                "line": c.line,
+                "verdict": c.verdict,
+                "message": c.message,
+                "notes": list(c.notes),
+                "outputs": [
+                    {
+                        "path": g.path,
+                        "grade": g.grade,
+                        "detail": detail(g),
+                        "noise": list(g.noise),
+                        "rule": g.rule,
+                        "accepted": accepted(g, o.require),
+                        "comparison": output_dict(g.result),
+                    }
+                    for g in c.outputs
+                ],
+            }
+            for c in u.checks
+        ],
+    }
+
+
+def render_json(u: Upgrade) -> str:
+    return json.dumps(_finite(upgrade_dict(u)), indent=2) + "\n"
+
+
+def failures(u: Upgrade) -> list[tuple[str, int, str, str]]:
+    """(file, line, title, message) for each check that is not safe to bump."""
+    from ..github import workspace_relative
+
+    found = []
+    for c in u.checks:
+        if c.verdict == "safe":
+            continue
+        first = next((g for g in c.outputs if not accepted(g, u.options.require)), None)
+        message = c.message + (f". {first.path or 'output'}: {detail(first)}" if first is not None else "")
+        title = f"reprocheck upgrade: {c.name} {VERDICT_WORDS[c.verdict]} ({u.options.source} -> {u.options.target})"
+        found.append((workspace_relative(c.file), c.line or 1, title, message))
+    return found

@@ -1,0 +1,232 @@
+"""`reprocheck upgrade`: the same checks on two stacks (the one you have, the one you want), graded output by output.
+
+A stack is `python:PATH` (an interpreter that has torch) or `image:TAG` (run under the launch policy). Both run
+this very reprocheck: its package is copied into a folder of its own and put first on the stack's PYTHONPATH
+(mounted read-only in a container), so only the stack differs. The stack supplies torch and reprocheck's
+dependencies (pydantic, PyYAML, numpy, safetensors); a python: stack without them is refused before anything runs.
+Per check:
+  1. each side runs it with the full recipe (`reprocheck run --update-baseline` into a private folder): a side
+     whose runs differ is the verdict ("not reproducible on the new stack");
+  2. the two sides' run-1 outputs are graded on the torch side (grade.py, on the --to stack); where one is not
+     identical, a float64 CPU run on the --from stack is the reference for the within-noise test;
+  3. safe to bump when every output's grade is at least --require (identical, noise, task).
+Nothing here writes goldens of yours: every file lives in a temporary folder, removed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..results import OutputResult, output_from_dict
+from ..spec import LoadedCheck
+from .exitcodes import ExitCode, UsageError
+from .stacks import Options, Side, Stack, copy_code, grade_on, probe, run_side
+
+
+def accepted(o: GradedOutput, require: str) -> bool:
+    """identical: bitwise only; noise (the default): identical or within noise, and for an output under a `compare:`
+    rule also task-equivalent (the rule is what "the same" means for it); task: whatever the check's own rules accept
+    (its `compare:` rules and, for the other outputs, its tolerance)."""
+    if o.grade == "identical" or (require != "identical" and o.grade == "noise"):
+        return True
+    return o.grade == "task" and (require == "task" or (require == "noise" and o.result.task is not None))
+
+
+@dataclass(frozen=True)
+class GradedOutput:
+    path: str
+    grade: str  # identical | noise | task | changed
+    result: OutputResult
+    noise: tuple[dict[str, Any], ...] = ()
+    rule: str = ""  # task-equivalent: the rule that calls them the same
+
+
+@dataclass(frozen=True)
+class UpgradeCheck:
+    name: str
+    file: str
+    line: int
+    verdict: str  # safe | changed | not-reproducible | error
+    message: str = ""
+    outputs: tuple[GradedOutput, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return {"safe": ExitCode.OK, "error": ExitCode.RUN_FAILED}.get(self.verdict, ExitCode.MISMATCH)
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    options: Options
+    fingerprints: tuple[dict[str, Any], dict[str, Any]]
+    checks: tuple[UpgradeCheck, ...]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return max((c.exit_code for c in self.checks), default=ExitCode.OK)
+
+    def fingerprint_diff(self) -> list[tuple[str, Any, Any]]:
+        from ..drift import fingerprint_diff
+
+        return [(d.field, d.expected, d.obtained) for d in fingerprint_diff(*self.fingerprints)]
+
+
+def graded_outputs(answer: dict[str, Any]) -> tuple[GradedOutput, ...]:
+    return tuple(
+        GradedOutput(o["result"]["path"], o["grade"], output_from_dict(o["result"]), tuple(o["noise"]), o["rule"])
+        for o in answer["outputs"]
+    )
+
+
+def _key(lc: LoadedCheck) -> tuple[str, str]:
+    return os.path.abspath(lc.file), lc.name
+
+
+def _find(side: Side, lc: LoadedCheck) -> dict[str, Any] | None:
+    return next(
+        (c for c in (side.report or {}).get("checks", []) if (os.path.abspath(c["file"]), c["name"]) == _key(lc)),
+        None,
+    )
+
+
+def _side_verdict(side: Side, lc: LoadedCheck, which: str, stack: Stack) -> UpgradeCheck | None:
+    """The check's verdict when this side alone decides it (not reproducible there, or an error); None if it passed."""
+    c = _find(side, lc)
+
+    def base(verdict: str, message: str) -> UpgradeCheck:
+        return UpgradeCheck(lc.name, str(lc.file), lc.line, verdict, message)
+
+    if c is None:
+        tail = " | ".join(side.log.strip().splitlines()[-3:]) or "no output"
+        return base("error", f"the {which} stack ({stack}) exited {side.code}: {tail}")
+    if c["status"] == "fail":
+        differ = [o for o in c["outputs"] if o["status"] != "match"]
+        shown = (
+            ", ".join(f"{o['path'] or 'output'} (max abs diff {_g(o['max_abs_diff'])})" for o in differ[:3])
+            or "its goldens"
+        )
+        return base(
+            "not-reproducible",
+            f"not reproducible on the {which} stack ({stack}): its runs differ in {shown}; "
+            f"`reprocheck diagnose` there says why",
+        )
+    if c["status"] == "error" or (c.get("baseline") or {}).get("status") != "updated":
+        cause = c.get("error") or next((r["cause"] for r in c["runs"] if r["cause"]), "") or "no golden written"
+        return base("error", f"on the {which} stack ({stack}): {cause}")
+    return None
+
+
+def _g(x: Any) -> str:
+    return f"{x:.3g}" if isinstance(x, (int, float)) else str(x)  # "inf"/"nan" arrive as strings in the report
+
+
+def _golden(side: Side, lc: LoadedCheck) -> str:
+    c = _find(side, lc)
+    assert c is not None and c["baseline"] is not None
+    return str(c["baseline"]["golden"])
+
+
+def _say(opts: Options, text: str) -> None:
+    if not opts.quiet:
+        print(f"reprocheck upgrade: {text}", file=sys.stderr, flush=True)
+
+
+def run_upgrade(checks: list[LoadedCheck], opts: Options) -> Upgrade:
+    """Both stacks, the grading, the float64 reference where needed; the temporary folder removed whatever happens."""
+    images = any(s.kind == "image" for s in (opts.source, opts.target))
+    # A container can write only inside the workspace: then the private folder lives there (hidden, removed).
+    root = Path(tempfile.mkdtemp(prefix=".reprocheck-upgrade-", dir=opts.workspace if images else None))
+    try:
+        code = copy_code(root / "code")
+        for stack in (opts.source, opts.target):
+            probe(stack, code)
+        sides = []
+        for which, stack, device in (("old", opts.source, opts.from_device), ("new", opts.target, opts.to_device)):
+            _say(opts, f"the {which} stack, {stack}")
+            side = run_side(stack, checks, opts, root / which, code, device, False)
+            if side.code == ExitCode.USAGE:
+                raise UsageError(f"the {which} stack ({stack}) refused the checks (its message is above)")
+            sides.append(side)
+        old, new = sides
+        decided: dict[tuple[str, str], UpgradeCheck] = {}
+        jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        for lc in checks:
+            verdict = _side_verdict(old, lc, "old", opts.source) or _side_verdict(new, lc, "new", opts.target)
+            if verdict is not None:
+                decided[_key(lc)] = verdict
+                continue
+            jobs[_key(lc)] = {
+                "name": lc.name,
+                "from": _golden(old, lc),
+                "to": _golden(new, lc),
+                "reference": None,
+                "compare": lc.check.compare.model_dump(mode="json", by_alias=True),
+                "tolerance": (lc.check.baseline or lc.check.tolerance).model_dump(mode="json"),
+                "k": opts.k,
+                "ulps": opts.ulps,
+            }
+        graded = grade_on(opts.target, list(jobs.values()), root / "grade", code, opts) if jobs else []
+        answers = dict(zip(jobs, graded, strict=True))
+        notes: dict[tuple[str, str], list[str]] = {k: [] for k in jobs}
+        unequal = [lc for lc in checks if _key(lc) in answers and _not_identical(answers[_key(lc)])]
+        if unequal:
+            _say(opts, f"the float64 reference on the old stack, for {len(unequal)} check(s)")
+            ref = run_side(opts.source, unequal, opts, root / "reference", code, None, True)
+            for lc in unequal:
+                problem = _side_verdict(ref, lc, "old", opts.source)
+                if problem is None:
+                    jobs[_key(lc)]["reference"] = _golden(ref, lc)
+                else:
+                    notes[_key(lc)].append(
+                        f"no float64 reference ({problem.message}), so nothing is graded within noise"
+                    )
+            again = [k for k in (_key(lc) for lc in unequal) if jobs[k]["reference"]]
+            if again:
+                regraded = grade_on(opts.target, [jobs[k] for k in again], root / "grade-reference", code, opts)
+                answers.update(zip(again, regraded, strict=True))
+        results = []
+        for lc in checks:
+            k = _key(lc)
+            if k in decided:
+                results.append(decided[k])
+                continue
+            results.append(_graded_check(lc, answers[k], opts.require, tuple(notes[k])))
+        return Upgrade(opts, (_fingerprint(old), _fingerprint(new)), tuple(results))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _not_identical(answer: dict[str, Any]) -> bool:
+    return bool(answer["error"]) or any(o["grade"] != "identical" for o in answer["outputs"])
+
+
+def _fingerprint(side: Side) -> dict[str, Any]:
+    checks = (side.report or {}).get("checks") or [{}]
+    return dict(checks[0].get("fingerprint") or {})
+
+
+def _graded_check(lc: LoadedCheck, answer: dict[str, Any], require: str, notes: tuple[str, ...]) -> UpgradeCheck:
+    def base(verdict: str, message: str = "", outputs: tuple[GradedOutput, ...] = ()) -> UpgradeCheck:
+        return UpgradeCheck(lc.name, str(lc.file), lc.line, verdict, message, outputs, notes)
+
+    if answer["error"]:
+        return base("error", answer["error"])
+    outputs = graded_outputs(answer)
+    if not outputs:
+        return base("error", "the outputs hold no tensor to compare")
+    below = [o for o in outputs if not accepted(o, require)]
+    if not below:
+        return base("safe", outputs=outputs)
+    shown = ", ".join(f"{o.path} ({o.grade})" for o in below[:3]) + (" ..." if len(below) > 3 else "")
+    return base(
+        "changed",
+        f"{len(below)} of {len(outputs)} outputs below --require {require}: {shown}",
+        outputs=outputs,
+    )

@@ -1,0 +1,151 @@
+"""Golden baselines: outputs stored per check, compared on later runs to catch drift.
+
+Where goldens live, and the checks made before anything runs: goldens.py; the verdict objects: drift.py.
+
+Format: safetensors (no pickle; readable on any machine, CPU or not). The leaf tensors are stored under
+their output paths; the metadata (strings) holds:
+  "reprocheck.format"       "1"
+  "reprocheck.tree"         the output structure (JSON, see outputs.py)
+  "reprocheck.config_hash"  the hash of what the check computes (spec.Check.config_hash)
+  "reprocheck.check"        the check's name
+  "reprocheck.fingerprint"  the environment that produced it (JSON, see fingerprint.py)
+  "reprocheck.created"      UTC timestamp
+Writes go through a temporary file and a rename: a killed writer never leaves half a golden.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..drift import BaselineResult, BaselineStatus, GoldenJob, fingerprint_diff
+from ..files import atomic_write
+from ..goldens import FORMAT, obtained_path
+from ..tree import Outputs
+from . import compare
+
+
+def save(outputs: Outputs, path: Path, *, check: str, config_hash: str, fingerprint: dict[str, Any] | None) -> None:
+    # safetensors refuses views sharing storage; every leaf gets its own contiguous copy.
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in outputs.tensors.items()}
+    metadata = {
+        "reprocheck.format": FORMAT,
+        "reprocheck.tree": json.dumps(outputs.tree),
+        "reprocheck.config_hash": config_hash,
+        "reprocheck.check": check,
+        "reprocheck.fingerprint": json.dumps(fingerprint or {}),
+        "reprocheck.created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def load(path: Path) -> tuple[Outputs, dict[str, Any]]:
+    with safe_open(str(path), framework="pt", device="cpu") as f:
+        meta = f.metadata() or {}
+        if meta.get("reprocheck.format") != FORMAT:
+            raise ValueError(f"{path} is not a reprocheck baseline (format {meta.get('reprocheck.format')!r})")
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
+    info = {
+        "config_hash": meta.get("reprocheck.config_hash"),
+        "check": meta.get("reprocheck.check"),
+        "fingerprint": json.loads(meta.get("reprocheck.fingerprint") or "{}"),
+        "created": meta.get("reprocheck.created"),
+    }
+    return Outputs(tree=json.loads(meta["reprocheck.tree"]), tensors=tensors), info
+
+
+def apply(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None, runs_agree: bool) -> BaselineResult:
+    """Write the golden (--update-baseline) or compare run 1's outputs with it. Runs on the torch side."""
+    golden = Path(job.golden)
+    if job.update:
+        if not runs_agree:
+            return BaselineResult(
+                status=BaselineStatus.NOT_UPDATED,
+                golden=golden,
+                message="baseline not written: the runs themselves differ, so there is no single right answer to store",
+            )
+        return update(job, obtained, fingerprint)
+    return check_against(job, obtained, fingerprint, runs_agree)
+
+
+def check_against(
+    job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None, runs_agree: bool = True
+) -> BaselineResult:
+    """Compare run 1's outputs with the golden; write the obtained file beside it on any failure."""
+    from ..spec import CompareSpec, ToleranceSpec
+
+    golden = Path(job.golden)
+    side = obtained_path(golden)
+    if not golden.exists():
+        save(obtained, side, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint)
+        return BaselineResult(
+            status=BaselineStatus.MISSING,
+            golden=golden,
+            obtained=side,
+            message=(
+                f"no baseline at {golden}; the obtained outputs are in {side}. "
+                + (
+                    f"Create the baseline with `{job.regenerate}` and commit it"
+                    if runs_agree
+                    else "The runs themselves differ, so make them agree first (`reprocheck diagnose`)"
+                )
+            ),
+        )
+    expected, info = load(golden)
+    tolerance = ToleranceSpec.model_validate(job.tolerance)
+    rules = CompareSpec.model_validate(job.compare or {})
+    comparison = compare.compare_runs([expected, obtained], tolerance, labels=[0, 1], rules=rules)
+    diff = fingerprint_diff(info["fingerprint"], fingerprint or {})
+    changed = info["config_hash"] != job.config_hash
+    if comparison:
+        if side.exists():
+            side.unlink()  # a stale obtained file from an earlier failure would mislead
+        return BaselineResult(
+            status=BaselineStatus.MATCH,
+            golden=golden,
+            comparison=comparison,
+            fingerprint_diff=diff,
+            config_changed=changed,
+            golden_created=info["created"],
+        )
+    save(obtained, side, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint)
+    causes = (
+        ", ".join(d.field for d in diff[:6]) or "none: same environment, so the model, its input or the code changed"
+    )
+    message = (
+        f"outputs drifted from the baseline {golden} (created {info['created']}); obtained outputs written to {side}. "
+        f"Environment differences (likely causes): {causes}."
+    )
+    if changed:
+        message += " The check's spec changed since the baseline was made (config hash differs)."
+    if runs_agree:
+        message += f" If the new outputs are right, accept them with `{job.regenerate}`."
+    else:  # --update-baseline would refuse: lead to what can be done
+        message += (
+            " The runs themselves differ, so no golden can be written yet: make them agree first "
+            "(`reprocheck diagnose` finds the first module that diverges)."
+        )
+    return BaselineResult(
+        status=BaselineStatus.DRIFT,
+        golden=golden,
+        obtained=side,
+        comparison=comparison,
+        fingerprint_diff=diff,
+        config_changed=changed,
+        golden_created=info["created"],
+        message=message,
+    )
+
+
+def update(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None) -> BaselineResult:
+    golden = Path(job.golden)
+    save(obtained, golden, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint)
+    side = obtained_path(golden)
+    if side.exists():
+        side.unlink()
+    return BaselineResult(status=BaselineStatus.UPDATED, golden=golden, message=f"baseline written to {golden}")

@@ -1,0 +1,133 @@
+"""The upgrade canary's grading, on the torch side (a helper worker on the --to stack): each check's outputs on the
+old stack and the new one, with the float64 reference made on the old stack, graded output by output.
+
+Grades, best first (upgrade.py decides which are safe):
+  identical   every tensor of the output bitwise equal (NaN payloads and the sign of zero included);
+  noise       every floating tensor no farther from the float64 reference than the old stack is, in RMSE and in
+              largest difference: dist(new, ref) <= k * dist(old, ref) + eps, eps = ulps * machine epsilon of
+              the output's dtype * its largest |reference| value; every other tensor equal;
+  task        the check's own rules judge them the same: its `compare:` rule (detection, classification,
+              segmentation) for a task output, its `baseline:` (else `tolerance:`) tolerance for any other;
+  changed     anything else (structure, values, task findings), with the comparison's statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+GRADES = ("identical", "noise", "task", "changed")
+
+
+def _bitwise(a: Any, b: Any) -> bool:
+    import torch
+
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    a, b = a.detach().cpu().contiguous().reshape(-1), b.detach().cpu().contiguous().reshape(-1)
+    if a.dtype == torch.bool:
+        return bool(torch.equal(a, b))
+    return bool(torch.equal(a.view(torch.uint8), b.view(torch.uint8)))
+
+
+def _distance(x: Any, ref: Any) -> tuple[float, float]:
+    """RMSE and largest |x - ref| in float64; NaN where both are NaN counts 0, NaN in one only counts inf."""
+    import torch
+
+    x, r = x.double(), ref.double()
+    d = (x - r).abs()
+    d = torch.where(x == r, torch.zeros_like(d), d)  # equal infinities
+    d = torch.where(torch.isnan(x) & torch.isnan(r), torch.zeros_like(d), d)
+    d = torch.nan_to_num(d, nan=math.inf)
+    if not d.numel():
+        return 0.0, 0.0
+    return float(d.pow(2).mean().sqrt()), float(d.max())
+
+
+def _eps(dtype: Any) -> float:
+    import torch
+
+    return float(torch.finfo(dtype).eps)
+
+
+def noise(old: Any, new: Any, ref: Any, k: float, ulps: float) -> dict[str, float] | None:
+    """The within-noise test for one floating tensor; None when the three cannot be set side by side."""
+    import torch
+
+    if not (old.shape == new.shape == ref.shape) or not old.is_floating_point() or old.dtype != new.dtype:
+        return None
+    finite = ref.double()[torch.isfinite(ref.double())]
+    scale = float(finite.abs().max()) if finite.numel() else 1.0
+    eps = ulps * _eps(old.dtype) * (scale or 1.0)
+    rmse_old, max_old = _distance(old, ref)
+    rmse_new, max_new = _distance(new, ref)
+    bound_rmse, bound_max = k * rmse_old + eps, k * max_old + eps
+    return {
+        "rmse_old": rmse_old,
+        "rmse_new": rmse_new,
+        "max_old": max_old,
+        "max_new": max_new,
+        "bound_rmse": bound_rmse,
+        "bound_max": bound_max,
+        "eps": eps,
+        "ok": float(rmse_new <= bound_rmse and max_new <= bound_max),
+    }
+
+
+def _members(path: str, keys: list[str], own: set[str]) -> list[str]:
+    """The tensors one output covers: itself, or (a task output) the leaves under it that are no output of their own."""
+    if path in keys:
+        return [path]
+    prefix = f"{path}." if path else ""
+    return [k for k in keys if k.startswith(prefix) and k not in own]
+
+
+def grade_check(job: dict[str, Any]) -> dict[str, Any]:
+    import dataclasses
+
+    from ..spec import CompareSpec, ToleranceSpec
+    from . import baseline, compare
+    from .tasks import RuleError
+
+    old, _ = baseline.load(Path(job["from"]))
+    new, _ = baseline.load(Path(job["to"]))
+    ref = baseline.load(Path(job["reference"]))[0] if job.get("reference") else None
+    rules = CompareSpec.model_validate(job.get("compare") or {})
+    own = ToleranceSpec.model_validate(job.get("tolerance") or {})
+    try:  # exact first (what differs at all), then under the check's own rules
+        comparison = compare.compare_runs([old, new], ToleranceSpec(), labels=[1, 2], rules=rules)
+        judged = {o.path: o for o in compare.compare_runs([old, new], own, labels=[1, 2], rules=rules).outputs}
+    except RuleError as exc:
+        return {"name": job["name"], "outputs": [], "error": f"compare rule {exc.pattern!r}: {exc}"}
+    keys = sorted(old.tensors)
+    paths = {o.path for o in comparison.outputs}
+    graded = []
+    for o in comparison.outputs:
+        members = _members(o.path, keys, paths)
+        tests: list[dict[str, Any]] = []
+        grade = "changed"
+        if o.kind is not compare.Kind.STRUCTURE and members and all(m in new.tensors for m in members):
+            if all(_bitwise(old.tensors[m], new.tensors[m]) for m in members):
+                grade = "identical"
+            elif ref is not None and all(m in ref.tensors for m in members):
+                for m in members:
+                    a, b = old.tensors[m], new.tensors[m]
+                    if not a.is_floating_point():
+                        tests.append({"path": m, "ok": float(_bitwise(a, b))})
+                        continue
+                    t = noise(a, b, ref.tensors[m], job["k"], job["ulps"])
+                    tests.append({"path": m, **(t or {"ok": 0.0})})
+                if tests and all(t["ok"] for t in tests):
+                    grade = "noise"
+        by_rules = judged.get(o.path)
+        rule = ""
+        if grade == "changed" and by_rules is not None and by_rules:
+            grade = "task"
+            rule = f"the check's tolerance ({by_rules.tolerance})" if o.task is None else f"its {o.task.task} rule"
+        graded.append({"grade": grade, "result": dataclasses.asdict(o), "noise": tests, "rule": rule})
+    return {"name": job["name"], "outputs": graded, "error": ""}
+
+
+def grade(request: dict[str, Any]) -> list[dict[str, Any]]:
+    return [grade_check(job) for job in request["checks"]]

@@ -1,0 +1,169 @@
+"""One run of one check, in this process: the recipe applied, the model and input built, the forward pass, the
+outputs saved (RUN_DIR/outputs.pt) and how it went (RUN_DIR/result.json). The worker (worker.py) calls it in a fresh
+interpreter or in a fresh fork of its zygote."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+DETERMINISM_HINT = (
+    "this op has no deterministic implementation on this device; set `recipe: {deterministic_algorithms: warn}` "
+    "to run it anyway and let the comparison decide"
+)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    from ..files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1, default=str))
+
+
+class DeviceUnavailable(RuntimeError):
+    """The device asked for is not on this machine (an invariance variant is then skipped, not failed)."""
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceUnavailable(
+                f"device {device} is not available on this machine: torch.cuda.is_available() is False "
+                "(use device: cpu or auto, or run on a machine with a GPU)"
+            )
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise DeviceUnavailable(
+                f"device {device} does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
+            )
+    return device
+
+
+def run_once(job: dict[str, Any], run_dir: Path) -> int:
+    """Build, run, save. Returns the process exit code (0 ok, 1 the run raised)."""
+    from ..environment import DETERMINISM_ERROR
+    from ..spec import Check
+    from ..tree import all_paths
+    from . import fingerprint, inputs, models, outputs, recipe
+
+    timings: dict[str, float] = {}
+    stage = "recipe"
+    caught: list[str] = []
+    try:
+        check = Check.model_validate(job["check"], strict=False)
+        recipe.apply(check.seed, check.recipe, job["threads"])
+        device = _resolve_device(check.device)
+        import torch
+
+        stage = "model"
+        t = time.perf_counter()
+        built = models.build(check.model, Path(job["base_dir"]), device, check.recipe.eval_mode)
+        timings["build_model"] = time.perf_counter() - t
+
+        stage = "input"
+        t = time.perf_counter()
+        input_seed = job.get("input_seed")
+        args, kwargs = inputs.build(check.input, check.seed if input_seed is None else input_seed, device, built)
+        if job.get("float64"):  # the reference for invariance: the same computation in float64
+            built.module.double()
+            args, kwargs = _float64(args), _float64(kwargs)
+        if job.get("batch"):  # an invariance variant: the same input at another batch size
+            from .batching import rebatch
+
+            args, kwargs = rebatch(args, kwargs, job["batch"], check.seed)
+        timings["build_input"] = time.perf_counter() - t
+        from .batching import samples
+
+        n_samples = samples(args, kwargs)
+
+        tracer = None
+        if job.get("trace"):
+            from .probe import Tracer
+
+            tracer = Tracer(built.module)
+
+        stage = "forward"
+        mode = torch.inference_mode() if check.recipe.inference_mode else contextlib.nullcontext()
+        t = time.perf_counter()
+        with warnings.catch_warnings(record=True) as seen, mode:
+            warnings.simplefilter("always")
+            out = built.module(*args, **kwargs)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+        timings["forward"] = time.perf_counter() - t
+        for w in seen:
+            text = f"{w.category.__name__}: {str(w.message).splitlines()[0] if str(w.message) else ''}"
+            if text not in caught and len(caught) < 20:
+                caught.append(text)
+
+        stage = "outputs"
+        flat, ignored, unmatched = outputs.prune(outputs.flatten(out), check.ignore)
+        outputs.save(flat, run_dir / "outputs.pt")
+        if tracer is not None:
+            tracer.save(run_dir / "trace.pt")
+        write_json(
+            run_dir / "result.json",
+            {
+                "ok": True,
+                "device": device,
+                "timings": timings,
+                "warnings": caught,
+                "samples": n_samples,
+                "facts": models.decision_facts(built.module),
+                "ignored": ignored,
+                "ignore_unmatched": unmatched,
+                "every_path": all_paths(flat.tree)[:20] if unmatched else [],
+                "constants": outputs.constants(flat),
+                "fingerprint": fingerprint.collect(),
+            },
+        )
+        return 0
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        from .outputs import UnsupportedOutput
+
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        # Our own refusal of an output says all there is to say; a model's exception needs its traceback.
+        ours = isinstance(exc, (UnsupportedOutput, DeviceUnavailable))
+        tail = [] if ours else "".join(lines).rstrip().splitlines()[-12:]
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, DeviceUnavailable):
+            message = str(exc)
+        if isinstance(exc, SystemExit):
+            message = f"the model called sys.exit({exc.code!r})"
+        hint = DETERMINISM_HINT if DETERMINISM_ERROR in str(exc) else None
+        write_json(
+            run_dir / "result.json",
+            {
+                "ok": False,
+                "stage": stage,
+                "error": message,
+                "traceback": tail,
+                "hint": hint,
+                "timings": timings,
+                "unavailable": isinstance(exc, DeviceUnavailable),
+            },
+        )
+        return 1
+
+
+def _float64(value: Any) -> Any:
+    """Floating tensors (in lists, tuples, dicts) as float64; everything else as it is."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.double() if value.is_floating_point() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_float64(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _float64(v) for k, v in value.items()}
+    return value
