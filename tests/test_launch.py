@@ -63,7 +63,7 @@ def action(fake, exit_code: int = 0, **inputs: str) -> subprocess.CompletedProce
     }
     env.update({f"INPUT_{k.upper()}": v for k, v in inputs.items()})
     return subprocess.run(
-        [sys.executable, str(ROOT / "runner" / "reprocheck" / "action.py")],
+        [sys.executable, str(ROOT / "runner" / "reprocheck" / "host" / "action.py")],
         cwd=fake.ws,
         env=env,
         capture_output=True,

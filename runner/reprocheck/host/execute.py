@@ -3,7 +3,7 @@
 Every run happens in a process started with the recipe's environment (`environment.worker_env`).
 Isolation modes:
   * fork  (default on Linux): one zygote process per check imports torch once and forks a
-          child per run (see worker.py for why that is equivalent to fresh processes);
+          child per run (see worker/serve.py for why that is equivalent to fresh processes);
   * spawn: a fresh interpreter per run. Slower, works everywhere. Also used whenever the
           recipe's hash seed is off, since forks would share one random hash seed.
 """

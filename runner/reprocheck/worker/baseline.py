@@ -5,7 +5,7 @@ Where goldens live, and the checks made before anything runs: goldens.py; the ve
 Format: safetensors (no pickle; readable on any machine, CPU or not). The leaf tensors are stored under
 their output paths; the metadata (strings) holds:
   "reprocheck.format"       "1"
-  "reprocheck.tree"         the output structure (JSON, see outputs.py)
+  "reprocheck.tree"         the output structure (JSON, see tree.py)
   "reprocheck.config_hash"  the hash of what the check computes (spec.Check.config_hash)
   "reprocheck.check"        the check's name
   "reprocheck.fingerprint"  the environment that produced it (JSON, see fingerprint.py)
