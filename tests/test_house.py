@@ -138,6 +138,14 @@ def test_the_readme_module_map_names_every_module():
     assert missing == [], f"modules missing from the README's module map: {missing}"
 
 
+def test_every_module_is_under_300_lines():
+    package = ROOT / "runner" / "reprocheck"
+    long = {
+        str(p.relative_to(package)): n for p in package.rglob("*.py") if (n := len(p.read_text().splitlines())) >= 300
+    }
+    assert long == {}, f"split these modules (300 lines or more): {long}"
+
+
 def _import_graph() -> dict[str, set[str]]:
     """Every reprocheck module -> the reprocheck modules it imports: function-local and TYPE_CHECKING imports too."""
     import ast

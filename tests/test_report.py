@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from reprocheck.host import cli, report
-from reprocheck.host.pipeline import CheckResult, Status
+from reprocheck.host.outcome import CheckResult, Status
 from reprocheck.host.report import console, json_report, markdown
 from reprocheck.host.runs import RunResult, RunStatus
 from reprocheck.spec import ToleranceSpec

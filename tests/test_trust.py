@@ -14,7 +14,7 @@ import torch
 
 from conftest import ROOT, planted_spec, reprocheck, write_spec
 from reprocheck.host.exitcodes import ExitCode
-from reprocheck.host.pipeline import Status, exit_code
+from reprocheck.host.outcome import Status, exit_code
 from reprocheck.tree import SEPARATOR, decode_component, split_path
 from reprocheck.worker import outputs
 
@@ -93,14 +93,14 @@ CRASHING = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
 from reprocheck.host import cli, pipeline
-real = pipeline.comparison_from_dict
-def comparison_from_dict(data):
-    if len(comparison_from_dict.calls) == 1:
+real = pipeline._verdict
+def _verdict(*args, **kwargs):
+    if len(_verdict.calls) == 1:
         raise KeyError("planted bug")
-    comparison_from_dict.calls.append(1)
-    return real(data)
-comparison_from_dict.calls = []
-pipeline.comparison_from_dict = comparison_from_dict
+    _verdict.calls.append(1)
+    return real(*args, **kwargs)
+_verdict.calls = []
+pipeline._verdict = _verdict
 sys.exit(cli.main(sys.argv[2:]))
 """
 
@@ -154,7 +154,7 @@ def test_an_internal_failure_under_github_is_result_error(spec_dir, tmp_path):
         [
             sys.executable,
             "-c",
-            CRASHING.replace("len(comparison_from_dict.calls) == 1", "True"),
+            CRASHING.replace("len(_verdict.calls) == 1", "True"),
             str(ROOT / "runner"),
             "run",
             "-q",

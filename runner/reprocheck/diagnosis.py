@@ -6,9 +6,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .results import Comparison, OutputResult, output_from_dict
+from .results import Comparison, OutputResult
 
 
 @dataclass(frozen=True)
@@ -18,11 +17,6 @@ class Divergence:
     type: str
     result: OutputResult | None  # the worst differing leaf of that module's output
     detail: str = ""
-
-
-def divergence_from_dict(d: dict[str, Any]) -> Divergence:
-    result = output_from_dict(d["result"]) if d.get("result") else None
-    return Divergence(call=d["call"], module=d["module"], type=d["type"], result=result, detail=d.get("detail", ""))
 
 
 @dataclass(frozen=True)

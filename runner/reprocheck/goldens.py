@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .drift import GoldenJob
 from .files import OutputTargetError, refuse_special_target
+from .protocol import GoldenJob
 from .spec import LoadedCheck
 from .tree import tree_leaves
 
@@ -203,8 +203,8 @@ def golden_job(lc: LoadedCheck, options: BaselineOptions) -> GoldenJob:
         golden=str(golden_path(options.root, lc, options.spec_root)),
         check=lc.name,
         config_hash=lc.config_hash,
-        tolerance=tolerance.model_dump(mode="json"),
+        tolerance=tolerance,
         regenerate=regenerate_command(lc, options),
         update=options.update,
-        compare=lc.check.compare.model_dump(mode="json", by_alias=True),
+        compare=lc.check.compare,
     )

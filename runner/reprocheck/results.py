@@ -1,5 +1,5 @@
-"""What a comparison finds, as value objects: per output (truthy when it passed) and per check; and their
-plain-data form, for the way back from the worker. No torch here: reports render these."""
+"""What a comparison finds, as value objects: per output (truthy when it passed) and per check. No torch here:
+reports render these, and they travel between the two sides as they are (protocol.py)."""
 
 from __future__ import annotations
 
@@ -150,16 +150,6 @@ class Comparison:
         return max((o.max_abs_diff for o in self.outputs), default=0.0)
 
 
-def comparison_to_dict(c: Comparison) -> dict[str, Any]:
-    return {
-        "outputs": [dataclasses.asdict(o) for o in c.outputs],
-        "unused_patterns": list(c.unused_patterns),
-        "runs_differing": c.runs_differing,
-        "distinct_results": c.distinct_results,
-        "runs_compared": c.runs_compared,
-    }
-
-
 def output_from_dict(d: dict[str, Any]) -> OutputResult:
     fields = dict(d)
     fields["kind"] = Kind(d["kind"])
@@ -168,17 +158,3 @@ def output_from_dict(d: dict[str, Any]) -> OutputResult:
     fields["first_index"] = tuple(d["first_index"]) if d["first_index"] is not None else None
     fields["task"] = TaskResult(**d["task"]) if d.get("task") else None
     return OutputResult(**fields)
-
-
-def fragile_from_dict(d: dict[str, Any]) -> Fragile:
-    return Fragile(**{**d, "items": tuple(d["items"])})
-
-
-def comparison_from_dict(d: dict[str, Any]) -> Comparison:
-    return Comparison(
-        outputs=tuple(output_from_dict(o) for o in d["outputs"]),
-        unused_patterns=tuple(d["unused_patterns"]),
-        runs_compared=d["runs_compared"],
-        runs_differing=d.get("runs_differing", 0),
-        distinct_results=d.get("distinct_results", 0),
-    )

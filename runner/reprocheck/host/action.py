@@ -18,13 +18,15 @@ if __package__:
     from . import github as gh
     from .derived import Derivation, DerivedError, ensure
     from .exitcodes import ExitCode
-    from .launch import LaunchError, Request, ascii_count, plan, prepare
+    from .launch import LaunchError, Request, plan, prepare
+    from .launch_checks import ascii_count
 else:  # run as a file by the Action: its siblings, not an installed package
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import github as gh  # type: ignore[import-not-found, no-redef]
     from derived import Derivation, DerivedError, ensure  # type: ignore[import-not-found, no-redef]
     from exitcodes import ExitCode  # type: ignore[import-not-found, no-redef]
-    from launch import LaunchError, Request, ascii_count, plan, prepare  # type: ignore[import-not-found, no-redef]
+    from launch import LaunchError, Request, plan, prepare  # type: ignore[import-not-found, no-redef]
+    from launch_checks import ascii_count  # type: ignore[import-not-found, no-redef]
 
 ERRORS = (ExitCode.USAGE, ExitCode.RUN_FAILED, ExitCode.INTERNAL)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from ..results import Kind, OutputResult
 from .commands import _run_checks, checks_to_run
-from .pipeline import CheckResult
+from .outcome import CheckResult, Status
 
 SAFETY = 4.0  # times the largest difference observed
 SPREAD = 10.0  # outputs within this factor of the smallest suggestion share the check-wide atol
@@ -250,7 +250,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     results, crash = _run_checks(args, bitwise, pipeline.Session(Isolation(args.isolation)))
     if crash is not None:
         raise crash
-    failed = [r for r in results if r.status is pipeline.Status.ERROR]
+    failed = [r for r in results if r.status is Status.ERROR]
     if failed:
         from .report import print_console
 

@@ -4,16 +4,11 @@ guard: usage errors exit 2, interruptions 130/143, anything unexpected 4 with a 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import datetime
 import enum
-import os
 import re
 import signal
 import sys
-import tempfile
 import threading
-import traceback
 from pathlib import Path
 from typing import NoReturn
 
@@ -21,9 +16,11 @@ from .. import __version__
 from ..files import OutputTargetError
 from . import canary
 from .calibrate import cmd_calibrate
-from .commands import cmd_diagnose, cmd_docker, cmd_env, cmd_matrix, cmd_run, cmd_schema, cmd_validate
+from .commands import cmd_diagnose, cmd_run, cmd_validate
+from .crash import Terminated, closed_stdout, internal_error, on_sigterm
 from .exitcodes import ExitCode, UsageError
 from .invariance import KINDS as INVARIANCE_KINDS
+from .other_commands import cmd_docker, cmd_env, cmd_matrix, cmd_schema
 
 
 class Command(str, enum.Enum):
@@ -250,62 +247,11 @@ HANDLERS = {
 }
 
 
-class Terminated(BaseException):
-    """SIGTERM: unwinds like Ctrl-C, so clean-up (workers, temp folders) runs."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
-def _crash_log(exc: BaseException, argv: list[str]) -> Path | None:
-    """Write the traceback where the user can find it; None when even that fails."""
-    folder = Path(os.environ.get("REPROCHECK_CRASH_DIR") or tempfile.gettempdir())
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    text = (
-        f"reprocheck {__version__} crashed at {stamp}\ncommand: reprocheck {' '.join(argv)}\n"
-        f"python: {sys.version.split()[0]} on {sys.platform}\n\n"
-        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f"reprocheck-crash-{stamp}-", suffix=".log", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        return Path(name)
-    except OSError:
-        return None
-
-
-def _internal_error(exc: BaseException, argv: list[str], github: bool) -> int:
-    log = _crash_log(exc, argv)
-    what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-    where = f"traceback in {log}" if log else "no crash log could be written"
-    message = f"internal error ({what}); this is a bug in reprocheck, not in your model: {where}"
-    if github:
-        from . import github as gh
-
-        gh.emit(gh.command("error", message, title="reprocheck: internal error"))
-        with contextlib.suppress(OSError):
-            gh.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
-    print(f"reprocheck: {message}", file=sys.stderr)
-    return int(ExitCode.INTERNAL)
-
-
-def _closed_stdout() -> int:
-    """The reader went away (`reprocheck env | head`): stop quietly, as CLIs do, and keep Python's flush at
-    exit from raising again on the dead pipe."""
-    with contextlib.suppress(OSError, ValueError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    return int(ExitCode.CLOSED_PIPE)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Every command goes through here: usage errors exit 2, interruptions 130/143, anything unexpected 4."""
     argv = sys.argv[1:] if argv is None else argv
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGTERM, on_sigterm)
     args = _parser().parse_args(argv)
     github = bool(getattr(args, "github", False))
     if github:
@@ -324,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             _github_usage_error(UsageError(str(exc)))
         die(str(exc))
     except BrokenPipeError:
-        return _closed_stdout()
+        return closed_stdout()
     except KeyboardInterrupt:
         print("reprocheck: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
@@ -332,4 +278,4 @@ def main(argv: list[str] | None = None) -> int:
         print("reprocheck: terminated", file=sys.stderr)
         return int(ExitCode.TERMINATED)
     except Exception as exc:
-        return _internal_error(exc, argv, github)
+        return internal_error(exc, argv, github)

@@ -1,5 +1,6 @@
-"""The commands: each parses nothing and prints only what it is for; `cli` maps what they return or raise
-to exit codes. This process never imports torch for run, validate, matrix, schema or docker."""
+"""The commands that run checks (run, validate, diagnose; matrix, schema, env, docker are in other_commands.py):
+each parses nothing and prints only what it is for; `cli` maps what they return or raise to exit codes. This
+process never imports torch."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .exitcodes import UsageError
 from .targets import check_output_flags
 
 if TYPE_CHECKING:
-    from . import pipeline
+    from . import outcome, pipeline
     from .runs import RunResult
 
 
@@ -108,7 +109,7 @@ def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import pipeline
+    from . import outcome, pipeline
     from .execute import Isolation
 
     checks = checks_to_run(args)
@@ -130,12 +131,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     _write_reports(args, results)
     if crash is not None:
         raise crash
-    return int(pipeline.exit_code(results))
+    return int(outcome.exit_code(results))
 
 
 def _run_checks(
     args: argparse.Namespace, checks: list[LoadedCheck], session: pipeline.Session
-) -> tuple[list[pipeline.CheckResult], BaseException | None]:
+) -> tuple[list[outcome.CheckResult], BaseException | None]:
     """Run every check with progress lines; on an internal failure, the checks completed before it."""
     from . import github, pipeline
 
@@ -185,7 +186,7 @@ def _run_checks(
     return results, crash
 
 
-def _write_reports(args: argparse.Namespace, results: list[pipeline.CheckResult]) -> None:
+def _write_reports(args: argparse.Namespace, results: list[outcome.CheckResult]) -> None:
     from ..files import atomic_write_text
     from . import report
 
@@ -208,7 +209,7 @@ def _write_reports(args: argparse.Namespace, results: list[pipeline.CheckResult]
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from ..spec import name_errors, name_requests
+    from .names import name_errors, name_requests
 
     checks = _load(args.specs)
     requests = name_requests(checks)
@@ -239,10 +240,10 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
     _need_torch()
-    from ..spec import name_errors, name_requests
     from . import report
     from .diagnose import diagnose
     from .helpers import name_problems
+    from .names import name_errors, name_requests
 
     with tempfile.TemporaryDirectory(prefix="reprocheck-names-") as tmp:
         errors = name_errors(checks, name_problems(name_requests(checks), Path(tmp)))
@@ -263,108 +264,3 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     if args.summary:
         atomic_write_text(args.summary, report.DIAGNOSIS_RENDERERS[report.Format.MARKDOWN](results))
     return max((d.exit_code for d in results), default=0)
-
-
-def cmd_matrix(args: argparse.Namespace) -> int:
-    """{"include": [{"check", "spec", "line", "device", "runs"}]} for `strategy.matrix: ${{ fromJSON(...) }}`."""
-    from ..spec import select
-
-    try:
-        checks = select(_load(args.specs), args.check)
-    except SpecErrors as exc:
-        raise UsageError(str(exc)) from None
-    include = [
-        {"check": lc.name, "spec": str(lc.file), "line": lc.line, "device": lc.check.device, "runs": lc.check.runs}
-        for lc in checks
-    ]
-    text = json.dumps({"include": include}, separators=(",", ":"))
-    print(text)
-    if args.github_output:
-        from .github import write_outputs
-
-        write_outputs({args.github_output: text})
-    return 0
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    if args.report:
-        from .report.schema import json_schema
-    else:
-        from ..spec import json_schema
-
-    text = json.dumps(json_schema(), indent=2) + "\n"
-    if args.output:
-        from ..files import atomic_write_text
-
-        atomic_write_text(args.output, text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-def cmd_env(args: argparse.Namespace) -> int:
-    _need_torch()
-    from .helpers import helper, worker_environment
-
-    # The environment as a worker sees it: read on the torch side, in a helper process.
-    with tempfile.TemporaryDirectory(prefix="reprocheck-env-") as tmp:
-        fp = helper(Path(tmp), "--fingerprint", {"cuda": args.cuda or None}, worker_environment(dict(os.environ)))
-    if args.json:
-        print(json.dumps(fp, indent=2))
-    else:
-        for key, value in fp.items():
-            if isinstance(value, dict):
-                for k, v in value.items():
-                    print(f"{key}.{k}: {v}")
-            else:
-                print(f"{key}: {value}")
-    return 0
-
-
-def cmd_docker(args: argparse.Namespace) -> int:
-    """The same check in the pinned image, launched by the one policy the Action uses too (launch.py)."""
-    from . import container, launch
-
-    if args.baseline_root is not None:
-        raise UsageError("--baseline-root: in the container the goldens are laid out relative to --workspace")
-
-    def absolute(path: object) -> str | None:  # command-line paths are relative to the current folder
-        return os.path.abspath(str(path)) if path else None
-
-    request = launch.Request(
-        specs=tuple(os.path.abspath(s) for s in args.specs),
-        image=args.image or container.default_image(),
-        workspace=args.workspace or Path.cwd(),
-        checks=tuple(args.check),
-        runs=args.runs,
-        device=args.device,
-        gpus=args.gpus,
-        network=args.network,
-        isolation=args.isolation,
-        quiet=args.quiet,
-        report=absolute(args.report),
-        summary=absolute(args.summary),
-        baseline=absolute(args.baseline),
-        update_baseline=args.update_baseline,
-        invariance=tuple(args.invariance or ()),
-        require_devices=args.require_devices,
-        strict=args.strict,
-        github=args.github,
-        model_cache=absolute(args.model_cache),
-        allow_outside_cache=True,  # your own machine: any folder you name
-        github_output=os.environ.get("GITHUB_OUTPUT"),
-        github_summary=os.environ.get("GITHUB_STEP_SUMMARY"),
-    )
-    from . import derived
-
-    derivation = derived.Derivation(
-        request.image,
-        tuple(Path(os.path.abspath(f)) for f in args.requirements),
-        tuple(Path(os.path.abspath(f)) for f in args.install),
-    )
-    try:
-        plan = launch.plan(request)
-        check_output_flags(args)
-        return container.run(plan, build=args.build, derivation=derivation)
-    except (launch.LaunchError, container.ContainerError, derived.DerivedError) as exc:
-        raise UsageError(str(exc)) from None

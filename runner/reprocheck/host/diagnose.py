@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import environment
-from ..diagnosis import Ablation, Diagnosis, Divergence, Effect, SeedSensitivity, divergence_from_dict
-from ..results import Comparison, RuleError, comparison_from_dict
+from ..diagnosis import Ablation, Diagnosis, Divergence, Effect, SeedSensitivity
+from ..protocol import CompareAnswer, CompareRequest, TracesAnswer, TracesRequest, one_run
+from ..results import Comparison, RuleError
 from ..spec import Check, LoadedCheck, RecipeSpec
 from . import execute
+from .causes import causes
 from .helpers import Helpers, worker_environment
 from .runs import RunResult
 
@@ -58,21 +60,17 @@ class _Runner:
 
     def compare(self, runs: list[Path]) -> Comparison:
         """The check's own comparison of these runs' outputs: its tolerance and its task rules (compare:)."""
-        answer = self.helpers.ask(
-            "compare", {"check": execute.job_check(self.lc.check), "runs": [str(p) for p in runs]}
-        )
-        if "rule_error" in answer:
-            e = answer["rule_error"]
-            raise RuleError(e["pattern"], e["message"], e["unfit"])
-        return comparison_from_dict(answer["comparison"])
+        request = CompareRequest(check=one_run(self.lc.check), runs=[str(p) for p in runs])
+        answer = self.helpers.ask(request, CompareAnswer)
+        if answer.rule_error is not None:
+            e = answer.rule_error
+            raise RuleError(e.pattern, e.message, e.unfit)
+        assert answer.comparison is not None
+        return answer.comparison
 
-    def traces(self, runs: list[RunResult], diverge: bool = False) -> dict[str, Any]:
-        request = {
-            "runs": [str(r.run_dir) for r in runs],
-            "tolerance": self.lc.check.tolerance.model_dump(mode="json"),
-            "diverge": diverge,
-        }
-        return dict(self.helpers.ask("traces", request))
+    def traces(self, runs: list[RunResult], diverge: bool = False) -> TracesAnswer:
+        request = TracesRequest(runs=[str(r.run_dir) for r in runs], tolerance=self.lc.check.tolerance, diverge=diverge)
+        return self.helpers.ask(request, TracesAnswer)
 
 
 def _outputs(runs: list[RunResult]) -> list[Path]:
@@ -124,47 +122,6 @@ VARIATIONS = (
 )
 
 
-def _causes(seed: SeedSensitivity | None, lc: LoadedCheck, runs_differ: bool = False) -> tuple[str, ...]:
-    """Likely causes, those that explain a difference under the check's own recipe first."""
-    if seed is None:
-        return ()
-    seeded = lc.check.recipe.seed_rngs
-    if runs_differ and seeded:
-        # Same seed, different results: whatever the seeded RNGs decide (init, dropout) is the same in every run.
-        lead = (
-            "the check's own runs differ with the same seed, so the seeded RNGs are not why: look for a "
-            "nondeterministic or racy kernel, a thread-count effect, OS entropy or a generator the recipe does not "
-            "seed (the first diverging module is named above)"
-        )
-        rest = _seed_causes(seed, lc)
-        return (lead, *(f"{c} (seeded by the recipe: the same in every run, not why they differ)" for c in rest))
-    causes = list(_seed_causes(seed, lc))
-    if runs_differ and not seeded:
-        causes.insert(0, "your recipe turns off seed_rngs: random init, dropout and RNG in forward differ per run")
-    return tuple(causes)
-
-
-def _seed_causes(seed: SeedSensitivity, lc: LoadedCheck) -> tuple[str, ...]:
-    causes = []
-    for path, kind in seed.training_modules:
-        causes.append(f"module {path or '(model)'} ({kind}) ran in training mode")
-    if seed.random_parameters:
-        n, total = len(seed.random_parameters), seed.parameters_total
-        head = ", ".join(seed.random_parameters[:5]) + (", ..." if n > 5 else "")
-        causes.append(
-            f"{n} of {total} parameters/buffers change with the seed, so they are randomly initialised, "
-            f"not loaded ({head})"
-        )
-        if lc.check.model.torchvision and lc.check.model.kwargs.get("weights") is None:
-            causes.append(
-                "the torchvision model was built with weights: null (random init); load real weights "
-                "(weights: DEFAULT with a pre-filled TORCH_HOME) for outputs that mean something"
-            )
-    if seed.sensitive and not causes:
-        causes.append("random draws in forward (e.g. dropout called with training=True, torch.rand, random noise)")
-    return tuple(causes)
-
-
 def diagnose(
     lc: LoadedCheck,
     isolation: execute.Isolation = execute.Isolation.AUTO,
@@ -206,8 +163,8 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
     base = _outputs(traced)
     comparison = r.compare(base)
     found = r.traces(traced[:2], diverge=not comparison)
-    divergence = divergence_from_dict(found["divergence"]) if found["divergence"] else None
-    params_a, training_a = found["params"][0], found["training"][0]
+    divergence = found.divergence
+    params_a, training_a = found.params[0], found.training[0]
 
     other = (lc.check.seed + 1) % 2**32
     say(f"a run with seed {other}")
@@ -216,7 +173,7 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
     seeded = r.run(1, trace=True, seed=other, env=keep_hash, input_seed=lc.check.seed)
     seed = None
     if seeded and seeded[0].ok:
-        params_s = r.traces(seeded[:1])["params"][0]
+        params_s = r.traces(seeded[:1]).params[0]
         changed = r.compare(base[:1] + _outputs(seeded))
         params = tuple(k for k, v in params_a.items() if params_s.get(k) != v)
         seed = SeedSensitivity(
@@ -228,7 +185,7 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
             parameters_total=len(params_a),
             causes=(),
         )
-        seed = dataclasses.replace(seed, causes=_causes(seed, lc, runs_differ=not comparison))
+        seed = dataclasses.replace(seed, causes=causes(seed, lc, runs_differ=not comparison))
 
     ablations = _ablations(r, base, say) if comparison else _repairs(r, say)
     return _finish(lc, r, say, comparison, divergence, seed, ablations, ops)

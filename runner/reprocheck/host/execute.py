@@ -11,17 +11,33 @@ Isolation modes:
 from __future__ import annotations
 
 import enum
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from .. import environment
+from ..protocol import (
+    AnsweredEvent,
+    Call,
+    Message,
+    NameProblem,
+    NameProblems,
+    NameRequest,
+    NameRequests,
+    ReadyEvent,
+    RunEvent,
+    RunJob,
+    VariantChanges,
+    VariantOp,
+    VerdictAnswer,
+    VerdictRequest,
+    one_run,
+)
 from ..spec import LoadedCheck
-from .helpers import WorkerFailed, helper, read_answer, worker_cmd, worker_environment
+from .helpers import WorkerFailed, answer_kind, helper, read_answer, worker_cmd, worker_environment
 from .runs import RunResult, _log_tail, classify
 from .zygote import ZYGOTE_STARTUP_ALLOWANCE, Progress, _Events, _kill_group, _live, _run_forked, _zygote_died
 
@@ -38,17 +54,7 @@ def resolve_isolation(choice: Isolation) -> Isolation:
     return choice
 
 
-def job_check(check: Any) -> dict[str, Any]:
-    # Without runs: the worker does one run whatever the count (diagnose runs single variants).
-    return dict(check.model_dump(mode="json", exclude={"runs"}))
-
-
-def _job(lc: LoadedCheck, threads: int) -> dict[str, Any]:
-    return {
-        "check": job_check(lc.check),
-        "base_dir": str(lc.base_dir),
-        "threads": threads,
-    }
+A = TypeVar("A", bound=Message)
 
 
 class VerdictTimeout(RuntimeError):
@@ -70,7 +76,7 @@ class Prepared:
         trace: bool = False,
         env: dict[str, str] | None = None,
         input_seed: int | None = None,
-        names: list[dict[str, Any]] | None = None,
+        names: list[NameRequest] | None = None,
         batch: int | None = None,
         float64: bool = False,
         fold: bool = False,
@@ -83,22 +89,23 @@ class Prepared:
         self.workdir = workdir
         self.isolation = isolation
         self.job_file = workdir / "job.json"
-        job = {
-            **_job(lc, threads),
-            "trace": trace,
-            "input_seed": input_seed,
-            "names": names or [],
-            "batch": batch,
-            "float64": float64,
-            "fold": fold,  # compare each later run with run 1 as it ends, and delete its outputs (fork mode)
-        }
-        self.job_file.write_text(json.dumps(job))
+        RunJob(
+            check=one_run(check),
+            base_dir=str(lc.base_dir),
+            threads=threads,
+            trace=trace,
+            input_seed=input_seed,
+            names=names or [],
+            batch=batch,
+            float64=float64,
+            fold=fold,
+        ).write(self.job_file)
         self.run_dirs = [workdir / f"run{i}" for i in range(1, check.runs + 1)]
         self.timeout = check.timeout
         self.zygote: subprocess.Popen[bytes] | None = None
         self.forkable = False  # the verdict is done and the zygote waits to fork variants
         self.events: _Events | None = None
-        self.problems: list[dict[str, Any]] | None = None
+        self.problems: list[NameProblem] | None = None
         # Forks share their zygote's hash seed: with the hash seed off, each run needs its own
         # interpreter to get its own random seed, as fresh processes would.
         if resolve_isolation(isolation) is Isolation.FORK and check.recipe.hash_seed:
@@ -133,18 +140,18 @@ class Prepared:
         """Wait until the zygote has imported torch; False when it died first."""
         if self.problems is None and self.events is not None:
             event = self.events.next(time.monotonic() + ZYGOTE_STARTUP_ALLOWANCE)
-            if event is None or event.get("event") != "ready":
+            if not isinstance(event, ReadyEvent):
                 return False
-            self.problems = event.get("problems") or []
+            self.problems = event.problems
         return True
 
-    def name_problems(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Answers to spec.name_requests: from the zygote (given them as `names`), else a helper process."""
+    def name_problems(self, requests: list[NameRequest]) -> list[NameProblem]:
+        """Answers to names.name_requests: from the zygote (given them as `names`), else a helper process."""
         if not requests:
             return []
         if self.zygote is not None and self._ready():
             return self.problems or []
-        return helper(self.workdir / "names", "--names", requests, self.env)
+        return helper(self.workdir / "names", NameRequests(requests=requests), NameProblems, self.env).problems
 
     def run(self, progress: Progress | None = None) -> list[RunResult]:
         """Run the check `runs` times in isolation; stops at the first failed run."""
@@ -155,59 +162,60 @@ class Prepared:
         self._send("go")
         return _run_forked(self.zygote, self.events, self.job_file, self.run_dirs, self.timeout, progress)
 
-    def verdict(self, request: dict[str, Any], keep: bool = False) -> dict[str, Any]:
+    def verdict(self, request: VerdictRequest, keep: bool = False) -> VerdictAnswer:
         """Compare the runs (and the golden) in a process with torch: a fork of the zygote, else a helper. With
         `keep`, the zygote stays for the variants (`fork_run`); `cancel` ends it."""
         if self._alive():
             assert self.events is not None
-            self._send(json.dumps(request))
+            self._send(request.to_json())
             deadline = time.monotonic() + self.timeout
             event = self.events.next(deadline)
             if not keep or event is None:
                 self.cancel()
             if event is None and time.monotonic() >= deadline:
                 raise VerdictTimeout(self._too_slow())
-            if event is None or event.get("event") != "verdict":
+            if not (isinstance(event, AnsweredEvent) and event.op == "verdict"):
                 tail = "\n".join(_log_tail(self.job_file.parent / "zygote.log", 30))
                 raise WorkerFailed(f"the worker died while comparing the runs:\n{tail}")
             self.forkable = keep
-            return read_answer(self.workdir / "verdict.json")
+            return read_answer(self.workdir / "verdict.json", VerdictAnswer)
         self.cancel()
         try:
-            return helper(self.workdir / "verdict", "--verdict", request, self.env, timeout=self.timeout)
+            return helper(self.workdir / "verdict", request, VerdictAnswer, self.env, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise VerdictTimeout(self._too_slow()) from None
 
-    def fork_run(self, run_dir: Path, changes: dict[str, Any]) -> RunResult | None:
+    def fork_run(self, run_dir: Path, changes: VariantChanges) -> RunResult | None:
         """One variant run, a fresh fork of this check's zygote with the job changed (batch, device, float64);
         None when there is no zygote left to fork (the caller starts a fresh worker instead)."""
         if not (self.forkable and self._alive()):
             return None
         assert self.events is not None
-        self._send(json.dumps({"op": "variant", "dir": str(run_dir), "changes": changes}))
+        self._send(VariantOp(dir=str(run_dir), changes=changes).to_json())
         event = self.events.next(time.monotonic() + self.timeout + 30)
-        if event is None or event.get("event") != "run":
+        if not isinstance(event, RunEvent):
             self.cancel()
             return None
-        return classify(1, run_dir, event["returncode"], event["timed_out"], event["duration"], self.timeout)
+        return classify(1, run_dir, event.returncode, event.timed_out, event.duration, self.timeout)
 
-    def fork_answer(self, op: str, request: dict[str, Any], folder: Path) -> Any:
+    def fork_answer(self, request: Message, kind: type[A], folder: Path) -> A:
         """A variant's comparison ("verdict") or reference distances ("distances") in a fork of the zygote, else in
         a helper. Raises VerdictTimeout past the check's timeout."""
+        op = answer_kind(request, kind)
         if self.forkable and self._alive():
             assert self.events is not None
             folder.mkdir(parents=True, exist_ok=True)
             answer = folder / "answer.json"
-            self._send(json.dumps({"op": op, "request": request, "answer": str(answer)}))
+            self._send(Call.of(request, answer).to_json())
             deadline = time.monotonic() + self.timeout
             event = self.events.next(deadline)
-            if event is not None and event.get("event") == op:
-                return read_answer(answer)["answer"]
+            if isinstance(event, AnsweredEvent) and event.op == op:
+                return read_answer(answer, kind)
             self.cancel()
             if time.monotonic() >= deadline:
                 raise VerdictTimeout(self._too_slow())
         try:
-            return helper(folder, f"--{op}", request, self.env, timeout=self.timeout)
+            return helper(folder, request, kind, self.env, timeout=self.timeout)
         except subprocess.TimeoutExpired:
             raise VerdictTimeout(self._too_slow()) from None
 

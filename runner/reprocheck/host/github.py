@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
-    from .pipeline import CheckResult
+    from .outcome import CheckResult
 
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
 SUMMARY_LIMIT = 1024 * 1024  # bytes GitHub accepts per step summary
@@ -176,7 +176,7 @@ def end_group() -> None:
 def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]]:
     """(spec file, line, title, message) for each check that did not pass, for annotations; an invariance
     variant that differs or fails is annotated at the check's `invariance:` line."""
-    from .pipeline import Status
+    from .outcome import Status
     from .report.text import own_runs_failed, run_cause, summarize, variant_lines
 
     out = []
@@ -216,7 +216,7 @@ def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]
 
 def check_warnings(results: list[CheckResult]) -> list[tuple[str, int, str, str]]:
     """(spec file, line, title, message) for each fragile output under `fragile: warn`, at the `compare:` line."""
-    from .pipeline import Status
+    from .outcome import Status
     from .report.text import blind_lines
 
     out = [
@@ -238,7 +238,7 @@ def _fragile(r: CheckResult, file: str) -> list[tuple[str, int, str, str]]:
 
 def step_outputs(results: list[CheckResult], report_path: str | None) -> dict[str, str]:
     """The step's outputs: result, failed-checks, max-abs-diff, report."""
-    from .pipeline import Status, exit_code
+    from .outcome import Status, exit_code
     from .report.text import num
 
     code = exit_code(results)

@@ -3,15 +3,29 @@ imports torch once (`Helpers`, for diagnose); and the environment every worker p
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TypeVar
 
+from ..protocol import (
+    OPS,
+    Answer,
+    AnsweredEvent,
+    Call,
+    Message,
+    NameProblem,
+    NameProblems,
+    NameRequest,
+    NameRequests,
+    ProtocolError,
+    op_of,
+)
 from .runs import _log_tail
 from .zygote import _Events, _kill_group, _live
 
@@ -35,18 +49,34 @@ def worker_environment(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def read_answer(path: Path) -> dict[str, Any]:
-    answer = json.loads(path.read_text())
-    if not answer.get("ok"):
-        raise WorkerFailed(answer.get("error") or "the worker failed")
-    return dict(answer["value"])
+A = TypeVar("A", bound=Message)
 
 
-def helper(base: Path, mode: str, request: Any, env: dict[str, str], timeout: float | None = None) -> Any:
+def read_answer(path: Path, kind: type[A]) -> A:
+    """An answer file's answer, as its model; WorkerFailed when the worker says why there is none."""
+    try:
+        answer = Answer.read(path)
+        if not answer.ok:
+            raise WorkerFailed(answer.error or "the worker failed")
+        return answer.value(kind)
+    except ProtocolError as exc:
+        raise WorkerFailed(f"the worker's answer does not fit: {exc}") from None
+
+
+def answer_kind(request: Message, kind: type[A]) -> str:
+    """The op of a helper request, checked against the answer model the caller expects."""
+    op = op_of(request)
+    if OPS[op][1] is not kind:
+        raise ProtocolError(f"{op} answers a {OPS[op][1].__name__}, not a {kind.__name__}")
+    return op
+
+
+def helper(base: Path, request: Message, kind: type[A], env: dict[str, str], timeout: float | None = None) -> A:
     """One request to a fresh worker process (spawn mode, or names for `validate`). Raises TimeoutExpired past
     `timeout` seconds, the worker's process group killed."""
+    mode = "--" + answer_kind(request, kind)
     base.mkdir(parents=True, exist_ok=True)
-    (base / "request.json").write_text(json.dumps(request))
+    request.write(base / "request.json")
     with open(base / "log.txt", "wb") as log:
         proc = subprocess.Popen(
             worker_cmd(mode, str(base / "request.json"), str(base / "answer.json")),
@@ -64,15 +94,15 @@ def helper(base: Path, mode: str, request: Any, env: dict[str, str], timeout: fl
     if not (base / "answer.json").exists():
         tail = "\n".join(_log_tail(base / "log.txt", 30))
         raise WorkerFailed(f"the worker ({mode}) exited with code {proc.returncode} without answering:\n{tail}")
-    return read_answer(base / "answer.json")["answer"]
+    return read_answer(base / "answer.json", kind)
 
 
-def name_problems(requests: list[dict[str, Any]], workdir: Path) -> list[dict[str, Any]]:
+def name_problems(requests: list[NameRequest], workdir: Path) -> list[NameProblem]:
     """torchvision name checks in a helper process (for `validate`): this process never imports torch."""
     if not requests:
         return []
     env = worker_environment(dict(os.environ))
-    return list(helper(workdir, "--names", requests, env))
+    return helper(workdir, NameRequests(requests=requests), NameProblems, env).problems
 
 
 class Helpers:
@@ -94,30 +124,27 @@ class Helpers:
         _live.add(self.proc)
         self.events = _Events(self.proc)
 
-    def ask(self, op: str, request: Any) -> Any:
-        import time
-
+    def ask(self, request: Message, kind: type[A]) -> A:
+        op = answer_kind(request, kind)
         self.count += 1
         answer = self.dir / f"answer{self.count}.json"
         assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write((json.dumps({"op": op, "request": request, "answer": str(answer)}) + "\n").encode())
+            self.proc.stdin.write((Call.of(request, answer).to_json() + "\n").encode())
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             pass
         event = self.events.next(time.monotonic() + self.timeout)
-        if event is None or not answer.exists():
+        if not (isinstance(event, AnsweredEvent) and event.op == op) or not answer.exists():
             self.log.flush()
             tail = "\n".join(_log_tail(self.dir / "log.txt", 30))
             raise WorkerFailed(f"the worker helper ({op}) ended without answering:\n{tail}")
-        return read_answer(answer)["answer"]
+        return read_answer(answer, kind)
 
     def __enter__(self) -> Helpers:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        import shutil
-
         if self.proc.poll() is None:
             _kill_group(self.proc)
         _live.discard(self.proc)

@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import environment
-from ..results import Comparison, comparison_from_dict
-from ..spec import LoadedCheck
+from ..protocol import Distance, Distances, DistancesRequest, RunRef, VariantChanges, VerdictAnswer, VerdictRequest
+from ..protocol import one_run as for_worker
+from ..results import Comparison
+from ..spec import LoadedCheck, ToleranceSpec
 from . import execute, helpers, progress
 from .runs import RunResult
 
@@ -46,15 +48,6 @@ def selected_kinds(choices: list[str] | None) -> frozenset[str] | None:
     if not choices or "all" in choices:
         return None
     return frozenset(c for c in choices if c != "none")
-
-
-@dataclass(frozen=True)
-class Distance:
-    """How far each side of a differing output is from the float64 reference (max abs diff)."""
-
-    path: str
-    expected: float  # run 1
-    obtained: float  # the variant
 
 
 @dataclass(frozen=True)
@@ -105,15 +98,11 @@ def _variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> list[tuple[Kind,
     return [(k, v) for k, v in wanted if kinds is None or k.value in kinds]
 
 
-def _request(first: RunResult, run: RunResult, tolerance: dict[str, Any], rules: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "runs": [{"index": 1, "outputs": str(first.outputs_path)}, {"index": 2, "outputs": str(run.outputs_path)}],
-        "tolerance": tolerance,
-        "compare": rules,
-        "golden": None,
-        "fingerprint": None,
-        "all_ok": True,
-    }
+def _request(
+    lc: LoadedCheck, first: RunResult, run: RunResult, tolerance: ToleranceSpec, batch: tuple[int, int] | None
+) -> VerdictRequest:
+    runs = [RunRef(index=1, outputs=str(first.outputs_path)), RunRef(index=2, outputs=str(run.outputs_path))]
+    return VerdictRequest(runs=runs, tolerance=tolerance, compare=lc.check.compare, batch=batch)
 
 
 class _Variant:
@@ -135,7 +124,7 @@ class _Variant:
 
     def run(self) -> list[RunResult]:
         if self.source is not None:
-            changes = {"check": execute.job_check(self.check), "batch": self.batch}
+            changes = VariantChanges(check=for_worker(self.check), batch=self.batch)
             run = self.source.fork_run(self.folder / "run1", changes)
             if run is not None:
                 self.forked = True
@@ -144,9 +133,9 @@ class _Variant:
         self.fresh = execute.Prepared(lc, self.folder, self.isolation, batch=self.batch)
         return self.fresh.run()
 
-    def verdict(self, request: dict[str, Any]) -> dict[str, Any]:
+    def verdict(self, request: VerdictRequest) -> VerdictAnswer:
         if self.forked and self.source is not None:
-            return dict(self.source.fork_answer("verdict", request, self.folder / "verdict"))
+            return self.source.fork_answer(request, VerdictAnswer, self.folder / "verdict")
         assert self.fresh is not None
         return self.fresh.verdict(request)
 
@@ -161,7 +150,7 @@ def _reference(
     """The check's computation in float64 on the CPU, once per check."""
     check = lc.check.model_copy(update={"runs": 1, "device": "cpu"})
     if source is not None:
-        changes = {"float64": True, "check": execute.job_check(check)}
+        changes = VariantChanges(check=for_worker(check), float64=True)
         run = source.fork_run(workdir / "reference-float64" / "run1", changes)
         if run is not None:
             return run
@@ -189,7 +178,7 @@ def run_variants(
         return ()
     inv = lc.check.invariance
     assert inv is not None
-    tolerance = (inv.tolerance or lc.check.tolerance).model_dump(mode="json")
+    tolerance = inv.tolerance or lc.check.tolerance
     reference_run: RunResult | None = None
     results = []
     for kind, value in variants:
@@ -215,26 +204,27 @@ def run_variants(
             else:
                 results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=run.cause))
             continue
-        request = _request(first, run, tolerance, lc.check.compare.model_dump(mode="json", by_alias=True))
+        batched: tuple[int, int] | None = None
         if kind is Kind.BATCH:
             if first.samples is None or run.samples is None:
                 prepared.cancel()
                 cause = "the input has no batch dimension (one tensor or list argument) to vary"
                 results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=cause))
                 continue
-            request["batch"] = [first.samples, run.samples]
+            batched = (first.samples, run.samples)
+        request = _request(lc, first, run, tolerance, batched)
         try:
             answer = prepared.verdict(request)
         except execute.VerdictTimeout as exc:
             results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=str(exc)))
             continue
-        if answer.get("error"):  # the check's own comparison already reported the rule
+        if answer.error is not None or answer.comparison is None:  # the check's own comparison reported the rule
             prepared.cancel()
-            cause = answer["error"]["message"]
+            cause = answer.error.message if answer.error else "the variant's comparison compared nothing"
             results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=cause))
             continue
-        comparison = comparison_from_dict(answer["comparison"])
-        left_out = tuple(answer.get("left_out") or ())
+        comparison = answer.comparison
+        left_out = tuple(answer.left_out)
         if not comparison.outputs:  # nothing compared is never a pass
             prepared.cancel()
             if kind is Kind.BATCH:
@@ -253,7 +243,7 @@ def run_variants(
             progress.phase(f"{lc.name}: the float64 reference")
             reference_run = reference_run or _reference(lc, workdir, isolation, source)
             if reference_run.ok:
-                distances = _distances(lc, first, run, reference_run, workdir, request.get("batch"), source)
+                distances = _distances(lc, first, run, reference_run, workdir, batched, source)
         results.append(
             VariantResult(
                 kind,
@@ -275,22 +265,18 @@ def _distances(
     run: RunResult,
     ref: RunResult,
     workdir: Path,
-    batch: list[int] | None = None,
+    batch: tuple[int, int] | None = None,
     source: execute.Prepared | None = None,
 ) -> tuple[Distance, ...]:
     """Per output, how far run 1 and the variant each are from the float64 reference (computed in a helper)."""
-    request: dict[str, object] = {
-        "reference": str(ref.outputs_path),
-        "expected": str(first.outputs_path),
-        "obtained": str(run.outputs_path),
-    }
-    if batch:
-        request["batch"] = batch
+    request = DistancesRequest(
+        reference=str(ref.outputs_path), expected=str(first.outputs_path), obtained=str(run.outputs_path), batch=batch
+    )
     # A folder per variant: an answer file is never one left by another variant.
     folder = workdir / f"distances-{run.run_dir.parent.name}"
     if source is not None:  # a fork of the check's zygote, else a helper with the check's environment
-        answer = source.fork_answer("distances", request, folder)
+        answer = source.fork_answer(request, Distances, folder)
     else:
         env = helpers.worker_environment(environment.worker_env(lc.check.seed, lc.check.recipe, 1))
-        answer = helpers.helper(folder, "--distances", request, env)
-    return tuple(Distance(d["path"], d["expected"], d["obtained"]) for d in answer)
+        answer = helpers.helper(folder, request, Distances, env)
+    return tuple(answer.items)

@@ -3,75 +3,25 @@ a CheckResult per check, clean-up whatever happens. This process never imports t
 
 from __future__ import annotations
 
-import enum
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .. import drift, environment, goldens
+from .. import environment, goldens
 from ..goldens import BaselineOptions
-from ..results import Comparison, Fragile, comparison_from_dict, fragile_from_dict
+from ..protocol import RunRef, VerdictAnswer, VerdictRequest
+from ..results import Fragile
 from ..spec import LoadedCheck, SpecError
 from . import execute, zygote
-from .exitcodes import ExitCode
+from .findings import blind_outputs, recipe_parts_off
 from .invariance import VariantResult, has_variants, run_variants
+from .outcome import CheckResult, Status
 from .progress import phase
 from .runs import RunResult
 from .zygote import Progress
-
-
-class Status(str, enum.Enum):
-    PASS = "pass"
-    FAIL = "fail"
-    ERROR = "error"
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return {Status.PASS: ExitCode.OK, Status.FAIL: ExitCode.MISMATCH, Status.ERROR: ExitCode.RUN_FAILED}[self]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    file: Path
-    line: int
-    status: Status
-    seed: int
-    device: str
-    runs_requested: int
-    runs: tuple[RunResult, ...]
-    comparison: Comparison | None
-    recipe: dict[str, Any]
-    config_hash: str
-    duration: float
-    notes: tuple[str, ...] = field(default=())
-    baseline: drift.BaselineResult | None = None
-    invariance: tuple[VariantResult, ...] = ()
-    invariance_line: int = 0  # where `invariance:` is written, for annotations
-    fragile: tuple[Fragile, ...] = ()  # run 1's outputs on a decision boundary (compare: fragile)
-    fragile_policy: str = "warn"  # warn | fail | off
-    compare_line: int = 0  # where `compare:` is written, for annotations
-    error: str = ""  # why the runs could not be judged (a compare rule that fits no output)
-    error_line: int = 0  # the spec line it is about
-    ignored: tuple[str, ...] = ()  # outputs `ignore:` left out of every comparison
-    blind: tuple[str, ...] = ()  # compared outputs that are constant: the check cannot see a change there
-    blind_all: bool = False  # every compared output is constant (`strict: true` fails the check)
-
-    @property
-    def failed_run(self) -> RunResult | None:
-        return next((r for r in self.runs if not r.ok), None)
-
-    @property
-    def fingerprint(self) -> dict[str, Any] | None:
-        return next((r.fingerprint for r in self.runs if r.fingerprint), None)
-
-
-def exit_code(results: list[CheckResult]) -> ExitCode:
-    return max((r.status.exit_code for r in results), default=ExitCode.OK)
 
 
 def workdir_for(root: Path, index: int, lc: LoadedCheck) -> Path:
@@ -110,30 +60,27 @@ def run_check(
         phase(f"{check.name}: comparing the runs")
         answer = _verdict(
             prepared,
-            {
-                "runs": [{"index": r.index, "outputs": str(r.outputs_path)} for r in ok],
-                "tolerance": check.tolerance.model_dump(mode="json"),
-                "compare": check.compare.model_dump(mode="json", by_alias=True),
-                "fragile": check.compare.fragile if all_ok else "off",
-                "facts": ok[0].facts,
-                "golden": vars(goldens.golden_job(lc, baseline)) if want_golden and baseline else None,
-                "fingerprint": ok[0].fingerprint,
-                "all_ok": all_ok,
-                "discard": discard,
-            },
+            VerdictRequest(
+                runs=[RunRef(index=r.index, outputs=str(r.outputs_path)) for r in ok],
+                tolerance=check.tolerance,
+                compare=check.compare,
+                fragile=check.compare.fragile if all_ok else "off",
+                facts=ok[0].facts,
+                golden=goldens.golden_job(lc, baseline) if want_golden and baseline else None,
+                fingerprint=ok[0].fingerprint,
+                all_ok=all_ok,
+                discard=discard,
+            ),
             keep=all_ok and has_variants(lc, invariance),  # its zygote forks them
         )
-        if answer.get("timeout"):
-            error = answer["timeout"]
-        elif answer["comparison"] is not None:
-            comparison = comparison_from_dict(answer["comparison"])
-        if answer["golden"] is not None:
-            golden = drift.result_from_dict(answer["golden"])
-        fragile = tuple(fragile_from_dict(f) for f in answer.get("fragile") or ())
-        notes += answer.get("notes") or []
-        if answer.get("error"):
-            error = answer["error"]["message"]
-            error_line = lc.key_line("compare", "outputs", answer["error"]["pattern"])
+        error = answer.timeout
+        comparison = None if error else answer.comparison
+        golden = answer.golden
+        fragile = tuple(answer.fragile)
+        notes += answer.notes
+        if answer.error is not None:
+            error = answer.error.message
+            error_line = lc.key_line("compare", "outputs", answer.error.pattern)
     else:
         prepared.cancel()
     if ok and ok[0].ignore_unmatched and not error:
@@ -142,7 +89,7 @@ def run_check(
         error_line = lc.key_line("ignore")
     if comparison is not None and not comparison.outputs and not error:  # nothing compared is never a pass
         error = "the model's output holds no tensor to compare (nothing was compared, so nothing can pass)"
-    blind, blind_all = _blind(comparison, ok[0].constants if ok else {})
+    blind, blind_all = blind_outputs(comparison, ok[0].constants if ok else {})
     if not all_ok or error:
         status = Status.ERROR
     elif comparison is not None and not comparison:
@@ -198,47 +145,11 @@ def run_check(
     )
 
 
-def _blind(comparison: Comparison | None, constants: dict[str, str]) -> tuple[tuple[str, ...], bool]:
-    """Compared outputs that are constant in every run (the runs agreed, so run 1 speaks for all): a change there
-    cannot be seen. And whether that is every compared output."""
-    if comparison is None or not comparison or not constants:
-        return (), False
-    paths = [o.path for o in comparison.outputs if o.task is None]
-    lines = []
-    for path in paths:
-        if path in constants:
-            value = constants[path]
-            hint = "; is the head initialised to zero?" if value == "0" else ""
-            lines.append(f"{path} is constant {value} in every run: this check cannot detect a change there{hint}")
-    return tuple(lines), bool(paths) and len(lines) == len(paths)
-
-
-def _verdict(prepared: execute.Prepared, request: dict[str, Any], keep: bool = False) -> dict[str, Any]:
+def _verdict(prepared: execute.Prepared, request: VerdictRequest, keep: bool = False) -> VerdictAnswer:
     try:
         return prepared.verdict(request, keep)
     except execute.VerdictTimeout as exc:
-        return {"timeout": str(exc), "comparison": None, "golden": None}
-
-
-# What each part of the recipe, turned off, lets vary between runs: said first when the runs differ.
-RECIPE_OFF = {
-    "seed_rngs": (False, "random init, dropout and any RNG in forward differ per run"),
-    "hash_seed": (False, "set and dict iteration order over str keys differs per run"),
-    "deterministic_algorithms": (False, "nondeterministic kernels (scatter_add, index_add, atomics) are allowed"),
-    "cudnn_deterministic": (False, "cuDNN may pick nondeterministic convolution algorithms"),
-    "cudnn_benchmark": (True, "cuDNN benchmarks and picks its algorithms per run"),
-    "tf32": (True, "TF32 matmul/conv rounding is allowed"),
-    "eval_mode": (False, "the model stays in training mode (dropout, batch-norm statistics)"),
-}
-
-
-def recipe_parts_off(spec: Any) -> list[str]:
-    """A line per part of the full recipe that the check's own `recipe:` turned off."""
-    lines = []
-    for key, (off, why) in RECIPE_OFF.items():
-        if getattr(spec, key) == off:
-            lines.append(f"your recipe turns off {key} ({key}: {str(off).lower()}): {why}")
-    return lines
+        return VerdictAnswer(timeout=str(exc))
 
 
 def run_all(
@@ -306,7 +217,7 @@ def run_session(
 ) -> list[CheckResult]:
     """Check the goldens and names, run every check, clean up whatever happens. Raises SpecProblems
     before anything runs, Interrupted (with the completed checks) when reprocheck fails inside a check."""
-    from ..spec import name_errors, name_requests
+    from .names import name_errors, name_requests
 
     if session.baseline is not None:
         problems = goldens.preflight(checks, session.baseline)

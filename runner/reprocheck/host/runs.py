@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import enum
-import json
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..protocol import ProtocolError, RunReport
 
 
 class RunStatus(str, enum.Enum):
@@ -75,9 +76,10 @@ def classify(
             details=_log_tail(run_dir / "log.txt"),
             **base,
         )
+    result: RunReport | None
     try:
-        result = json.loads((run_dir / "result.json").read_text())
-    except (OSError, ValueError):
+        result = RunReport.read(run_dir / "result.json")
+    except (OSError, ProtocolError):
         result = None
     if returncode is not None and returncode < 0:
         sig = _signal_name(-returncode)
@@ -95,32 +97,30 @@ def classify(
             details=_log_tail(run_dir / "log.txt"),
             **base,
         )
-    if not result["ok"]:
-        unavailable = bool(result.get("unavailable"))
+    if not result.ok:
+        stage = result.stage or "?"
         return RunResult(
             status=RunStatus.ERROR,
-            cause=result["error"]
-            if unavailable
-            else f"raised while {_STAGES.get(result['stage'], result['stage'])}: {result['error']}",
-            details=tuple(result.get("traceback") or ()),
-            stage=result["stage"],
-            hint=result.get("hint"),
-            timings=result.get("timings") or {},
-            unavailable=unavailable,
+            cause=result.error if result.unavailable else f"raised while {_STAGES.get(stage, stage)}: {result.error}",
+            details=tuple(result.traceback),
+            stage=result.stage,
+            hint=result.hint,
+            timings=result.timings,
+            unavailable=result.unavailable,
             **base,
         )
     return RunResult(
         status=RunStatus.OK,
-        device=result["device"],
-        timings=result["timings"],
-        fingerprint=result["fingerprint"],
-        warnings=tuple(result["warnings"]),
-        samples=result.get("samples"),
-        facts=result.get("facts") or {},
-        ignored=tuple(result.get("ignored") or ()),
-        ignore_unmatched=tuple(result.get("ignore_unmatched") or ()),
-        every_path=tuple(result.get("every_path") or ()),
-        constants=dict(result.get("constants") or {}),
+        device=result.device,
+        timings=result.timings,
+        fingerprint=result.fingerprint,
+        warnings=tuple(result.warnings),
+        samples=result.samples,
+        facts=result.facts,
+        ignored=tuple(result.ignored),
+        ignore_unmatched=tuple(result.ignore_unmatched),
+        every_path=tuple(result.every_path),
+        constants=result.constants,
         **base,
     )
 

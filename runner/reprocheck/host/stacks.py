@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..protocol import Answer, GradedCheck, GradeJob, GradeRequest, Grades, ProtocolError
 from ..spec import LoadedCheck
 from .exitcodes import UsageError
 
@@ -204,11 +205,11 @@ def _run_image(
     return subprocess.run(plan.docker_argv(), stdout=stdout, stdin=subprocess.DEVNULL).returncode
 
 
-def grade_on(stack: Stack, jobs: list[dict[str, Any]], folder: Path, code: Path, opts: Options) -> list[dict[str, Any]]:
+def grade_on(stack: Stack, jobs: list[GradeJob], folder: Path, code: Path, opts: Options) -> list[GradedCheck]:
     """The grading helper (grade.py) on a stack; its answer, one entry per job."""
     folder.mkdir(parents=True, exist_ok=True)
     request, answer, log = folder / "request.json", folder / "answer.json", folder / "log.txt"
-    request.write_text(json.dumps({"checks": jobs}))
+    GradeRequest(checks=jobs).write(request)
     helper = ["-m", "reprocheck.worker", "--grade", str(request), str(answer)]
     with open(log, "wb") as out:
         if stack.kind == "python":
@@ -235,7 +236,7 @@ def grade_on(stack: Stack, jobs: list[dict[str, Any]], folder: Path, code: Path,
     if not answer.is_file():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
         raise RuntimeError(f"the grading helper on {stack} did not answer:\n{tail}")
-    data = json.loads(answer.read_text())
-    if not data.get("ok"):
-        raise RuntimeError(f"the grading helper on {stack} failed: {data.get('error')}")
-    return list(data["value"]["answer"])
+    try:
+        return Answer.read(answer).value(Grades).checks
+    except ProtocolError as exc:
+        raise RuntimeError(f"the grading helper on {stack} failed: {exc}") from None

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..results import OutputResult, output_from_dict
+from ..protocol import GradedCheck, GradeJob
+from ..results import OutputResult
 from ..spec import LoadedCheck
 from .exitcodes import ExitCode, UsageError
 from .stacks import Options, Side, Stack, copy_code, grade_on, probe, run_side
@@ -78,11 +79,8 @@ class Upgrade:
         return [(d.field, d.expected, d.obtained) for d in fingerprint_diff(*self.fingerprints)]
 
 
-def graded_outputs(answer: dict[str, Any]) -> tuple[GradedOutput, ...]:
-    return tuple(
-        GradedOutput(o["result"]["path"], o["grade"], output_from_dict(o["result"]), tuple(o["noise"]), o["rule"])
-        for o in answer["outputs"]
-    )
+def graded_outputs(answer: GradedCheck) -> tuple[GradedOutput, ...]:
+    return tuple(GradedOutput(o.result.path, o.grade, o.result, tuple(o.noise), o.rule) for o in answer.outputs)
 
 
 def _key(lc: LoadedCheck) -> tuple[str, str]:
@@ -156,22 +154,21 @@ def run_upgrade(checks: list[LoadedCheck], opts: Options) -> Upgrade:
             sides.append(side)
         old, new = sides
         decided: dict[tuple[str, str], UpgradeCheck] = {}
-        jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        jobs: dict[tuple[str, str], GradeJob] = {}
         for lc in checks:
             verdict = _side_verdict(old, lc, "old", opts.source) or _side_verdict(new, lc, "new", opts.target)
             if verdict is not None:
                 decided[_key(lc)] = verdict
                 continue
-            jobs[_key(lc)] = {
-                "name": lc.name,
-                "from": _golden(old, lc),
-                "to": _golden(new, lc),
-                "reference": None,
-                "compare": lc.check.compare.model_dump(mode="json", by_alias=True),
-                "tolerance": (lc.check.baseline or lc.check.tolerance).model_dump(mode="json"),
-                "k": opts.k,
-                "ulps": opts.ulps,
-            }
+            jobs[_key(lc)] = GradeJob(
+                name=lc.name,
+                from_=_golden(old, lc),
+                to=_golden(new, lc),
+                compare=lc.check.compare,
+                tolerance=lc.check.baseline or lc.check.tolerance,
+                k=opts.k,
+                ulps=opts.ulps,
+            )
         graded = grade_on(opts.target, list(jobs.values()), root / "grade", code, opts) if jobs else []
         answers = dict(zip(jobs, graded, strict=True))
         notes: dict[tuple[str, str], list[str]] = {k: [] for k in jobs}
@@ -182,12 +179,12 @@ def run_upgrade(checks: list[LoadedCheck], opts: Options) -> Upgrade:
             for lc in unequal:
                 problem = _side_verdict(ref, lc, "old", opts.source)
                 if problem is None:
-                    jobs[_key(lc)]["reference"] = _golden(ref, lc)
+                    jobs[_key(lc)] = jobs[_key(lc)].model_copy(update={"reference": _golden(ref, lc)})
                 else:
                     notes[_key(lc)].append(
                         f"no float64 reference ({problem.message}), so nothing is graded within noise"
                     )
-            again = [k for k in (_key(lc) for lc in unequal) if jobs[k]["reference"]]
+            again = [k for k in (_key(lc) for lc in unequal) if jobs[k].reference]
             if again:
                 regraded = grade_on(opts.target, [jobs[k] for k in again], root / "grade-reference", code, opts)
                 answers.update(zip(again, regraded, strict=True))
@@ -203,8 +200,8 @@ def run_upgrade(checks: list[LoadedCheck], opts: Options) -> Upgrade:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _not_identical(answer: dict[str, Any]) -> bool:
-    return bool(answer["error"]) or any(o["grade"] != "identical" for o in answer["outputs"])
+def _not_identical(answer: GradedCheck) -> bool:
+    return bool(answer.error) or any(o.grade != "identical" for o in answer.outputs)
 
 
 def _fingerprint(side: Side) -> dict[str, Any]:
@@ -212,12 +209,12 @@ def _fingerprint(side: Side) -> dict[str, Any]:
     return dict(checks[0].get("fingerprint") or {})
 
 
-def _graded_check(lc: LoadedCheck, answer: dict[str, Any], require: str, notes: tuple[str, ...]) -> UpgradeCheck:
+def _graded_check(lc: LoadedCheck, answer: GradedCheck, require: str, notes: tuple[str, ...]) -> UpgradeCheck:
     def base(verdict: str, message: str = "", outputs: tuple[GradedOutput, ...] = ()) -> UpgradeCheck:
         return UpgradeCheck(lc.name, str(lc.file), lc.line, verdict, message, outputs, notes)
 
-    if answer["error"]:
-        return base("error", answer["error"])
+    if answer.error:
+        return base("error", answer.error)
     outputs = graded_outputs(answer)
     if not outputs:
         return base("error", "the outputs hold no tensor to compare")

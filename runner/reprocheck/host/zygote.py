@@ -4,7 +4,6 @@ workers this process started (all killed on exit, whatever the cause)."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import queue
 import signal
@@ -15,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..protocol import AnsweredEvent, ProtocolError, ReadyEvent, RunEvent, read_event
 from .runs import RunResult, RunStatus, _log_tail, _signal_name, classify
 
 ZYGOTE_STARTUP_ALLOWANCE = 300.0  # seconds for the zygote's imports, on top of the runs' own timeouts
@@ -40,30 +40,37 @@ def _kill_group(proc: subprocess.Popen[Any]) -> None:
 Progress = Callable[[RunResult], None]
 
 
+Event = ReadyEvent | RunEvent | AnsweredEvent
+
+
 class _Events:
-    """JSON lines from a zygote's stdout, read on a thread so that waits can time out."""
+    """protocol events from a worker's stdout, read on a thread so that waits can time out."""
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.queue: queue.Queue[Event | ProtocolError | None] = queue.Queue()
         threading.Thread(target=self._read, args=(proc,), daemon=True).start()
 
     def _read(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
         for raw in proc.stdout:
+            if not raw.lstrip().startswith(b"{"):
+                continue  # not ours: an import that prints to the worker's stdout
             try:
-                event = json.loads(raw)
-            except ValueError:
-                continue  # not ours: the zygote's stdout carries only JSON lines from reprocheck
-            if isinstance(event, dict):
-                self.queue.put(event)
+                self.queue.put(read_event(raw))
+            except ProtocolError as exc:
+                self.queue.put(exc)
         self.queue.put(None)
 
-    def next(self, deadline: float) -> dict[str, Any] | None:
-        """The next event, or None when the zygote ended or the deadline passed."""
+    def next(self, deadline: float) -> Event | None:
+        """The next event, or None when the worker ended or the deadline passed. Raises ProtocolError for a line
+        that is JSON but no event: the two sides disagree, which must never pass for a worker that died."""
         try:
-            return self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            event = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             return None
+        if isinstance(event, ProtocolError):
+            raise event
+        return event
 
 
 def _run_forked(
@@ -82,10 +89,10 @@ def _run_forked(
         event = events.next(deadline)
         if event is None:
             break
-        if event.get("event") != "run":
+        if not isinstance(event, RunEvent):
             continue
-        i = run_dirs.index(Path(event["dir"])) + 1
-        result = classify(i, Path(event["dir"]), event["returncode"], event["timed_out"], event["duration"], timeout)
+        i = run_dirs.index(Path(event.dir)) + 1
+        result = classify(i, Path(event.dir), event.returncode, event.timed_out, event.duration, timeout)
         results.append(result)
         if progress:
             progress(result)

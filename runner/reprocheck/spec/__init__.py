@@ -1,6 +1,7 @@
 """Spec files (YAML, version 1) -> validated, located checks. No torch here.
 
 models.py    what each key may hold (pydantic models, limits)
+inputs.py    the input keys (image, tensor, random, kwargs)
 rules.py     `compare:` (task-aware comparison rules)
 schema.py    the JSON Schema, generated from the same models
 yamlread.py  safe, bounded YAML reading with line numbers
@@ -9,19 +10,17 @@ errors.py    SpecError / SpecErrors
 """
 
 from .errors import SpecError, SpecErrors
-from .load import LoadedCheck, apply_overrides, load_spec, name_errors, name_requests, select
+from .inputs import INPUT_SOURCES, InputSpec, RandomInput
+from .load import LoadedCheck, apply_overrides, load_spec, select
 from .models import (
     CHECK_KEYS,
     DEFAULT_SEED,
-    INPUT_SOURCES,
     MODEL_SOURCES,
     SPEC_VERSION,
     Check,
     Defaults,
-    InputSpec,
     InvarianceSpec,
     ModelSpec,
-    RandomInput,
     RecipeSpec,
     ToleranceRule,
     ToleranceSpec,
@@ -53,7 +52,5 @@ __all__ = [
     "apply_overrides",
     "json_schema",
     "load_spec",
-    "name_errors",
-    "name_requests",
     "select",
 ]

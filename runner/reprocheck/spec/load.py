@@ -1,6 +1,5 @@
 """Spec files -> validated, located checks: defaults merged into entries, every error found, command-line
-overrides, selection. Checks that need torchvision (model and weight names) are asked of a worker:
-`name_requests` says what to ask, `name_errors` locates the answers."""
+overrides, selection. (Model and weight names are asked of a worker: host/names.py.)"""
 
 from __future__ import annotations
 
@@ -223,56 +222,6 @@ def load_spec(path: str | Path) -> list[LoadedCheck]:
 def _name_from_file(path: Path) -> str:
     name = re.sub(r"[^\w.\-]", "_", path.stem)
     return name if name and name[0].isalnum() else f"check_{name}"
-
-
-ZOOS = ("torchvision", "timm", "huggingface")  # sources whose names a worker checks before anything runs
-
-
-def _name_request(c: LoadedCheck) -> dict[str, Any]:
-    m = c.check.model
-    if m.timm:
-        return {"source": "timm", "model": m.timm}
-    if m.huggingface:
-        config = m.huggingface.config or {}
-        return {"source": "huggingface", "class": m.huggingface.class_, "model_type": config.get("model_type")}
-    kwargs = c.check.model.kwargs
-    request = {"model": c.check.model.torchvision, **{kw: kwargs.get(kw) for kw in ("weights", "weights_backbone")}}
-    if c.check.compare.outputs:  # checked against the model family's output layout
-        request["compare"] = c.check.compare.model_dump(mode="json")["outputs"]
-    return request
-
-
-def name_requests(loaded: list[LoadedCheck]) -> list[dict[str, Any]]:
-    """What must be checked against torchvision (model and weight names), once per distinct question, as
-    plain data for a worker: this process never imports torch."""
-    unique: dict[str, dict[str, Any]] = {}
-    for c in loaded:
-        if c.check.model.source in ZOOS:
-            request = _name_request(c)
-            unique.setdefault(json.dumps(request, sort_keys=True, default=str), request)
-    return list(unique.values())
-
-
-def name_errors(loaded: list[LoadedCheck], problems: list[dict[str, Any]]) -> list[SpecError]:
-    """A worker's answer to `name_requests` (index, key, message) -> a located error for every check that asked."""
-    requests = name_requests(loaded)
-    keys = [json.dumps(r, sort_keys=True, default=str) for r in requests]
-    errors = []
-    for c in loaded:
-        if c.check.model.source not in ZOOS:
-            continue
-        index = keys.index(json.dumps(_name_request(c), sort_keys=True, default=str))
-        for p in problems:
-            if p["index"] == index:
-                key = p["key"]  # torchvision, timm, huggingface[.class...], weights, weights_backbone or compare
-                if key == "compare":
-                    where: tuple[str, ...] = ("compare", "outputs", p["pattern"])
-                elif key.split(".")[0] in ZOOS:
-                    where = ("model", *key.split("."))
-                else:
-                    where = ("model", "kwargs", key)
-                errors.append(SpecError(c.file, c.key_line(*where), ".".join(where), p["message"]))
-    return errors
 
 
 def apply_overrides(loaded: list[LoadedCheck], **overrides: Any) -> list[LoadedCheck]:

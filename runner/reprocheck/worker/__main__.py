@@ -5,49 +5,61 @@
     python -m reprocheck.worker --names|--verdict|--distances|--grade|--fingerprint REQUEST ANSWER  # one helper call
     python -m reprocheck.worker --serve                          # helper calls, one JSON line each on stdin
 
-An answer file holds {"ok": true, "value": {"answer": ...}} or {"ok": false, "error": ...} (serve.answer).
+Requests, answers (protocol.Answer) and the lines on the streams are the models of protocol.py.
 """
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..protocol import OPS, Call, FingerprintAnswer, FingerprintRequest, RunJob, read_command
 from .serve import answer, die_with_parent, serve_forked
 
 
 def _helpers() -> dict[str, Callable[[Any], Any]]:
+    """op -> its function, from the op's request model (protocol.OPS) to its answer model."""
     from . import fingerprint, models
     from .diagnose import compare_runs, traces
     from .grade import grade
     from .verdict import distances, verdict
+
+    def fingerprinted(r: FingerprintRequest) -> FingerprintAnswer:
+        return FingerprintAnswer(fingerprint=fingerprint.collect(cuda=r.cuda))
 
     return {
         "names": models.name_problems,
         "verdict": verdict,
         "distances": distances,
         "grade": grade,  # the upgrade canary: two stacks' outputs graded
-        "fingerprint": lambda r: fingerprint.collect(cuda=r.get("cuda")),
+        "fingerprint": fingerprinted,
         "compare": compare_runs,  # diagnose: the check's own comparison of some runs
         "traces": traces,  # diagnose: what two traced runs say
     }
 
 
+def _call(helpers: dict[str, Callable[[Any], Any]], call: Call) -> Any:
+    return helpers[call.op](call.parsed())
+
+
 def _serve_helpers() -> int:
-    """Helper calls while the parent asks ({"op", "request", "answer"} per line, until an empty line or EOF): torch is
-    imported once for all of them. Each answer is written to its file, then {"event": "answered"} is printed."""
+    """Helper calls while the parent asks (a protocol.Call per line, until an empty line or EOF): torch is imported
+    once for all of them. Each answer is written to its file, then an AnsweredEvent is printed."""
+    from ..protocol import AnsweredEvent
+
     helpers = _helpers()
     for line in sys.stdin:
         if not line.strip():
             break
-        message = json.loads(line)
-        fn = helpers[message["op"]]
-        answer(Path(message["answer"]), lambda r, fn=fn: {"answer": fn(r)}, message["request"])
-        print(json.dumps({"event": "answered"}), flush=True)
+        call = read_command(line)
+        if not isinstance(call, Call):
+            raise SystemExit(f"--serve answers helper calls, not {call.op}")
+        answer(Path(call.answer), functools.partial(_call, helpers, call))
+        print(AnsweredEvent(op=call.op).to_json(), flush=True)
     return 0
 
 
@@ -58,11 +70,11 @@ def main(argv: list[str]) -> int:
         return 1  # reprocheck died before the signal was armed: nobody waits for this run
     if argv[0] == "--serve":
         return _serve_helpers()
-    if argv[0].startswith("--"):
-        fn = _helpers()[argv[0][2:]]
-        answer(Path(argv[2]), lambda r: {"answer": fn(r)}, json.loads(Path(argv[1]).read_text()))
+    if argv[0].startswith("--"):  # one helper call: --OP REQUEST ANSWER
+        op, request, out = argv[0][2:], Path(argv[1]), Path(argv[2])
+        answer(out, lambda: _helpers()[op](OPS[op][0].read(request)))
         return 0
-    job = json.loads(Path(argv[0]).read_text())
+    job = RunJob.read(Path(argv[0]))
     if argv[1] == "--fork":
         return serve_forked(job, float(argv[2]), [Path(p) for p in argv[3:]])
     from .one_run import run_once

@@ -23,9 +23,10 @@ from typing import Any
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..drift import BaselineResult, BaselineStatus, GoldenJob, fingerprint_diff
+from ..drift import BaselineResult, BaselineStatus, fingerprint_diff
 from ..files import atomic_write
 from ..goldens import FORMAT, obtained_path
+from ..protocol import GoldenJob
 from ..tree import Outputs
 from . import compare
 
@@ -77,7 +78,7 @@ def check_against(
     job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None, runs_agree: bool = True
 ) -> BaselineResult:
     """Compare run 1's outputs with the golden; write the obtained file beside it on any failure."""
-    from ..spec import CompareSpec, ToleranceSpec
+    from ..spec import CompareSpec
 
     golden = Path(job.golden)
     side = obtained_path(golden)
@@ -97,8 +98,8 @@ def check_against(
             ),
         )
     expected, info = load(golden)
-    tolerance = ToleranceSpec.model_validate(job.tolerance)
-    rules = CompareSpec.model_validate(job.compare or {})
+    tolerance = job.tolerance
+    rules = job.compare or CompareSpec()
     comparison = compare.compare_runs([expected, obtained], tolerance, labels=[0, 1], rules=rules)
     diff = fingerprint_diff(info["fingerprint"], fingerprint or {})
     changed = info["config_hash"] != job.config_hash

@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_text
 from ..results import (
     Comparison,
     Kind,
     OutputResult,
     Tolerance,
-    comparison_from_dict,
-    comparison_to_dict,
     output_from_dict,
     tolerance_for,
 )
@@ -44,8 +45,6 @@ __all__ = [
     "compare_runs",
     "compare_stream",
     "compare_tensors",
-    "comparison_from_dict",
-    "comparison_to_dict",
     "tolerance_for",
 ]
 
@@ -183,6 +182,14 @@ class Folded:
     def from_dict(d: dict[str, Any]) -> Folded:
         outs = tuple(output_from_dict(r) for r in d["results"])
         return Folded(int(d["label"]), outs, dict(d["digests"]), str(d["whole"]))
+
+    # A fold stays on the torch side: written by the fold's fork, read by the verdict.
+    def write(self, path: Path) -> None:
+        atomic_write_text(path, json.dumps(self.to_dict()))
+
+    @staticmethod
+    def read(path: Path) -> Folded:
+        return Folded.from_dict(json.loads(path.read_text()))
 
 
 def fold(

@@ -17,6 +17,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..protocol import GradedCheck, GradedOutput, GradeJob, GradeRequest, Grades
+
 GRADES = ("identical", "noise", "task", "changed")
 
 
@@ -83,23 +85,20 @@ def _members(path: str, keys: list[str], own: set[str]) -> list[str]:
     return [k for k in keys if k.startswith(prefix) and k not in own]
 
 
-def grade_check(job: dict[str, Any]) -> dict[str, Any]:
-    import dataclasses
-
-    from ..spec import CompareSpec, ToleranceSpec
+def grade_check(job: GradeJob) -> GradedCheck:
+    from ..spec import ToleranceSpec
     from . import baseline, compare
     from .tasks import RuleError
 
-    old, _ = baseline.load(Path(job["from"]))
-    new, _ = baseline.load(Path(job["to"]))
-    ref = baseline.load(Path(job["reference"]))[0] if job.get("reference") else None
-    rules = CompareSpec.model_validate(job.get("compare") or {})
-    own = ToleranceSpec.model_validate(job.get("tolerance") or {})
+    old, _ = baseline.load(Path(job.from_))
+    new, _ = baseline.load(Path(job.to))
+    ref = baseline.load(Path(job.reference))[0] if job.reference else None
+    rules, own = job.compare, job.tolerance
     try:  # exact first (what differs at all), then under the check's own rules
         comparison = compare.compare_runs([old, new], ToleranceSpec(), labels=[1, 2], rules=rules)
         judged = {o.path: o for o in compare.compare_runs([old, new], own, labels=[1, 2], rules=rules).outputs}
     except RuleError as exc:
-        return {"name": job["name"], "outputs": [], "error": f"compare rule {exc.pattern!r}: {exc}"}
+        return GradedCheck(name=job.name, error=f"compare rule {exc.pattern!r}: {exc}")
     keys = sorted(old.tensors)
     paths = {o.path for o in comparison.outputs}
     graded = []
@@ -116,7 +115,7 @@ def grade_check(job: dict[str, Any]) -> dict[str, Any]:
                     if not a.is_floating_point():
                         tests.append({"path": m, "ok": float(_bitwise(a, b))})
                         continue
-                    t = noise(a, b, ref.tensors[m], job["k"], job["ulps"])
+                    t = noise(a, b, ref.tensors[m], job.k, job.ulps)
                     tests.append({"path": m, **(t or {"ok": 0.0})})
                 if tests and all(t["ok"] for t in tests):
                     grade = "noise"
@@ -125,9 +124,9 @@ def grade_check(job: dict[str, Any]) -> dict[str, Any]:
         if grade == "changed" and by_rules is not None and by_rules:
             grade = "task"
             rule = f"the check's tolerance ({by_rules.tolerance})" if o.task is None else f"its {o.task.task} rule"
-        graded.append({"grade": grade, "result": dataclasses.asdict(o), "noise": tests, "rule": rule})
-    return {"name": job["name"], "outputs": graded, "error": ""}
+        graded.append(GradedOutput(grade=grade, result=o, noise=tests, rule=rule))
+    return GradedCheck(name=job.name, outputs=graded)
 
 
-def grade(request: dict[str, Any]) -> list[dict[str, Any]]:
-    return [grade_check(job) for job in request["checks"]]
+def grade(request: GradeRequest) -> Grades:
+    return Grades(checks=[grade_check(job) for job in request.checks])

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..protocol import NameProblem, NameProblems, NameRequest, NameRequests
 from ..spec import ModelSpec
 
 
@@ -112,71 +113,77 @@ def build(spec: ModelSpec, base_dir: Path, device: str, eval_mode: bool) -> Buil
     return BuiltModel(module=model, is_detection=_is_detection(model), weights=weights)
 
 
-def _zoo_problems(i: int, req: dict[str, Any]) -> list[dict[str, Any]]:
+def _zoo_problems(i: int, req: NameRequest) -> list[NameProblem]:
     """A timm name or a transformers class and model_type checked against the installed library."""
     import difflib
 
-    def unknown(key: str, what: str, name: str, names: list[str], see: str) -> dict[str, Any]:
+    def unknown(key: str, what: str, name: str, names: list[str], see: str) -> NameProblem:
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}?" if close else see
-        return {"index": i, "key": key, "message": f"unknown {what} '{name}' ({hint})"}
+        return NameProblem(index=i, key=key, message=f"unknown {what} '{name}' ({hint})")
 
-    source = req["source"]
+    source = req.source
     try:
         lib = importlib.import_module("timm" if source == "timm" else "transformers")
     except ImportError:
-        return [{"index": i, "key": source, "message": MISSING["timm" if source == "timm" else "transformers"]}]
+        return [NameProblem(index=i, key=source, message=MISSING["timm" if source == "timm" else "transformers"])]
     if source == "timm":
         names = sorted(lib.list_models())
-        if req["model"] in names:
+        if req.model in names:
             return []
-        return [unknown("timm", "timm model", req["model"], names, "see timm.list_models()")]
+        return [unknown("timm", "timm model", req.model or "", names, "see timm.list_models()")]
     problems = []
     classes = sorted(n for n in dir(lib) if n[:1].isupper())
-    if req["class"] not in classes:
-        problems.append(unknown("huggingface.class", "transformers class", req["class"], classes, "see transformers"))
-    if req.get("model_type") is not None:
+    if req.class_ not in classes:
+        problems.append(
+            unknown("huggingface.class", "transformers class", req.class_ or "", classes, "see transformers")
+        )
+    if req.model_type is not None:
         types = sorted(lib.CONFIG_MAPPING.keys())
-        if req["model_type"] not in types:
+        if req.model_type not in types:
             problems.append(
-                unknown("huggingface.config.model_type", "model_type", req["model_type"], types, "a config's type")
+                unknown("huggingface.config.model_type", "model_type", req.model_type, types, "a config's type")
             )
     return problems
 
 
-def name_problems(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def name_problems(request: NameRequests) -> NameProblems:
     """Model and weight names checked against the installed torchvision, timm or transformers (see
-    spec.name_requests)."""
+    host/names.py)."""
     import difflib
 
-    problems: list[dict[str, Any]] = []
-    if any(r.get("source", "torchvision") == "torchvision" for r in requests):
+    problems: list[NameProblem] = []
+    if any(r.source == "torchvision" for r in request.requests):
         import torchvision.models as tvm
 
         names = set(tvm.list_models())
-    for i, req in enumerate(requests):
-        if req.get("source", "torchvision") != "torchvision":
+    for i, req in enumerate(request.requests):
+        if req.source != "torchvision":
             problems += _zoo_problems(i, req)
             continue
-        name = req["model"]
+        name = req.model or ""
         if name not in names:
             close = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
             hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
             problems.append(
-                {"index": i, "key": "torchvision", "message": f"unknown torchvision model '{name}' ({hint})"}
+                NameProblem(index=i, key="torchvision", message=f"unknown torchvision model '{name}' ({hint})")
             )
             continue
         for kw in ("weights", "weights_backbone"):
-            if req.get(kw) is not None:
-                problem = _weights_problem(tvm, name, kw, req[kw])
+            value = getattr(req, kw)
+            if value is not None:
+                problem = _weights_problem(tvm, name, kw, value)
                 if problem:
-                    problems.append({"index": i, "key": kw, "message": problem})
-        if req.get("compare"):
-            problems += [{"index": i, **p} for p in _rule_problems(tvm, name, req["compare"])]
-    return problems
+                    problems.append(NameProblem(index=i, key=kw, message=problem))
+        if req.compare:
+            problems += [
+                NameProblem(index=i, key="compare", pattern=p, message=m)
+                for p, m in _rule_problems(tvm, name, req.compare)
+            ]
+    return NameProblems(problems=problems)
 
 
-def _rule_problems(tvm: Any, name: str, rules: dict[str, Any]) -> list[dict[str, Any]]:
+def _rule_problems(tvm: Any, name: str, rules: dict[str, Any]) -> list[tuple[str, str]]:
     """`compare:` rules checked against the output layout of a torchvision model's family, before anything runs:
     a rule that can only find outputs of another form (a detection rule on a classifier) is a spec error now, and so
     is a pattern that matches nothing, except for detectors (their paths depend on the number of images)."""
@@ -209,7 +216,7 @@ def _rule_problems(tvm: Any, name: str, rules: dict[str, Any]) -> list[dict[str,
     except RuleError as exc:
         if exc.unfit or family != "detection":
             message = f"{exc} ({name} is a torchvision {family} model)"
-            return [{"key": "compare", "pattern": exc.pattern, "message": message}]
+            return [(exc.pattern, message)]
     return []
 
 

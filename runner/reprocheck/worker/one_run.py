@@ -5,23 +5,18 @@ calls it in a fresh interpreter or in a fresh fork of its zygote."""
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 import traceback
 import warnings
 from pathlib import Path
 from typing import Any
 
+from ..protocol import RunJob, RunReport
+
 DETERMINISM_HINT = (
     "this op has no deterministic implementation on this device; set `recipe: {deterministic_algorithms: warn}` "
     "to run it anyway and let the comparison decide"
 )
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    from ..files import atomic_write_text
-
-    atomic_write_text(path, json.dumps(data, indent=1, default=str))
 
 
 class DeviceUnavailable(RuntimeError):
@@ -47,10 +42,9 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def run_once(job: dict[str, Any], run_dir: Path) -> int:
+def run_once(job: RunJob, run_dir: Path) -> int:
     """Build, run, save. Returns the process exit code (0 ok, 1 the run raised)."""
     from ..environment import DETERMINISM_ERROR
-    from ..spec import Check
     from ..tree import all_paths
     from . import fingerprint, inputs, models, outputs, recipe
 
@@ -58,34 +52,34 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
     stage = "recipe"
     caught: list[str] = []
     try:
-        check = Check.model_validate(job["check"], strict=False)
-        recipe.apply(check.seed, check.recipe, job["threads"])
+        check = job.check
+        recipe.apply(check.seed, check.recipe, job.threads)
         device = _resolve_device(check.device)
         import torch
 
         stage = "model"
         t = time.perf_counter()
-        built = models.build(check.model, Path(job["base_dir"]), device, check.recipe.eval_mode)
+        built = models.build(check.model, Path(job.base_dir), device, check.recipe.eval_mode)
         timings["build_model"] = time.perf_counter() - t
 
         stage = "input"
         t = time.perf_counter()
-        input_seed = job.get("input_seed")
-        args, kwargs = inputs.build(check.input, check.seed if input_seed is None else input_seed, device, built)
-        if job.get("float64"):  # the reference for invariance: the same computation in float64
+        input_seed = check.seed if job.input_seed is None else job.input_seed
+        args, kwargs = inputs.build(check.input, input_seed, device, built)
+        if job.float64:  # the reference for invariance: the same computation in float64
             built.module.double()
             args, kwargs = _float64(args), _float64(kwargs)
-        if job.get("batch"):  # an invariance variant: the same input at another batch size
+        if job.batch:  # an invariance variant: the same input at another batch size
             from .batching import rebatch
 
-            args, kwargs = rebatch(args, kwargs, job["batch"], check.seed)
+            args, kwargs = rebatch(args, kwargs, job.batch, check.seed)
         timings["build_input"] = time.perf_counter() - t
         from .batching import samples
 
         n_samples = samples(args, kwargs)
 
         tracer = None
-        if job.get("trace"):
+        if job.trace:
             from .probe import Tracer
 
             tracer = Tracer(built.module)
@@ -109,22 +103,19 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
         outputs.save(flat, run_dir / "outputs.pt")
         if tracer is not None:
             tracer.save(run_dir / "trace.pt")
-        write_json(
-            run_dir / "result.json",
-            {
-                "ok": True,
-                "device": device,
-                "timings": timings,
-                "warnings": caught,
-                "samples": n_samples,
-                "facts": models.decision_facts(built.module),
-                "ignored": ignored,
-                "ignore_unmatched": unmatched,
-                "every_path": all_paths(flat.tree)[:20] if unmatched else [],
-                "constants": outputs.constants(flat),
-                "fingerprint": fingerprint.collect(),
-            },
-        )
+        RunReport(
+            ok=True,
+            device=device,
+            timings=timings,
+            warnings=caught,
+            samples=n_samples,
+            facts=models.decision_facts(built.module),
+            ignored=list(ignored),
+            ignore_unmatched=list(unmatched),
+            every_path=all_paths(flat.tree)[:20] if unmatched else [],
+            constants=outputs.constants(flat),
+            fingerprint=fingerprint.collect(),
+        ).write(run_dir / "result.json")
         return 0
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
@@ -141,18 +132,15 @@ def run_once(job: dict[str, Any], run_dir: Path) -> int:
         if isinstance(exc, SystemExit):
             message = f"the model called sys.exit({exc.code!r})"
         hint = DETERMINISM_HINT if DETERMINISM_ERROR in str(exc) else None
-        write_json(
-            run_dir / "result.json",
-            {
-                "ok": False,
-                "stage": stage,
-                "error": message,
-                "traceback": tail,
-                "hint": hint,
-                "timings": timings,
-                "unavailable": isinstance(exc, DeviceUnavailable),
-            },
-        )
+        RunReport(
+            ok=False,
+            stage=stage,
+            error=message,
+            traceback=tail,
+            hint=hint,
+            timings=timings,
+            unavailable=isinstance(exc, DeviceUnavailable),
+        ).write(run_dir / "result.json")
         return 1
 
 

@@ -4,10 +4,10 @@
 The comparison happens here, on the torch side, never in reprocheck's own process: after the runs
 the zygote reads one more line on stdin, a verdict request (which runs to compare, with which
 tolerance, and the golden to check or write), and answers in WORKDIR/verdict.json from a fork of
-itself. Then, while the parent asks (one JSON line each, until an empty line or EOF), it forks the
-check's invariance variants with the job changed ({"op": "variant", "dir", "changes"}: batch, device,
-the float64 reference) and compares them ({"op": "verdict" | "distances", "request", "answer"}), each
-in a fresh fork, so the zygote itself never runs an op.
+itself. Then, while the parent asks (one line each, until an empty line or EOF), it forks the check's
+invariance variants with the job changed (protocol.VariantOp: batch, device, the float64 reference) and
+compares them (a protocol.Call: verdict or distances), each in a fresh fork, so the zygote itself never
+runs an op. What it reports on stdout are protocol events, one line each.
 
 The forked mode is observably equivalent to fresh processes: the zygote starts with the
 same environment (so the same hash seed), imports torch and torchvision but never touches
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import random
 import select
@@ -32,7 +31,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .one_run import run_once, write_json
+from ..protocol import (
+    Answer,
+    AnsweredEvent,
+    Call,
+    Message,
+    NameRequests,
+    ReadyEvent,
+    RunEvent,
+    RunJob,
+    VerdictRequest,
+    read_command,
+)
+from .one_run import run_once
 from .verdict import verdict
 
 
@@ -88,7 +99,7 @@ def _wait(pid: int, timeout: float) -> tuple[int, bool]:
     return status, timed_out
 
 
-def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> int:
+def serve_forked(job: RunJob, timeout: float, run_dirs: list[Path]) -> int:
     # What every run would import anyway: paid once here, before any op runs.
     import numpy  # noqa: F401
     import torch
@@ -100,59 +111,59 @@ def serve_forked(job: dict[str, Any], timeout: float, run_dirs: list[Path]) -> i
     from ..spec import Check  # noqa: F401
     from . import fingerprint, inputs, models, outputs, recipe  # noqa: F401
 
-    problems = models.name_problems(job["names"]) if job.get("names") else []
+    problems = models.name_problems(NameRequests(requests=job.names)).problems if job.names else []
     assert not torch.cuda.is_initialized(), "CUDA must not be initialised before forking runs"
-    _event({"event": "ready", "problems": problems})
+    _event(ReadyEvent(problems=problems))
     # The parent says "go" once the spec is fully validated (or closes stdin to cancel).
     if sys.stdin.readline().strip() != "go":
         return 0
     for run_dir in run_dirs:
         report = _run_in_fork(job, run_dir, timeout)
-        timed_out = report["timed_out"]
-        if not timed_out and report["returncode"] == 0 and run_dir != run_dirs[0] and job.get("fold"):
+        if not report.timed_out and report.returncode == 0 and run_dir != run_dirs[0] and job.fold:
             _fold_in_child(job, run_dirs[0], run_dir, timeout)
         _event(report)
-        if timed_out or report["returncode"] != 0:
+        if report.timed_out or report.returncode != 0:
             break  # the next run would most likely fail the same way
     line = sys.stdin.readline()
     if line.strip():
-        _answer_in_fork(Path(run_dirs[0]).parent / "verdict.json", verdict, json.loads(line), timeout)
-        _event({"event": "verdict"})
+        _answer_in_fork(
+            Path(run_dirs[0]).parent / "verdict.json", lambda: verdict(VerdictRequest.from_json(line)), timeout
+        )
+        _event(AnsweredEvent(op="verdict"))
     _serve_variants(job, timeout)
     return 0
 
 
-def _run_in_fork(job: dict[str, Any], run_dir: Path, timeout: float) -> dict[str, Any]:
+def _run_in_fork(job: RunJob, run_dir: Path, timeout: float) -> RunEvent:
     """One run in a fresh fork of the zygote: the event that says how it ended."""
     run_dir.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     start = time.perf_counter()
     status, timed_out = _wait(_in_fork(functools.partial(_forked_run, job, run_dir)), timeout)
-    return {
-        "event": "run",
-        "dir": str(run_dir),
-        "returncode": os.waitstatus_to_exitcode(status),
-        "timed_out": timed_out,
-        "duration": time.perf_counter() - start,
-    }
+    return RunEvent(
+        dir=str(run_dir),
+        returncode=os.waitstatus_to_exitcode(status),
+        timed_out=timed_out,
+        duration=time.perf_counter() - start,
+    )
 
 
-def _answer_in_fork(path: Path, fn: Any, request: Any, timeout: float) -> None:
+def _answer_in_fork(path: Path, fn: Callable[[], Message], timeout: float) -> None:
     """Answer a request in a fresh fork, so that the zygote itself never runs an op and stays fit to fork the
     variants; a fork that dies without answering leaves an answer that says so."""
 
     def body() -> int:
-        answer(path, fn, request)
+        answer(path, fn)
         return 0
 
     # A little past the parent's own deadline, so that a slow comparison reads as the check's timeout there.
     status, _ = _wait(_in_fork(body), timeout + 5)
     if not path.exists():
         code = os.waitstatus_to_exitcode(status)
-        write_json(path, {"ok": False, "error": f"the comparison process ended with code {code} without answering"})
+        Answer(ok=False, error=f"the comparison process ended with code {code} without answering").write(path)
 
 
-def _serve_variants(job: dict[str, Any], timeout: float) -> None:
+def _serve_variants(job: RunJob, timeout: float) -> None:
     """After the verdict, while the parent asks: invariance variants (batch, device, the float64 reference), each a
     fresh fork of the same untouched zygote with the job changed, and their comparisons (each in a fork too)."""
     from .verdict import distances
@@ -160,32 +171,31 @@ def _serve_variants(job: dict[str, Any], timeout: float) -> None:
     for line in sys.stdin:
         if not line.strip():
             return
-        message = json.loads(line)
-        if message["op"] == "variant":
-            changed = {**job, **message["changes"], "names": [], "fold": False}
-            _event(_run_in_fork(changed, Path(message["dir"]), timeout))
+        command = read_command(line)
+        if isinstance(command, Call):
+            fns: dict[str, Callable[[Any], Message]] = {"distances": distances, "verdict": verdict}
+            fn, request = fns[command.op], command.parsed()
+            _answer_in_fork(Path(command.answer), functools.partial(fn, request), timeout)
+            _event(AnsweredEvent(op=command.op))
         else:
-            fn = distances if message["op"] == "distances" else verdict
-            _answer_in_fork(Path(message["answer"]), lambda r, fn=fn: {"answer": fn(r)}, message["request"], timeout)
-            _event({"event": message["op"]})
+            _event(_run_in_fork(command.changes.applied(job), Path(command.dir), timeout))
 
 
-def _fold_in_child(job: dict[str, Any], first: Path, run_dir: Path, timeout: float) -> None:
+def _fold_in_child(job: RunJob, first: Path, run_dir: Path, timeout: float) -> None:
     """Compare a finished run with run 1 in a fresh fork of the zygote (which never ran a model, so the comparison
     is untouched by model code), keep the small result and delete the run's outputs: the disk then holds run 1 and
     one later run at a time. A fold that fails leaves the outputs for the verdict to compare itself."""
 
     def fold() -> int:
-        from ..spec import Check
         from . import compare, outputs
         from .tasks import select
 
-        check = Check.model_validate(job["check"], strict=False)
+        check = job.check
         expected = outputs.load(first / "outputs.pt")
         selection = select(expected, check.compare.outputs)
         index = int(run_dir.name.removeprefix("run"))
         folded = compare.fold(expected, index, outputs.load(run_dir / "outputs.pt"), check.tolerance, 1, selection)
-        write_json(run_dir / compare.FOLDED, folded.to_dict())
+        folded.write(run_dir / compare.FOLDED)
         (run_dir / "outputs.pt").unlink()
         return 0
 
@@ -209,7 +219,7 @@ def _in_fork(body: Callable[[], int]) -> int:
     return pid
 
 
-def _forked_run(job: dict[str, Any], run_dir: Path) -> int:
+def _forked_run(job: RunJob, run_dir: Path) -> int:
     log = os.open(run_dir / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -220,16 +230,15 @@ def _forked_run(job: dict[str, Any], run_dir: Path) -> int:
     return code
 
 
-def _event(data: dict[str, Any]) -> None:
-    print(json.dumps(data), flush=True)
+def _event(event: Message) -> None:
+    print(event.to_json(), flush=True)
 
 
-def answer(path: Path, fn: Any, request: Any) -> None:
-    """Run fn(request) and write {"ok": true, "value": ...} or the error with its traceback to `path`."""
+def answer(path: Path, fn: Callable[[], Message]) -> None:
+    """Run fn() and write its answer, or the error with its traceback, to `path` (a protocol.Answer)."""
     try:
-        value = fn(request)
-        result: dict[str, Any] = {"ok": True, "value": value}
+        result = Answer(ok=True, answer=fn().model_dump(mode="json", by_alias=True))
     except Exception as exc:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}\n{text}"}
-    write_json(path, result)
+        result = Answer(ok=False, error=f"{type(exc).__name__}: {exc}\n{text}")
+    result.write(path)

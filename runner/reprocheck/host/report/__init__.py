@@ -1,5 +1,5 @@
 """Check results -> console text, JSON, Markdown: one module per format over the same result objects
-(pipeline.CheckResult, and diagnose.Diagnosis for `diagnose`). GitHub's own formats (annotations, step
+(outcome.CheckResult, and diagnose.Diagnosis for `diagnose`). GitHub's own formats (annotations, step
 outputs, the summary cap) live in github.py."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..pipeline import CheckResult
+from ..outcome import CheckResult
 from .console import print_console, render_console, render_diagnosis_console
 from .json_report import render_diagnosis_json, render_json
 from .markdown import render_diagnosis_markdown, render_markdown

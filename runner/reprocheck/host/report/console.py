@@ -6,7 +6,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from ..pipeline import CheckResult, Status
+from ..outcome import CheckResult, Status
 from .text import (
     TABLE_ROWS,
     blind_lines,

@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING
 
 from ..github import SUMMARY_LIMIT
-from ..pipeline import CheckResult, Status
+from ..outcome import CheckResult, Status
 from .text import (
     TABLE_ROWS,
     blind_lines,

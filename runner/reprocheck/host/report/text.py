@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ...results import Kind, OutputResult
 from ..invariance import Distance, VariantResult
-from ..pipeline import CheckResult
+from ..outcome import CheckResult
 from . import tasks
 
 TABLE_ROWS = 20  # per failing check, in console and Markdown

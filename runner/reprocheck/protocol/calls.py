@@ -1,0 +1,176 @@
+"""The helper calls: each op's request and answer (the verdict, the float64 distances, the upgrade canary's
+grades, diagnose's comparison and traces, the fingerprint), and the table of them (`OPS`)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from ..diagnosis import Divergence
+from ..drift import BaselineResult
+from ..results import Comparison, Fragile, OutputResult
+from ..spec import Check, CompareSpec, ToleranceSpec
+from .base import Message, ProtocolError
+from .runs import NameProblems, NameRequests
+
+
+class GoldenJob(Message):
+    """What the torch side needs to check or write one check's golden (made by goldens.golden_job)."""
+
+    golden: str
+    check: str
+    config_hash: str
+    tolerance: ToleranceSpec  # the check's `baseline:` tolerance, else its `tolerance:`
+    regenerate: str  # the command that writes the golden
+    update: bool
+    compare: CompareSpec | None = None  # the check's `compare:`: task-aware drift
+
+
+class RunRef(Message):
+    index: int
+    outputs: str
+
+
+class VerdictRequest(Message):
+    op: ClassVar[str] = "verdict"
+    runs: list[RunRef]  # run 1 first: the expected one
+    tolerance: ToleranceSpec
+    compare: CompareSpec = CompareSpec()
+    fragile: Literal["off", "warn", "fail"] = "off"
+    facts: dict[str, float] = {}
+    golden: GoldenJob | None = None
+    fingerprint: dict[str, Any] | None = None
+    all_ok: bool = True  # every run asked for worked (else no golden is written)
+    discard: bool = False  # delete each later run's outputs once in memory
+    batch: tuple[int, int] | None = None  # a batch variant: run 1's samples and the variant's
+
+
+class RuleProblem(Message):
+    """A `compare:` rule that fits no output: the spec is wrong for this model."""
+
+    pattern: str
+    message: str
+    unfit: bool = False
+
+
+class VerdictAnswer(Message):
+    comparison: Comparison | None = None
+    golden: BaselineResult | None = None
+    left_out: list[str] = []  # a batch variant's outputs that are not per-sample
+    fragile: list[Fragile] = []
+    notes: list[str] = []
+    error: RuleProblem | None = None
+    timeout: str = ""  # set by the host: the comparison ran past the check's timeout
+
+
+class DistancesRequest(Message):
+    op: ClassVar[str] = "distances"
+    reference: str  # the float64 reference's outputs
+    expected: str
+    obtained: str
+    batch: tuple[int, int] | None = None
+
+
+class Distance(Message):
+    """How far run 1 (expected) and a variant (obtained) each are from the float64 reference, for one output."""
+
+    path: str
+    expected: float
+    obtained: float
+
+
+class Distances(Message):
+    items: list[Distance] = []
+
+
+# -- the upgrade canary: two stacks' goldens graded
+
+
+class GradeJob(Message):
+    name: str
+    from_: str = Field(alias="from")  # the old stack's golden
+    to: str
+    reference: str | None = None  # the old stack's float64 golden
+    compare: CompareSpec = CompareSpec()
+    tolerance: ToleranceSpec = ToleranceSpec()
+    k: float
+    ulps: float
+
+
+class GradeRequest(Message):
+    op: ClassVar[str] = "grade"
+    checks: list[GradeJob]
+
+
+class GradedOutput(Message):
+    grade: Literal["identical", "noise", "task", "changed"]
+    result: OutputResult
+    noise: list[dict[str, Any]] = []  # per member tensor: the noise test's figures
+    rule: str = ""  # what judged a "task" grade
+
+
+class GradedCheck(Message):
+    name: str
+    outputs: list[GradedOutput] = []
+    error: str = ""
+
+
+class Grades(Message):
+    checks: list[GradedCheck] = []
+
+
+# -- diagnose, env
+
+
+class CompareRequest(Message):
+    op: ClassVar[str] = "compare"
+    check: Check
+    runs: list[str]  # outputs files, the expected first
+
+
+class CompareAnswer(Message):
+    comparison: Comparison | None = None
+    rule_error: RuleProblem | None = None
+
+
+class TracesRequest(Message):
+    op: ClassVar[str] = "traces"
+    runs: list[str]  # traced run folders
+    tolerance: ToleranceSpec
+    diverge: bool = False  # find the first module whose output differs between the first two
+
+
+class TracesAnswer(Message):
+    divergence: Divergence | None = None
+    training: list[dict[str, str]] = []  # per trace: module path -> type, for those in training mode
+    params: list[dict[str, str]] = []  # per trace: parameter name -> digest
+
+
+class FingerprintRequest(Message):
+    op: ClassVar[str] = "fingerprint"
+    cuda: bool | None = None
+
+
+class FingerprintAnswer(Message):
+    fingerprint: dict[str, Any]
+
+
+# op -> (request, answer): the helper calls, served by `python -m reprocheck.worker --OP` and `--serve`.
+OPS: dict[str, tuple[type[Message], type[Message]]] = {
+    "names": (NameRequests, NameProblems),
+    "verdict": (VerdictRequest, VerdictAnswer),
+    "distances": (DistancesRequest, Distances),
+    "grade": (GradeRequest, Grades),
+    "fingerprint": (FingerprintRequest, FingerprintAnswer),
+    "compare": (CompareRequest, CompareAnswer),
+    "traces": (TracesRequest, TracesAnswer),
+}
+Op = Literal["names", "verdict", "distances", "grade", "fingerprint", "compare", "traces"]
+
+
+def op_of(request: Message) -> str:
+    op = getattr(type(request), "op", None)
+    if not isinstance(op, str) or OPS.get(op, (None,))[0] is not type(request):
+        raise ProtocolError(f"{type(request).__name__} is not a helper request")
+    return op

@@ -1,0 +1,94 @@
+"""Messages about runs: the names a worker checks before anything runs, the job a run gets, a variant's
+changes to it, and what the run reports (RUN_DIR/result.json)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from ..spec import Check
+from .base import Message
+
+
+class NameRequest(Message):
+    source: Literal["torchvision", "timm", "huggingface"] = "torchvision"
+    model: str | None = None
+    class_: str | None = Field(None, alias="class")  # a transformers class
+    model_type: str | None = None
+    weights: Any = None  # as written in the spec: a non-string is refused by the worker, with its reason
+    weights_backbone: Any = None
+    compare: dict[str, Any] | None = None  # a torchvision check's `compare: outputs:`, checked against its family
+
+
+class NameProblem(Message):
+    index: int  # into the requests
+    key: str  # torchvision, timm, huggingface[.class...], weights, weights_backbone or compare
+    message: str
+    pattern: str | None = None  # the compare rule, for key "compare"
+
+
+class NameRequests(Message):
+    op: ClassVar[str] = "names"
+    requests: list[NameRequest]
+
+
+class NameProblems(Message):
+    problems: list[NameProblem] = []
+
+
+# -- one run
+
+
+def one_run(check: Check) -> Check:
+    """The check as a worker gets it: a worker does one run whatever the count, and a variant's count (1) would
+    not validate as a spec's."""
+    return check.model_copy(update={"runs": Check.model_fields["runs"].default})
+
+
+class RunJob(Message):
+    """What a worker runs: the check (through `one_run`), from where, and how."""
+
+    check: Check
+    base_dir: str  # the spec's folder: relative paths resolve from it
+    threads: int
+    trace: bool = False  # record each module's output (diagnose)
+    input_seed: int | None = None  # the input's own seed, where it differs from the check's (diagnose)
+    names: list[NameRequest] = []  # the zygote answers these while it waits for "go"
+    batch: int | None = None  # an invariance variant: the input at this batch size
+    float64: bool = False  # the float64 reference: model and floating inputs in float64
+    fold: bool = False  # fork mode: compare each later run with run 1 as it ends, and delete its outputs
+
+
+class VariantChanges(Message):
+    """What a variant changes in its check's job: the check itself (device, runs), the batch, float64."""
+
+    check: Check
+    batch: int | None = None
+    float64: bool = False
+
+    def applied(self, job: RunJob) -> RunJob:
+        return job.model_copy(update={**dict(self), "names": [], "fold": False})
+
+
+class RunReport(Message):
+    """RUN_DIR/result.json: how one run went, written by the run itself."""
+
+    ok: bool
+    timings: dict[str, float] = {}
+    # a run that worked
+    device: str | None = None
+    warnings: list[str] = []
+    samples: int | None = None  # the input's batch size, where it has one
+    facts: dict[str, float] = {}  # the model's decision thresholds
+    ignored: list[str] = []
+    ignore_unmatched: list[str] = []
+    every_path: list[str] = []
+    constants: dict[str, str] = {}
+    fingerprint: dict[str, Any] | None = None
+    # a run that raised
+    stage: str | None = None
+    error: str = ""
+    traceback: list[str] = []
+    hint: str | None = None
+    unavailable: bool = False  # its device is not on this machine
