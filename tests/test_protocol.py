@@ -52,8 +52,8 @@ def samples() -> list[p.Message]:
             requests=[p.NameRequest(model="resnet18", weights=3), p.NameRequest(source="huggingface", class_="X")]
         ),
         p.NameProblems(problems=[p.NameProblem(index=0, key="compare", message="m", pattern="*")]),
-        p.RunJob(check=p.one_run(check), base_dir="/x", threads=1, names=[p.NameRequest(model="m")], batch=8),
-        p.VariantOp(dir="/d", changes=p.VariantChanges(check=p.one_run(check), float64=True)),
+        p.RunJob(check=p.worker_check(check), base_dir="/x", threads=1, names=[p.NameRequest(model="m")], batch=8),
+        p.VariantOp(dir="/d", changes=p.VariantChanges(check=p.worker_check(check), float64=True)),
         p.RunReport(ok=True, device="cpu", timings={"forward": 0.1}, facts={"score_thresh": 0.05}, samples=2),
         p.RunReport(ok=False, stage="forward", error="boom", traceback=["a", "b"], unavailable=True),
         p.VerdictRequest(
@@ -68,7 +68,7 @@ def samples() -> list[p.Message]:
         p.Grades(
             checks=[p.GradedCheck(name="n", outputs=[p.GradedOutput(grade="noise", result=_comparison().outputs[0])])]
         ),
-        p.CompareRequest(check=p.one_run(check), runs=["a", "b"]),
+        p.CompareRequest(check=p.worker_check(check), runs=["a", "b"]),
         p.CompareAnswer(rule_error=p.RuleProblem(pattern="x", message="y", unfit=True)),
         p.TracesRequest(runs=["a"], tolerance=tol, diverge=True),
         p.TracesAnswer(training=[{"drop": "Dropout"}], params=[{"w": "ab12"}]),

@@ -22,7 +22,7 @@ from typing import Any
 
 from .. import environment
 from ..diagnosis import Ablation, Diagnosis, Divergence, Effect, SeedSensitivity
-from ..protocol import CompareAnswer, CompareRequest, TracesAnswer, TracesRequest, one_run
+from ..protocol import CompareAnswer, CompareRequest, TracesAnswer, TracesRequest, worker_check
 from ..results import Comparison, RuleError
 from ..spec import Check, LoadedCheck, RecipeSpec
 from . import execute
@@ -60,7 +60,7 @@ class _Runner:
 
     def compare(self, runs: list[Path]) -> Comparison:
         """The check's own comparison of these runs' outputs: its tolerance and its task rules (compare:)."""
-        request = CompareRequest(check=one_run(self.lc.check), runs=[str(p) for p in runs])
+        request = CompareRequest(check=worker_check(self.lc.check), runs=[str(p) for p in runs])
         answer = self.helpers.ask(request, CompareAnswer)
         if answer.rule_error is not None:
             e = answer.rule_error

@@ -34,7 +34,7 @@ from ..protocol import (
     VariantOp,
     VerdictAnswer,
     VerdictRequest,
-    one_run,
+    worker_check,
 )
 from ..spec import LoadedCheck
 from .helpers import WorkerFailed, answer_kind, helper, read_answer, worker_cmd, worker_environment
@@ -90,7 +90,7 @@ class Prepared:
         self.isolation = isolation
         self.job_file = workdir / "job.json"
         RunJob(
-            check=one_run(check),
+            check=worker_check(check),
             base_dir=str(lc.base_dir),
             threads=threads,
             trace=trace,

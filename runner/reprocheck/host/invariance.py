@@ -26,8 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from .. import environment
-from ..protocol import Distance, Distances, DistancesRequest, RunRef, VariantChanges, VerdictAnswer, VerdictRequest
-from ..protocol import one_run as for_worker
+from ..protocol import (
+    Distance,
+    Distances,
+    DistancesRequest,
+    RunRef,
+    VariantChanges,
+    VerdictAnswer,
+    VerdictRequest,
+    worker_check,
+)
 from ..results import Comparison
 from ..spec import LoadedCheck, ToleranceSpec
 from . import execute, helpers, progress
@@ -124,7 +132,7 @@ class _Variant:
 
     def run(self) -> list[RunResult]:
         if self.source is not None:
-            changes = VariantChanges(check=for_worker(self.check), batch=self.batch)
+            changes = VariantChanges(check=worker_check(self.check), batch=self.batch)
             run = self.source.fork_run(self.folder / "run1", changes)
             if run is not None:
                 self.forked = True
@@ -150,7 +158,7 @@ def _reference(
     """The check's computation in float64 on the CPU, once per check."""
     check = lc.check.model_copy(update={"runs": 1, "device": "cpu"})
     if source is not None:
-        changes = VariantChanges(check=for_worker(check), float64=True)
+        changes = VariantChanges(check=worker_check(check), float64=True)
         run = source.fork_run(workdir / "reference-float64" / "run1", changes)
         if run is not None:
             return run

@@ -37,7 +37,7 @@ from .calls import (
     VerdictRequest,
     op_of,
 )
-from .runs import NameProblem, NameProblems, NameRequest, NameRequests, RunJob, RunReport, VariantChanges, one_run
+from .runs import NameProblem, NameProblems, NameRequest, NameRequests, RunJob, RunReport, VariantChanges, worker_check
 from .streams import (
     COMMAND,
     EVENT,
@@ -91,8 +91,8 @@ __all__ = [
     "VariantOp",
     "VerdictAnswer",
     "VerdictRequest",
-    "one_run",
     "op_of",
     "read_command",
     "read_event",
+    "worker_check",
 ]

@@ -40,14 +40,14 @@ class NameProblems(Message):
 # -- one run
 
 
-def one_run(check: Check) -> Check:
+def worker_check(check: Check) -> Check:
     """The check as a worker gets it: a worker does one run whatever the count, and a variant's count (1) would
     not validate as a spec's."""
     return check.model_copy(update={"runs": Check.model_fields["runs"].default})
 
 
 class RunJob(Message):
-    """What a worker runs: the check (through `one_run`), from where, and how."""
+    """What a worker runs: the check (through `worker_check`), from where, and how."""
 
     check: Check
     base_dir: str  # the spec's folder: relative paths resolve from it
