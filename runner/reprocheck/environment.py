@@ -5,7 +5,7 @@ in-process half is worker/recipe.py."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from .spec import RecipeSpec
@@ -14,6 +14,14 @@ from .spec import RecipeSpec
 DETERMINISM_ERROR = "does not have a deterministic implementation"
 
 CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+
+# What model code must not see. reprocheck's own variables (the worker reads REPROCHECK_PARENT_PID once at start, then
+# drops it) and the runner's tokens; GitHub's file commands, where a model could set the step's outputs or the next
+# steps' environment.
+DROPPED_PREFIXES = ("REPROCHECK_", "ACTIONS_")
+DROPPED = ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STATE", "GITHUB_STEP_SUMMARY", "GITHUB_TOKEN")
+# torch.load is weights-only in every worker, whatever a caller passes (torch.hub and torch.export pass False).
+WEIGHTS_ONLY_ENV = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -34,6 +42,7 @@ def worker_env(seed: int, recipe: RecipeSpec, threads: int, base: Mapping[str, s
     worker, does nothing: the hash seed is read once at interpreter start-up and
     cuBLAS reads its workspace config when the handle is created."""
     env = dict(os.environ if base is None else base)
+    scrub_environment(env)
     # "random" rather than unset: an inherited PYTHONHASHSEED would otherwise sneak back in.
     env["PYTHONHASHSEED"] = str(seed) if recipe.hash_seed else "random"
     if recipe.cublas_workspace:
@@ -43,6 +52,15 @@ def worker_env(seed: int, recipe: RecipeSpec, threads: int, base: Mapping[str, s
     for var in THREAD_ENV_VARS:
         env[var] = str(threads)
     return env
+
+
+def scrub_environment(env: MutableMapping[str, str]) -> None:
+    """Remove what model code must not see from `env` (os.environ or a dict), in place; torch.load weights-only."""
+    for key in list(env):
+        if key in DROPPED or key.startswith(DROPPED_PREFIXES):
+            del env[key]
+    env[WEIGHTS_ONLY_ENV] = "1"
+    env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
 
 
 def describe(seed: int, recipe: RecipeSpec, threads: int) -> dict[str, Any]:

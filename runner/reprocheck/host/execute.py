@@ -85,6 +85,7 @@ class Prepared:
         threads = environment.resolve_threads(check.recipe)
         self.env = worker_environment(environment.worker_env(check.seed, check.recipe, threads))
         self.env.update(env or {})  # diagnose's variations (e.g. another hash seed)
+        workdir = workdir.absolute()  # model code may change its working folder; the runs' folders stay put
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.isolation = isolation
@@ -252,8 +253,7 @@ def _run_spawned(
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                if proc.returncode is None:
-                    _kill_group(proc)
+                _kill_group(proc)  # also what the run left running in its group
         result = classify(i, run_dir, proc.returncode, timed_out, time.perf_counter() - start, timeout)
         results.append(result)
         if progress:

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from .. import environment
 from ..protocol import (
     OPS,
     Answer,
@@ -36,11 +37,24 @@ class WorkerFailed(RuntimeError):
     """A worker could not answer (name checks, comparison): reprocheck itself failed."""
 
 
-def worker_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "reprocheck.worker", *args]
+# `python -m` would put the working folder (the pull request's checkout) first on sys.path, where a `torch.py` or a
+# `reprocheck/` folder would replace the real ones: the worker starts from `-c` with that entry removed first.
+def boot(module: str) -> str:
+    """`python -c` code that runs `module` as `python -m` would, without the working folder on sys.path."""
+    return (
+        "import sys\n"
+        "if sys.path and sys.path[0] in ('', '.'): del sys.path[0]\n"
+        "import runpy\n"
+        f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    )
+
+
+def worker_cmd(*args: str, python: str = sys.executable) -> list[str]:
+    return [python, "-c", boot("reprocheck.worker"), *args]
 
 
 def worker_environment(env: dict[str, str]) -> dict[str, str]:
+    environment.scrub_environment(env)
     # The worker imports this very package, even when it is not installed (tests, source checkouts).
     here = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

@@ -16,6 +16,7 @@ from typing import Any
 from ..protocol import Answer, GradedCheck, GradeJob, GradeRequest, Grades, ProtocolError
 from ..spec import LoadedCheck
 from .exitcodes import UsageError
+from .helpers import boot, worker_cmd
 
 K = 3.0  # dist(new, ref) <= K * dist(old, ref) + eps (README "Before you upgrade" says why)
 ULPS = 4.0  # eps: this many machine epsilons of the output's dtype, times its largest |reference value|
@@ -151,7 +152,7 @@ def run_side(
     report, goldens, log = out / "report.json", out / "goldens", out / "log.txt"
     with open(log, "w") as stdout:
         if stack.kind == "python":
-            argv = [stack.value, "-m", "reprocheck", "run", *specs, *_side_args(checks, opts, device, float64)]
+            argv = [stack.value, "-c", boot("reprocheck"), "run", *specs, *_side_args(checks, opts, device, float64)]
             argv += ["--baseline", str(goldens), "--baseline-root", "/", "--update-baseline", "--report", str(report)]
             if opts.model_cache:
                 argv += ["--model-cache", opts.model_cache]
@@ -210,7 +211,7 @@ def grade_on(stack: Stack, jobs: list[GradeJob], folder: Path, code: Path, opts:
     folder.mkdir(parents=True, exist_ok=True)
     request, answer, log = folder / "request.json", folder / "answer.json", folder / "log.txt"
     GradeRequest(checks=jobs).write(request)
-    helper = ["-m", "reprocheck.worker", "--grade", str(request), str(answer)]
+    helper = worker_cmd("--grade", str(request), str(answer), python="")[1:]
     with open(log, "wb") as out:
         if stack.kind == "python":
             subprocess.run(

@@ -32,6 +32,7 @@ def cancel_all() -> None:
 
 
 def _kill_group(proc: subprocess.Popen[Any]) -> None:
+    """Kill the worker's process group (the worker and whatever it left in its group), then reap the worker."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

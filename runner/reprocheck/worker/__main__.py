@@ -23,7 +23,7 @@ from .serve import answer, die_with_parent, serve_forked
 
 def _helpers() -> dict[str, Callable[[Any], Any]]:
     """op -> its function, from the op's request model (protocol.OPS) to its answer model."""
-    from . import fingerprint, models
+    from . import fingerprint, names
     from .diagnose import compare_runs, traces
     from .grade import grade
     from .verdict import distances, verdict
@@ -32,7 +32,7 @@ def _helpers() -> dict[str, Callable[[Any], Any]]:
         return FingerprintAnswer(fingerprint=fingerprint.collect(cuda=r.cuda))
 
     return {
-        "names": models.name_problems,
+        "names": names.name_problems,
         "verdict": verdict,
         "distances": distances,
         "grade": grade,  # the upgrade canary: two stacks' outputs graded
@@ -65,7 +65,7 @@ def _serve_helpers() -> int:
 
 def main(argv: list[str]) -> int:
     die_with_parent()
-    parent = os.environ.get("REPROCHECK_PARENT_PID")
+    parent = os.environ.pop("REPROCHECK_PARENT_PID", None)  # read once: no model code sees it
     if parent and parent.isdigit() and os.getppid() != int(parent):
         return 1  # reprocheck died before the signal was armed: nobody waits for this run
     if argv[0] == "--serve":
@@ -77,11 +77,16 @@ def main(argv: list[str]) -> int:
     job = RunJob.read(Path(argv[0]))
     if argv[1] == "--fork":
         return serve_forked(job, float(argv[2]), [Path(p) for p in argv[3:]])
+    from .boundary import reap, seal
     from .one_run import run_once
 
-    run_dir = Path(argv[1])
+    run_dir = Path(argv[1]).absolute()  # before any model code can change the working folder
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run_once(job, run_dir)
+    seal()
+    try:
+        return run_once(job, run_dir)
+    finally:
+        reap()
 
 
 if __name__ == "__main__":

@@ -109,9 +109,13 @@ def serve_forked(job: RunJob, timeout: float, run_dirs: list[Path]) -> int:
     except ImportError:
         pass
     from ..spec import Check  # noqa: F401
-    from . import fingerprint, inputs, models, outputs, recipe  # noqa: F401
+    from . import boundary, fingerprint, inputs, models, names, outputs, recipe  # noqa: F401
 
-    problems = models.name_problems(NameRequests(requests=job.names)).problems if job.names else []
+    # Orphans of a run that died before cleaning up are reparented here, and reaped after each fork.
+    boundary.subreaper()
+    boundary.force_weights_only()
+
+    problems = names.name_problems(NameRequests(requests=job.names)).problems if job.names else []
     assert not torch.cuda.is_initialized(), "CUDA must not be initialised before forking runs"
     _event(ReadyEvent(problems=problems))
     # The parent says "go" once the spec is fully validated (or closes stdin to cancel).
@@ -140,6 +144,9 @@ def _run_in_fork(job: RunJob, run_dir: Path, timeout: float) -> RunEvent:
     sys.stdout.flush()
     start = time.perf_counter()
     status, timed_out = _wait(_in_fork(functools.partial(_forked_run, job, run_dir)), timeout)
+    from .boundary import reap
+
+    reap()  # whatever the run left behind and was reparented here
     return RunEvent(
         dir=str(run_dir),
         returncode=os.waitstatus_to_exitcode(status),
@@ -220,11 +227,18 @@ def _in_fork(body: Callable[[], int]) -> int:
 
 
 def _forked_run(job: RunJob, run_dir: Path) -> int:
+    from .boundary import reap, seal
+
+    run_dir = run_dir.absolute()
     log = os.open(run_dir / "log.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
+    seal()  # no command pipe, no inherited descriptor: the zygote's stdin and stdout stay the parent's alone
     _fresh_rng_state()
-    code = run_once(job, run_dir)
+    try:
+        code = run_once(job, run_dir)
+    finally:
+        reap()
     sys.stdout.flush()
     sys.stderr.flush()
     return code
