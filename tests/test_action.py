@@ -197,6 +197,7 @@ def test_act_requirements_and_a_model_cache_reach_the_container(act_image, tmp_p
         "tests/zoos/in-the-action.yaml",
         REQUIREMENTS="tests/zoos/requirements-timm.txt",
         MODEL_CACHE=str(cache),
+        MODEL_CACHE_OUTSIDE="true",
         REPROCHECK_PIP_CERT="/etc/ssl/certs/ca-certificates.crt",
     )
     assert proc.returncode == 0, proc.stdout[-4000:]

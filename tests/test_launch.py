@@ -449,8 +449,10 @@ def test_the_model_cache_is_mounted_read_only_with_the_weights_env(fake, tmp_pat
     outside.mkdir()
     r = action(fake, model_cache="../shared-models")
     assert r.returncode == 1 and "outside the workspace" in r.stdout
-    # An absolute path is a self-hosted runner's own folder: mounted read-only, said in the log.
+    # An absolute path only when the workflow opts in (a self-hosted runner's own folder): read-only, said in the log.
     r = action(fake, model_cache=str(outside))
+    assert r.returncode == 1 and "model-cache-outside-workspace: true" in r.stdout and calls(fake)[-1:] == [argv]
+    r = action(fake, model_cache=str(outside), model_cache_outside_workspace="true")
     assert r.returncode == 0 and f"model cache {outside} mounted read-only" in r.stdout, r.stdout
     assert mounts(calls(fake)[-1])[str(outside)] is False
     (fake.ws / "out").mkdir()

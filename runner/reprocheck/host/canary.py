@@ -96,6 +96,17 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         raise UsageError(f"--runs must be from 2 to 1000, got {args.runs}")
     if args.model_cache and not os.path.isdir(args.model_cache):
         raise UsageError(f"--model-cache {args.model_cache}: no such folder (fill it first, see the README)")
+    if args.model_cache:
+        from pathlib import Path
+
+        from .launch_checks import LaunchError, check_cache_folder
+
+        try:
+            check_cache_folder(
+                "--model-cache", Path(os.path.realpath(args.model_cache)), homes=(os.path.expanduser("~"),)
+            )
+        except LaunchError as exc:
+            raise UsageError(str(exc)) from None
     try:
         checks = select(apply_overrides(_load(args.specs), runs=args.runs), args.check)
     except SpecErrors as exc:

@@ -192,8 +192,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model-cache",
         metavar="DIR",
-        help="weights for the runs, read-only, without a network: TORCH_HOME=DIR/torch, HF_HOME=DIR/huggingface, "
-        "HF_HUB_OFFLINE=1",
+        help="weights for the runs, without a network: TORCH_HOME=DIR/torch, HF_HOME=DIR/huggingface, "
+        "HF_HUB_OFFLINE=1 (read-only in the container; natively the model runs as you and could write there)",
     )
     p.add_argument("--baseline", type=Path, metavar="DIR", help="also compare with the golden outputs stored in DIR")
     p.add_argument(

@@ -87,6 +87,8 @@ class Request:
     github: bool = False
     model_cache: str | None = None  # weights folder, mounted read-only (TORCH_HOME, HF_HOME under it)
     allow_outside_cache: bool = False  # a model cache outside the workspace (self-hosted runners, reprocheck docker)
+    runner_folders: tuple[str, ...] = ()  # the runner's own folders, which a model cache may not overlap
+    homes: tuple[str, ...] = ()  # home folders, which a model cache may be inside of but never be or hold
     github_output: str | None = None  # the runner's file-command files (only with github)
     github_summary: str | None = None
     float64: bool = False  # the upgrade canary's float64 reference run
@@ -219,7 +221,7 @@ def plan(req: Request) -> Plan:
 
     env = dict(CONTAINER_ENV)
     if req.model_cache:
-        cache = _model_cache(workspace, req.model_cache, req.allow_outside_cache)
+        cache = _model_cache(workspace, req.model_cache, req.allow_outside_cache, req.runner_folders, req.homes)
         if any(cache == f or cache in f.parents or f in cache.parents for f in flags):
             raise LaunchError(f"model-cache {req.model_cache!r} overlaps a writable output folder; keep them apart")
         if cache != workspace and workspace not in cache.parents:

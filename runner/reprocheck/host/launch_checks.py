@@ -64,17 +64,106 @@ def cache_env(folder: str) -> dict[str, str]:
     }
 
 
-def _model_cache(workspace: Path, value: str, allow_outside: bool) -> Path:
+# The host's own folders: a model cache there, or above one, would hand the model the host (a socket in /run is the
+# Docker engine, i.e. root on the host; a read-only mount does not stop connect()).
+SYSTEM_FOLDERS = (
+    "/proc", "/sys", "/dev", "/run", "/var/run", "/etc", "/boot", "/root", "/var/lib/docker", "/var/lib/containerd",
+)  # fmt: skip
+# Names that hold credentials (ssh keys, Docker and cloud logins, the runner's own registration).
+CREDENTIALS = frozenset(
+    {".ssh", ".docker", ".aws", ".azure", ".kube", ".gnupg", ".config", ".netrc", ".git-credentials", ".pypirc"}
+    | {".credentials", ".credentials_rsaparams", ".runner", ".env"}
+)
+WALK_LIMIT = 100_000  # entries looked at in a model cache before it is refused as too large to check
+OUTSIDE_INPUT = "model-cache-outside-workspace"  # the Action's opt-in for an absolute model cache
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def check_cache_folder(
+    name: str,
+    path: Path,
+    runner_folders: tuple[str, ...] = (),
+    homes: tuple[str, ...] = (),
+    credentials: bool = True,
+) -> None:
+    """A model cache must hold weights, nothing of the host: never `/`, a system folder (or one above it), the
+    runner's own folders (or one above them), a home folder (or one above it), and never a folder holding a socket,
+    device, FIFO or (unless `credentials` is False: natively the model can read them anyway) credentials."""
+    check_cache_place(name, path, runner_folders, homes)
+    _check_cache_contents(name, path, credentials)
+
+
+def check_cache_place(name: str, path: Path, runner_folders: tuple[str, ...] = (), homes: tuple[str, ...] = ()) -> None:
+    """Where a model cache may not be (see check_cache_folder)."""
+    if path == Path("/"):
+        raise LaunchError(f"{name} is /, the whole host; give the folder that holds the weights")
+    for folder in SYSTEM_FOLDERS:
+        for system in {Path(folder), Path(os.path.realpath(folder))}:
+            if _overlaps(path, system):
+                raise LaunchError(
+                    f"{name} {path} overlaps the system folder {system}, which holds the host's sockets and devices; "
+                    "give a folder that holds only the weights"
+                )
+    for folder in runner_folders:
+        runner = Path(os.path.realpath(folder))
+        if _overlaps(path, runner):
+            raise LaunchError(
+                f"{name} {path} overlaps the runner's own folder {runner} (its home, temporary, tool or action "
+                "files); give a folder that holds only the weights"
+            )
+    for folder in homes:
+        home = Path(os.path.realpath(folder))
+        if path == home or path in home.parents:
+            raise LaunchError(
+                f"{name} {path} is or holds the home folder {home} (its keys and logins); give a folder inside it "
+                "that holds only the weights"
+            )
+
+
+def _check_cache_contents(name: str, path: Path, credentials: bool = True) -> None:
+    seen = 0
+    stack = [path]
+    while stack:
+        with os.scandir(stack.pop()) as entries:
+            for entry in entries:
+                seen += 1
+                if seen > WALK_LIMIT:
+                    raise LaunchError(
+                        f"{name} {path} holds more than {WALK_LIMIT} entries, too many to check; give the folder "
+                        "that holds only the weights"
+                    )
+                if credentials and entry.name in CREDENTIALS:
+                    raise LaunchError(f"{name} {path} holds {entry.path}, which may hold credentials; remove it")
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
+                elif not entry.is_symlink() and not entry.is_file(follow_symlinks=False):
+                    raise LaunchError(
+                        f"{name} {path} holds {entry.path}, which is a socket, device or FIFO, never weights; "
+                        "remove it or give another folder"
+                    )
+
+
+def _model_cache(
+    workspace: Path, value: str, allow_outside: bool, runner_folders: tuple[str, ...] = (), homes: tuple[str, ...] = ()
+) -> Path:
     _no_option("model-cache", value)
     path = Path(os.path.realpath(workspace / value))
     _mountable("model-cache", str(path))
     if not path.is_dir():
         raise LaunchError(f"model-cache {value!r} is not a folder (fill it in an earlier step, see the README)")
-    if path != workspace and workspace not in path.parents and not allow_outside:
+    inside = path == workspace or workspace in path.parents
+    if not inside and not allow_outside:
         raise LaunchError(
-            f"model-cache {value!r} is outside the workspace {workspace}; put it inside it, or give an absolute "
-            "path on a self-hosted runner"
+            f"model-cache {value!r} is outside the workspace {workspace}; put it inside it, or, on a self-hosted "
+            f"runner, give an absolute path with {OUTSIDE_INPUT}: true"
         )
+    check_cache_place("model-cache", path, *(((), ()) if inside else (runner_folders, homes)))
+    if not inside and path in workspace.parents:
+        raise LaunchError(f"model-cache {value!r} holds the workspace {workspace}; give the folder of the weights")
+    check_cache_folder("model-cache", path, *(((), ()) if inside else (runner_folders, homes)))
     return path
 
 

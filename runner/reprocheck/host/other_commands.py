@@ -104,7 +104,8 @@ def cmd_docker(args: argparse.Namespace) -> int:
         strict=args.strict,
         github=args.github,
         model_cache=absolute(args.model_cache),
-        allow_outside_cache=True,  # your own machine: any folder you name
+        allow_outside_cache=True,  # your own machine: any folder you name that holds nothing of the host
+        homes=(os.path.expanduser("~"),),
         github_output=os.environ.get("GITHUB_OUTPUT"),
         github_summary=os.environ.get("GITHUB_STEP_SUMMARY"),
     )
