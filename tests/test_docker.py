@@ -412,7 +412,7 @@ def _versions():
     ("line", "fragment"),
     [
         ("torch==2.0.0", "would change the image's pinned torch=="),
-        ("torchvision>=0.1", "would change the image's pinned torchvision=="),
+        ("torchvision>=0.30", "would change the image's pinned torchvision=="),
         ("--index-url https://example.invalid/simple", "--index-url is not taken for the image"),
         ("-r other.txt", "-r is not taken for the image"),
     ],

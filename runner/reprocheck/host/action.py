@@ -16,17 +16,17 @@ from pathlib import Path
 
 if __package__:
     from . import github as gh
-    from .derived import Derivation, DerivedError, ensure
+    from .derived import Derivation, DerivedError, ensure, plan_exclude
     from .exitcodes import ExitCode
     from .launch import LaunchError, Request, plan, prepare
-    from .launch_checks import ascii_count
+    from .launch_checks import OUTSIDE_INPUT, ascii_count
 else:  # run as a file by the Action: its siblings, not an installed package
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import github as gh  # type: ignore[import-not-found, no-redef]
-    from derived import Derivation, DerivedError, ensure  # type: ignore[import-not-found, no-redef]
+    from derived import Derivation, DerivedError, ensure, plan_exclude  # type: ignore[import-not-found, no-redef]
     from exitcodes import ExitCode  # type: ignore[import-not-found, no-redef]
     from launch import LaunchError, Request, plan, prepare  # type: ignore[import-not-found, no-redef]
-    from launch_checks import ascii_count  # type: ignore[import-not-found, no-redef]
+    from launch_checks import OUTSIDE_INPUT, ascii_count  # type: ignore[import-not-found, no-redef]
 
 ERRORS = (ExitCode.USAGE, ExitCode.RUN_FAILED, ExitCode.INTERNAL)
 
@@ -80,13 +80,27 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
         update_baseline=update,
         require_devices=require_devices,
         model_cache=get("MODEL_CACHE").strip() or None,
-        # An absolute path is a self-hosted runner's own folder; a relative one must stay in the workspace.
-        allow_outside_cache=os.path.isabs(get("MODEL_CACHE").strip()),
+        # Outside the workspace only when the workflow says so (a self-hosted runner's own weights folder).
+        allow_outside_cache=_boolean(OUTSIDE_INPUT, get("MODEL_CACHE_OUTSIDE_WORKSPACE", "false")),
+        runner_folders=runner_folders(env),
+        homes=tuple(h for h in (env.get("HOME"), os.path.expanduser("~")) if h),
         github=True,
         github_output=env.get("GITHUB_OUTPUT"),
         github_summary=env.get("GITHUB_STEP_SUMMARY"),
     )
     return request, fail_on_mismatch, build
+
+
+def runner_folders(env: dict[str, str]) -> tuple[str, ...]:
+    """The runner's own folders: temporary files, tools, the file-command files' folder and the actions it fetched."""
+    folders = [env.get("RUNNER_TEMP", ""), env.get("RUNNER_TOOL_CACHE", "")]
+    for var in ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STATE", "GITHUB_STEP_SUMMARY"):
+        if env.get(var):
+            folders.append(os.path.dirname(env[var]))
+    action = Path(env.get("GITHUB_ACTION_PATH", ""))
+    fetched = next((p for p in (action, *action.parents) if p.name == "_actions"), None)
+    folders.append(str(fetched or (action if env.get("GITHUB_ACTION_PATH") else "")))
+    return tuple(dict.fromkeys(f for f in folders if f))
 
 
 def _inside_file(workspace: Path, name: str, value: str, folder: bool = False) -> Path:
@@ -137,6 +151,7 @@ def run_action(env: dict[str, str]) -> int:
                 _inside_file(request.workspace, "install", f, folder=True)
                 for f in _split(env.get("INPUT_INSTALL", ""), "\n")
             ),
+            exclude=plan_exclude(p),
         )
         if derivation:
             p = replace(p, image=ensure(derivation, sys.stdout))

@@ -83,14 +83,16 @@ def run(plan: Any, *, build: bool, derivation: Any = None) -> int:
     _engine()
     if build:
         build_image(plan.image)
-    if _docker("image", "inspect", "--format", "{{.Id}}", plan.image).returncode != 0:
+    # A derivation's base is pulled when missing (derived.ensure), as `docker run` would.
+    if not derivation and _docker("image", "inspect", "--format", "{{.Id}}", plan.image).returncode != 0:
         raise ContainerError(
             f"image {plan.image} is not here; build it with `reprocheck docker --build ...` "
             f"(or docker/build.sh) or pass --image"
         )
     if derivation:
-        from .derived import ensure
+        from .derived import ensure, plan_exclude
 
+        derivation = dataclasses.replace(derivation, exclude=derivation.exclude + plan_exclude(plan))
         plan = dataclasses.replace(plan, image=ensure(derivation))
     prepare(plan)
     sys.stdout.flush()
