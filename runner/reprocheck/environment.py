@@ -61,6 +61,8 @@ def scrub_environment(env: MutableMapping[str, str]) -> None:
             del env[key]
     env[WEIGHTS_ONLY_ENV] = "1"
     env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    # torch runs every installed `torch.backends` entry point on import: code before any run is sealed.
+    env["TORCH_DEVICE_BACKEND_AUTOLOAD"] = "0"
 
 
 def describe(seed: int, recipe: RecipeSpec, threads: int) -> dict[str, Any]:

@@ -119,7 +119,7 @@ def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
             raise ValueError("its header length does not fit the file (truncated, or not a safetensors file)")
         try:
             header = json.loads(f.read(n))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise ValueError("its header is not JSON (not a safetensors file)") from None
     if not isinstance(header, dict):
         raise ValueError("its header is not a JSON object (not a safetensors file)")
@@ -154,7 +154,7 @@ def validate_golden(path: Path, check: str) -> None:
     try:
         leaves = tree_leaves(json.loads(meta.get("reprocheck.tree") or "null"))
         json.loads(meta.get("reprocheck.fingerprint") or "{}")
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise ValueError("its stored output structure is unreadable") from None
     if sorted(leaves) != sorted(header):
         raise ValueError("its stored output structure does not match the tensors it holds")

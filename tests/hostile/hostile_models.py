@@ -20,6 +20,18 @@ class Linear(torch.nn.Module):
         return self.fc(x)
 
 
+class Conv(torch.nn.Module):
+    """A small image model, for specs with an image input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 2, 3)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
 def _out(out: str) -> str:
     os.makedirs(out, exist_ok=True)
     return out
@@ -109,3 +121,17 @@ def does_all_of_it(out: str):
     leaves_processes(out)
     changes_folder(os.path.join(out, "elsewhere"))
     return ReadsStdin()
+
+
+def dies_leaving_a_process(out: str, how: str):
+    """Starts a child in its own session, records it, then dies without cleaning up: `exit` (os._exit) or `hang`
+    (killed at the check's timeout)."""
+    child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    with open(os.path.join(_out(out), f"pids.{os.getpid()}"), "w") as f:
+        f.write(str(child.pid))
+    if how == "exit":
+        os._exit(7)
+    import time
+
+    time.sleep(300)
+    return Linear()

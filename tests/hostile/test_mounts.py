@@ -78,7 +78,7 @@ def _socket_in(folder: Path) -> socket.socket:
     return sock
 
 
-@pytest.mark.parametrize("kind", ["socket", "fifo", "credentials"])
+@pytest.mark.parametrize("kind", ["socket", "fifo", "credentials", "hubconf"])
 def test_a_folder_holding_a_socket_fifo_or_credentials_is_refused(fake, kind):
     cache = fake.ws / "models" / "hub"
     cache.mkdir(parents=True)
@@ -87,13 +87,17 @@ def test_a_folder_holding_a_socket_fifo_or_credentials_is_refused(fake, kind):
         sock = _socket_in(cache)
     elif kind == "fifo":
         os.mkfifo(cache / "pipe")
+    elif kind == "hubconf":  # torch.hub.load runs it: code, not weights
+        (cache / "owner_repo_main").mkdir()
+        (cache / "owner_repo_main" / "hubconf.py").write_text("import os\n")
     else:
         (cache / ".docker").mkdir()
         (cache / ".docker" / "config.json").write_text("{}")
     try:
         r = action(fake, model_cache="models")
         assert r.returncode == 1 and calls(fake) == [], r.stdout
-        assert ("socket, device or FIFO" in r.stdout) if kind != "credentials" else ("credentials" in r.stdout)
+        expected = {"credentials": "credentials", "hubconf": "torch.hub code"}.get(kind, "socket, device or FIFO")
+        assert expected in r.stdout, r.stdout
     finally:
         if sock:
             sock.close()

@@ -94,6 +94,26 @@ def test_model_code_inherits_nothing_and_leaves_nothing(models_dir, tmp_path, is
     assert not list((out / "elsewhere").rglob("result.json"))
 
 
+@pytest.mark.parametrize(
+    ("isolation", "how"), [("fork", "exit"), ("spawn", "exit"), ("fork", "hang"), ("spawn", "hang")]
+)
+def test_a_run_that_dies_or_is_killed_leaves_nothing_running(models_dir, tmp_path, isolation, how):
+    out = tmp_path / "out"
+    s = (
+        spec(models_dir, "dies_leaving_a_process", f"out: {out}, how: {how}")
+        .read_text()
+        .replace("timeout: 60", "timeout: 8")
+    )
+    r = reprocheck("run", str(write_spec(models_dir, s)), "--isolation", isolation)
+    assert r.code == 3, r
+    pids = [int(p) for f in out.glob("pids.*") for p in f.read_text().split()]
+    assert pids
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in pids if _alive(p)], f"a process the model started outlived its {how} run"
+
+
 def test_a_model_writing_to_its_stdin_cannot_forge_a_request(models_dir):
     r = reprocheck("run", str(spec(models_dir, "forges_a_verdict")), "--isolation", "fork")
     assert r.code == 1, r  # its outputs differ every run: only a forged request could hide that
@@ -130,3 +150,23 @@ def test_the_working_folder_cannot_replace_the_worker_or_torch(models_dir, tmp_p
         imported = [name for name, marker in markers.items() if marker.exists()]
         assert imported == [], f"the worker imported the checkout's {imported} ({isolation})"
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("isolation", ISOLATIONS)
+def test_the_spec_folder_shadows_nothing_the_run_itself_uses(models_dir, tmp_path, isolation):
+    """The spec's folder goes first on sys.path for its factory: its own `torchvision/` or `PIL/` must not be what
+    reprocheck decodes the input image or fingerprints the environment with."""
+    marker = tmp_path / "shadowed"
+    for shadow in ("torchvision", "PIL", "safetensors"):
+        (models_dir / shadow).mkdir()
+        (models_dir / shadow / "__init__.py").write_text(f"open({str(marker)!r}, 'a').write({shadow!r})\n")
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(models_dir / "image.png")
+    s = write_spec(
+        models_dir,
+        'version: 1\nmodel: {factory: "hostile_models:Conv"}\ninput: {image: image.png}\n',
+    )
+    r = reprocheck("run", str(s), "--isolation", isolation)
+    assert not marker.exists(), f"the run imported the spec folder's {marker.read_text()}"
+    assert r.code == 0, r

@@ -249,6 +249,10 @@ HANDLERS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Every command goes through here: usage errors exit 2, interruptions 130/143, anything unexpected 4."""
+    if argv is None:  # the program itself (not a caller in-process): orphans of its runs come back here, to be reaped
+        from ..processes import subreaper
+
+        subreaper()
     argv = sys.argv[1:] if argv is None else argv
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_sigterm)

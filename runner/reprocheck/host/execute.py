@@ -39,7 +39,16 @@ from ..protocol import (
 from ..spec import LoadedCheck
 from .helpers import WorkerFailed, answer_kind, helper, read_answer, worker_cmd, worker_environment
 from .runs import RunResult, _log_tail, classify
-from .zygote import ZYGOTE_STARTUP_ALLOWANCE, Progress, _Events, _kill_group, _live, _run_forked, _zygote_died
+from .zygote import (
+    ZYGOTE_STARTUP_ALLOWANCE,
+    Progress,
+    _Events,
+    _kill_group,
+    _live,
+    _run_forked,
+    _zygote_died,
+    reap_orphans,
+)
 
 
 class Isolation(str, enum.Enum):
@@ -128,6 +137,7 @@ class Prepared:
             if self.zygote.poll() is None:
                 _kill_group(self.zygote)
             _live.discard(self.zygote)
+            reap_orphans()
 
     def _send(self, line: str) -> None:
         assert self.zygote is not None and self.zygote.stdin is not None
@@ -254,6 +264,7 @@ def _run_spawned(
                 timed_out = True
             finally:
                 _kill_group(proc)  # also what the run left running in its group
+                reap_orphans()  # and what it left elsewhere, if it died before reaping them itself
         result = classify(i, run_dir, proc.returncode, timed_out, time.perf_counter() - start, timeout)
         results.append(result)
         if progress:

@@ -28,7 +28,7 @@ from ..protocol import (
     op_of,
 )
 from .runs import _log_tail
-from .zygote import _Events, _kill_group, _live
+from .zygote import _Events, _kill_group, _live, reap_orphans
 
 PARENT_ENV = "REPROCHECK_PARENT_PID"
 
@@ -103,8 +103,8 @@ def helper(base: Path, request: Message, kind: type[A], env: dict[str, str], tim
         try:
             proc.wait(timeout=timeout)
         finally:
-            if proc.returncode is None:
-                _kill_group(proc)
+            _kill_group(proc)
+            reap_orphans()
     if not (base / "answer.json").exists():
         tail = "\n".join(_log_tail(base / "log.txt", 30))
         raise WorkerFailed(f"the worker ({mode}) exited with code {proc.returncode} without answering:\n{tail}")

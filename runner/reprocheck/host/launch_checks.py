@@ -135,6 +135,11 @@ def _check_cache_contents(name: str, path: Path, credentials: bool = True) -> No
                         f"{name} {path} holds more than {WALK_LIMIT} entries, too many to check; give the folder "
                         "that holds only the weights"
                     )
+                if entry.name == "hubconf.py":
+                    raise LaunchError(
+                        f"{name} {path} holds {entry.path}: torch.hub code, not weights (torch.hub.load would run "
+                        "it); remove it"
+                    )
                 if credentials and entry.name in CREDENTIALS:
                     raise LaunchError(f"{name} {path} holds {entry.path}, which may hold credentials; remove it")
                 if entry.is_dir(follow_symlinks=False):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..processes import reap
 from ..protocol import AnsweredEvent, ProtocolError, ReadyEvent, RunEvent, read_event
 from .runs import RunResult, RunStatus, _log_tail, _signal_name, classify
 
@@ -29,6 +30,13 @@ def cancel_all() -> None:
         if proc.poll() is None:
             _kill_group(proc)
         _live.discard(proc)
+    reap_orphans()
+
+
+def reap_orphans() -> None:
+    """End what a worker or its runs left running after they died (reparented here: reprocheck is a child
+    subreaper), sparing the workers still in use."""
+    reap(keep=tuple(p.pid for p in _live if p.poll() is None))
 
 
 def _kill_group(proc: subprocess.Popen[Any]) -> None:

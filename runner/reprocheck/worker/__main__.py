@@ -77,11 +77,12 @@ def main(argv: list[str]) -> int:
     job = RunJob.read(Path(argv[0]))
     if argv[1] == "--fork":
         return serve_forked(job, float(argv[2]), [Path(p) for p in argv[3:]])
-    from .boundary import reap, seal
+    from .boundary import preload, reap, seal
     from .one_run import run_once
 
     run_dir = Path(argv[1]).absolute()  # before any model code can change the working folder
     run_dir.mkdir(parents=True, exist_ok=True)
+    preload()
     seal()
     try:
         return run_once(job, run_dir)

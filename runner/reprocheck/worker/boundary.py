@@ -9,16 +9,30 @@ and reaped. These are guards against accidents; SECURITY.md says what deliberate
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import signal
-import time
 from typing import Any
 
 from ..environment import scrub_environment
+from ..processes import reap, subreaper
 
-_PR_SET_CHILD_SUBREAPER = 36
+__all__ = ["force_weights_only", "preload", "reap", "seal", "subreaper"]
+
+# What a run's own code imports besides the model: loaded before the spec's folder goes first on sys.path (for a
+# factory), so that a `torchvision/` or `PIL/` there is the model's business only, never the input or the outputs.
+PRELOAD = ("numpy", "torch", "torchvision", "torchvision.transforms", "PIL.Image", "safetensors", "safetensors.torch")
+
+
+def preload() -> None:
+    import importlib
+
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # optional here; the run says so if it needs one
+    from .. import spec  # noqa: F401
+    from . import fingerprint, inputs, models, names, outputs, recipe  # noqa: F401
 
 
 def seal() -> None:
@@ -41,15 +55,6 @@ def _max_fd() -> int:
         return 65536
 
 
-def subreaper() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: the run's process group is still killed
-
-
 def force_weights_only() -> None:
     """torch.load with weights_only=True whatever the caller asks (torch.hub, torch.export's pickle fallback and
     libraries pass False): the environment variable does it where torch reads it, this wrapper everywhere."""
@@ -67,50 +72,3 @@ def force_weights_only() -> None:
 
     load.__reprocheck_weights_only__ = True  # type: ignore[attr-defined]
     torch.load = torch.serialization.load = load
-
-
-def children() -> list[int]:
-    """The live children of this process (a scan of /proc where the kernel lists no children)."""
-    pid, found = os.getpid(), set[int]()
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-        if not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
-            return _children_by_scan(pid)
-        for tid in tasks:
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children") as f:
-                found.update(int(c) for c in f.read().split())
-    except OSError:
-        return []
-    return sorted(found)
-
-
-def _children_by_scan(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{entry}/stat") as f:
-                # the parent pid is the second field after the command name, which may hold spaces
-                if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry))
-    return sorted(found)
-
-
-def reap(keep: tuple[int, ...] = (), rounds: int = 50) -> int:
-    """Kill and reap every child of this process except `keep`, until none is left (a subreaper inherits the
-    grandchildren of those it kills). Returns how many were killed."""
-    killed = 0
-    for _ in range(rounds):
-        left = [c for c in children() if c not in keep]
-        if not left:
-            break
-        for child in left:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(child, signal.SIGKILL)
-            killed += 1
-        for child in left:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(child, 0)
-        time.sleep(0.01)  # grandchildren are reparented when their parent dies
-    return killed

@@ -101,15 +101,11 @@ def _wait(pid: int, timeout: float) -> tuple[int, bool]:
 
 def serve_forked(job: RunJob, timeout: float, run_dirs: list[Path]) -> int:
     # What every run would import anyway: paid once here, before any op runs.
-    import numpy  # noqa: F401
     import torch
 
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        pass
-    from ..spec import Check  # noqa: F401
-    from . import boundary, fingerprint, inputs, models, names, outputs, recipe  # noqa: F401
+    from . import boundary, names
+
+    boundary.preload()
 
     # Orphans of a run that died before cleaning up are reparented here, and reaped after each fork.
     boundary.subreaper()
