@@ -2,6 +2,8 @@
 pull request puts there may try to fetch from anywhere, read files outside its folder (job secrets), replace the
 gate or the stack, or run code at every Python start. Each case here crossed it once."""
 
+import codecs
+import io
 import os
 import re
 import subprocess
@@ -52,6 +54,7 @@ def package(folder: Path, name: str = "demo-pkg", version: str = "1.0", setup: s
         "x[extra] @ git+https://example.invalid/x",
         "${HOME}/x",
         "timm --global-option=--evil",
+        *(f"x{ext}" for ext in (".tar.lzma", ".tar.xz", ".tbz", ".tgz", ".zip", ".whl", ".egg")),
     ],
 )
 def test_requirement_lines_that_fetch_from_anywhere_are_refused(tmp_path, line):
@@ -275,3 +278,217 @@ def test_the_action_reports_a_dangling_link_as_an_error_result(image, tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "gone.txt -> nowhere.txt is a dangling symlink" in proc.stdout
     assert "result=error" in output.read_text().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("data", "refused"),
+    [
+        # UTF-7: `+AAo-` is a new line to pip, so this comment hides an index of the attacker's.
+        (b"# -*- coding: utf-7 -*-\ntimm #+AAo---index-url http://x/simple --trusted-host x\n", "coding line"),
+        (b"#!/bin/true\n# vim: set fileencoding=utf-7 :\ntimm #+AAo--r evil.txt\n", "coding line"),
+        (codecs.BOM_UTF16_LE + "timm\n--find-links /x\n".encode("utf-16-le"), "byte-order mark"),
+        (b"timm\x0b--index-url http://x/simple\n", "control character"),
+        (b"timm\n\xff\n", "is not UTF-8"),
+        (codecs.BOM_UTF8 + b"# coding: utf-8\ntimm\n", None),  # what pip reads as UTF-8 is read the same here
+    ],
+)
+def test_a_requirement_file_pip_would_decode_otherwise_is_refused(tmp_path, data, refused):
+    req = tmp_path / "req.txt"
+    req.write_bytes(data)
+    if refused is None:
+        derived.check_requirements(req, PINS)
+        return
+    if b"utf-7" in data:  # the witness: pip's decoding puts the option on a line of its own
+        assert re.search(r"\n(--index-url|-r) ", data.decode("utf-7"))
+    with pytest.raises(derived.DerivedError, match=re.escape(refused)) as caught:
+        derived.check_requirements(req, PINS)
+    assert str(req) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "secret", ["gha-creds-3f2a9c.json", ".netrc", ".pypirc", ".env", "certs/deploy.key", ".ssh/id_ed25519", ".aws/x"]
+)
+def test_install_dot_refuses_untracked_credentials_but_not_tracked_or_ignored_ones(tmp_path, secret):
+    ws = package(tmp_path / "ws")
+    git = ["git", "-C", str(ws), "-c", "user.email=t@t", "-c", "user.name=t", "-c", "core.fsmonitor=false"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (ws / ".gitignore").write_text("ignored-*.json\n")
+    (ws / "server.pem").write_text("a test certificate, tracked")
+    subprocess.run([*git, "add", "-A"], check=True)
+    (ws / "ignored-gha-creds-1.json").write_text("{}")  # what the auth action writes, ignored: never staged
+    d = derived.Derivation("base:1", (), (ws,))
+    derived.tag_for("sha256:base", d)
+    (ws / secret).parent.mkdir(parents=True, exist_ok=True)
+    (ws / secret).write_text('{"private_key": "..."}')
+    with pytest.raises(derived.DerivedError, match=re.escape(f"{secret} is not tracked by git and looks like")):
+        derived.tag_for("sha256:base", d)
+    (ws / ".gitignore").write_text(f"ignored-*.json\n{secret}\n")
+    derived.tag_for("sha256:base", d)
+
+
+@pytest.fixture
+def venv(tmp_path, monkeypatch):
+    """A small venv laid out as the image's, for derived_inside's comparison without an engine."""
+    from reprocheck.host import derived_inside as inside
+
+    root = tmp_path / "venv"
+    site = root / "lib" / "python3.11" / "site-packages"
+    for folder in (root / "bin", root / "share", site / "numpy", site / "numpy-2.0.dist-info"):
+        folder.mkdir(parents=True)
+    (site / "numpy" / "__init__.py").write_text("")
+    (site / "numpy-2.0.dist-info" / "RECORD").write_text("numpy/__init__.py,,\n")
+    monkeypatch.setattr(inside, "VENV", str(root))
+    return inside, root, site
+
+
+SCRIPT = "#!{venv}/bin/python\nimport sys\n"
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "refused"),
+    [
+        ("bin/demo", SCRIPT, None),  # a console script
+        ("bin/python._pth", SCRIPT, "a file that changes how Python starts"),  # a shebang is a comment in a ._pth
+        ("bin/python3._pth", "import site\n", "a file that changes how Python starts"),
+        ("bin/pyvenv.cfg", SCRIPT + "home = /tmp/evil\n", "a file that changes how Python starts"),
+        ("SITE/demo/pybuilddir.txt", "x", "a file that changes how Python starts"),
+        ("bin/run.sh", "#!/bin/sh\nexec evil\n", "bin/ takes only scripts"),
+        ("bin/demo-data/x", SCRIPT, "bin/ takes only scripts"),
+        ("share/demo/x.txt", "x", "packages may add only to site-packages and bin/"),
+        ("local/lib/python3.11/dist-packages/zz.pth", "import os", "packages may add only to site-packages and bin/"),
+        ("SITE/demo-1.0.dist-info/entry_points.txt", "[console_scripts]\ndemo = demo:main\n", None),
+        ("SITE/demo-1.0.dist-info/entry_points.txt", "[torch.backends]\nx = demo:f\n", "a torch.backends entry"),
+        ("SITE/demo-1.0.dist-info/entry_points.txt", " [[torch.backends]]\nx = demo:f\n", "a torch.backends entry"),
+        ("SITE/demo-1.0.dist-info/entry_points.txt", "[triton.backends]\nx = demo\n", "a triton.backends entry"),
+        ("SITE/demo-1.0.dist-info/entry_points.txt", "[ pydantic ]\nx = demo:f\n", "a pydantic plugin"),
+    ],
+)
+def test_an_install_may_add_only_packages_and_venv_scripts(venv, path, content, refused):
+    inside, root, site = venv
+    before = inside.snapshot()
+    target = Path(str(root / path).replace(f"{root}/SITE", str(site)))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(content.replace("{venv}", str(root)))
+    found = inside.violations(before, inside.snapshot(), str(site), inside.owners(str(site))[0])
+    assert (refused is None and found == []) or (len(found) == 1 and refused in found[0]), found
+
+
+def test_a_link_in_bin_and_a_pth_in_any_folder_site_reads_are_refused(venv, tmp_path):
+    import site as site_module
+
+    inside, root, site = venv
+    assert set(site_module.getsitepackages()) <= set(inside.site_dirs([]))
+    before = inside.snapshot()
+    (root / "bin" / "demo").symlink_to(root / "bin" / "python")
+    dist_packages = tmp_path / "local" / "dist-packages"  # Debian's site reads it, even in a venv
+    dist_packages.mkdir(parents=True)
+    startup = inside.startup_files([str(dist_packages)])
+    (dist_packages / "zz.pth").write_text("import os")
+    (dist_packages / "sitecustomize").mkdir()
+    new = tuple(sorted(inside.startup_files([str(dist_packages)]) - startup))
+    found = inside.violations(before, inside.snapshot(), str(site), {}, new)
+    assert sorted(f.split(": ", 1)[1] for f in found) == [
+        "a .pth file runs code at every Python start",
+        "a module Python imports at every Python start",
+        "bin/ takes only scripts whose first line runs the venv's python (console scripts)",
+    ], found
+
+
+# An in-tree build backend (`requires = []`: no index) whose wheel holds the folder's payload/, written by hand:
+# DATA/ is the wheel's .data folder (data/ goes to the venv's root, scripts/ to bin/), INFO/ its .dist-info.
+BACKEND = """import base64, hashlib, os, zipfile
+NAME, VERSION = "{name}", "1.0"
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    dist = NAME.replace("-", "_")
+    files = {{}}
+    for root, _, names in os.walk("payload"):
+        for n in names:
+            with open(os.path.join(root, n), "rb") as f:
+                path = os.path.relpath(os.path.join(root, n), "payload")
+                files[path.replace("DATA", f"{{dist}}-1.0.data").replace("INFO", f"{{dist}}-1.0.dist-info")] = f.read()
+    info = f"{{dist}}-1.0.dist-info"
+    files[f"{{info}}/METADATA"] = f"Metadata-Version: 2.1\\nName: {{NAME}}\\nVersion: 1.0\\n".encode()
+    files[f"{{info}}/WHEEL"] = b"Wheel-Version: 1.0\\nGenerator: hand\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n"
+    digest = lambda d: base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b"=").decode()
+    record = "".join(f"{{p}},sha256={{digest(d)}},{{len(d)}}\\n" for p, d in files.items()) + f"{{info}}/RECORD,,\\n"
+    name = f"{{dist}}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+        for p, d in [*files.items(), (f"{{info}}/RECORD", record.encode())]:
+            item = zipfile.ZipInfo(p)
+            item.external_attr = (0o100755 if ".data/scripts/" in p else 0o100644) << 16
+            z.writestr(item, d)
+    return name
+"""
+
+
+def wheel_package(folder: Path, name: str, payload: dict[str, str]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+        f'[project]\nname = "{name}"\nversion = "1.0"\n'
+    )
+    (folder / "backend.py").write_text(BACKEND.format(name=name))
+    for path, content in payload.items():
+        (folder / "payload" / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "payload" / path).write_text(content)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def derive(image):
+    """Builds a derived image of one install folder (DerivedError when refused), never leaving one behind."""
+    base_id = derived._base_id(image, sys.stderr)
+
+    def build(folder: Path, *run: str) -> str:
+        """The output of `run` in the derived image."""
+        d = derived.Derivation(image, (), (folder,))
+        tag = derived.tag_for(base_id, d)
+        try:
+            derived.ensure(d, log=io.StringIO())
+            if not run:
+                return ""
+            argv = ["docker", "run", "--rm", "--network", "none", "--entrypoint", run[0], tag, *run[1:]]
+            proc = subprocess.run(argv, capture_output=True, text=True)
+            return proc.stdout + proc.stderr
+        finally:
+            subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+    return build
+
+
+# sys.path as it was (pip still works), then `import site`: from here a folder with a sitecustomize could be added.
+PTH_NEXT_TO_PYTHON = (
+    "/usr/lib/python3.11\n/usr/lib/python3.11/lib-dynload\n../lib/python3.11/site-packages\nimport site\n"
+)
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(
+    ("payload", "named"),
+    [
+        # Next to the interpreter: it replaces sys.path at every start, reprocheck's own process too.
+        ({"DATA/data/bin/python._pth": PTH_NEXT_TO_PYTHON}, ["python._pth", "Python starts differently"]),
+        # Debian's site reads local/lib/python3.11/dist-packages even in a venv; the venv's root is not writable.
+        ({"DATA/data/local/lib/python3.11/dist-packages/zz.pth": "import os"}, ["tried to add /opt/venv/local:"]),
+        ({"DATA/data/share/demo/x.txt": "x"}, ["tried to add /opt/venv/share/demo: packages may add only"]),
+        # `import torch` loads this group in the worker before it is sealed.
+        ({"INFO/entry_points.txt": "[torch.backends]\nx = demo:f\n", "demo.py": ""}, ["a torch.backends entry"]),
+    ],
+    ids=["pth-next-to-python", "debian-local-site", "share", "torch-backends"],
+)
+def test_a_wheel_that_would_start_python_differently_is_refused(derive, tmp_path, payload, named):
+    pkg = wheel_package(tmp_path / "pkg", "demo-door", payload)
+    with pytest.raises(derived.DerivedError) as caught:
+        derive(pkg)
+    assert all(n in str(caught.value) for n in named), caught.value
+
+
+@pytest.mark.docker
+def test_an_ordinary_wheel_with_scripts_still_builds(derive, tmp_path):
+    payload = {
+        "demo_ok.py": "def main():\n    print('demo ok')\n",
+        "INFO/entry_points.txt": "[console_scripts]\ndemo-ok = demo_ok:main\n",
+        "DATA/scripts/demo-raw": "#!python\nimport demo_ok; demo_ok.main()\n",
+    }
+    out = derive(wheel_package(tmp_path / "pkg", "demo-ok", payload), "sh", "-c", "demo-ok && demo-raw")
+    assert out == "demo ok\ndemo ok\n"

@@ -5,11 +5,12 @@ and the Action's `requirements:` / `install:` inputs. What a pull request puts t
   * requirement lines name packages from PyPI (never a URL, path or VCS link), at versions the image's pinned
     torch / torchvision (and, before a build, every distribution of the image) allow (derived_requirements.py);
   * an install folder is staged, never copied as it lies: git's listing, no link out of the folder, no special
-    file, never the run's writable folders or model cache (derived_context.py); its project may not be named like
-    a distribution of the image;
+    file, never the run's writable folders or model cache, no untracked file named like credentials
+    (derived_context.py); its project may not be named like a distribution of the image;
   * the build (derived_inside.py) pins every distribution of the image, installs as an unprivileged uid that can
-    add to the venv but not change it, and fails naming the distribution and file if anything of the image
-    changed, or a .pth / sitecustomize / pydantic plugin appeared;
+    add to site-packages and bin/ but change nothing, and fails naming the distribution and file if anything of the
+    image changed, or a .pth / sitecustomize / `._pth` / pyvenv.cfg, a bin/ file that is not a venv script, a
+    pydantic / torch.backends plugin appeared, or Python's sys.path changed;
   * the tag is a length-prefixed hash of the base image's id and every staged path, mode and byte (the
     Dockerfile too): `reprocheck-derived:<hash>`, reused while unchanged ("using cached image ..."); the last
     few per base image are kept (label io.reprocheck.derived.base), a failed build leaves nothing behind;

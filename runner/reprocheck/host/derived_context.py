@@ -2,7 +2,9 @@
 
   * an install folder in a git work tree gives what `git ls-files --cached --others --exclude-standard` lists
     (tracked and untracked files, not ignored ones), else the whole folder; never `.git`, never the run's
-    writable output folders or model cache (`exclude`);
+    writable output folders or model cache (`exclude`); an untracked file named like credentials (`gha-creds-*.json`
+    that google-github-actions/auth writes into the workspace, `.netrc`, `.env`, `*.pem`, anything in `.ssh/`, ...)
+    is refused: it would reach a networked build and an image layer;
   * a symlink is copied as what it points to when that lies inside its install folder (a folder link is copied
     as that folder, a loop refused); one that points outside (a file elsewhere, /proc/self/environ), a dangling
     one, and FIFOs, sockets and devices are refused: nothing the build sees can come from outside the folder;
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -32,44 +35,61 @@ GIT_CONFIG = (
     "safe.bareRepository=explicit",  # a bare repository planted in the folder is never taken for ours
     "core.quotePath=false",
 )
+# Untracked files refused as credentials: by name, or anywhere in one of CREDENTIAL_DIRS.
+CREDENTIAL_FILES = re.compile(
+    r"gha-creds-.*\.json|[._]netrc|\.pypirc|\.npmrc|\.git-credentials|\.env|\.env\..+|.+\.pem|.+\.key"
+)
+CREDENTIAL_DIRS = frozenset((".ssh", ".docker", ".aws", ".azure", ".kube", ".gnupg"))
 
 
 def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def git_files(folder: str) -> tuple[set[str] | None, str]:
-    """The paths git lists in `folder` (relative to it), or None when it is not in a work tree, git is missing or
-    cannot list it; and a note saying why git was not used."""
+def git_files(folder: str) -> tuple[set[str] | None, set[str], str]:
+    """The paths git lists in `folder` (relative to it) and those of them it does not track; None when it is not
+    in a work tree, git is missing or cannot list it, with a note saying why git was not used."""
     top = next((p for p in (folder, *map(str, Path(folder).parents)) if os.path.lexists(os.path.join(p, ".git"))), None)
     if top is None:
-        return None, ""
+        return None, set(), ""
     if shutil.which("git") is None:
-        return None, f"git is not installed: copying all of {folder}"
+        return None, set(), f"git is not installed: copying all of {folder}"
+    listed = _ls_files(folder, top, "--cached", "--others")
+    untracked = _ls_files(folder, top, "--others")
+    if isinstance(listed, str) or isinstance(untracked, str):
+        why = listed if isinstance(listed, str) else untracked
+        return None, set(), f"git could not list {folder} ({why}): copying all of it"
+    return listed, untracked, ""
+
+
+def _ls_files(folder: str, top: str, *which: str) -> set[str] | str:
+    """`git ls-files` of folder (relative paths), or why it failed."""
     # The repository is named explicitly (no discovery), and no GIT_* variable of ours redirects it.
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0", GIT_OPTIONAL_LOCKS="0", GIT_PAGER="cat")
     argv = ["git"] + [a for c in GIT_CONFIG for a in ("-c", c)]
     argv += ["-C", folder, f"--git-dir={top}/.git", f"--work-tree={top}"]
-    argv += ["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", "."]
+    argv += ["ls-files", "-z", *which, "--exclude-standard", "--", "."]
     try:
         proc = subprocess.run(argv, env=env, capture_output=True, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"git could not list {folder} ({exc}): copying all of it"
+        return str(exc)
     if proc.returncode != 0:
-        why = (proc.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1][:200]
-        return None, f"git could not list {folder} ({why}): copying all of it"
-    return {p.rstrip("/") for p in proc.stdout.decode(errors="surrogateescape").split("\0") if p}, ""
+        return (proc.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1][:200]
+    return {p.rstrip("/") for p in proc.stdout.decode(errors="surrogateescape").split("\0") if p}
 
 
 class Stager:
     """Copies one install folder into the context, refusing what could reach outside it."""
 
-    def __init__(self, folder: Path, shown: str, exclude: tuple[Path, ...], listed: set[str] | None) -> None:
+    def __init__(
+        self, folder: Path, shown: str, exclude: tuple[Path, ...], listed: set[str] | None, untracked: set[str]
+    ) -> None:
         self.root = os.path.realpath(folder)
         self.shown = shown
         self.exclude = [os.path.realpath(e) for e in exclude]
         self.listed = listed
+        self.untracked = untracked
         self.parents: set[str] = set()  # folders holding a listed path
         for p in listed or ():
             parts = p.split("/")
@@ -81,6 +101,13 @@ class Stager:
 
     def _excluded(self, real: str) -> bool:
         return any(_inside(real, e) for e in self.exclude)
+
+    def _credentials(self, rel: str) -> bool:
+        """An untracked file (or one in an untracked folder git lists whole) named like credentials."""
+        parts = rel.split("/")
+        if not any("/".join(parts[:i]) in self.untracked for i in range(1, len(parts) + 1)):
+            return False
+        return CREDENTIAL_FILES.fullmatch(parts[-1]) is not None or not CREDENTIAL_DIRS.isdisjoint(parts[:-1])
 
     def _wanted(self, rel: str, folder: bool, whole: bool) -> bool:
         if whole or self.listed is None or rel in self.listed:
@@ -116,6 +143,12 @@ class Stager:
                 continue
             if not self._wanted(rel, False, whole):
                 continue
+            if self._credentials(rel):
+                raise self.refuse(
+                    rel,
+                    "is not tracked by git and looks like credentials, which the build would copy into the "
+                    "image; add it to .gitignore or remove it",
+                )
             if stat.S_ISLNK(st.st_mode):
                 self._link(real, rel, dest / name, chain, whole)
             elif stat.S_ISREG(st.st_mode):
@@ -167,8 +200,8 @@ def stage_install(folder: Path, shown: str, dest: Path, exclude: tuple[Path, ...
     real = os.path.realpath(folder)
     if not os.path.isdir(real):
         raise DerivedError(f"install {shown}: no such folder")
-    listed, note = git_files(real)
-    Stager(folder, shown, exclude, listed).stage(dest)
+    listed, untracked, note = git_files(real)
+    Stager(folder, shown, exclude, listed, untracked).stage(dest)
     if not (dest / "pyproject.toml").is_file() and not (dest / "setup.py").is_file():
         raise DerivedError(f"install {shown}: no pyproject.toml or setup.py there (give your package's folder)")
     return note

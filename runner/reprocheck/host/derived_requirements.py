@@ -4,6 +4,7 @@ project is not already a distribution of the image. Standard library only (the A
 
 from __future__ import annotations
 
+import codecs
 import configparser
 import importlib
 import re
@@ -26,9 +27,22 @@ REQUIREMENT = re.compile(
     rf"^(?P<name>{_NAME})\s*(?:\[\s*(?:{_NAME}(?:\s*,\s*{_NAME})*)?\s*\])?\s*"
     rf"(?P<spec>\(?\s*{_CLAUSE}(?:\s*,\s*{_CLAUSE})*\s*\)?)?\s*$"
 )
-# A name pip would take for a local archive when such a file exists where it runs.
-ARCHIVE = re.compile(r"\.(whl|zip|tar|tgz|tbz|txz|tar\.gz|tar\.bz2|tar\.xz|tlz|tar\.lz)$", re.IGNORECASE)
+# A name pip would take for a local archive when such a file exists where it runs (pip's ARCHIVE_EXTENSIONS, eggs).
+ARCHIVE = re.compile(r"\.(whl|zip|egg|tar|tgz|tbz|txz|tlz|tar\.gz|tar\.bz2|tar\.xz|tar\.lz|tar\.lzma)$", re.IGNORECASE)
 COMMENT = re.compile(r"(^|\s+)#.*$")
+# pip's auto_decode: a BOM, else a PEP 263 coding line in the first two lines, else the locale's (UTF-8 in the build).
+BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF32, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+)
+CODING = re.compile(rb"coding[:=]\s*([-\w.]+)")
+# Control characters (and Unicode line separators, which split a line for pip as for this check) but tab, LF, CR.
+CONTROL = re.compile("[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def normalize(name: str) -> str:
@@ -118,14 +132,44 @@ def _options(where: str, text: str) -> None:
             )
 
 
+def decode(data: bytes, where: str) -> str:
+    """The text pip reads (its auto_decode), refused where pip would read it otherwise than as plain UTF-8: a
+    UTF-16/32 byte-order mark or a coding line (`# -*- coding: utf-7 -*-` turns `+AAo-` in a comment into a
+    new line holding an option), or a control character."""
+    fix = "save it as UTF-8 without a coding line"
+    bom, encoding = next(((b, e) for b, e in BOMS if data.startswith(b)), (b"", "utf-8"))
+    data = data[len(bom) :]
+    if not bom:  # pip reads a coding line only where there is no BOM
+        cookies = [m for line in data.split(b"\n")[:2] if line[:1] == b"#" and (m := CODING.search(line))]
+        encoding = cookies[0].group(1).decode("ascii") if cookies else encoding
+    try:
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        utf8 = False
+    if not utf8:
+        how = "a byte-order mark" if bom else "a coding line"
+        raise DerivedError(f"{where}: {how} makes pip read it as {encoding}, not as checked here (UTF-8); {fix}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DerivedError(f"{where}: is not UTF-8 ({exc.reason} at byte {exc.start}); {fix}") from None
+    bad = CONTROL.search(text)
+    if bad:
+        number = text.count("\n", 0, bad.start()) + 1
+        raise DerivedError(
+            f"{where}:{number}: holds the control character {bad.group()!r}; remove it (only tab and line ends)"
+        )
+    return text
+
+
 def check_requirements(path: Path, pins: dict[str, str], shown: Path | str | None = None) -> None:
     """Refuse what would change the image's stack or send pip elsewhere. `pins`: package -> the image's version
     ('?' where it is not known); `shown`: the name in messages (the user's file, for its staged copy)."""
     shown = shown or path
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DerivedError(f"requirements {shown}: cannot be read ({exc})") from None
+        text = decode(path.read_bytes(), f"requirements {shown}")
+    except OSError as exc:
+        raise DerivedError(f"requirements {shown}: cannot be read ({exc.strerror or exc})") from None
     pins = {normalize(k): v for k, v in pins.items()}
     for number, line in logical_lines(text):
         where = f"requirements {shown}:{number}"
