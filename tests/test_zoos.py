@@ -84,6 +84,10 @@ def test_a_constant_output_is_called_blind_and_strict_fails_it(spec_dir, tmp_pat
     [
         ("{timm: convnxt_atto}", "model.timm: unknown timm model 'convnxt_atto' (did you mean convnext_atto"),
         (
+            "{timm: resnet18.a1_in1kk}",
+            "unknown pretrained tag of resnet18 'resnet18.a1_in1kk' (did you mean resnet18.a1_in1k",
+        ),
+        (
             "{huggingface: {class: GPT2LMHeadModl, config: {model_type: gpt2}}}",
             "model.huggingface.class: unknown transformers class 'GPT2LMHeadModl' (did you mean GPT2LMHeadModel",
         ),
@@ -99,6 +103,12 @@ def test_zoo_names_are_checked_before_anything_runs(tmp_path, model, fragment):
     spec = write_spec(tmp_path, f"version: 1\nmodel: {model}\ninput: {{random: {{shape: [1, 3, 8, 8]}}}}\n")
     r = reprocheck("validate", str(spec))
     assert r.code == 2 and fragment in r.err and "Traceback" not in r.err, r
+
+
+def test_a_timm_name_with_a_pretrained_tag_is_an_architecture(tmp_path):
+    spec = write_spec(tmp_path, "version: 1\nmodel: {timm: resnet18.a1_in1k}\ninput: {random: {shape: [1, 3, 8, 8]}}\n")
+    r = reprocheck("validate", str(spec))
+    assert r.code == 0, r
 
 
 def test_a_missing_zoo_library_is_a_one_line_install_hint(tmp_path):

@@ -32,6 +32,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     fingerprint: dict[str, Any] | None = None
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # the run's notes for the report (weights that are not the published file)
     samples: int | None = None  # the input's batch size, where it has one
     facts: dict[str, float] = field(default_factory=dict)  # the model's decision thresholds (models.decision_facts)
     unavailable: bool = False  # failed because its device is not on this machine
@@ -115,6 +116,7 @@ def classify(
         timings=result.timings,
         fingerprint=result.fingerprint,
         warnings=tuple(result.warnings),
+        notes=tuple(result.notes),
         samples=result.samples,
         facts=result.facts,
         ignored=tuple(result.ignored),

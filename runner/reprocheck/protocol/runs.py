@@ -79,6 +79,7 @@ class RunReport(Message):
     # a run that worked
     device: str | None = None
     warnings: list[str] = []
+    notes: list[str] = []  # said beside the verdict (weights that are not the published file)
     samples: int | None = None  # the input's batch size, where it has one
     facts: dict[str, float] = {}  # the model's decision thresholds
     ignored: list[str] = []

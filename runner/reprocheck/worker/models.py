@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import pickle
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..protocol import NameProblem, NameProblems, NameRequest, NameRequests
 from ..spec import ModelSpec
 
 
@@ -17,6 +17,11 @@ class BuiltModel:
     module: Any
     is_detection: bool  # expects a list of CHW tensors
     weights: Any  # the torchvision weights enum member, when one was given (for its transforms)
+    notes: tuple[str, ...] = ()  # warnings for the run's report (weights that are not the published file)
+
+
+class Unpicklable(RuntimeError):
+    """A weights or program file that only pickle could load: reprocheck never unpickles."""
 
 
 def _is_detection(module: Any) -> bool:
@@ -24,14 +29,64 @@ def _is_detection(module: Any) -> bool:
     return any(t.__module__.startswith("torchvision.models.detection") for t in type(module).__mro__)
 
 
-def _torchvision(spec: ModelSpec) -> tuple[Any, Any]:
+def _torchvision(spec: ModelSpec) -> tuple[Any, Any, tuple[str, ...]]:
     import torchvision.models as tvm
 
     name = spec.torchvision
+    assert name is not None
     weights = None
     if spec.kwargs.get("weights") is not None:
         weights = tvm.get_model_weights(name).verify(spec.kwargs["weights"])
-    return tvm.get_model(name, **spec.kwargs), weights
+    notes = tuple(n for w in _weight_members(tvm, name, spec.kwargs) if (n := _cached_mismatch(w)))
+    return tvm.get_model(name, **spec.kwargs), weights, notes
+
+
+def _weight_members(tvm: Any, name: str, kwargs: dict[str, Any]) -> list[Any]:
+    """The weights enum members a torchvision build will load (weights, weights_backbone)."""
+    import inspect
+
+    members = []
+    for kw in ("weights", "weights_backbone"):
+        value = kwargs.get(kw)
+        if not isinstance(value, str):
+            continue
+        try:
+            if kw == "weights":
+                enum = tvm.get_model_weights(name)
+            else:
+                ann = inspect.signature(tvm.get_model_builder(name)).parameters[kw].annotation
+                enum = getattr(ann, "__args__", (None,))[0]
+            members.append(enum.verify(value))
+        except Exception:
+            continue  # torchvision itself reports a bad name when it builds
+    return members
+
+
+def _cached_mismatch(weights: Any) -> str | None:
+    """A cached checkpoint whose content does not match the sha256 prefix in its file name (torch.hub's naming): not
+    the published file. It is still loaded weights-only; the note says which file it is."""
+    import hashlib
+    import os
+    import re
+
+    import torch.hub
+
+    url = getattr(weights, "url", "") or ""
+    file = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+    wanted = re.search(r"-([a-f0-9]+)\.", os.path.basename(url))
+    if not wanted or not os.path.isfile(file):
+        return None
+    digest = hashlib.sha256()
+    with open(file, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest().startswith(wanted.group(1)):
+        return None
+    return (
+        f"weights {file} do not match the sha256 prefix {wanted.group(1)} in their name (the file holds "
+        f"{digest.hexdigest()[: len(wanted.group(1))]}): not the file torchvision publishes (a partial download, or "
+        "another file saved under its name); loaded weights-only"
+    )
 
 
 def _factory(spec: ModelSpec, base_dir: Path) -> Any:
@@ -87,11 +142,25 @@ def _huggingface(spec: ModelSpec) -> Any:
 
 
 def build(spec: ModelSpec, base_dir: Path, device: str, eval_mode: bool) -> BuiltModel:
+    try:
+        return _build(spec, base_dir, device, eval_mode)
+    except pickle.UnpicklingError as exc:
+        what = f"exported program {spec.exported}" if spec.exported else "the model's weights"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise Unpicklable(
+            f"{what} hold Python objects that only pickle can load ({first}); reprocheck never unpickles "
+            "(torch.load runs with weights_only=True): save a plain state dict of tensors, or export without "
+            "custom objects"
+        ) from None
+
+
+def _build(spec: ModelSpec, base_dir: Path, device: str, eval_mode: bool) -> BuiltModel:
     import torch
 
     weights = None
+    notes: tuple[str, ...] = ()
     if spec.torchvision:
-        model, weights = _torchvision(spec)
+        model, weights, notes = _torchvision(spec)
     elif spec.timm:
         model = _timm(spec)
     elif spec.huggingface:
@@ -110,137 +179,7 @@ def build(spec: ModelSpec, base_dir: Path, device: str, eval_mode: bool) -> Buil
                 model.eval()
             except NotImplementedError:
                 pass  # exported graphs keep the mode they were traced in
-    return BuiltModel(module=model, is_detection=_is_detection(model), weights=weights)
-
-
-def _zoo_problems(i: int, req: NameRequest) -> list[NameProblem]:
-    """A timm name or a transformers class and model_type checked against the installed library."""
-    import difflib
-
-    def unknown(key: str, what: str, name: str, names: list[str], see: str) -> NameProblem:
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-        hint = f"did you mean {', '.join(close)}?" if close else see
-        return NameProblem(index=i, key=key, message=f"unknown {what} '{name}' ({hint})")
-
-    source = req.source
-    try:
-        lib = importlib.import_module("timm" if source == "timm" else "transformers")
-    except ImportError:
-        return [NameProblem(index=i, key=source, message=MISSING["timm" if source == "timm" else "transformers"])]
-    if source == "timm":
-        names = sorted(lib.list_models())
-        if req.model in names:
-            return []
-        return [unknown("timm", "timm model", req.model or "", names, "see timm.list_models()")]
-    problems = []
-    classes = sorted(n for n in dir(lib) if n[:1].isupper())
-    if req.class_ not in classes:
-        problems.append(
-            unknown("huggingface.class", "transformers class", req.class_ or "", classes, "see transformers")
-        )
-    if req.model_type is not None:
-        types = sorted(lib.CONFIG_MAPPING.keys())
-        if req.model_type not in types:
-            problems.append(
-                unknown("huggingface.config.model_type", "model_type", req.model_type, types, "a config's type")
-            )
-    return problems
-
-
-def name_problems(request: NameRequests) -> NameProblems:
-    """Model and weight names checked against the installed torchvision, timm or transformers (see
-    host/names.py)."""
-    import difflib
-
-    problems: list[NameProblem] = []
-    if any(r.source == "torchvision" for r in request.requests):
-        import torchvision.models as tvm
-
-        names = set(tvm.list_models())
-    for i, req in enumerate(request.requests):
-        if req.source != "torchvision":
-            problems += _zoo_problems(i, req)
-            continue
-        name = req.model or ""
-        if name not in names:
-            close = difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
-            hint = f"did you mean {', '.join(close)}?" if close else "see torchvision.models.list_models()"
-            problems.append(
-                NameProblem(index=i, key="torchvision", message=f"unknown torchvision model '{name}' ({hint})")
-            )
-            continue
-        for kw in ("weights", "weights_backbone"):
-            value = getattr(req, kw)
-            if value is not None:
-                problem = _weights_problem(tvm, name, kw, value)
-                if problem:
-                    problems.append(NameProblem(index=i, key=kw, message=problem))
-        if req.compare:
-            problems += [
-                NameProblem(index=i, key="compare", pattern=p, message=m)
-                for p, m in _rule_problems(tvm, name, req.compare)
-            ]
-    return NameProblems(problems=problems)
-
-
-def _rule_problems(tvm: Any, name: str, rules: dict[str, Any]) -> list[tuple[str, str]]:
-    """`compare:` rules checked against the output layout of a torchvision model's family, before anything runs:
-    a rule that can only find outputs of another form (a detection rule on a classifier) is a spec error now, and so
-    is a pattern that matches nothing, except for detectors (their paths depend on the number of images)."""
-    import torch
-
-    from ..spec import CompareRule
-    from .outputs import flatten
-    from .tasks import RuleError, select
-
-    family = next(
-        (
-            f
-            for f in ("detection", "segmentation", "video", "optical_flow")
-            if name in tvm.list_models(module=getattr(tvm, f))
-        ),
-        "classification",
-    )
-    if family == "optical_flow":
-        return []  # a list of flow fields: no task form to expect
-    if family == "detection":
-        layout: Any = [
-            {"boxes": torch.zeros(1, 4), "scores": torch.zeros(1), "labels": torch.zeros(1, dtype=torch.int64)}
-        ]
-    elif family == "segmentation":
-        layout = {"out": torch.zeros(1, 2, 2, 2), "aux": torch.zeros(1, 2, 2, 2)}
-    else:
-        layout = torch.zeros(1, 2)
-    try:
-        select(flatten(layout), {p: CompareRule.model_validate(r) for p, r in rules.items()})
-    except RuleError as exc:
-        if exc.unfit or family != "detection":
-            message = f"{exc} ({name} is a torchvision {family} model)"
-            return [(exc.pattern, message)]
-    return []
-
-
-def _weights_problem(tvm: Any, model: str, kw: str, value: Any) -> str | None:
-    if not isinstance(value, str):
-        return f"{value!r} is not a weights name (use a string such as DEFAULT, or null)"
-    if kw == "weights":
-        enum = tvm.get_model_weights(model)
-    else:
-        import inspect
-
-        builder = tvm.get_model_builder(model)
-        ann = inspect.signature(builder).parameters.get("weights_backbone")
-        if ann is None:
-            return f"{model} takes no weights_backbone (remove it)"
-        enum = getattr(ann.annotation, "__args__", (None,))[0]
-        if isinstance(ann.annotation, str) or enum is None or not hasattr(enum, "verify"):
-            return None  # cannot tell statically; the run reports a bad name
-    try:
-        enum.verify(value)
-    except Exception:
-        choices = ", ".join(["DEFAULT", *enum.__members__])
-        return f"'{value}' is not a weight of {model} (choose from {choices}, or null for random init)"
-    return None
+    return BuiltModel(module=model, is_detection=_is_detection(model), weights=weights, notes=notes)
 
 
 def decision_facts(module: Any) -> dict[str, float]:

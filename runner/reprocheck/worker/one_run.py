@@ -108,6 +108,7 @@ def run_once(job: RunJob, run_dir: Path) -> int:
             device=device,
             timings=timings,
             warnings=caught,
+            notes=list(built.notes),
             samples=n_samples,
             facts=models.decision_facts(built.module),
             ignored=list(ignored),
@@ -124,7 +125,7 @@ def run_once(job: RunJob, run_dir: Path) -> int:
 
         lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
         # Our own refusal of an output says all there is to say; a model's exception needs its traceback.
-        ours = isinstance(exc, (UnsupportedOutput, DeviceUnavailable))
+        ours = isinstance(exc, (UnsupportedOutput, DeviceUnavailable, models.Unpicklable))
         tail = [] if ours else "".join(lines).rstrip().splitlines()[-12:]
         message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
         if isinstance(exc, DeviceUnavailable):
