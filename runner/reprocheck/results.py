@@ -108,6 +108,9 @@ class OutputResult:
     runs_differing: int = 0  # later runs in which this output differs from run 1
     distinct_results: int = 0  # distinct contents over all runs, by hash (0: not counted, two runs only)
     task: TaskResult | None = None  # compared as a detection, classification or segmentation output
+    nonfinite: int = 0  # of `mismatched`: NaN or infinity in one run where the other has another value
+    python: bool = False  # a Python number in the output: compared, but it says nothing of the model's tensors
+    members: tuple[str, ...] = ()  # a detection: the tensor leaves it judged (else the output is its own leaf)
 
     def __bool__(self) -> bool:
         return self.kind is Kind.MATCH
@@ -115,6 +118,10 @@ class OutputResult:
     @property
     def mismatch_percent(self) -> float:
         return 100.0 * self.mismatched / self.total if self.total else 0.0
+
+    @property
+    def leaves(self) -> tuple[str, ...]:
+        return self.members or (self.path,)
 
     def severity(self) -> tuple[int, float, float]:
         rank = {Kind.MATCH: 0, Kind.VALUES: 1, Kind.STRUCTURE: 2}[self.kind]
@@ -157,4 +164,5 @@ def output_from_dict(d: dict[str, Any]) -> OutputResult:
     fields["shape"] = tuple(d["shape"])
     fields["first_index"] = tuple(d["first_index"]) if d["first_index"] is not None else None
     fields["task"] = TaskResult(**d["task"]) if d.get("task") else None
+    fields["members"] = tuple(d.get("members", ()))
     return OutputResult(**fields)

@@ -90,6 +90,7 @@ def tree_leaves(node: Any) -> list[str]:
 
 
 IGNORED = "<ignored>"
+EMPTY = "empty"  # a constant leaf's value when it has no elements (outputs.constants)
 
 
 def all_paths(tree: dict[str, Any]) -> list[str]:

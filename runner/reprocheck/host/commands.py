@@ -100,6 +100,13 @@ def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
 
         if not os.path.isdir(cache):
             raise UsageError(f"--model-cache {cache}: no such folder (fill it first, see the README)")
+        from .launch_checks import LaunchError, check_cache_folder
+
+        try:
+            # Natively the model runs as you: the host's folders and sockets are refused, not your own files.
+            check_cache_folder("--model-cache", Path(os.path.realpath(cache)), credentials=False)
+        except LaunchError as exc:
+            raise UsageError(str(exc)) from None
         os.environ.update(cache_env(os.path.abspath(cache)))  # the workers inherit it
     writable = os.environ.get("REPROCHECK_WRITABLE")  # set by the launch policy in the container
     if writable:
@@ -166,7 +173,8 @@ def _run_checks(
             ticker.clear()
             text = "ok" if r.ok else r.cause
             print(f"      run {r.index}/{lc.check.runs} {text} ({r.duration:.1f}s)", file=log, flush=True)
-            if not r.ok:
+            # On one terminal the report below prints the traceback too: once is enough there.
+            if not r.ok and not (log.isatty() and sys.stdout.isatty()):
                 for line in r.details:
                     print(f"        | {line}", file=log, flush=True)
 

@@ -70,6 +70,7 @@ class VariantResult:
     run: RunResult | None = None
     cause: str = ""  # why it could not be compared, or was skipped
     left_out: tuple[str, ...] = ()  # batch: outputs that are not per-sample, so not compared
+    ignored: tuple[str, ...] = ()  # outputs the spec's `ignore:` left out (of every comparison)
     distances: tuple[Distance, ...] = ()  # from the float64 reference, for the outputs that differ
 
     def __bool__(self) -> bool:
@@ -199,6 +200,13 @@ def run_variants(
             reference = first.device or lc.check.device
         else:
             reference = str(first.samples) if first.samples is not None else "?"
+        if kind is Kind.BATCH and first.samples is None:  # known from the check's own runs: nothing to run
+            cause = (
+                "the input has no batch to vary: batch invariance needs one tensor or list argument, or keyword "
+                "tensors that share dim 0 (give them one batch size, or remove invariance.batch)"
+            )
+            results.append(VariantResult(kind, str(value), reference, "error", cause=cause))
+            continue
         progress.phase(f"{lc.name}: invariance {kind.value}={value}")
         folder = workdir / f"{kind.value}-{str(value).replace(':', '-')}"
         batch = value if kind is Kind.BATCH and isinstance(value, int) else None
@@ -261,6 +269,7 @@ def run_variants(
                 comparison,
                 run,
                 left_out=left_out,
+                ignored=first.ignored,
                 distances=distances,
             )
         )

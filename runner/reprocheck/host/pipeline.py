@@ -16,7 +16,7 @@ from ..protocol import RunRef, VerdictAnswer, VerdictRequest
 from ..results import Fragile
 from ..spec import LoadedCheck, SpecError
 from . import execute, zygote
-from .findings import blind_outputs, recipe_parts_off
+from .findings import blind_outputs, nothing_compared, recipe_parts_off
 from .invariance import VariantResult, has_variants, run_variants
 from .outcome import CheckResult, Status
 from .progress import phase
@@ -54,8 +54,9 @@ def run_check(
     want_golden = baseline is not None and all_ok
     comparison = golden = None
     fragile: tuple[Fragile, ...] = ()
-    notes: list[str] = []
+    notes: list[str] = list(ok[0].notes) if ok else []
     error, error_line = "", 0
+    root_ignored = False
     if len(ok) >= 2 or (want_golden and ok):
         phase(f"{check.name}: comparing the runs")
         answer = _verdict(
@@ -78,6 +79,7 @@ def run_check(
         golden = answer.golden
         fragile = tuple(answer.fragile)
         notes += answer.notes
+        root_ignored = answer.root_ignored
         if answer.error is not None:
             error = answer.error.message
             error_line = lc.key_line("compare", "outputs", answer.error.pattern)
@@ -87,8 +89,9 @@ def run_check(
         shown = ", ".join(ok[0].every_path[:10])
         error = f"ignore pattern {ok[0].ignore_unmatched[0]!r} matches no output (the outputs: {shown})"
         error_line = lc.key_line("ignore")
-    if comparison is not None and not comparison.outputs and not error:  # nothing compared is never a pass
-        error = "the model's output holds no tensor to compare (nothing was compared, so nothing can pass)"
+    empty = nothing_compared(comparison, ok[0].ignored if ok else (), check.ignore, root_ignored)
+    if empty is not None and not error:  # nothing compared is never a pass
+        error, error_line = empty[0], lc.key_line("ignore") if empty[1] else 0
     blind, blind_all = blind_outputs(comparison, ok[0].constants if ok else {})
     if not all_ok or error:
         status = Status.ERROR

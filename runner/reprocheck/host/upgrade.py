@@ -106,10 +106,7 @@ def _side_verdict(side: Side, lc: LoadedCheck, which: str, stack: Stack) -> Upgr
         return base("error", f"the {which} stack ({stack}) exited {side.code}: {tail}")
     if c["status"] == "fail":
         differ = [o for o in c["outputs"] if o["status"] != "match"]
-        shown = (
-            ", ".join(f"{o['path'] or 'output'} (max abs diff {_g(o['max_abs_diff'])})" for o in differ[:3])
-            or "its goldens"
-        )
+        shown = ", ".join(f"{o['path'] or 'output'} ({_how(o)})" for o in differ[:3]) or "its goldens"
         return base(
             "not-reproducible",
             f"not reproducible on the {which} stack ({stack}): its runs differ in {shown}; "
@@ -119,6 +116,11 @@ def _side_verdict(side: Side, lc: LoadedCheck, which: str, stack: Stack) -> Upgr
         cause = c.get("error") or next((r["cause"] for r in c["runs"] if r["cause"]), "") or "no golden written"
         return base("error", f"on the {which} stack ({stack}): {cause}")
     return None
+
+
+def _how(o: dict[str, Any]) -> str:
+    # A NaN in one run only, or a sign of zero, differs by "0": its detail says how
+    return o["detail"] if o["max_abs_diff"] == 0 and o["detail"] else f"max abs diff {_g(o['max_abs_diff'])}"
 
 
 def _g(x: Any) -> str:
@@ -205,8 +207,9 @@ def _not_identical(answer: GradedCheck) -> bool:
 
 
 def _fingerprint(side: Side) -> dict[str, Any]:
-    checks = (side.report or {}).get("checks") or [{}]
-    return dict(checks[0].get("fingerprint") or {})
+    # The first check that has one: a check that errored before any run has none.
+    checks = (side.report or {}).get("checks") or []
+    return dict(next((c["fingerprint"] for c in checks if c.get("fingerprint")), {}))
 
 
 def _graded_check(lc: LoadedCheck, answer: GradedCheck, require: str, notes: tuple[str, ...]) -> UpgradeCheck:

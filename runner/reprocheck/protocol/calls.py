@@ -58,6 +58,7 @@ class VerdictAnswer(Message):
     comparison: Comparison | None = None
     golden: BaselineResult | None = None
     left_out: list[str] = []  # a batch variant's outputs that are not per-sample
+    root_ignored: bool = False  # `ignore:` took the whole output (the root): nothing is left to compare
     fragile: list[Fragile] = []
     notes: list[str] = []
     error: RuleProblem | None = None

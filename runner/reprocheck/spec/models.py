@@ -217,6 +217,20 @@ class Check(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _keyword_inputs_share_a_batch(self) -> Check:
+        # Keyword tensors are cut or extended together along dim 0: sizes known from the spec must agree.
+        if self.invariance is None or not self.invariance.batch or not self.input.kwargs:
+            return self
+        sizes = {k: v.random.shape[0] for k, v in self.input.kwargs.items() if v.random is not None and v.random.shape}
+        if len(set(sizes.values())) > 1:
+            shown = ", ".join(f"{k} {n}" for k, n in sizes.items())
+            raise ValueError(
+                f"invariance.batch: the keyword inputs do not share dim 0 ({shown}), so there is no batch to vary; "
+                "give them one batch size or remove invariance.batch"
+            )
+        return self
+
     def config_hash(self) -> str:
         """A stable hash of what the check computes, for baselines and reports. Files count by
         content, not path, so the same spec in another checkout hashes the same."""

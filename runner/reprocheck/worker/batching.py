@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..spec.types import MAX_ELEMENTS
-from ..tree import Outputs, tree_leaves
+from ..tree import IGNORED, Outputs, tree_leaves
 
 # Crops of the extra images, as fractions of the original's height and width: other sizes, same content.
 CROPS = ((0.9, 0.75), (0.7, 0.95), (0.8, 0.6), (0.6, 0.85))
@@ -53,8 +53,10 @@ def rebatch(
 
     n = samples(args, kwargs)
     if n is None:
+        sizes = ", ".join(f"{k}: {v.shape[0]}" for k, v in kwargs.items() if isinstance(v, torch.Tensor) and v.dim())
         raise ValueError(
             "batch invariance needs one tensor or list argument, or keyword tensors sharing dim 0, as the batch"
+            + (f" (dim 0 of the keyword inputs: {sizes})" if sizes else "")
         )
     if kwargs:
         out = {
@@ -113,27 +115,33 @@ def _resize(img: Any, h: int, w: int) -> Any:
 
 def per_sample(expected: Outputs, n: int, obtained: Outputs, b: int) -> tuple[Outputs, Outputs, list[str]]:
     """Both runs' outputs cut to the first min(n, b) samples; the leaves that are not per-sample are dropped
-    and returned by path."""
+    and returned by path. A key on one side only, or lists of other lengths, stay whole: a structure difference.
+    What `ignore:` left out stays as its placeholder (equal on both sides), never "not per-sample"."""
     m = min(n, b)
     left_out: list[str] = []
 
     def cut(e: dict[str, Any], o: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-        if e["t"] != o["t"]:
-            return e, o  # a structure difference: compared (and reported) as such
+        if e["t"] != o["t"] or (e["t"] == "value" and e["value"] == IGNORED):
+            return e, o  # a structure difference (compared and reported as such), or an ignored output
         if e["t"] in ("list", "tuple") and len(e["items"]) == n and len(o["items"]) == b:
             return ({**e, "items": e["items"][:m]}, {**o, "items": o["items"][:m]})
         if e["t"] == "dict":
-            eo = dict(o["items"])
+            eo, ek = dict(o["items"]), {k for k, _ in e["items"]}
             items_e, items_o = [], []
             for k, child in e["items"]:
-                if k in eo:
-                    ce, co = cut(child, eo[k])
-                    if ce is not None and co is not None:
-                        items_e.append([k, ce])
-                        items_o.append([k, co])
+                if k not in eo:  # a key on one side only stays whole: a structure difference
+                    items_e.append([k, child])
+                    continue
+                ce, co = cut(child, eo[k])
+                if ce is not None and co is not None:
+                    items_e.append([k, ce])
+                    items_o.append([k, co])
+            items_o += [[k, child] for k, child in o["items"] if k not in ek]
             return {**e, "items": items_e}, {**o, "items": items_o}
         if e["t"] in ("list", "tuple"):
-            pairs = [cut(ce, co) for ce, co in zip(e["items"], o["items"], strict=False)]
+            if len(e["items"]) != len(o["items"]):
+                return e, o  # lengths that are not the batch: a structure difference
+            pairs = [cut(ce, co) for ce, co in zip(e["items"], o["items"], strict=True)]
             kept = [(ce, co) for ce, co in pairs if ce is not None and co is not None]
             return {**e, "items": [ce for ce, _ in kept]}, {**o, "items": [co for _, co in kept]}
         if e["t"] == "tensor":

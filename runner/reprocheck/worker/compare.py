@@ -57,12 +57,12 @@ def _walk(
     obt: dict[str, Any],
     path: str,
     found: list[tuple[str, str]],
-    pairs: list[str],
+    pairs: list[tuple[str, bool]],
     chosen: dict[str, Selected] | None = None,
     tasks: list[tuple[Selected, dict[str, Any], dict[str, Any]]] | None = None,
 ) -> None:
-    """Collect (path, problem) for structural differences, the leaf paths present in both, and the nodes that
-    `compare:` rules take (compared by their task instead)."""
+    """Collect (path, problem) for structural differences, the leaf paths present in both (and whether each is a
+    Python number), and the nodes that `compare:` rules take (compared by their task instead)."""
     where = path or "output"
     if exp["t"] != obt["t"]:
         found.append((where, f"a {_kind_name(exp)} in the expected run but a {_kind_name(obt)} in the obtained one"))
@@ -78,7 +78,7 @@ def _walk(
         obt = {**obt, "items": [(k, n) for k, n in obt["items"] if k not in sel.claimed]}
         chosen = None
     if t in ("tensor", "scalar"):
-        pairs.append(exp["path"])
+        pairs.append((exp["path"], t == "scalar"))
     elif t == "value":
         if exp["value"] != obt["value"]:
             found.append((where, f"value {exp['value']!r} expected, {obt['value']!r} obtained"))
@@ -124,7 +124,7 @@ def compare(
     """Compare one obtained run with the expected one: structure first, then each shared leaf; the nodes in
     `selection` (from `tasks.select`) by their task."""
     problems: list[tuple[str, str]] = []
-    pairs: list[str] = []
+    pairs: list[tuple[str, bool]] = []
     tasks: list[tuple[Selected, dict[str, Any], dict[str, Any]]] = []
     chosen = {s.path: s for s in selection or ()}
     _walk(expected.tree, obtained.tree, "", problems, pairs, chosen, tasks)
@@ -141,8 +141,9 @@ def compare(
     ]
     for sel, e, o in tasks:
         results += compare_selected(sel, e, o, expected.tensors, obtained.tensors, runs, spec)
-    for p in pairs:
-        results.append(compare_tensors(p, expected.tensors[p], obtained.tensors[p], tolerance_for(p, spec), runs))
+    for p, python in pairs:
+        r = compare_tensors(p, expected.tensors[p], obtained.tensors[p], tolerance_for(p, spec), runs)
+        results.append(dataclasses.replace(r, python=True) if python else r)
     return results
 
 

@@ -54,16 +54,21 @@ def _eps(dtype: Any) -> float:
 
 
 def noise(old: Any, new: Any, ref: Any, k: float, ulps: float) -> dict[str, float] | None:
-    """The within-noise test for one floating tensor; None when the three cannot be set side by side."""
+    """The within-noise test for one floating tensor; None when the three cannot be set side by side. Only positions
+    finite in all three are measured: a NaN or inf on the old stack would make the bound infinite, so wherever any
+    of them is not finite the new stack must hold exactly what the old one does (else: not within noise)."""
     import torch
 
     if not (old.shape == new.shape == ref.shape) or not old.is_floating_point() or old.dtype != new.dtype:
         return None
-    finite = ref.double()[torch.isfinite(ref.double())]
-    scale = float(finite.abs().max()) if finite.numel() else 1.0
+    r = ref.double()
+    finite = torch.isfinite(old) & torch.isfinite(new) & torch.isfinite(r)
+    o, n = old[~finite], new[~finite]
+    same_elsewhere = bool(((o == n) | (o.isnan() & n.isnan())).all())
+    scale = float(r[r.isfinite()].abs().max()) if bool(r.isfinite().any()) else 1.0
     eps = ulps * _eps(old.dtype) * (scale or 1.0)
-    rmse_old, max_old = _distance(old, ref)
-    rmse_new, max_new = _distance(new, ref)
+    rmse_old, max_old = _distance(old[finite], r[finite])
+    rmse_new, max_new = _distance(new[finite], r[finite])
     bound_rmse, bound_max = k * rmse_old + eps, k * max_old + eps
     return {
         "rmse_old": rmse_old,
@@ -73,7 +78,8 @@ def noise(old: Any, new: Any, ref: Any, k: float, ulps: float) -> dict[str, floa
         "bound_rmse": bound_rmse,
         "bound_max": bound_max,
         "eps": eps,
-        "ok": float(rmse_new <= bound_rmse and max_new <= bound_max),
+        "nonfinite_differ": float(not same_elsewhere),
+        "ok": float(same_elsewhere and rmse_new <= bound_rmse and max_new <= bound_max),
     }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..files import atomic_write
-from ..tree import IGNORED, ROOT_NAME, Outputs, join_path, key_component, tree_leaves
+from ..tree import EMPTY, IGNORED, ROOT_NAME, Outputs, join_path, key_component, tree_leaves
 
 
 class UnsupportedOutput(TypeError):
@@ -157,10 +157,13 @@ def prune(out: Outputs, patterns: list[str]) -> tuple[Outputs, list[str], list[s
 
 
 def constants(out: Outputs) -> dict[str, str]:
-    """Leaves of more than one element whose elements are all equal (all zero, all NaN, ...): a check cannot see a
-    change there. path -> the value, as text."""
+    """Leaves of more than one element whose elements are all equal (all zero, all NaN, ...), and empty leaves: a
+    check cannot see a change there. path -> the value, as text (EMPTY for no elements)."""
     found = {}
     for path, t in out.tensors.items():
+        if t.numel() == 0:
+            found[path] = EMPTY
+            continue
         if t.numel() < 2 or t.dtype.is_complex:
             continue
         flat = t.reshape(-1)

@@ -105,7 +105,7 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
 
     e_flat, o_flat = expected.reshape(-1), obtained.reshape(-1)
     work = torch.float64 if expected.dtype == torch.float64 else torch.float32
-    mismatched = nan_same = zero_sign = 0
+    mismatched = nan_same = zero_sign = nonfinite = 0
     bitwise = tol.atol == 0 and tol.rtol == 0
     max_abs = max_rel = sum_abs = 0.0
     magnitude = 0.0  # the largest finite |value| of either run: the scale a tolerance must resolve
@@ -134,8 +134,9 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
         if n_bad and first is None:
             first = start + int(torch.nonzero(bad)[0])
         mismatched += n_bad
-        if bool(nonfinite_bad.any()):
-            unfixable = True
+        n_nonfinite = int(nonfinite_bad.sum())
+        nonfinite += n_nonfinite
+        unfixable = unfixable or n_nonfinite > 0
         if diff.numel():
             max_abs = max(max_abs, float(diff.max()))
             sum_abs += float(diff.sum())
@@ -161,6 +162,7 @@ def _compare_float(expected: Any, obtained: Any, tol: Tolerance, base: dict[str,
         expected_value=_float(e_flat[first]) if first is not None else None,
         obtained_value=_float(o_flat[first]) if first is not None else None,
         nan_count=nan_same,
+        nonfinite=nonfinite,
         needed_atol=None if unfixable else max(0.0, need_atol),
         needed_rtol=None if unfixable or math.isinf(need_rtol) else need_rtol,
         detail=(

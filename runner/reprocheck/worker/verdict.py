@@ -8,6 +8,7 @@ from typing import Any
 
 from ..protocol import Distance, Distances, DistancesRequest, RuleProblem, RunRef, VerdictAnswer, VerdictRequest
 from ..results import Fragile
+from ..tree import IGNORED, ROOT_NAME
 
 
 def verdict(request: VerdictRequest) -> VerdictAnswer:
@@ -54,7 +55,10 @@ def verdict(request: VerdictRequest) -> VerdictAnswer:
         except RuleError as exc:
             error = RuleProblem(pattern=exc.pattern, message=f"against the baseline: {exc}", unfit=exc.unfit)
             return VerdictAnswer(comparison=comparison, left_out=left_out, fragile=fragile, notes=notes, error=error)
-    return VerdictAnswer(comparison=comparison, golden=golden, left_out=left_out, fragile=fragile, notes=notes)
+    root = first is not None and first.tree == {"t": "value", "path": ROOT_NAME, "value": IGNORED}
+    return VerdictAnswer(
+        comparison=comparison, golden=golden, left_out=left_out, root_ignored=root, fragile=fragile, notes=notes
+    )
 
 
 def _loaded(runs: list[RunRef], discard: bool) -> Any:

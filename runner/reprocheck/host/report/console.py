@@ -51,7 +51,7 @@ def check_line(r: CheckResult, colour: bool = False) -> str:
         tail = f"  invariance: {', '.join(v.label for v in r.invariance if v.status == 'fail')} differ"
     elif r.status is Status.FAIL and r.baseline is not None and not r.baseline:
         tail = f"  baseline: {r.baseline.status.value}"
-    elif r.status is Status.FAIL and r.fragile:
+    elif r.status is Status.FAIL and r.fragile and r.fragile_policy == "fail":
         tail = f"  {plural(len(r.fragile), 'output')} on a decision boundary (fragile: fail)"
     elif r.status is Status.FAIL and r.blind_all:
         tail = "  every compared output is constant: blind (strict: true)"

@@ -106,6 +106,7 @@ def check_dict(r: CheckResult) -> dict[str, Any]:
                 "status": v.status,
                 "cause": v.cause,
                 "left_out": list(v.left_out),
+                "ignored": list(v.ignored),
                 "reference_distances": [
                     {"path": d.path, "expected": d.expected, "obtained": d.obtained} for d in v.distances
                 ],

@@ -215,6 +215,7 @@ class Variant(_Model):
     status: Literal["pass", "fail", "error", "skipped"]
     cause: str = Field(description="why the variant's run failed (error), or was skipped (its device is not here)")
     left_out: list[str] = Field(description="batch: outputs that are not per-sample, so not compared")
+    ignored: list[str] = Field(description="outputs the spec's `ignore:` left out of every comparison")
     reference_distances: list[ReferenceDistance] = Field(
         description="for differing outputs: each side's max abs distance from a float64 CPU run"
     )

@@ -58,11 +58,13 @@ def summarize(o: OutputResult, names: tuple[str, str] | None = None) -> str:
     if o.distinct_results:
         differing = plural(o.runs_differing, "later run")
         prefix += f"differs in {differing} ({plural(o.distinct_results, 'distinct result')}); worst: "
+    size = f"max abs diff {num(o.max_abs_diff)}, max rel diff {num(o.max_rel_diff)}"
+    if o.nonfinite:  # no difference to measure there: never "max abs diff 0" beside a NaN change
+        nonfinite = f"{o.nonfinite} NaN/inf in one run only"
+        size = nonfinite if o.nonfinite == o.mismatched else f"{nonfinite}, elsewhere {size}"
     text = (
         f"{prefix}{o.mismatched} of {o.total} values ({o.mismatch_percent:.1f}%) differ between {a} "
-        f"and {b}; max abs diff {num(o.max_abs_diff)}, "
-        f"max rel diff {num(o.max_rel_diff)}; first at {where(o)}: "
-        f"{val(o.expected_value)} vs {val(o.obtained_value)}"
+        f"and {b}; {size}; first at {where(o)}: {val(o.expected_value)} vs {val(o.obtained_value)}"
     )
     return text + (f" ({o.detail})" if o.detail else "")
 
@@ -142,13 +144,19 @@ def output_rows(outs: list[OutputResult]) -> list[list[str]]:
                 str(list(o.shape)) if o.shape or o.total else "-",
                 o.dtype or "-",
                 f"{o.mismatched}/{o.total}" if o.kind is not Kind.STRUCTURE else "-",
-                num(o.max_abs_diff),
+                _max_abs(o),
                 num(o.max_rel_diff) if o.task is None else "-",
                 str(list(o.first_index)) if o.first_index is not None else "-",
                 passing if o.kind is not Kind.MATCH else "-",
             ]
         )
     return rows
+
+
+def _max_abs(o: OutputResult) -> str:
+    if not o.nonfinite:
+        return num(o.max_abs_diff)
+    return "NaN/inf" if o.nonfinite == o.mismatched else f"{num(o.max_abs_diff)}+NaN/inf"
 
 
 def diagnosis_lines(d: Diagnosis) -> list[str]:
@@ -233,10 +241,13 @@ def variant_lines(v: VariantResult) -> list[str]:
     a, b = v.names()
     if v.status == "skipped":
         return [f"invariance {v.label}: skipped, not passed: {v.cause}"]
+    if v.status == "error" and v.run is None:  # refused before it ran
+        return [f"invariance {v.label}: not run: {v.cause}"]
     if v.status == "error" or v.comparison is None:
         return [f"invariance {v.label}: the variant's run failed: {v.cause}"]
     outputs = v.comparison.outputs
     note = f"; not per-sample, so left out: {', '.join(v.left_out)}" if v.left_out else ""
+    note += f"; ignored by the spec: {', '.join(v.ignored)}" if v.ignored else ""
     if v.status == "pass":
         return [f"invariance {v.label}: matches {a} ({plural(len(outputs), 'output')} compared{note})"]
     fails = v.comparison.failures

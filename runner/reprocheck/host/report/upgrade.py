@@ -39,7 +39,9 @@ def detail(o: GradedOutput) -> str:
         return f"within {o.rule}: differs by up to {num(o.result.max_abs_diff)} ({o.result.mismatched} values)"
     text = summarize(o.result, SIDES).removeprefix(f"{o.result.path}: ")
     far = [t for t in tests if not t["ok"]]
-    if o.grade == "changed" and far:
+    if o.grade == "changed" and any(t.get("nonfinite_differ") for t in far):
+        text += "; NaN or inf where the other stack holds another value: no noise bound applies there"
+    elif o.grade == "changed" and far:
         t = far[0]
         text += (
             f"; farther from the float64 reference than the old stack: max {num(t['max_new'])} vs bound "

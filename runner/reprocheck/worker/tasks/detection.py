@@ -14,6 +14,7 @@ from typing import Any
 
 from ...results import Kind, OutputResult, TaskResult, Tolerance
 from ...spec import ToleranceSpec
+from ...tree import join_path
 from .assign import match
 from .select import DETECTION_KEYS, RuleError, Selected, nan_aware_diff
 
@@ -135,6 +136,7 @@ def compare(
         shape=(exp["boxes"].shape[0],),
         dtype=str(exp["boxes"].dtype).replace("torch.", ""),
         total=exp["boxes"].shape[0],
+        members=tuple(join_path(sel.path, k) for k in exp),  # what blindness is judged on (host/findings.py)
     )
     # Run 2 is read for every detection key, so a key that became a tensor (or stopped being one) is a difference.
     obt, problem = parse(obt_d, sel.name, tuple(k for k in DETECTION_KEYS if k in sel.tensor_keys or k in obt_d))

@@ -9,8 +9,10 @@ finds the per-image dicts inside a list, or the class-score tensors inside a dic
   * segmentation: a floating tensor with a class dimension and two spatial ones after it, or an integer label map
     of two dimensions or more.
 Under a glob (`*`, `?`, `[`), classification takes class scores only: a [..., 1] tensor (a regression head, or a
-binary score) and a tensor named like features (embedding, hidden, pooled, ...) stay elementwise, with a note; a
-rule naming the output itself judges it as classes (a [..., 1] tensor as a binary decision at 0).
+binary score), a tensor of 4 dimensions or more (cache keys and values, feature maps), a tensor under a cache or
+hidden-state container (`past_key_values`, `cache`, `encoder_last_hidden_state`, ...) and a tensor named like
+features or boxes (embedding, hidden, pooled, pred_boxes, ...) stay elementwise, with a note; a rule naming the
+output itself judges it as classes (a [..., 1] tensor as a binary decision at 0).
 The root is named `output` (a bare tensor's path). A pattern that matches no output at all, or decides only
 nodes of another form, is an error in the spec (RuleError names the pattern and what it found).
 """
@@ -24,14 +26,16 @@ from typing import Any
 
 from ...results import RuleError, Tolerance
 from ...spec import CompareRule
-from ...tree import ROOT_NAME, Outputs, join_path
+from ...tree import ROOT_NAME, Outputs, join_path, split_path
 
 # Per-detection keys the detection comparison understands; other keys of the dict stay elementwise.
 DETECTION_KEYS = ("boxes", "scores", "labels", "masks", "keypoints", "keypoints_scores")
 
 
-# Output names that are features, not class scores, when only a glob would make them a classification.
-NOT_SCORES = re.compile(r"(?i)(embed|hidden|feature|pool|latent|encod|state|attention|proj|regress|bbox|^reg$|^box)")
+# Output names that are features or boxes, not class scores, when only a glob would make them a classification.
+NOT_SCORES = re.compile(r"(?i)(embed|hidden|feature|pool|latent|encod|state|attention|proj|regress|box|^reg$)")
+# Containers whose tensors are never class scores: caches (keys and values), hidden states, attention maps.
+NOT_SCORES_UNDER = re.compile(r"(?i)(cache|past_key|key_value|hidden|attentions|encoder_last)")
 
 
 @dataclass(frozen=True)
@@ -164,9 +168,17 @@ def _not_scores_under_glob(pattern: str, rule: CompareRule, name: str, t: Any) -
             f"a tensor of shape {list(t.shape)} (one score: a regression head or a binary score), which a glob does "
             f"not take as classes"
         )
-    last = name.rsplit(".", 1)[-1]
+    if t.dim() >= 4:  # class scores are [classes], [samples, classes] or [samples, positions, classes]
+        return (
+            f"a {t.dim()}-d tensor of shape {list(t.shape)} (a cache or a feature map, not class scores), which a "
+            "glob does not take as classes"
+        )
+    *above, last = split_path(name)
+    under = next((c for c in above if NOT_SCORES_UNDER.search(c)), None)
+    if under is not None:
+        return f"under {under} (a cache or hidden states, not class scores), which a glob does not take as classes"
     if NOT_SCORES.search(last):
-        return f"named like features ({last}), not class scores, which a glob does not take as classes"
+        return f"named like features or boxes ({last}), not class scores, which a glob does not take as classes"
     return None
 
 
