@@ -69,7 +69,7 @@ def test_nondeterministic_check_never_becomes_a_baseline(spec_dir):
 def test_drift_from_a_nudged_weight_is_caught_and_the_obtained_file_kept(spec_dir):
     spec = planted_spec(spec_dir, "nudged")
     assert run(spec, spec_dir / "bl", "--update-baseline").code == 0
-    r = run(spec, spec_dir / "bl", env={"REPROCHECK_TEST_NUDGE": "1e-3"}, report=spec_dir / "r.json")
+    r = run(spec, spec_dir / "bl", env={"PLANTED_NUDGE": "1e-3"}, report=spec_dir / "r.json")
     assert r.code == 1, r
     assert "drifted from the baseline" in r.out and "the baseline and run 1" in r.out
     b = json.loads((spec_dir / "r.json").read_text())["checks"][0]["baseline"]
@@ -78,7 +78,7 @@ def test_drift_from_a_nudged_weight_is_caught_and_the_obtained_file_kept(spec_di
     assert (spec_dir / "bl" / "spec.yaml" / "spec.obtained.safetensors").exists()
     # A per-check baseline tolerance accepts the nudge without loosening run-to-run checks.
     tolerant = planted_spec(spec_dir, "nudged", "baseline: {atol: 0.1}\n")
-    assert run(tolerant, spec_dir / "bl", env={"REPROCHECK_TEST_NUDGE": "1e-3"}).code == 0
+    assert run(tolerant, spec_dir / "bl", env={"PLANTED_NUDGE": "1e-3"}).code == 0
 
 
 def test_fingerprint_diff_names_the_changed_fields(spec_dir):
@@ -93,7 +93,7 @@ def test_fingerprint_diff_names_the_changed_fields(spec_dir):
     r = run(
         spec,
         spec_dir / "bl",
-        env={"REPROCHECK_TEST_NUDGE": "1e-3"},
+        env={"PLANTED_NUDGE": "1e-3"},
         report=spec_dir / "r.json",
     )
     assert r.code == 1, r
@@ -103,7 +103,7 @@ def test_fingerprint_diff_names_the_changed_fields(spec_dir):
     assert fields[:3] == ["torch", "cudnn", "gpus"]  # likeliest causes first
     assert "likely causes): torch, cudnn, gpus" in r.out
     # The Markdown report lists them too.
-    r = run(spec, spec_dir / "bl", "--summary", str(spec_dir / "s.md"), env={"REPROCHECK_TEST_NUDGE": "1e-3"})
+    r = run(spec, spec_dir / "bl", "--summary", str(spec_dir / "s.md"), env={"PLANTED_NUDGE": "1e-3"})
     assert r.code == 1, r
     assert "| torch | 2.13.0+cu128 |" in (spec_dir / "s.md").read_text()
 

@@ -136,7 +136,7 @@ def test_a_drift_from_the_golden_is_in_task_words(spec_dir):
     bl = spec_dir / "bl"
     assert reprocheck("run", str(spec), "--baseline", str(bl), "--update-baseline", cwd=spec_dir).code == 0
     assert reprocheck("run", str(spec), "--baseline", str(bl), cwd=spec_dir).code == 0
-    r = reprocheck("run", str(spec), "--baseline", str(bl), cwd=spec_dir, env={"REPROCHECK_TEST_VARIANT": "drop"})
+    r = reprocheck("run", str(spec), "--baseline", str(bl), cwd=spec_dir, env={"PLANTED_VARIANT": "drop"})
     assert r.code == 1, r
     assert "0: since the baseline, 1 detection disappeared (label 5 score 0.5 at [140, 150, 220, 230])" in r.out
 
@@ -437,7 +437,7 @@ def test_a_crowd_of_identical_detections_is_matched_in_linear_time(spec_dir):
 
 def test_a_comparison_past_the_checks_timeout_is_stopped_and_exit_3(spec_dir, tmp_path):
     spec = planted_spec(spec_dir, "dets_crowd", 'timeout: 3\ncompare: {outputs: {"*": {as: detection, iou: 0.5}}}\n')
-    r = reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"), env={"REPROCHECK_TEST_VARIANT": "jitter"})
+    r = reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"), env={"PLANTED_VARIANT": "jitter"})
     assert r.code == 3, r
     assert "comparing the runs took longer than the check's timeout (3s) and was stopped" in r.out
     assert json.loads((tmp_path / "r.json").read_text())["checks"][0]["status"] == "error"

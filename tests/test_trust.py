@@ -333,7 +333,7 @@ def test_equal_stems_in_two_folders_get_two_goldens(spec_dir):
         "a/model.yaml/model.safetensors",
         "b/model.yaml/model.safetensors",
     ]
-    r = reprocheck(*args, cwd=spec_dir, env={"REPROCHECK_TEST_NUDGE": "0"})
+    r = reprocheck(*args, cwd=spec_dir, env={"PLANTED_NUDGE": "0"})
     assert r.code == 0, r  # no false drift from one overwriting the other
 
 

@@ -328,8 +328,8 @@ def test_install_dot_refuses_untracked_credentials_but_not_tracked_or_ignored_on
 
 @pytest.fixture
 def venv(tmp_path, monkeypatch):
-    """A small venv laid out as the image's, for derived_inside's comparison without an engine."""
-    from reprocheck.host import derived_inside as inside
+    """A small venv laid out as the image's, for derived_venv's comparison without an engine."""
+    from reprocheck.host import derived_venv as inside
 
     root = tmp_path / "venv"
     site = root / "lib" / "python3.11" / "site-packages"

@@ -109,6 +109,7 @@ def _stage(d: Derivation, ctx: Path) -> list[str]:
     context = ctx / "context"
     context.mkdir()
     shutil.copyfile(INSIDE, context / "inside.py")
+    shutil.copyfile(INSIDE.with_name("derived_venv.py"), context / "derived_venv.py")  # inside.py imports it
     for i, path in enumerate(d.requirements):
         try:
             (context / f"req-{i}.txt").write_bytes(Path(path).read_bytes())
