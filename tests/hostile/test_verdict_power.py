@@ -4,6 +4,7 @@ constants left beside ignored tensors, caches judged as class scores, a key on o
 on one stack only) and runs the real CLI. One multi-check spec per expectation keeps the worker starts few."""
 
 import json
+import math
 import os
 import shutil
 import stat
@@ -225,3 +226,91 @@ def test_the_stacks_differences_come_from_the_first_check_that_ran():
     report = {"checks": [{"name": "broken", "fingerprint": None}, {"name": "ok", "fingerprint": {"torch": "2.14.1"}}]}
     assert _fingerprint(Side(3, report, "")) == {"torch": "2.14.1"}
     assert _fingerprint(Side(2, None, "")) == {}
+
+
+def test_a_masking_value_never_widens_the_noise_bound():
+    """Logits masked with -1e9 beside real ones: the allowance is each element's own, so a shift of the real logits
+    that changes the top class is not within noise; a last-bit difference of them still is."""
+    import torch
+
+    from reprocheck.worker.grade import noise
+
+    torch.manual_seed(0)
+    ref = torch.randn(2, 16, dtype=torch.float64)
+    ref[:, 8:] = -1e9
+    old = ref.float()
+    shifted = old.clone()
+    shifted[:, :8] += 0.25
+    assert noise(old, shifted, ref, k=3, ulps=4)["ok"] == 0.0
+    nudged = old.clone()
+    nudged[:, :8] = torch.nextafter(nudged[:, :8], torch.full_like(nudged[:, :8], math.inf))
+    assert noise(old, nudged, ref, k=3, ulps=4)["ok"] == 1.0
+    huge = ref.clone()
+    huge[:, 8:] = torch.finfo(torch.float32).min
+    assert noise(huge.float(), huge.float(), huge, k=3, ulps=4)["ok"] == 1.0
+
+
+@pytest.mark.parametrize("kind", ["float8", "complex"])
+def test_narrow_and_complex_outputs_are_compared_and_can_be_blind(tmp_path, kind):
+    (tmp_path / "odd.py").write_text(
+        "import torch\n"
+        "class M(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        f"        if {kind!r} == 'float8':\n"
+        "            return {'y': (x * 2).to(torch.float8_e4m3fn), 'zero': torch.zeros(4, 8).to(torch.float8_e4m3fn)}\n"
+        "        return {'y': torch.complex(x, x), 'zero': torch.zeros(4, 8, dtype=torch.complex64)}\n"
+        "def build():\n"
+        "    return M()\n"
+    )
+    spec = write_spec(tmp_path, 'version: 1\nmodel: {factory: "odd:build"}\ninput: {random: {shape: [4, 8]}}\n')
+    r = reprocheck("run", str(spec))
+    assert r.code == 0, r
+    assert "zero is constant 0" in r.out, r.out
+
+
+def test_a_change_of_container_type_is_a_structure_difference(tmp_path):
+    """A namedtuple in one run and a dict with the same fields in the next: a change of output form."""
+    (tmp_path / "forms.py").write_text(
+        "import collections, os, torch\n"
+        "Out = collections.namedtuple('Out', ['a', 'b'])\n"
+        "class M(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        counter = os.path.join(os.path.dirname(__file__), 'count')\n"
+        "        n = len(open(counter).read()) if os.path.exists(counter) else 0\n"
+        "        open(counter, 'a').write('x')\n"
+        "        return Out(x, x * 2) if n % 2 == 0 else {'a': x, 'b': x * 2}\n"
+        "def build():\n"
+        "    return M()\n"
+    )
+    spec = write_spec(tmp_path, 'version: 1\nmodel: {factory: "forms:build"}\ninput: {random: {shape: [2, 4]}}\n')
+    r = reprocheck("run", str(spec))
+    assert r.code == 1, r
+    assert "a Out in the expected run but a dict in the obtained one" in r.out, r.out
+
+
+def test_a_one_class_mask_and_a_hidden_state_are_never_blind_to_segmentation(tmp_path):
+    """A binary mask's one-channel logits flip sign between runs; a hidden state moves a little: neither may pass
+    because a segmentation rule took it (an argmax over one class is always 0)."""
+    (tmp_path / "masks.py").write_text(
+        "import os, torch\n"
+        "def _n():\n"
+        "    counter = os.path.join(os.path.dirname(__file__), 'count')\n"
+        "    n = len(open(counter).read()) if os.path.exists(counter) else 0\n"
+        "    open(counter, 'a').write('x')\n"
+        "    return n\n"
+        "class Flip(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return {'out': x.reshape(1, 1, 4, 4) * (1 if _n() % 2 == 0 else -1)}\n"
+        "class Hidden(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return {'last_hidden_state': x.reshape(1, 4, 4) + 1e-5 * _n()}\n"
+    )
+    spec = write_spec(
+        tmp_path,
+        "version: 1\ninput: {random: {shape: [16]}}\nchecks:\n"
+        '  - name: mask\n    model: {factory: "masks:Flip"}\n    compare: {outputs: {out: {as: segmentation}}}\n'
+        '  - name: hidden\n    model: {factory: "masks:Hidden"}\n    compare: {outputs: {"*": {as: segmentation}}}\n',
+    )
+    r = reprocheck("run", str(spec))
+    assert r.code == 1, r
+    assert "FAIL  mask" in r.out and "FAIL  hidden" in r.out, r.out

@@ -83,6 +83,10 @@ def _walk(
         if exp["value"] != obt["value"]:
             found.append((where, f"value {exp['value']!r} expected, {obt['value']!r} obtained"))
     elif t == "dict":
+        if exp.get("type") != obt.get("type"):  # a namedtuple in one run, a dict or a dataclass in the other
+            found.append(
+                (where, f"a {exp.get('type')} in the expected run but a {obt.get('type')} in the obtained one")
+            )
         ek = [k for k, _ in exp["items"]]
         ok = [k for k, _ in obt["items"]]
         ek_set, ok_set = set(ek), set(ok)

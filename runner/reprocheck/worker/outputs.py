@@ -164,15 +164,18 @@ def constants(out: Outputs) -> dict[str, str]:
         if t.numel() == 0:
             found[path] = EMPTY
             continue
-        if t.numel() < 2 or t.dtype.is_complex:
+        if t.numel() < 2:
             continue
         flat = t.reshape(-1)
+        if t.is_floating_point() and t.element_size() < 2:  # float8: no comparisons here, float32 holds its values
+            flat = flat.float()
         first = flat[0]
-        if t.is_floating_point() and bool(first.isnan()):
+        if (t.is_floating_point() or t.is_complex()) and bool(first.isnan()):
             if bool(flat.isnan().all()):
                 found[path] = "NaN"
         elif bool((flat == first).all()):
-            found[path] = f"{first.item():g}" if t.is_floating_point() else str(first.item())
+            value = first.item()
+            found[path] = f"{value:g}" if isinstance(value, (float, complex)) else str(value)
     return found
 
 

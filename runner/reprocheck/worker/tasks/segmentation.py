@@ -1,7 +1,8 @@
 """Segmentation maps compared as segmentations: per-pixel classes (argmax over the class dimension `dim`, default
--3; an integer output is already a label map), their agreement against `min_agreement`, per-class IoU between the
-two runs, and where the changed pixels are (a bounding box per sample). A pixel whose class scores are NaN in one
-run only has changed (the elementwise NaN rule); the largest score difference is reported."""
+-3; one class is a binary mask, decided at 0; an integer output is already a label map), their agreement against
+`min_agreement`, per-class IoU between the two runs, and where the changed pixels are (a bounding box per sample). A
+pixel whose class scores are NaN in one run only has changed (the elementwise NaN rule); the largest score
+difference is reported."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ CLASSES = 64  # classes whose IoU is computed, at most: the ones with the most c
 
 
 def labels(t: Any, dim: int) -> Any:
-    """[samples, H, W] class per pixel. argmax takes the first class on ties, the same in both runs."""
+    """[samples, H, W] class per pixel. argmax takes the first class on ties, the same in both runs. One class (a
+    binary mask's logits) is a decision at 0, as a [..., 1] classification is: an argmax over one class is always 0
+    and would see nothing."""
     if t.is_floating_point():
-        t = t.nan_to_num(nan=float("-inf")).argmax(dim=dim)
+        if t.shape[dim] == 1:
+            t = (t.nan_to_num(nan=float("-inf")) > 0).squeeze(dim).long()
+        else:
+            t = t.nan_to_num(nan=float("-inf")).argmax(dim=dim)
     return t.reshape(-1, t.shape[-2], t.shape[-1]) if t.dim() >= 2 else t
 
 

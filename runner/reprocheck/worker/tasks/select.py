@@ -160,7 +160,16 @@ def form_problem(rule: CompareRule, node: dict[str, Any], tensors: dict[str, Any
 
 
 def _not_scores_under_glob(pattern: str, rule: CompareRule, name: str, t: Any) -> str | None:
-    if rule.as_ != "classification" or not any(c in pattern for c in "*?["):
+    if rule.as_ not in ("classification", "segmentation") or not any(c in pattern for c in "*?["):
+        return None
+    what = "classes" if rule.as_ == "classification" else "a segmentation"
+    *above, last = split_path(name)
+    under = next((c for c in above if NOT_SCORES_UNDER.search(c)), None)
+    if under is not None:
+        return f"under {under} (a cache or hidden states, not class scores), which a glob does not take as {what}"
+    if NOT_SCORES.search(last):
+        return f"named like features or boxes ({last}), not class scores, which a glob does not take as {what}"
+    if rule.as_ == "segmentation":
         return None
     d = -1 if rule.dim is None else rule.dim
     if t.dim() >= 1 and -t.dim() <= d < t.dim() and t.shape[d] == 1:
@@ -173,12 +182,6 @@ def _not_scores_under_glob(pattern: str, rule: CompareRule, name: str, t: Any) -
             f"a {t.dim()}-d tensor of shape {list(t.shape)} (a cache or a feature map, not class scores), which a "
             "glob does not take as classes"
         )
-    *above, last = split_path(name)
-    under = next((c for c in above if NOT_SCORES_UNDER.search(c)), None)
-    if under is not None:
-        return f"under {under} (a cache or hidden states, not class scores), which a glob does not take as classes"
-    if NOT_SCORES.search(last):
-        return f"named like features or boxes ({last}), not class scores, which a glob does not take as classes"
     return None
 
 
@@ -209,7 +212,7 @@ def select(outputs: Outputs, rules: dict[str, CompareRule], notes: list[str] | N
                         if notes is not None:
                             notes.append(
                                 f"compare pattern {pattern!r} leaves {name} elementwise: it is {left}; name it in "
-                                f"a rule of its own (e.g. {name!r}: {{as: classification}}) to judge it as classes"
+                                f"a rule of its own (e.g. {name!r}: {{as: {rule.as_}}}) to judge it so"
                             )
                         break
                 if problem is None:
