@@ -5,7 +5,8 @@ Grades, best first (upgrade.py decides which are safe):
   identical   every tensor of the output bitwise equal (NaN payloads and the sign of zero included);
   noise       every floating tensor no farther from the float64 reference than the old stack is, in RMSE and in
               largest difference: dist(new, ref) <= k * dist(old, ref), where each element of new may first be off
-              by its own allowance, ulps * machine epsilon of the dtype * |its reference value|; every other tensor
+              by an allowance, ulps * machine epsilon of the dtype * the largest |reference value| of its magnitude
+              class (masking values 10^4 times larger than the rest are a class of their own); every other tensor
               equal;
   task        the check's own rules judge them the same: its `compare:` rule (detection, classification,
               segmentation) for a task output, its `baseline:` (else `tolerance:`) tolerance for any other;
@@ -21,6 +22,7 @@ from typing import Any
 from ..protocol import GradedCheck, GradedOutput, GradeJob, GradeRequest, Grades
 
 GRADES = ("identical", "noise", "task", "changed")
+MASK_GAP = 1e4  # a jump in |reference| values this large splits them into magnitude classes (masking values)
 
 
 def _bitwise(a: Any, b: Any) -> bool:
@@ -54,6 +56,26 @@ def _distance(x: Any, ref: Any, allow: Any = None) -> tuple[float, float]:
     return top * float((d / top).pow(2).mean().sqrt()), top  # scaled: huge values (masking) cannot overflow
 
 
+def _scales(a: Any) -> Any:
+    """Per element, the magnitude its rounding is measured against: the largest |reference value| of its own
+    magnitude class. A rounding error scales with the values a result was summed from, not with the result (a
+    cancellation near 0), hence the largest value rather than each element's own; but a masking value (-1e9,
+    finfo.min) 10^4 times larger than everything below it forms a class of its own, so it never excuses a change of
+    the real values beside it."""
+    import torch
+
+    scale = torch.full_like(a, float(a.max()) if a.numel() else 1.0)
+    positive = a[a > 0]
+    if positive.numel() > 1:
+        ordered = positive.sort().values
+        gaps = ordered[1:] / ordered[:-1]
+        i = int(gaps.argmax())
+        if float(gaps[i]) >= MASK_GAP:
+            cut = float(ordered[i])
+            scale = torch.where(a <= cut, torch.full_like(a, cut), scale)
+    return scale
+
+
 def _eps(dtype: Any) -> float:
     import torch
 
@@ -72,14 +94,15 @@ def noise(old: Any, new: Any, ref: Any, k: float, ulps: float) -> dict[str, floa
     finite = torch.isfinite(old) & torch.isfinite(new) & torch.isfinite(r)
     o, n = old[~finite], new[~finite]
     same_elsewhere = bool(((o == n) | (o.isnan() & n.isnan())).all())
-    # Each element's own rounding allowance (ulps of its reference value): a scale taken from the whole tensor would
-    # let a masking value (-1e9) excuse any change of the real ones.
-    allow = ulps * _eps(old.dtype) * r[finite].abs()
+    allow = ulps * _eps(old.dtype) * _scales(r[finite].abs())
     eps = float(allow.max()) if allow.numel() else 0.0
     rmse_old, max_old = _distance(old[finite], r[finite])
     rmse_new, max_new = _distance(new[finite], r[finite])
     over_rmse, over_max = _distance(new[finite], r[finite], allow)
-    bound_rmse, bound_max = k * rmse_old, k * max_old
+    # What is reported: the raw distances and bounds that hold them whenever the test passes (the allowance's RMS and
+    # largest value added, by the triangle inequality).
+    rms_allow = _distance(allow, allow.new_zeros(allow.shape))[0]
+    bound_rmse, bound_max = k * rmse_old + rms_allow, k * max_old + eps
     return {
         "rmse_old": rmse_old,
         "rmse_new": rmse_new,
@@ -89,7 +112,7 @@ def noise(old: Any, new: Any, ref: Any, k: float, ulps: float) -> dict[str, floa
         "bound_max": bound_max,
         "eps": eps,
         "nonfinite_differ": float(not same_elsewhere),
-        "ok": float(same_elsewhere and over_rmse <= bound_rmse and over_max <= bound_max),
+        "ok": float(same_elsewhere and over_rmse <= k * rmse_old and over_max <= k * max_old),
     }
 
 
