@@ -314,3 +314,22 @@ def test_a_one_class_mask_and_a_hidden_state_are_never_blind_to_segmentation(tmp
     r = reprocheck("run", str(spec))
     assert r.code == 1, r
     assert "FAIL  mask" in r.out and "FAIL  hidden" in r.out, r.out
+
+
+def test_a_batch_dimension_squeezed_away_at_batch_one_is_a_structure_difference(tmp_path):
+    (tmp_path / "squeeze.py").write_text(
+        "import torch\n"
+        "class M(torch.nn.Module):\n"
+        "    def forward(self, x):\n"
+        "        return {'z': (x * 2).squeeze(0), 'kept': x + 1, 'table': torch.arange(2.0)}\n"
+        "def build():\n"
+        "    return M()\n"
+    )
+    spec = write_spec(
+        tmp_path,
+        'version: 1\nmodel: {factory: "squeeze:build"}\ninput: {random: {shape: [2, 8]}}\n'
+        "invariance: {batch: [1]}\n",
+    )
+    r = reprocheck("run", str(spec))
+    assert r.code == 1, r
+    assert "z" in r.out and "table" in r.out, r.out  # z differs in structure; table (same at every batch) left out

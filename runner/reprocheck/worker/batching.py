@@ -149,6 +149,12 @@ def per_sample(expected: Outputs, n: int, obtained: Outputs, b: int) -> tuple[Ou
             if te.dim() >= 1 and te.shape[0] == n and to.dim() >= 1 and to.shape[0] == b:
                 tensors_e[e["path"]], tensors_o[o["path"]] = te[:m], to[:m]
                 return e, o
+            if te.dim() >= 1 and te.shape[0] == n and tuple(to.shape) != tuple(te.shape):
+                # Per-sample here, of another shape there that is no batch (a batch dimension squeezed away at
+                # batch 1): a structure difference, compared whole. A leaf of the same shape at every batch size is
+                # not per-sample and is left out.
+                tensors_e[e["path"]], tensors_o[o["path"]] = te, to
+                return e, o
         left_out.append(e.get("path", "?"))
         return None, None
 
