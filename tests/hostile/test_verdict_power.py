@@ -327,8 +327,7 @@ def test_a_batch_dimension_squeezed_away_at_batch_one_is_a_structure_difference(
     )
     spec = write_spec(
         tmp_path,
-        'version: 1\nmodel: {factory: "squeeze:build"}\ninput: {random: {shape: [2, 8]}}\n'
-        "invariance: {batch: [1]}\n",
+        'version: 1\nmodel: {factory: "squeeze:build"}\ninput: {random: {shape: [2, 8]}}\ninvariance: {batch: [1]}\n',
     )
     r = reprocheck("run", str(spec))
     assert r.code == 1, r
