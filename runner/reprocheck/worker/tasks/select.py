@@ -162,6 +162,18 @@ def form_problem(rule: CompareRule, node: dict[str, Any], tensors: dict[str, Any
 def _not_scores_under_glob(pattern: str, rule: CompareRule, name: str, t: Any) -> str | None:
     if rule.as_ not in ("classification", "segmentation") or not any(c in pattern for c in "*?["):
         return None
+    if rule.as_ == "classification":
+        d = -1 if rule.dim is None else rule.dim
+        if t.dim() >= 1 and -t.dim() <= d < t.dim() and t.shape[d] == 1:
+            return (
+                f"a tensor of shape {list(t.shape)} (one score: a regression head or a binary score), which a glob "
+                "does not take as classes"
+            )
+        if t.dim() >= 4:  # class scores are [classes], [samples, classes] or [samples, positions, classes]
+            return (
+                f"a {t.dim()}-d tensor of shape {list(t.shape)} (a cache or a feature map, not class scores), which a "
+                "glob does not take as classes"
+            )
     what = "classes" if rule.as_ == "classification" else "a segmentation"
     *above, last = split_path(name)
     under = next((c for c in above if NOT_SCORES_UNDER.search(c)), None)
@@ -169,19 +181,6 @@ def _not_scores_under_glob(pattern: str, rule: CompareRule, name: str, t: Any) -
         return f"under {under} (a cache or hidden states, not class scores), which a glob does not take as {what}"
     if NOT_SCORES.search(last):
         return f"named like features or boxes ({last}), not class scores, which a glob does not take as {what}"
-    if rule.as_ == "segmentation":
-        return None
-    d = -1 if rule.dim is None else rule.dim
-    if t.dim() >= 1 and -t.dim() <= d < t.dim() and t.shape[d] == 1:
-        return (
-            f"a tensor of shape {list(t.shape)} (one score: a regression head or a binary score), which a glob does "
-            f"not take as classes"
-        )
-    if t.dim() >= 4:  # class scores are [classes], [samples, classes] or [samples, positions, classes]
-        return (
-            f"a {t.dim()}-d tensor of shape {list(t.shape)} (a cache or a feature map, not class scores), which a "
-            "glob does not take as classes"
-        )
     return None
 
 
