@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 include docker/versions.env
 TORCH_PINS := torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test test-fast lint setup clean
 
 setup: $(VENV)/.installed
 
@@ -27,10 +27,17 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Every tier, test workers side by side (one per core; the Docker tests keep to one of them), the 25 slowest named.
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
+TEST_JOBS ?= auto
 test: lint
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+# The inner loop: the in-process unit tier only (seconds), no lint.
+test-fast: setup
+	@$(BIN)/python -m pytest -m unit -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test-fast: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,40 +1,19 @@
+"""Fixtures and the tiers. A test's tier is its folder (unit/, cli/, engine/); a test anywhere that needs the Docker
+engine (the `image` fixture) is also an engine test, and those run one after another on one test worker (they
+build, list and prune images) while the other tiers share the rest."""
+
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-EXAMPLES = ROOT / "examples"
-sys.path.insert(0, str(ROOT / "runner"))  # the package under test, installed or not
+from helpers import FIXTURES, ROOT, TESTS, built_once, engine_up
+from stand_in import make_fake
 
-
-class Result:
-    def __init__(self, proc: subprocess.CompletedProcess) -> None:
-        self.code = proc.returncode
-        self.out = proc.stdout
-        self.err = proc.stderr
-
-    def __repr__(self) -> str:
-        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
-
-
-def reprocheck(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> Result:
-    """The real CLI in a real subprocess."""
-    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
-    full_env["PYTHONPATH"] = (env or {}).get("PYTHONPATH", str(ROOT / "runner"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "reprocheck", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=full_env,
-        timeout=timeout,
-    )
-    return Result(proc)
+TIERS = ("unit", "cli", "engine")
+ENGINE_FIXTURES = {"image"}
 
 
 @pytest.fixture
@@ -44,55 +23,60 @@ def spec_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def write_spec(folder: Path, text: str, name: str = "spec.yaml") -> Path:
-    path = folder / name
-    path.write_text(text)
-    return path
-
-
-def planted_spec(folder: Path, factory: str, extra: str = "", shape: str = "[4, 8]", name: str = "spec.yaml") -> Path:
-    return write_spec(
-        folder,
-        f"""version: 1
-model:
-  factory: "planted:{factory}"
-input:
-  random: {{shape: {shape}}}
-{extra}""",
-        name,
-    )
-
-
-def engine_up() -> bool:
-    return (
-        shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
-    )
-
-
 @pytest.fixture(scope="session")
 def image() -> str:
-    """The pinned image, built from docker/Dockerfile on the local base (no registry here).
-    Skips without a Docker engine, except under CI=true where that is a failure."""
+    """The pinned image, built from docker/Dockerfile on the local base (no registry here): once per session, whichever
+    test worker gets there first. Skips without a Docker engine, except under CI=true where that is a failure."""
     if not engine_up():
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but no Docker engine is running (.ci/start-docker.sh should have started one)")
         pytest.skip("no Docker engine on this machine (start dockerd to run the container tests)")
-    proc = subprocess.run(["bash", "docker/build.sh", "--local"], cwd=ROOT, capture_output=True, text=True)
+    with built_once("image"):
+        proc = subprocess.run(["bash", "docker/build.sh", "--local"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip().splitlines()[-1]
 
 
-def fill_model_cache(folder: Path) -> Path:
-    """A model cache holding RetinaNet v2's DEFAULT weights at the file name torchvision looks for: a seeded random
-    state dict (no hub can be reached here), so `weights: DEFAULT` loads without a network."""
-    import torch
-    import torchvision.models as tvm
+@pytest.fixture
+def fake(tmp_path: Path):
+    """A workspace with a spec, the runner's file-command files, and a stand-in docker first on PATH."""
+    return make_fake(tmp_path)
 
-    url = tvm.get_model_weights("retinanet_resnet50_fpn_v2").DEFAULT.url
-    target = folder / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        torch.manual_seed(0)
-        model = tvm.get_model("retinanet_resnet50_fpn_v2", weights=None, weights_backbone=None)
-        torch.save(model.state_dict(), target)
-    return folder
+
+def tier_of(item: pytest.Item) -> str:
+    parts = Path(str(item.path)).relative_to(TESTS).parts
+    if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("docker"):
+        return "engine"
+    if parts[0] in TIERS:
+        return parts[0]
+    if parts[0] == "hostile":
+        return "cli"
+    raise pytest.UsageError(f"{item.nodeid}: a test module belongs in one of tests/{{{','.join(TIERS)}}}/ or hostile/")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = tier_of(item)
+        item.add_marker(tier)
+        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("docker"):
+            item.add_marker("docker")
+            item.add_marker(pytest.mark.xdist_group("docker"))
+    # The serial Docker group is the longest stretch: it starts first, the rest fills the other workers around it.
+    items.sort(key=lambda i: i.get_closest_marker("docker") is None)
+
+
+_TIER_SECONDS: dict[str, list[float]] = {t: [0.0, 0] for t in TIERS}  # type: ignore[misc]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    tier = next((t for t in TIERS if t in report.keywords), None)
+    if tier is not None:
+        _TIER_SECONDS[tier][0] += report.duration
+        _TIER_SECONDS[tier][1] += report.when == "call"
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    # Test time per tier, summed over test workers (it exceeds the wall time when they run side by side).
+    parts = [f"{t} {int(s)} s ({int(n)} tests)" for t, (s, n) in _TIER_SECONDS.items() if n]
+    if parts:
+        terminalreporter.write_line("tiers: " + ", ".join(parts))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, reprocheck, write_spec
+from helpers import ROOT, reprocheck, write_spec
 from reprocheck.host import derived
 
 CA = {"REPROCHECK_PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"}  # pip in a local build needs the host's CA

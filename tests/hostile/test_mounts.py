@@ -6,15 +6,12 @@ Action's step (with a stand-in docker that records what would run), `reprocheck 
 
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import reprocheck, write_spec
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_launch import action, calls, fake, mounts  # noqa: F401  (the stand-in docker and the Action's step)
+from helpers import reprocheck, write_spec
+from stand_in import action, calls, mounts
 
 
 @pytest.mark.parametrize("folder", ["/", "/run", "/var/run", "/var", "/proc", "/sys", "/dev", "/etc", "/run/docker"])

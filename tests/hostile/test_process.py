@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import reprocheck, write_spec
+from helpers import reprocheck, write_spec
 
 HERE = Path(__file__).resolve().parent
 ISOLATIONS = ["fork", "spawn"]

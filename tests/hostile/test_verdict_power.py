@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, reprocheck, write_spec
+from helpers import ROOT, reprocheck, write_spec
 
 HERE = Path(__file__).resolve().parent
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import reprocheck, write_spec
+from helpers import reprocheck, write_spec
 
 RESNET18 = "resnet18-f37072fd.pth"  # torchvision's file name for resnet18's IMAGENET1K_V1 weights
 

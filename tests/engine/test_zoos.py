@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, fill_model_cache, planted_spec, reprocheck, write_spec
-
-ZOOS = Path(__file__).resolve().parent / "zoos"
+from helpers import ROOT, ZOOS, fill_model_cache, planted_spec, reprocheck, write_spec
 
 
 def _run(spec: Path, tmp_path: Path, *extra: str):

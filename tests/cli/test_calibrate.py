@@ -2,7 +2,7 @@
 
 import json
 
-from conftest import planted_spec, reprocheck
+from helpers import planted_spec, reprocheck
 
 
 def tolerance_block(out: str) -> str:

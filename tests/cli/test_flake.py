@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import planted_spec, reprocheck
+from helpers import planted_spec, reprocheck
 from reprocheck import flake
 
 

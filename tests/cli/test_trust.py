@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, planted_spec, reprocheck, write_spec
+from helpers import ROOT, planted_spec, reprocheck, write_spec
 from reprocheck.host.exitcodes import ExitCode
 from reprocheck.host.outcome import Status, exit_code
 from reprocheck.tree import SEPARATOR, decode_component, split_path

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import planted_spec, reprocheck, write_spec
+from helpers import planted_spec, reprocheck, write_spec
 from reprocheck.spec import CompareSpec, ToleranceSpec
 from reprocheck.worker import compare, outputs
 from reprocheck.worker.tasks.assign import match

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT
 
 SCHEMAS = ROOT / "tests" / "schemas"  # vendored SchemaStore schemas (see the README there)
 WORKFLOWS = sorted(
@@ -134,7 +134,6 @@ def act(image, spec, **env):
     return proc, lines
 
 
-@pytest.mark.slow
 @pytest.mark.docker
 def test_act_reproducible_spec_passes(act_image):
     proc, seen = act(act_image, "examples/suite.yaml")
@@ -147,7 +146,6 @@ def test_act_reproducible_spec_passes(act_image):
     )
 
 
-@pytest.mark.slow
 @pytest.mark.docker
 def test_act_nondeterministic_spec_fails_with_an_annotation(act_image):
     proc, seen = act(act_image, "tests/fixtures/flaky.yaml")
@@ -162,7 +160,6 @@ def test_act_nondeterministic_spec_fails_with_an_annotation(act_image):
     ), proc.stdout[-4000:]
 
 
-@pytest.mark.slow
 @pytest.mark.docker
 def test_act_invalid_spec_is_an_error_with_the_message(act_image):
     proc, seen = act(act_image, "tests/fixtures/invalid.yaml")
@@ -171,7 +168,6 @@ def test_act_invalid_spec_is_an_error_with_the_message(act_image):
     assert "invalid.yaml:3: runs: Input should be greater than or equal to 2" in proc.stdout
 
 
-@pytest.mark.slow
 @pytest.mark.docker
 def test_act_fragile_detections_pass_with_warning_annotations(act_image):
     proc, seen = act(act_image, "tests/fixtures/fragile.yaml")
@@ -186,10 +182,9 @@ def test_act_fragile_detections_pass_with_warning_annotations(act_image):
     assert "**Fragile**" in proc.stdout  # the step summary's section
 
 
-@pytest.mark.slow
 @pytest.mark.docker
 def test_act_requirements_and_a_model_cache_reach_the_container(act_image, tmp_path):
-    from conftest import fill_model_cache
+    from helpers import fill_model_cache
 
     cache = fill_model_cache(tmp_path / "models")  # absolute: a self-hosted runner's own folder
     proc, seen = act(

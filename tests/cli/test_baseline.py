@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from conftest import ROOT, planted_spec, reprocheck
+from helpers import ROOT, planted_spec, reprocheck
 from reprocheck import drift
 from reprocheck.worker import baseline
 from reprocheck.worker.outputs import flatten

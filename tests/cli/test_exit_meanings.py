@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT, planted_spec, reprocheck
+from helpers import ROOT, planted_spec, reprocheck
 
 
 def test_a_closed_stdout_ends_quietly_without_a_crash_log(tmp_path):

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from conftest import FIXTURES, reprocheck, write_spec
+from helpers import FIXTURES, reprocheck, write_spec
 
 DETECTION = '{outputs: {"*": {as: detection}}}'
 CLASSIFY = "{outputs: {logits: {as: classification}}}"

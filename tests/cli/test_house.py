@@ -6,9 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from conftest import EXAMPLES, ROOT, planted_spec, reprocheck, write_spec
+from helpers import EXAMPLES, ROOT, planted_spec, reprocheck, write_spec
 
 NO_TORCH = r"""
 import contextlib, io, json, sys
@@ -84,7 +82,6 @@ checks:
     assert statuses == {"ok": ("pass", "updated"), "flaky": ("fail", "not-updated"), "broken": ("error", None)}
 
 
-@pytest.mark.slow
 def test_reprocheck_docker_works_from_a_venv_without_torch(tmp_path):
     # What a laptop user does: a fresh venv, `pip install 'reprocheck[docker]'`. No torch comes along,
     # and the launcher works (a stand-in docker records the container it would start).

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from reprocheck import protocol as p
 from reprocheck.drift import BaselineResult, BaselineStatus, FieldDiff
 from reprocheck.results import Comparison, Fragile, Kind, OutputResult, TaskResult, Tolerance

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT, reprocheck, write_spec
+from helpers import FIXTURES, ROOT, built_once, reprocheck, write_spec
 
 OLD_TORCH = "2.13.0+cpu"
 VENVS = Path(os.environ.get("REPROCHECK_TEST_VENVS", ROOT / ".cache" / "venvs"))
@@ -29,6 +29,12 @@ def old_python() -> str:
         "-c",
         f"import torch, pydantic, yaml, numpy, safetensors; assert torch.__version__ == {OLD_TORCH!r}",
     ]
+    with built_once("torch-2.13-venv"):
+        _make_old_venv(folder, python, probe)
+    return str(python)
+
+
+def _make_old_venv(folder: Path, python: Path, probe: list[str]) -> None:
     if not python.exists() or subprocess.run(probe, capture_output=True).returncode != 0:
         shutil.rmtree(folder, ignore_errors=True)
         venv.create(folder, with_pip=True)
@@ -46,7 +52,6 @@ def old_python() -> str:
         ]
         proc = subprocess.run(install, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    return str(python)
 
 
 SPEC = """version: 1

@@ -5,7 +5,7 @@ import json
 import jsonschema
 import pytest
 
-from conftest import EXAMPLES, ROOT, planted_spec, reprocheck, write_spec
+from helpers import EXAMPLES, ROOT, planted_spec, reprocheck, write_spec
 from reprocheck.host import invariance, launch
 
 INVARIANT = "recipe: {threads: 2}\ninvariance: {threads: [1, 4]}\n"
@@ -40,6 +40,9 @@ def test_the_invariance_tolerance_decides(spec_dir):
     loose = INVARIANT.replace("[1, 4]}", "[1, 4], tolerance: {rtol: 1.0e-5}}")
     r = reprocheck("run", str(planted_spec(spec_dir, "thread_dependent", loose)))
     assert r.code == 0, r  # the sums differ by a few ulp: 1e-5 relative accepts them
+    # ... because both variants ran and matched within it (the same variants differ without it, test above).
+    for n in (1, 4):
+        assert f"invariance threads={n}: matches run 1 (2 threads) (2 outputs compared)" in r.out, r
 
 
 def test_invariance_none_skips_and_a_kind_selects(spec_dir):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import EXAMPLES, reprocheck, write_spec
+from helpers import EXAMPLES, reprocheck, write_spec
 
 
 class Small(torch.nn.Module):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import EXAMPLES, ROOT, reprocheck, write_spec
+from helpers import EXAMPLES, ROOT, reprocheck, write_spec
 
 GOOD = """version: 1
 model:

@@ -1,0 +1,98 @@
+"""What the tests share: the real CLI in a subprocess, spec writers, the Docker engine probe, a model cache, and a
+lock for what one test session builds once (test workers run side by side)."""
+
+import contextlib
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
+FIXTURES = TESTS / "fixtures"
+ZOOS = TESTS / "zoos"
+EXAMPLES = ROOT / "examples"
+if str(ROOT / "runner") not in sys.path:
+    sys.path.insert(0, str(ROOT / "runner"))  # the package under test, installed or not
+
+
+class Result:
+    def __init__(self, proc: subprocess.CompletedProcess) -> None:
+        self.code = proc.returncode
+        self.out = proc.stdout
+        self.err = proc.stderr
+
+    def __repr__(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
+
+
+def reprocheck(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 600) -> Result:
+    """The real CLI in a real subprocess."""
+    full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    full_env["PYTHONPATH"] = (env or {}).get("PYTHONPATH", str(ROOT / "runner"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "reprocheck", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=full_env,
+        timeout=timeout,
+    )
+    return Result(proc)
+
+
+def write_spec(folder: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def planted_spec(folder: Path, factory: str, extra: str = "", shape: str = "[4, 8]", name: str = "spec.yaml") -> Path:
+    return write_spec(
+        folder,
+        f"""version: 1
+model:
+  factory: "planted:{factory}"
+input:
+  random: {{shape: {shape}}}
+{extra}""",
+        name,
+    )
+
+
+def engine_up() -> bool:
+    return (
+        shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    )
+
+
+@contextlib.contextmanager
+def built_once(name: str) -> Iterator[None]:
+    """Held while one test worker builds what the session shares (the image, a venv): the others wait, then find it."""
+    folder = ROOT / ".cache" / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def fill_model_cache(folder: Path) -> Path:
+    """A model cache holding RetinaNet v2's DEFAULT weights at the file name torchvision looks for: a seeded random
+    state dict (no hub can be reached here), so `weights: DEFAULT` loads without a network."""
+    import torch
+    import torchvision.models as tvm
+
+    url = tvm.get_model_weights("retinanet_resnet50_fpn_v2").DEFAULT.url
+    target = folder / "torch" / "hub" / "checkpoints" / url.rsplit("/", 1)[-1]
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        model = tvm.get_model("retinanet_resnet50_fpn_v2", weights=None, weights_backbone=None)
+        torch.save(model.state_dict(), target)
+    return folder
