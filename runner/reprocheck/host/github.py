@@ -176,7 +176,7 @@ def end_group() -> None:
 def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]]:
     """(spec file, line, title, message) for each check that did not pass, for annotations; an invariance
     variant that differs or fails is annotated at the check's `invariance:` line."""
-    from .outcome import Status
+    from .outcome import Status, VariantStatus
     from .report.text import own_runs_failed, run_cause, summarize, variant_lines
 
     out = []
@@ -200,8 +200,8 @@ def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]
             message = r.baseline.message or "failed"
             out.append((file, r.line, f"reprocheck: {r.name} drifted from its baseline", message))
         for v in r.invariance:
-            if v.status in ("fail", "error"):
-                what = "could not run" if v.status == "error" else "is not invariant"
+            if v.status in (VariantStatus.FAIL, VariantStatus.ERROR):
+                what = "could not run" if v.status is VariantStatus.ERROR else "is not invariant"
                 title = f"reprocheck: {r.name} {what} at {v.label}"
                 out.append((file, r.invariance_line or r.line, title, " ".join(x.strip() for x in variant_lines(v))))
         if r.fragile and r.fragile_policy == "fail":

@@ -20,8 +20,6 @@ keeps the zygote's. In spawn mode every variant is a fresh interpreter. The comp
 from __future__ import annotations
 
 import dataclasses
-import enum
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +34,10 @@ from ..protocol import (
     VerdictRequest,
     worker_check,
 )
-from ..results import Comparison
 from ..spec import LoadedCheck, ToleranceSpec
 from . import execute, helpers, progress
+from .outcome import Kind, VariantResult, VariantStatus
 from .runs import RunResult
-
-
-class Kind(str, enum.Enum):
-    BATCH = "batch"
-    THREADS = "threads"
-    DEVICE = "device"
-
 
 KINDS = tuple(k.value for k in Kind)
 
@@ -56,41 +47,6 @@ def selected_kinds(choices: list[str] | None) -> frozenset[str] | None:
     if not choices or "all" in choices:
         return None
     return frozenset(c for c in choices if c != "none")
-
-
-@dataclass(frozen=True)
-class VariantResult:
-    """One variant compared with the check's run 1. Truthy when it matched."""
-
-    kind: Kind
-    variant: str  # e.g. "1" for one thread
-    reference: str  # what run 1 was, in the same words: "2"
-    status: str  # "pass" | "fail" | "error" | "skipped" (its device is not here)
-    comparison: Comparison | None = None
-    run: RunResult | None = None
-    cause: str = ""  # why it could not be compared, or was skipped
-    left_out: tuple[str, ...] = ()  # batch: outputs that are not per-sample, so not compared
-    ignored: tuple[str, ...] = ()  # outputs the spec's `ignore:` left out (of every comparison)
-    distances: tuple[Distance, ...] = ()  # from the float64 reference, for the outputs that differ
-
-    def __bool__(self) -> bool:
-        return self.status == "pass"
-
-    @property
-    def label(self) -> str:
-        return f"{self.kind.value}={self.variant}"
-
-    def names(self) -> tuple[str, str]:
-        """How the two sides read in a report: run 1 at the check's setting, and the variant."""
-        if self.kind is Kind.BATCH:
-            return f"run 1 (batch of {self.reference})", f"batch of {self.variant}"
-        if self.kind is Kind.DEVICE:
-            return f"run 1 ({self.reference})", self.variant
-        plural = {"1": ""}
-        return (
-            f"run 1 ({self.reference} thread{plural.get(self.reference, 's')})",
-            f"{self.variant} thread{plural.get(self.variant, 's')}",
-        )
 
 
 def has_variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> bool:
@@ -205,7 +161,7 @@ def run_variants(
                 "the input has no batch to vary: batch invariance needs one tensor or list argument, or keyword "
                 "tensors that share dim 0 (give them one batch size, or remove invariance.batch)"
             )
-            results.append(VariantResult(kind, str(value), reference, "error", cause=cause))
+            results.append(VariantResult(kind, str(value), reference, VariantStatus.ERROR, cause=cause))
             continue
         progress.phase(f"{lc.name}: invariance {kind.value}={value}")
         folder = workdir / f"{kind.value}-{str(value).replace(':', '-')}"
@@ -216,28 +172,30 @@ def run_variants(
             prepared.cancel()
             if run.unavailable and not require_devices:
                 cause = f"{value} is not available on this machine (--require-devices makes that an error)"
-                results.append(VariantResult(kind, str(value), reference, "skipped", run=run, cause=cause))
+                results.append(VariantResult(kind, str(value), reference, VariantStatus.SKIPPED, run=run, cause=cause))
             else:
-                results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=run.cause))
+                results.append(
+                    VariantResult(kind, str(value), reference, VariantStatus.ERROR, run=run, cause=run.cause)
+                )
             continue
         batched: tuple[int, int] | None = None
         if kind is Kind.BATCH:
             if first.samples is None or run.samples is None:
                 prepared.cancel()
                 cause = "the input has no batch dimension (one tensor or list argument) to vary"
-                results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=cause))
+                results.append(VariantResult(kind, str(value), reference, VariantStatus.ERROR, run=run, cause=cause))
                 continue
             batched = (first.samples, run.samples)
         request = _request(lc, first, run, tolerance, batched)
         try:
             answer = prepared.verdict(request)
         except execute.VerdictTimeout as exc:
-            results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=str(exc)))
+            results.append(VariantResult(kind, str(value), reference, VariantStatus.ERROR, run=run, cause=str(exc)))
             continue
         if answer.error is not None or answer.comparison is None:  # the check's own comparison reported the rule
             prepared.cancel()
             cause = answer.error.message if answer.error else "the variant's comparison compared nothing"
-            results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=cause))
+            results.append(VariantResult(kind, str(value), reference, VariantStatus.ERROR, run=run, cause=cause))
             continue
         comparison = answer.comparison
         left_out = tuple(answer.left_out)
@@ -251,7 +209,9 @@ def run_variants(
                 )
             else:
                 cause = f"{kind.value} variant: the outputs hold no tensor to compare"
-            results.append(VariantResult(kind, str(value), reference, "error", run=run, cause=cause, left_out=left_out))
+            results.append(
+                VariantResult(kind, str(value), reference, VariantStatus.ERROR, run=run, cause=cause, left_out=left_out)
+            )
             continue
         distances: tuple[Distance, ...] = ()
         wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is Kind.DEVICE)
@@ -265,7 +225,7 @@ def run_variants(
                 kind,
                 str(value),
                 reference,
-                "pass" if comparison else "fail",
+                VariantStatus.PASS if comparison else VariantStatus.FAIL,
                 comparison,
                 run,
                 left_out=left_out,

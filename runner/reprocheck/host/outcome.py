@@ -1,5 +1,6 @@
 """A check's outcome: its status (pass, fail, error, each with its exit code) and everything the reports say of it
-(CheckResult, plain data), and a session's exit code."""
+(CheckResult and its variants' VariantResult, plain data that the checks write and the reports read), and a
+session's exit code."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import drift
+from ..protocol import Distance
 from ..results import Comparison, Fragile
 from .exitcodes import ExitCode
-from .invariance import VariantResult
 from .runs import RunResult
 
 
@@ -23,6 +24,54 @@ class Status(str, enum.Enum):
     @property
     def exit_code(self) -> ExitCode:
         return {Status.PASS: ExitCode.OK, Status.FAIL: ExitCode.MISMATCH, Status.ERROR: ExitCode.RUN_FAILED}[self]
+
+
+class Kind(str, enum.Enum):
+    BATCH = "batch"
+    THREADS = "threads"
+    DEVICE = "device"
+
+
+class VariantStatus(str, enum.Enum):
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+    SKIPPED = "skipped"  # its device is not on this machine: neither a pass nor a failure
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """One variant compared with the check's run 1. Truthy when it matched."""
+
+    kind: Kind
+    variant: str  # e.g. "1" for one thread
+    reference: str  # what run 1 was, in the same words: "2"
+    status: VariantStatus
+    comparison: Comparison | None = None
+    run: RunResult | None = None
+    cause: str = ""  # why it could not be compared, or was skipped
+    left_out: tuple[str, ...] = ()  # batch: outputs that are not per-sample, so not compared
+    ignored: tuple[str, ...] = ()  # outputs the spec's `ignore:` left out (of every comparison)
+    distances: tuple[Distance, ...] = ()  # from the float64 reference, for the outputs that differ
+
+    def __bool__(self) -> bool:
+        return self.status is VariantStatus.PASS
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind.value}={self.variant}"
+
+    def names(self) -> tuple[str, str]:
+        """How the two sides read in a report: run 1 at the check's setting, and the variant."""
+        if self.kind is Kind.BATCH:
+            return f"run 1 (batch of {self.reference})", f"batch of {self.variant}"
+        if self.kind is Kind.DEVICE:
+            return f"run 1 ({self.reference})", self.variant
+        plural = {"1": ""}
+        return (
+            f"run 1 ({self.reference} thread{plural.get(self.reference, 's')})",
+            f"{self.variant} thread{plural.get(self.variant, 's')}",
+        )
 
 
 @dataclass(frozen=True)

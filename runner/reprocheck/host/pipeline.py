@@ -16,9 +16,10 @@ from ..protocol import RunRef, VerdictAnswer, VerdictRequest
 from ..results import Fragile
 from ..spec import LoadedCheck, SpecError
 from . import execute, zygote
+from .decision import Evidence, decide
 from .findings import blind_outputs, nothing_compared, recipe_parts_off
-from .invariance import VariantResult, has_variants, run_variants
-from .outcome import CheckResult, Status
+from .invariance import has_variants, run_variants
+from .outcome import CheckResult, VariantResult
 from .progress import phase
 from .runs import RunResult
 from .zygote import Progress
@@ -93,28 +94,27 @@ def run_check(
     if empty is not None and not error:  # nothing compared is never a pass
         error, error_line = empty[0], lc.key_line("ignore") if empty[1] else 0
     blind, blind_all = blind_outputs(comparison, ok[0].constants if ok else {})
-    if not all_ok or error:
-        status = Status.ERROR
-    elif comparison is not None and not comparison:
-        status = Status.FAIL
-    else:
-        status = Status.PASS
-    if golden is not None and not golden and status is Status.PASS:
-        status = Status.FAIL
-    if fragile and check.compare.fragile == "fail" and status is Status.PASS:
-        status = Status.FAIL
-    if blind_all and check.strict and status is Status.PASS:
-        status = Status.FAIL
     variants: tuple[VariantResult, ...] = ()
     if all_ok and not error:  # a check that could not be judged is not varied either
         variants = run_variants(
             lc, ok[0], prepared.workdir, prepared.isolation, invariance, require_devices, source=prepared
         )
     prepared.cancel()
-    if any(v.status == "error" for v in variants):
-        status = Status.ERROR
-    elif status is Status.PASS and any(v.status == "fail" for v in variants):
-        status = Status.FAIL  # a skipped variant (its device is not here) is neither: the report says so
+    status = decide(
+        Evidence(
+            runs_requested=check.runs,
+            runs_ended=len(runs),
+            runs_ok=len(ok),
+            error=error,
+            comparison=None if comparison is None else bool(comparison),
+            baseline=None if golden is None else bool(golden),
+            fragile=bool(fragile),
+            fragile_policy=check.compare.fragile,
+            blind_all=blind_all,
+            strict=check.strict,
+            variants=tuple(v.status for v in variants),
+        )
+    )
     if comparison is not None and not comparison:
         notes[:0] = recipe_parts_off(check.recipe)
     if comparison is not None:

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from ..outcome import CheckResult, Status
+from ..outcome import CheckResult, Status, VariantStatus
 from .text import (
     TABLE_ROWS,
     blind_lines,
@@ -47,7 +47,7 @@ def check_line(r: CheckResult, colour: bool = False) -> str:
     if r.status is Status.FAIL and r.comparison is not None and not r.comparison:
         n = len(r.comparison.outputs)
         tail = f"  {len(r.comparison.failures)} of {plural(n, 'output')} {'differs' if n == 1 else 'differ'}"
-    elif r.status is Status.FAIL and any(v.status == "fail" for v in r.invariance):
+    elif r.status is Status.FAIL and any(v.status is VariantStatus.FAIL for v in r.invariance):
         tail = f"  invariance: {', '.join(v.label for v in r.invariance if v.status == 'fail')} differ"
     elif r.status is Status.FAIL and r.baseline is not None and not r.baseline:
         tail = f"  baseline: {r.baseline.status.value}"
@@ -57,11 +57,13 @@ def check_line(r: CheckResult, colour: bool = False) -> str:
         tail = "  every compared output is constant: blind (strict: true)"
     elif r.status is Status.PASS and r.blind:
         tail = f"  blind: {plural(len(r.blind), 'output')} constant in every run (see below)"
-    elif r.status is Status.ERROR and r.failed_run is None and any(v.status == "error" for v in r.invariance):
+    elif (
+        r.status is Status.ERROR and r.failed_run is None and any(v.status is VariantStatus.ERROR for v in r.invariance)
+    ):
         tail = "  an invariance variant's run failed"
     elif r.status is Status.ERROR:
         tail = f"  {run_cause(r)}"
-    elif r.status is Status.PASS and any(v.status == "skipped" for v in r.invariance):
+    elif r.status is Status.PASS and any(v.status is VariantStatus.SKIPPED for v in r.invariance):
         tail = f"  invariance: {', '.join(v.label for v in r.invariance if v.status == 'skipped')} skipped (not passed)"
     elif r.status is Status.PASS and flake_line(r):
         tail = f"  {flake_line(r)}"

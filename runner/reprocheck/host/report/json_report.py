@@ -103,7 +103,7 @@ def check_dict(r: CheckResult) -> dict[str, Any]:
                 "kind": v.kind.value,
                 "variant": v.variant,
                 "reference": v.reference,
-                "status": v.status,
+                "status": v.status.value,
                 "cause": v.cause,
                 "left_out": list(v.left_out),
                 "ignored": list(v.ignored),

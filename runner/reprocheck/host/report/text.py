@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from ...protocol import Distance
 from ...results import Kind, OutputResult
-from ..invariance import Distance, VariantResult
-from ..outcome import CheckResult
+from ..outcome import CheckResult, VariantResult, VariantStatus
 from . import tasks
 
 TABLE_ROWS = 20  # per failing check, in console and Markdown
@@ -239,16 +239,16 @@ INVARIANCE_REMEDY = {
 def variant_lines(v: VariantResult) -> list[str]:
     """An invariance variant in sentences: matched, or what differs between run 1 and the variant, and the remedy."""
     a, b = v.names()
-    if v.status == "skipped":
+    if v.status is VariantStatus.SKIPPED:
         return [f"invariance {v.label}: skipped, not passed: {v.cause}"]
-    if v.status == "error" and v.run is None:  # refused before it ran
+    if v.status is VariantStatus.ERROR and v.run is None:  # refused before it ran
         return [f"invariance {v.label}: not run: {v.cause}"]
-    if v.status == "error" or v.comparison is None:
+    if v.status is VariantStatus.ERROR or v.comparison is None:
         return [f"invariance {v.label}: the variant's run failed: {v.cause}"]
     outputs = v.comparison.outputs
     note = f"; not per-sample, so left out: {', '.join(v.left_out)}" if v.left_out else ""
     note += f"; ignored by the spec: {', '.join(v.ignored)}" if v.ignored else ""
-    if v.status == "pass":
+    if v.status is VariantStatus.PASS:
         return [f"invariance {v.label}: matches {a} ({plural(len(outputs), 'output')} compared{note})"]
     fails = v.comparison.failures
     lines = [f"invariance {v.label}: {len(fails)} of {plural(len(outputs), 'output')} differ between {a} and {b}{note}"]
