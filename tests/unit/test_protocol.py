@@ -142,13 +142,13 @@ def test_an_event_line_that_does_not_fit_is_an_error_never_a_dead_worker(tmp_pat
     """A real process printing a malformed event: the parent raises, it does not wait out a timeout."""
     import time
 
-    from reprocheck.host.zygote import _Events
+    from reprocheck.host.zygote import Events
 
     script = 'print(\'not ours\'); print(\'{"event": "run", "dir": "/r"}\', flush=True)'
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
     try:
         with pytest.raises(p.ProtocolError, match="event"):
-            _Events(proc).next(time.monotonic() + 30)
+            Events(proc).next(time.monotonic() + 30)
     finally:
         proc.wait()
 

@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass, field
 
 from ..results import Kind, OutputResult
-from .commands import _run_checks, checks_to_run
+from .commands import checks_to_run, run_checks
 from .outcome import CheckResult, Status
 
 SAFETY = 4.0  # times the largest difference observed
@@ -247,7 +247,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         if lc.check.invariance is not None:
             update["invariance"] = lc.check.invariance.model_copy(update={"tolerance": None})
         bitwise.append(dataclasses.replace(lc, check=lc.check.model_copy(update=update)))
-    results, crash = _run_checks(args, bitwise, pipeline.Session(Isolation(args.isolation)))
+    results, crash = run_checks(args, bitwise, pipeline.Session(Isolation(args.isolation)))
     if crash is not None:
         raise crash
     failed = [r for r in results if r.status is Status.ERROR]

@@ -76,7 +76,7 @@ def _positive(name: str, value: float | None, default: float) -> float:
 def cmd_upgrade(args: argparse.Namespace) -> int:
     from ..files import atomic_write_text
     from ..spec import apply_overrides, select
-    from .commands import _load
+    from .commands import load_checks
     from .launch import DEVICE
     from .report import upgrade as fmt
     from .stacks import ULPS, K, Options, parse_stack
@@ -108,7 +108,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
         except LaunchError as exc:
             raise UsageError(str(exc)) from None
     try:
-        checks = select(apply_overrides(_load(args.specs), runs=args.runs), args.check)
+        checks = select(apply_overrides(load_checks(args.specs), runs=args.runs), args.check)
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
     opts = Options(

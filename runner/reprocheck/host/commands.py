@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from .runs import RunResult
 
 
-def _load(paths: list[str]) -> list[LoadedCheck]:
+def load_checks(paths: list[str]) -> list[LoadedCheck]:
     from ..spec import load_spec
 
     loaded: list[LoadedCheck] = []
@@ -39,7 +39,7 @@ def _load(paths: list[str]) -> list[LoadedCheck]:
     return loaded
 
 
-def _need_torch(baseline: bool = False) -> None:
+def need_torch(baseline: bool = False) -> None:
     # Checked without importing them: this process never imports torch, its workers do.
     needed = {"torch": "the runs", "numpy": "the runs"}
     if baseline:
@@ -90,7 +90,7 @@ def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
     try:
         strict = True if getattr(args, "strict", False) else None
         checks = select(
-            apply_overrides(_load(args.specs), runs=args.runs, device=args.device, strict=strict), args.check
+            apply_overrides(load_checks(args.specs), runs=args.runs, device=args.device, strict=strict), args.check
         )
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
@@ -111,7 +111,7 @@ def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
     writable = os.environ.get("REPROCHECK_WRITABLE")  # set by the launch policy in the container
     if writable:
         refuse_writable_sources(checks, json.loads(writable))
-    _need_torch(baseline=bool(getattr(args, "baseline", None)))
+    need_torch(baseline=bool(getattr(args, "baseline", None)))
     return checks
 
 
@@ -134,14 +134,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.require_devices,
         getattr(args, "reference_float64", False),
     )
-    results, crash = _run_checks(args, checks, session)
+    results, crash = run_checks(args, checks, session)
     _write_reports(args, results)
     if crash is not None:
         raise crash
     return int(outcome.exit_code(results))
 
 
-def _run_checks(
+def run_checks(
     args: argparse.Namespace, checks: list[LoadedCheck], session: pipeline.Session
 ) -> tuple[list[outcome.CheckResult], BaseException | None]:
     """Run every check with progress lines; on an internal failure, the checks completed before it."""
@@ -219,10 +219,10 @@ def _write_reports(args: argparse.Namespace, results: list[outcome.CheckResult])
 def cmd_validate(args: argparse.Namespace) -> int:
     from .names import name_errors, name_requests
 
-    checks = _load(args.specs)
+    checks = load_checks(args.specs)
     requests = name_requests(checks)
     if requests:  # torchvision's names: asked of a worker, this process never imports torch
-        _need_torch()
+        need_torch()
         from .helpers import name_problems
 
         with tempfile.TemporaryDirectory(prefix="reprocheck-validate-") as tmp:
@@ -244,10 +244,10 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
     check_output_flags(args)
     try:
-        checks = select(apply_overrides(_load(args.specs), device=args.device), args.check)
+        checks = select(apply_overrides(load_checks(args.specs), device=args.device), args.check)
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
-    _need_torch()
+    need_torch()
     from . import report
     from .diagnose import diagnose
     from .helpers import name_problems

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from .engine import ContainerError, docker, require_engine
 
-class ContainerError(Exception):
-    """A one-line problem with the engine or image, with its fix."""
+__all__ = ["ContainerError", "build_image", "docker", "require_engine", "run"]
 
 
 # The image's pins (docker/versions.env, their one place), shipped inside the package as package data.
@@ -60,19 +59,6 @@ def build_image(tag: str) -> None:
         raise ContainerError(f"the build produced {built}, not {tag}; pass --image {built}")
 
 
-def _docker(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *args], capture_output=True, text=True)
-
-
-def _engine() -> None:
-    if shutil.which("docker") is None:
-        raise ContainerError("the docker command is not installed (install Docker, or run `reprocheck run` here)")
-    proc = _docker("version", "--format", "{{.Server.Version}}")
-    if proc.returncode != 0:
-        why = (proc.stderr.strip().splitlines() or ["no answer"])[-1][:160]
-        raise ContainerError(f"cannot reach the Docker engine ({why}); start dockerd or set DOCKER_HOST")
-
-
 def run(plan: Any, *, build: bool, derivation: Any = None) -> int:
     """Run the planned container; its exit code is reprocheck's. Engine and image problems: ContainerError; a
     derivation (your requirements) that cannot be built: derived.DerivedError."""
@@ -80,11 +66,11 @@ def run(plan: Any, *, build: bool, derivation: Any = None) -> int:
 
     from .launch import prepare
 
-    _engine()
+    require_engine()
     if build:
         build_image(plan.image)
     # A derivation's base is pulled when missing (derived.ensure), as `docker run` would.
-    if not derivation and _docker("image", "inspect", "--format", "{{.Id}}", plan.image).returncode != 0:
+    if not derivation and docker("image", "inspect", "--format", "{{.Id}}", plan.image).returncode != 0:
         raise ContainerError(
             f"image {plan.image} is not here; build it with `reprocheck docker --build ...` "
             f"(or docker/build.sh) or pass --image"

@@ -92,10 +92,12 @@ def plan_exclude(plan: Any) -> tuple[Path, ...]:
 
 
 def _docker(*args: str) -> subprocess.CompletedProcess[str]:
+    from .engine import ContainerError, docker
+
     try:
-        return subprocess.run(["docker", *args], capture_output=True, text=True, errors="replace")
-    except OSError as exc:
-        raise DerivedError(f"the docker command cannot be run ({exc.strerror or exc}); install Docker") from None
+        return docker(*args)
+    except ContainerError as exc:
+        raise DerivedError(str(exc)) from None
 
 
 def _last_line(proc: subprocess.CompletedProcess[str]) -> str:

@@ -38,16 +38,16 @@ from ..protocol import (
 )
 from ..spec import LoadedCheck
 from .helpers import WorkerFailed, answer_kind, helper, read_answer, worker_cmd, worker_environment
-from .runs import RunResult, _log_tail, classify
+from .runs import RunResult, classify, log_tail
 from .zygote import (
+    LIVE_ZYGOTES,
     ZYGOTE_STARTUP_ALLOWANCE,
+    Events,
     Progress,
-    _Events,
-    _kill_group,
-    _live,
-    _run_forked,
-    _zygote_died,
+    kill_group,
     reap_orphans,
+    run_forked,
+    zygote_died,
 )
 
 
@@ -114,7 +114,7 @@ class Prepared:
         self.timeout = check.timeout
         self.zygote: subprocess.Popen[bytes] | None = None
         self.forkable = False  # the verdict is done and the zygote waits to fork variants
-        self.events: _Events | None = None
+        self.events: Events | None = None
         self.problems: list[NameProblem] | None = None
         # Forks share their zygote's hash seed: with the hash seed off, each run needs its own
         # interpreter to get its own random seed, as fresh processes would.
@@ -128,15 +128,15 @@ class Prepared:
                     stderr=zlog,
                     start_new_session=True,
                 )
-            _live.add(self.zygote)
-            self.events = _Events(self.zygote)
+            LIVE_ZYGOTES.add(self.zygote)
+            self.events = Events(self.zygote)
 
     def cancel(self) -> None:
         self.forkable = False
         if self.zygote is not None:
             if self.zygote.poll() is None:
-                _kill_group(self.zygote)
-            _live.discard(self.zygote)
+                kill_group(self.zygote)
+            LIVE_ZYGOTES.discard(self.zygote)
             reap_orphans()
 
     def _send(self, line: str) -> None:
@@ -169,9 +169,9 @@ class Prepared:
         if self.zygote is None:
             return _run_spawned(self.job_file, self.run_dirs, self.env, self.timeout, progress)
         if not self._ready():
-            return _zygote_died(self.zygote, self.job_file, self.run_dirs, [], progress)
+            return zygote_died(self.zygote, self.job_file, self.run_dirs, [], progress)
         self._send("go")
-        return _run_forked(self.zygote, self.events, self.job_file, self.run_dirs, self.timeout, progress)
+        return run_forked(self.zygote, self.events, self.job_file, self.run_dirs, self.timeout, progress)
 
     def verdict(self, request: VerdictRequest, keep: bool = False) -> VerdictAnswer:
         """Compare the runs (and the golden) in a process with torch: a fork of the zygote, else a helper. With
@@ -186,7 +186,7 @@ class Prepared:
             if event is None and time.monotonic() >= deadline:
                 raise VerdictTimeout(self._too_slow())
             if not (isinstance(event, AnsweredEvent) and event.op == "verdict"):
-                tail = "\n".join(_log_tail(self.job_file.parent / "zygote.log", 30))
+                tail = "\n".join(log_tail(self.job_file.parent / "zygote.log", 30))
                 raise WorkerFailed(f"the worker died while comparing the runs:\n{tail}")
             self.forkable = keep
             return read_answer(self.workdir / "verdict.json", VerdictAnswer)
@@ -263,7 +263,7 @@ def _run_spawned(
             except subprocess.TimeoutExpired:
                 timed_out = True
             finally:
-                _kill_group(proc)  # also what the run left running in its group
+                kill_group(proc)  # also what the run left running in its group
                 reap_orphans()  # and what it left elsewhere, if it died before reaping them itself
         result = classify(i, run_dir, proc.returncode, timed_out, time.perf_counter() - start, timeout)
         results.append(result)

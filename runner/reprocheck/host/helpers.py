@@ -27,8 +27,8 @@ from ..protocol import (
     ProtocolError,
     op_of,
 )
-from .runs import _log_tail
-from .zygote import _Events, _kill_group, _live, reap_orphans
+from .runs import log_tail
+from .zygote import LIVE_ZYGOTES, Events, kill_group, reap_orphans
 
 PARENT_ENV = "REPROCHECK_PARENT_PID"
 
@@ -103,10 +103,10 @@ def helper(base: Path, request: Message, kind: type[A], env: dict[str, str], tim
         try:
             proc.wait(timeout=timeout)
         finally:
-            _kill_group(proc)
+            kill_group(proc)
             reap_orphans()
     if not (base / "answer.json").exists():
-        tail = "\n".join(_log_tail(base / "log.txt", 30))
+        tail = "\n".join(log_tail(base / "log.txt", 30))
         raise WorkerFailed(f"the worker ({mode}) exited with code {proc.returncode} without answering:\n{tail}")
     return read_answer(base / "answer.json", kind)
 
@@ -135,8 +135,8 @@ class Helpers:
             stderr=self.log,
             start_new_session=True,
         )
-        _live.add(self.proc)
-        self.events = _Events(self.proc)
+        LIVE_ZYGOTES.add(self.proc)
+        self.events = Events(self.proc)
 
     def ask(self, request: Message, kind: type[A]) -> A:
         op = answer_kind(request, kind)
@@ -151,7 +151,7 @@ class Helpers:
         event = self.events.next(time.monotonic() + self.timeout)
         if not (isinstance(event, AnsweredEvent) and event.op == op) or not answer.exists():
             self.log.flush()
-            tail = "\n".join(_log_tail(self.dir / "log.txt", 30))
+            tail = "\n".join(log_tail(self.dir / "log.txt", 30))
             raise WorkerFailed(f"the worker helper ({op}) ended without answering:\n{tail}")
         return read_answer(answer, kind)
 
@@ -160,7 +160,7 @@ class Helpers:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if self.proc.poll() is None:
-            _kill_group(self.proc)
-        _live.discard(self.proc)
+            kill_group(self.proc)
+        LIVE_ZYGOTES.discard(self.proc)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -31,24 +31,24 @@ from pathlib import Path
 try:
     from .launch_checks import (
         LaunchError,
-        _gpus,
-        _inside,
-        _model_cache,
-        _mountable,
-        _no_option,
-        _refuse_protected,
         cache_env,
+        check_gpus,
+        check_model_cache,
+        inside_workspace,
+        mountable,
+        no_option,
+        refuse_protected,
     )
 except ImportError:  # the Action's step: this folder on sys.path, reprocheck not installed
     from launch_checks import (  # type: ignore[import-not-found, no-redef]
         LaunchError,
-        _gpus,
-        _inside,
-        _model_cache,
-        _mountable,
-        _no_option,
-        _refuse_protected,
         cache_env,
+        check_gpus,
+        check_model_cache,
+        inside_workspace,
+        mountable,
+        no_option,
+        refuse_protected,
     )
 
 CHECK_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
@@ -150,12 +150,12 @@ def plan(req: Request) -> Plan:
     workspace = Path(os.path.realpath(req.workspace))
     if not workspace.is_dir():
         raise LaunchError(f"workspace {req.workspace} is not a folder")
-    _mountable("workspace", str(workspace))
+    mountable("workspace", str(workspace))
     if not req.specs:
         raise LaunchError("spec is empty: name at least one spec file")
     if not IMAGE.match(req.image):
         raise LaunchError(f"image {req.image!r} is not an image reference (name[:tag][@digest])")
-    specs = [_inside(workspace, "spec", s, must_exist=True) for s in req.specs]
+    specs = [inside_workspace(workspace, "spec", s, must_exist=True) for s in req.specs]
     args: list[str] = ["run"]
     for name in req.checks:
         if not CHECK_NAME.match(name):
@@ -190,7 +190,7 @@ def plan(req: Request) -> Plan:
     writable_names: list[str] = []
     for flag, value in (("--report", req.report), ("--summary", req.summary)):
         if value:
-            path = _inside(workspace, flag.lstrip("-"), value)
+            path = inside_workspace(workspace, flag.lstrip("-"), value)
             if path == workspace or path.is_dir():
                 raise LaunchError(f"{flag.lstrip('-')} {value!r} is a folder; give a file name")
             if path.parent == workspace:  # it would need the whole workspace writable
@@ -202,7 +202,7 @@ def plan(req: Request) -> Plan:
             writable_names.append(flag.lstrip("-"))
             args += [flag, str(path)]
     if req.baseline:
-        path = _inside(workspace, "baseline", req.baseline)
+        path = inside_workspace(workspace, "baseline", req.baseline)
         if path == workspace:
             raise LaunchError(
                 "baseline is the workspace itself, which the container gets read-only; use a folder inside it"
@@ -216,12 +216,12 @@ def plan(req: Request) -> Plan:
         raise LaunchError("update-baseline needs a baseline folder (where to write the goldens)")
     flags = {folder: name for folder, name in zip(writable, writable_names, strict=True)}
     for folder, name in flags.items():
-        _refuse_protected(workspace, name, folder, specs)
+        refuse_protected(workspace, name, folder, specs)
         mounts.append(Mount(str(folder), writable=True))
 
     env = dict(CONTAINER_ENV)
     if req.model_cache:
-        cache = _model_cache(workspace, req.model_cache, req.allow_outside_cache, req.runner_folders, req.homes)
+        cache = check_model_cache(workspace, req.model_cache, req.allow_outside_cache, req.runner_folders, req.homes)
         if any(cache == f or cache in f.parents or f in cache.parents for f in flags):
             raise LaunchError(f"model-cache {req.model_cache!r} overlaps a writable output folder; keep them apart")
         if cache != workspace and workspace not in cache.parents:
@@ -229,7 +229,7 @@ def plan(req: Request) -> Plan:
         env.update(cache_env(str(cache)))
         args += ["--model-cache", str(cache)]
     if req.code:
-        code = Path(_mountable("code", os.path.realpath(_no_option("code", req.code))))
+        code = Path(mountable("code", os.path.realpath(no_option("code", req.code))))
         if not (code / "reprocheck" / "__init__.py").is_file():
             raise LaunchError(f"code {req.code!r} holds no reprocheck package")
         if any(code == f or code in f.parents or f in code.parents for f in flags):
@@ -244,7 +244,7 @@ def plan(req: Request) -> Plan:
         env["GITHUB_WORKSPACE"] = str(workspace)
         for var, value in (("GITHUB_OUTPUT", req.github_output), ("GITHUB_STEP_SUMMARY", req.github_summary)):
             if value:
-                file = _mountable(f"${var}", os.path.realpath(_no_option(var, value)))
+                file = mountable(f"${var}", os.path.realpath(no_option(var, value)))
                 if not os.path.isfile(file):
                     raise LaunchError(f"${var} {value!r} is not a file")
                 mounts.append(Mount(file, writable=True))  # the file alone, not its folder
@@ -254,7 +254,7 @@ def plan(req: Request) -> Plan:
         env=env,
         user=f"{os.getuid()}:{os.getgid()}",
         network=req.network,
-        gpus=_gpus(req.gpus),
+        gpus=check_gpus(req.gpus),
         image=req.image,
         args=tuple([*args, "--", *map(str, specs)]),
         outputs=tuple(flags),

@@ -17,7 +17,7 @@ class LaunchError(ValueError):
     """A request the policy refuses: one line naming the input and the fix."""
 
 
-def _no_option(name: str, value: str) -> str:
+def no_option(name: str, value: str) -> str:
     if value.startswith("-"):
         raise LaunchError(f"{name} {value!r} starts with '-': a value can never be an option (rename it)")
     if any(c in value for c in "\r\n\0"):
@@ -32,7 +32,7 @@ def ascii_count(name: str, value: str) -> int:
     return int(value)
 
 
-def _mountable(name: str, path: str) -> str:
+def mountable(name: str, path: str) -> str:
     bad = sorted({c for c in path if c in MOUNT_UNSAFE})
     if bad:
         shown = ", ".join(repr(c) for c in bad)
@@ -43,11 +43,11 @@ def _mountable(name: str, path: str) -> str:
     return path
 
 
-def _inside(workspace: Path, name: str, value: str, must_exist: bool = False) -> Path:
+def inside_workspace(workspace: Path, name: str, value: str, must_exist: bool = False) -> Path:
     """An absolute, symlink-resolved path that must lie inside the workspace."""
-    _no_option(name, value)
+    no_option(name, value)
     path = Path(os.path.realpath(workspace / value))
-    _mountable(name, str(path))
+    mountable(name, str(path))
     if path != workspace and workspace not in path.parents:
         raise LaunchError(f"{name} {value!r} is outside the workspace {workspace}; give a path inside it")
     if must_exist and not path.is_file():
@@ -151,12 +151,12 @@ def _check_cache_contents(name: str, path: Path, credentials: bool = True) -> No
                     )
 
 
-def _model_cache(
+def check_model_cache(
     workspace: Path, value: str, allow_outside: bool, runner_folders: tuple[str, ...] = (), homes: tuple[str, ...] = ()
 ) -> Path:
-    _no_option("model-cache", value)
+    no_option("model-cache", value)
     path = Path(os.path.realpath(workspace / value))
-    _mountable("model-cache", str(path))
+    mountable("model-cache", str(path))
     if not path.is_dir():
         raise LaunchError(f"model-cache {value!r} is not a folder (fill it in an earlier step, see the README)")
     inside = path == workspace or workspace in path.parents
@@ -172,13 +172,13 @@ def _model_cache(
     return path
 
 
-def _gpus(value: str) -> str:
+def check_gpus(value: str) -> str:
     if value in ("none", "all") or (re.fullmatch(r"[0-9]{1,4}", value) and int(value) > 0):
         return value
     raise LaunchError(f"gpus must be none, all or a positive count (digits 0-9), got {value!r}")
 
 
-def _refuse_protected(workspace: Path, name: str, folder: Path, specs: list[Path]) -> None:
+def refuse_protected(workspace: Path, name: str, folder: Path, specs: list[Path]) -> None:
     """A writable folder must be a dedicated output folder: not in or holding .git/.github or a spec."""
     fix = "give a dedicated output folder, e.g. reprocheck/"
     parts = folder.relative_to(workspace).parts

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ..spec import SpecErrors
-from .commands import _load, _need_torch
+from .commands import load_checks, need_torch
 from .exitcodes import UsageError
 from .targets import check_output_flags
 
@@ -21,7 +21,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     from ..spec import select
 
     try:
-        checks = select(_load(args.specs), args.check)
+        checks = select(load_checks(args.specs), args.check)
     except SpecErrors as exc:
         raise UsageError(str(exc)) from None
     include = [
@@ -54,7 +54,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    _need_torch()
+    need_torch()
     from ..protocol import FingerprintAnswer, FingerprintRequest
     from .helpers import helper, worker_environment
 

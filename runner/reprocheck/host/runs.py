@@ -50,14 +50,14 @@ class RunResult:
         return self.run_dir / "outputs.pt"
 
 
-def _signal_name(num: int) -> str:
+def signal_name(num: int) -> str:
     try:
         return signal.Signals(num).name
     except ValueError:
         return f"signal {num}"
 
 
-def _log_tail(path: Path, lines: int = 12) -> tuple[str, ...]:
+def log_tail(path: Path, lines: int = 12) -> tuple[str, ...]:
     try:
         text = path.read_text(errors="replace")
     except OSError:
@@ -74,7 +74,7 @@ def classify(
         return RunResult(
             status=RunStatus.TIMEOUT,
             cause=f"timed out after {timeout:g}s and was killed (raise `timeout:` if the model is just slow)",
-            details=_log_tail(run_dir / "log.txt"),
+            details=log_tail(run_dir / "log.txt"),
             **base,
         )
     result: RunReport | None
@@ -83,19 +83,19 @@ def classify(
     except (OSError, ProtocolError):
         result = None
     if returncode is not None and returncode < 0:
-        sig = _signal_name(-returncode)
+        sig = signal_name(-returncode)
         why = " (out of memory? the kernel's OOM killer sends SIGKILL)" if sig == "SIGKILL" else ""
         return RunResult(
             status=RunStatus.CRASHED,
             cause=f"crashed: killed by {sig}{why}",
-            details=_log_tail(run_dir / "log.txt"),
+            details=log_tail(run_dir / "log.txt"),
             **base,
         )
     if result is None or (returncode not in (0, 1)):
         return RunResult(
             status=RunStatus.CRASHED,
             cause=f"exited with code {returncode} without writing its result",
-            details=_log_tail(run_dir / "log.txt"),
+            details=log_tail(run_dir / "log.txt"),
             **base,
         )
     if not result.ok:

@@ -92,10 +92,10 @@ def probe(stack: Stack, code: Path) -> None:
         from . import container
 
         try:
-            container._engine()
+            container.require_engine()
         except container.ContainerError as exc:
             raise UsageError(str(exc)) from None
-        if container._docker("image", "inspect", "--format", "{{.Id}}", stack.value).returncode != 0:
+        if container.docker("image", "inspect", "--format", "{{.Id}}", stack.value).returncode != 0:
             raise UsageError(f"image {stack.value} is not on this machine: build or load it first (docker images)")
         return
     proc = subprocess.run(

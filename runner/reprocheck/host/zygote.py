@@ -16,30 +16,30 @@ from typing import Any
 
 from ..processes import reap
 from ..protocol import AnsweredEvent, ProtocolError, ReadyEvent, RunEvent, read_event
-from .runs import RunResult, RunStatus, _log_tail, _signal_name, classify
+from .runs import RunResult, RunStatus, classify, log_tail, signal_name
 
 ZYGOTE_STARTUP_ALLOWANCE = 300.0  # seconds for the zygote's imports, on top of the runs' own timeouts
 
 
-_live: set[subprocess.Popen[bytes]] = set()  # zygotes started and not yet reaped
+LIVE_ZYGOTES: set[subprocess.Popen[bytes]] = set()  # zygotes started and not yet reaped
 
 
 def cancel_all() -> None:
     """Kill every worker this process started that is still alive (on exit, whatever the cause)."""
-    for proc in list(_live):
+    for proc in list(LIVE_ZYGOTES):
         if proc.poll() is None:
-            _kill_group(proc)
-        _live.discard(proc)
+            kill_group(proc)
+        LIVE_ZYGOTES.discard(proc)
     reap_orphans()
 
 
 def reap_orphans() -> None:
     """End what a worker or its runs left running after they died (reparented here: reprocheck is a child
     subreaper), sparing the workers still in use."""
-    reap(keep=tuple(p.pid for p in _live if p.poll() is None))
+    reap(keep=tuple(p.pid for p in LIVE_ZYGOTES if p.poll() is None))
 
 
-def _kill_group(proc: subprocess.Popen[Any]) -> None:
+def kill_group(proc: subprocess.Popen[Any]) -> None:
     """Kill the worker's process group (the worker and whatever it left in its group), then reap the worker."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -52,7 +52,7 @@ Progress = Callable[[RunResult], None]
 Event = ReadyEvent | RunEvent | AnsweredEvent
 
 
-class _Events:
+class Events:
     """protocol events from a worker's stdout, read on a thread so that waits can time out."""
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
@@ -82,9 +82,9 @@ class _Events:
         return event
 
 
-def _run_forked(
+def run_forked(
     proc: subprocess.Popen[bytes],
-    events: _Events | None,
+    events: Events | None,
     job_file: Path,
     run_dirs: list[Path],
     timeout: float,
@@ -108,11 +108,11 @@ def _run_forked(
         if not result.ok:
             break
     if not results or (results[-1].ok and len(results) < len(run_dirs)):
-        return _zygote_died(proc, job_file, run_dirs, results, progress)
+        return zygote_died(proc, job_file, run_dirs, results, progress)
     return results
 
 
-def _zygote_died(
+def zygote_died(
     proc: subprocess.Popen[bytes],
     job_file: Path,
     run_dirs: list[Path],
@@ -121,14 +121,14 @@ def _zygote_died(
 ) -> list[RunResult]:
     """The zygote itself died or hung (e.g. torch failed to import): a run failure naming it."""
     if proc.poll() is None:
-        _kill_group(proc)
+        kill_group(proc)
     proc.wait()
-    _live.discard(proc)
+    LIVE_ZYGOTES.discard(proc)
     i = len(results) + 1
-    tail = _log_tail(job_file.parent / "zygote.log")
+    tail = log_tail(job_file.parent / "zygote.log")
     cause = f"the worker process exited with code {proc.returncode} before run {i} finished"
     if proc.returncode is not None and proc.returncode < 0:
-        cause = f"the worker process was killed by {_signal_name(-proc.returncode)} before run {i} finished"
+        cause = f"the worker process was killed by {signal_name(-proc.returncode)} before run {i} finished"
     failed = RunResult(
         index=i, status=RunStatus.CRASHED, duration=0.0, run_dir=run_dirs[i - 1], cause=cause, details=tail
     )

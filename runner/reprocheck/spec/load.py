@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import SpecError, SpecErrors
 from .models import CHECK_KEYS, MERGED_KEYS, SPEC_VERSION, Check, Defaults
-from .yamlread import _Located, _read
+from .yamlread import Located, read_located
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class LoadedCheck:
     base_dir: Path
     key_prefix: tuple[Any, ...] = ()  # ("checks", i) inside a multi-check file
     # The file's parsed node tree, shared by its checks: line lookups never re-read the file.
-    where: _Located | None = field(default=None, compare=False, repr=False)
+    where: Located | None = field(default=None, compare=False, repr=False)
 
     @functools.cached_property
     def config_hash(self) -> str:
@@ -40,7 +40,7 @@ class LoadedCheck:
 
     def key_line(self, *keys: str) -> int:
         """The line of one of this check's keys, falling back to the defaults, then the check."""
-        where = self.where or _read(self.file)[1]
+        where = self.where or read_located(self.file)[1]
         for path in (self.key_prefix + keys, keys):
             if where.has(path):
                 return where.line(path) or self.line
@@ -129,7 +129,7 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def load_spec(path: str | Path) -> list[LoadedCheck]:
     """Parse and validate one spec file. Raises SpecErrors listing every problem."""
     path = Path(path)
-    data, where = _read(path)
+    data, where = read_located(path)
     if not isinstance(data, dict):
         raise SpecErrors([SpecError(path, 1, "", "a spec is a YAML mapping with `version: 1` at the top")])
     context = {"base_dir": str(path.resolve().parent)}

@@ -12,7 +12,7 @@ from .errors import SpecError, SpecErrors
 from .types import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES
 
 
-class _Located:
+class Located:
     """Maps key paths to line numbers through the composed YAML node tree."""
 
     def __init__(self, root: yaml.Node | None) -> None:
@@ -124,7 +124,7 @@ def _parse(text: str) -> tuple[yaml.Node | None, Any]:
         loader.dispose()
 
 
-def _read(path: Path) -> tuple[Any, _Located]:
+def read_located(path: Path) -> tuple[Any, Located]:
     try:
         if path.stat().st_size > MAX_SPEC_BYTES:
             raise SpecErrors(
@@ -155,4 +155,4 @@ def _read(path: Path) -> tuple[Any, _Located]:
         raise SpecErrors(
             [SpecError(path, line, key, "duplicate key (YAML keeps only the last; remove one)") for line, key in dups]
         )
-    return data, _Located(node)
+    return data, Located(node)

@@ -21,13 +21,13 @@ if TYPE_CHECKING:
     from ...results import Comparison
 
 
-def _finite(x: Any) -> Any:
+def finite(x: Any) -> Any:
     if isinstance(x, float) and not math.isfinite(x):
         return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
     if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
+        return {k: finite(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
+        return [finite(v) for v in x]
     return x
 
 
@@ -160,7 +160,7 @@ def render_json(results: list[CheckResult]) -> str:
         "summary": {"checks": len(results), **{s.value: sum(1 for r in results if r.status is s) for s in Status}},
         "checks": [check_dict(r) for r in results],
     }
-    data = _finite(data)
+    data = finite(data)
     schema.Report.model_validate(data)  # the declared shape is the written shape
     return json.dumps(data, indent=2) + "\n"
 
@@ -221,4 +221,4 @@ def render_diagnosis_json(diagnoses: list[Diagnosis]) -> str:
         "kind": "diagnose",
         "checks": [diagnosis_dict(d) for d in diagnoses],
     }
-    return json.dumps(_finite(data), indent=2) + "\n"
+    return json.dumps(finite(data), indent=2) + "\n"

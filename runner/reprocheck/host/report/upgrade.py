@@ -8,7 +8,7 @@ from typing import Any
 
 from ... import __version__
 from ..upgrade import GradedOutput, Upgrade, UpgradeCheck, accepted
-from .json_report import _finite, output_dict
+from .json_report import finite, output_dict
 from .text import num, plural, summarize
 
 GRADE_WORDS = {"identical": "identical", "noise": "within noise", "task": "task-equivalent", "changed": "changed"}
@@ -169,7 +169,7 @@ def upgrade_dict(u: Upgrade) -> dict[str, Any]:
 
 
 def render_json(u: Upgrade) -> str:
-    return json.dumps(_finite(upgrade_dict(u)), indent=2) + "\n"
+    return json.dumps(finite(upgrade_dict(u)), indent=2) + "\n"
 
 
 def failures(u: Upgrade) -> list[tuple[str, int, str, str]]:
