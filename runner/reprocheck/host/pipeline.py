@@ -7,13 +7,14 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import environment, goldens
+from ..drift import BaselineResult
 from ..goldens import BaselineOptions
 from ..protocol import RunRef, VerdictAnswer, VerdictRequest
-from ..results import Fragile
+from ..results import Comparison, Fragile
 from ..spec import LoadedCheck, SpecError
 from . import execute, zygote
 from .decision import Evidence, decide
@@ -38,6 +39,18 @@ class Interrupted(Exception):
         self.completed, self.cause = completed, cause
 
 
+@dataclass
+class _Judged:
+    """What comparing a check's runs found (before any variant)."""
+
+    comparison: Comparison | None = None
+    golden: BaselineResult | None = None
+    fragile: tuple[Fragile, ...] = ()
+    notes: list[str] = field(default_factory=list)
+    error: str = ""
+    error_line: int = 0
+
+
 def run_check(
     lc: LoadedCheck,
     prepared: execute.Prepared,
@@ -52,11 +65,76 @@ def run_check(
     runs = prepared.run(progress)
     ok = [r for r in runs if r.ok]
     all_ok = len(ok) == len(runs) == check.runs
+    j = _judge(lc, prepared, ok, all_ok, baseline, invariance, discard)
+    comparison = j.comparison
+    blind, blind_all = blind_outputs(comparison, ok[0].constants if ok else {})
+    variants: tuple[VariantResult, ...] = ()
+    if all_ok and not j.error:  # a check that could not be judged is not varied either
+        variants = run_variants(
+            lc, ok[0], prepared.workdir, prepared.isolation, invariance, require_devices, source=prepared
+        )
+    prepared.cancel()
+    status = decide(
+        Evidence(
+            runs_requested=check.runs,
+            runs_ended=len(runs),
+            runs_ok=len(ok),
+            error=j.error,
+            comparison=None if comparison is None else bool(comparison),
+            baseline=None if j.golden is None else bool(j.golden),
+            fragile=bool(j.fragile),
+            fragile_policy=check.compare.fragile,
+            blind_all=blind_all,
+            strict=check.strict,
+            variants=tuple(v.status for v in variants),
+        )
+    )
+    if comparison is not None and not comparison:
+        j.notes[:0] = recipe_parts_off(check.recipe)
+    if comparison is not None:
+        outs = ", ".join(o.path for o in comparison.outputs[:5])
+        j.notes += [f"tolerance pattern {p!r} matches no output (outputs: {outs})" for p in comparison.unused_patterns]
+    return CheckResult(
+        name=check.name,
+        file=lc.file,
+        line=lc.line,
+        status=status,
+        seed=check.seed,
+        device=next((r.device for r in ok if r.device), check.device),
+        runs_requested=check.runs,
+        runs=tuple(runs),
+        comparison=comparison,
+        recipe=environment.describe(check.seed, check.recipe, environment.resolve_threads(check.recipe)),
+        config_hash=lc.config_hash,
+        duration=time.perf_counter() - start,
+        notes=tuple(j.notes),
+        baseline=j.golden,
+        invariance=variants,
+        invariance_line=lc.key_line("invariance") if variants else 0,
+        fragile=j.fragile,
+        fragile_policy=check.compare.fragile,
+        compare_line=lc.key_line("compare") if check.compare.outputs else 0,
+        error=j.error,
+        error_line=j.error_line,
+        ignored=ok[0].ignored if ok else (),
+        blind=blind,
+        blind_all=blind_all,
+    )
+
+
+def _judge(
+    lc: LoadedCheck,
+    prepared: execute.Prepared,
+    ok: list[RunResult],
+    all_ok: bool,
+    baseline: BaselineOptions | None,
+    invariance: frozenset[str] | None,
+    discard: bool,
+) -> _Judged:
+    """The runs compared with each other (and the golden outputs), on the torch side; and why they could not be."""
+    check = lc.check
     want_golden = baseline is not None and all_ok
-    comparison = golden = None
-    fragile: tuple[Fragile, ...] = ()
-    notes: list[str] = list(ok[0].notes) if ok else []
-    error, error_line = "", 0
+    j = _Judged(notes=list(ok[0].notes) if ok else [])
     root_ignored = False
     if len(ok) >= 2 or (want_golden and ok):
         phase(f"{check.name}: comparing the runs")
@@ -75,77 +153,25 @@ def run_check(
             ),
             keep=all_ok and has_variants(lc, invariance),  # its zygote forks them
         )
-        error = answer.timeout
-        comparison = None if error else answer.comparison
-        golden = answer.golden
-        fragile = tuple(answer.fragile)
-        notes += answer.notes
+        j.error = answer.timeout
+        j.comparison = None if j.error else answer.comparison
+        j.golden = answer.golden
+        j.fragile = tuple(answer.fragile)
+        j.notes += answer.notes
         root_ignored = answer.root_ignored
         if answer.error is not None:
-            error = answer.error.message
-            error_line = lc.key_line("compare", "outputs", answer.error.pattern)
+            j.error = answer.error.message
+            j.error_line = lc.key_line("compare", "outputs", answer.error.pattern)
     else:
         prepared.cancel()
-    if ok and ok[0].ignore_unmatched and not error:
+    if ok and ok[0].ignore_unmatched and not j.error:
         shown = ", ".join(ok[0].every_path[:10])
-        error = f"ignore pattern {ok[0].ignore_unmatched[0]!r} matches no output (the outputs: {shown})"
-        error_line = lc.key_line("ignore")
-    empty = nothing_compared(comparison, ok[0].ignored if ok else (), check.ignore, root_ignored)
-    if empty is not None and not error:  # nothing compared is never a pass
-        error, error_line = empty[0], lc.key_line("ignore") if empty[1] else 0
-    blind, blind_all = blind_outputs(comparison, ok[0].constants if ok else {})
-    variants: tuple[VariantResult, ...] = ()
-    if all_ok and not error:  # a check that could not be judged is not varied either
-        variants = run_variants(
-            lc, ok[0], prepared.workdir, prepared.isolation, invariance, require_devices, source=prepared
-        )
-    prepared.cancel()
-    status = decide(
-        Evidence(
-            runs_requested=check.runs,
-            runs_ended=len(runs),
-            runs_ok=len(ok),
-            error=error,
-            comparison=None if comparison is None else bool(comparison),
-            baseline=None if golden is None else bool(golden),
-            fragile=bool(fragile),
-            fragile_policy=check.compare.fragile,
-            blind_all=blind_all,
-            strict=check.strict,
-            variants=tuple(v.status for v in variants),
-        )
-    )
-    if comparison is not None and not comparison:
-        notes[:0] = recipe_parts_off(check.recipe)
-    if comparison is not None:
-        outs = ", ".join(o.path for o in comparison.outputs[:5])
-        notes += [f"tolerance pattern {p!r} matches no output (outputs: {outs})" for p in comparison.unused_patterns]
-    return CheckResult(
-        name=check.name,
-        file=lc.file,
-        line=lc.line,
-        status=status,
-        seed=check.seed,
-        device=next((r.device for r in ok if r.device), check.device),
-        runs_requested=check.runs,
-        runs=tuple(runs),
-        comparison=comparison,
-        recipe=environment.describe(check.seed, check.recipe, environment.resolve_threads(check.recipe)),
-        config_hash=lc.config_hash,
-        duration=time.perf_counter() - start,
-        notes=tuple(notes),
-        baseline=golden,
-        invariance=variants,
-        invariance_line=lc.key_line("invariance") if variants else 0,
-        fragile=fragile,
-        fragile_policy=check.compare.fragile,
-        compare_line=lc.key_line("compare") if check.compare.outputs else 0,
-        error=error,
-        error_line=error_line,
-        ignored=ok[0].ignored if ok else (),
-        blind=blind,
-        blind_all=blind_all,
-    )
+        j.error = f"ignore pattern {ok[0].ignore_unmatched[0]!r} matches no output (the outputs: {shown})"
+        j.error_line = lc.key_line("ignore")
+    empty = nothing_compared(j.comparison, ok[0].ignored if ok else (), check.ignore, root_ignored)
+    if empty is not None and not j.error:  # nothing compared is never a pass
+        j.error, j.error_line = empty[0], lc.key_line("ignore") if empty[1] else 0
+    return j
 
 
 def _verdict(prepared: execute.Prepared, request: VerdictRequest, keep: bool = False) -> VerdictAnswer:
