@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from .. import __version__
 from ..files import OutputTargetError
@@ -91,6 +91,26 @@ def _parser() -> argparse.ArgumentParser:
     # `upgrade`'s float64 reference: every run with the model and floating inputs in float64. Not for checks.
     run.add_argument("--reference-float64", action="store_true", help=argparse.SUPPRESS)
 
+    _add_docker(sub)
+    val = sub.add_parser(Command.VALIDATE.value, help="check spec files without running anything")
+    val.add_argument("specs", nargs="+", metavar="SPEC")
+
+    sch = sub.add_parser(
+        Command.SCHEMA.value, help="print the JSON Schema of spec v1 (for editors), or of the JSON report"
+    )
+    sch.add_argument("--output", "-o", type=Path, metavar="FILE")
+    sch.add_argument("--report", action="store_true", help="the JSON report's schema instead of the spec's")
+
+    _add_analyses(sub)
+    canary.add_parser(sub, _count, [i.value for i in _isolations()])
+
+    env = sub.add_parser(Command.ENV.value, help="print the environment fingerprint")
+    env.add_argument("--json", action="store_true")
+    env.add_argument("--cuda", action="store_true", help="also query the GPUs (initialises CUDA)")
+    return p
+
+
+def _add_docker(sub: Any) -> None:
     dock = sub.add_parser(Command.DOCKER.value, help="run the same checks inside the pinned Docker image")
     _add_run_options(dock)
     dock.add_argument("--image", help="image to run (default: the pinned image for this version)")
@@ -121,15 +141,9 @@ def _parser() -> argparse.ArgumentParser:
         help="mounted read-only; specs and outputs must be inside it (default: the current folder)",
     )
 
-    val = sub.add_parser(Command.VALIDATE.value, help="check spec files without running anything")
-    val.add_argument("specs", nargs="+", metavar="SPEC")
 
-    sch = sub.add_parser(
-        Command.SCHEMA.value, help="print the JSON Schema of spec v1 (for editors), or of the JSON report"
-    )
-    sch.add_argument("--output", "-o", type=Path, metavar="FILE")
-    sch.add_argument("--report", action="store_true", help="the JSON report's schema instead of the spec's")
-
+def _add_analyses(sub: Any) -> None:
+    """diagnose, calibrate and matrix."""
     diag = sub.add_parser(
         Command.DIAGNOSE.value,
         help="find why a check is irreproducible: first diverging module, seed sensitivity, recipe ablation",
@@ -158,13 +172,6 @@ def _parser() -> argparse.ArgumentParser:
     mat.add_argument("specs", nargs="+", metavar="SPEC")
     mat.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
     mat.add_argument("--github-output", metavar="NAME", help="also write the JSON to $GITHUB_OUTPUT under this name")
-
-    canary.add_parser(sub, _count, [i.value for i in _isolations()])
-
-    env = sub.add_parser(Command.ENV.value, help="print the environment fingerprint")
-    env.add_argument("--json", action="store_true")
-    env.add_argument("--cuda", action="store_true", help="also query the GPUs (initialises CUDA)")
-    return p
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
