@@ -70,64 +70,7 @@ def render_markdown(results: list[CheckResult]) -> str:
             f"| {_code(r.name)} | {_ICONS[r.status]} | {ok_runs}/{r.runs_requested}"
             f" | {r.device} | {r.seed} | {diff} | {r.duration:.1f}s |"
         )
-    sections: list[str] = []
-    for r in results:
-        quiet_baseline = r.baseline is None or r.baseline.status.value == "match"
-        quiet = not r.notes and quiet_baseline and not flake_line(r) and not r.invariance and not r.fragile
-        quiet = quiet and not r.blind and not r.ignored
-        if r.status is Status.PASS and quiet:
-            continue
-        body = ["", f"### {_code(r.name)} — {r.status.value}", "", f"Spec: {_code(str(r.file))} line {r.line}", ""]
-        if r.status is Status.ERROR and own_runs_failed(r):
-            run = r.failed_run
-            body.append(f"{_md(run_cause(r))}")
-            if run is not None and run.details:
-                body += ["", "```", *[d.replace("```", "'''") for d in run.details], "```"]
-            if run is not None and run.hint:
-                body += ["", f"**Fix:** {_md(run.hint)}"]
-        if flake_line(r):
-            body += [f"**Flake rate:** {_md(flake_line(r) or '')}", ""]
-        if r.comparison is not None and not r.comparison:
-            fails = list(r.comparison.failures)
-            body += [f"- {_md(summarize(o))}" for o in fails[:TABLE_ROWS]]
-            if len(fails) > TABLE_ROWS:
-                body.append(f"- … and {len(fails) - TABLE_ROWS} more outputs differ (see the JSON report)")
-            rows = output_rows(fails)
-            body += ["", "| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
-            body += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows[1:]]
-            body += ["", f"**Remedy:** {_md(remedy(fails[0]))}"]
-        if r.invariance:
-            body += ["", "**Invariance**", ""]
-            for v in r.invariance:
-                first, *rest = variant_lines(v)
-                body.append(f"- {_md(first)}")
-                body += [f"  - {_md(line.strip())}" for line in rest]
-        b = r.baseline
-        if b is not None and b.status.value != "match":
-            body += ["", f"**Baseline:** {b.status.value} ({_code(str(b.golden))})", ""]
-            if b.message:
-                body.append(_md(b.message))
-            if b.comparison is not None and not b.comparison:
-                body += [f"- {_md(summarize(o))}" for o in list(b.comparison.failures)[:TABLE_ROWS]]
-            if b.fingerprint_diff and not b:
-                body += ["", "| environment field | baseline | now |", "| --- | --- | --- |"]
-                body += [
-                    f"| {_md(d.field)} | {_md(str(d.expected))} | {_md(str(d.obtained))} |"
-                    for d in b.fingerprint_diff[:TABLE_ROWS]
-                ]
-        if r.fragile:
-            what = "fails the check" if r.fragile_policy == "fail" else "a warning"
-            body += [
-                "",
-                f"**Fragile** (outputs on a decision boundary; {what}, `compare.fragile: {r.fragile_policy}`)",
-                "",
-            ]
-            body += [f"- {_md(line)}" for line in fragile_lines(r)]
-        body += [f"- blind: {_md(b)}" for b in blind_lines(r)]
-        if r.ignored:
-            body.append(f"- ignored (left out of every comparison): {_md(', '.join(r.ignored))}")
-        body += [f"- note: {_md(n)}" for n in r.notes]
-        sections.append("\n".join(body))
+    sections = [_section(r) for r in results if not _quiet(r)]
     text = "\n".join(head)
     for i, section in enumerate(sections):
         if len((text + section).encode()) > SUMMARY_LIMIT - SUMMARY_HEADROOM:
@@ -138,6 +81,73 @@ def render_markdown(results: list[CheckResult]) -> str:
             break
         text += "\n" + section
     return text + "\n"
+
+
+def _quiet(r: CheckResult) -> bool:
+    """A pass with nothing to say gets its summary row only."""
+    quiet_baseline = r.baseline is None or r.baseline.status.value == "match"
+    quiet = not r.notes and quiet_baseline and not flake_line(r) and not r.invariance and not r.fragile
+    return r.status is Status.PASS and quiet and not r.blind and not r.ignored
+
+
+def _section(r: CheckResult) -> str:
+    body = ["", f"### {_code(r.name)} — {r.status.value}", "", f"Spec: {_code(str(r.file))} line {r.line}", ""]
+    if r.status is Status.ERROR and own_runs_failed(r):
+        run = r.failed_run
+        body.append(f"{_md(run_cause(r))}")
+        if run is not None and run.details:
+            body += ["", "```", *[d.replace("```", "'''") for d in run.details], "```"]
+        if run is not None and run.hint:
+            body += ["", f"**Fix:** {_md(run.hint)}"]
+    if flake_line(r):
+        body += [f"**Flake rate:** {_md(flake_line(r) or '')}", ""]
+    if r.comparison is not None and not r.comparison:
+        fails = list(r.comparison.failures)
+        body += [f"- {_md(summarize(o))}" for o in fails[:TABLE_ROWS]]
+        if len(fails) > TABLE_ROWS:
+            body.append(f"- … and {len(fails) - TABLE_ROWS} more outputs differ (see the JSON report)")
+        rows = output_rows(fails)
+        body += ["", "| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+        body += ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows[1:]]
+        body += ["", f"**Remedy:** {_md(remedy(fails[0]))}"]
+    if r.invariance:
+        body += ["", "**Invariance**", ""]
+        for v in r.invariance:
+            first, *rest = variant_lines(v)
+            body.append(f"- {_md(first)}")
+            body += [f"  - {_md(line.strip())}" for line in rest]
+    body += _baseline_lines(r)
+    if r.fragile:
+        what = "fails the check" if r.fragile_policy == "fail" else "a warning"
+        body += [
+            "",
+            f"**Fragile** (outputs on a decision boundary; {what}, `compare.fragile: {r.fragile_policy}`)",
+            "",
+        ]
+        body += [f"- {_md(line)}" for line in fragile_lines(r)]
+    body += [f"- blind: {_md(b)}" for b in blind_lines(r)]
+    if r.ignored:
+        body.append(f"- ignored (left out of every comparison): {_md(', '.join(r.ignored))}")
+    body += [f"- note: {_md(n)}" for n in r.notes]
+    return "\n".join(body)
+
+
+def _baseline_lines(r: CheckResult) -> list[str]:
+    b = r.baseline
+    if b is None or b.status.value == "match":
+        return []
+    body = ["", f"**Baseline:** {b.status.value} ({_code(str(b.golden))})", ""]
+    if b.message:
+        body.append(_md(b.message))
+    if b.comparison is not None and not b.comparison:
+        body += [f"- {_md(summarize(o))}" for o in list(b.comparison.failures)[:TABLE_ROWS]]
+    if b.fingerprint_diff and not b:
+        body += ["", "| environment field | baseline | now |", "| --- | --- | --- |"]
+        body += [
+            f"| {_md(d.field)} | {_md(str(d.expected))} | {_md(str(d.obtained))} |"
+            for d in b.fingerprint_diff[:TABLE_ROWS]
+        ]
+    return body
 
 
 def render_diagnosis_markdown(diagnoses: list[Diagnosis]) -> str:
