@@ -133,80 +133,27 @@ def load_spec(path: str | Path) -> list[LoadedCheck]:
     if not isinstance(data, dict):
         raise SpecErrors([SpecError(path, 1, "", "a spec is a YAML mapping with `version: 1` at the top")])
     context = {"base_dir": str(path.resolve().parent)}
-    errors: list[SpecError] = []
-
-    def located(err: Mapping[str, Any], prefix: tuple[Any, ...], root: type[BaseModel]) -> SpecError:
-        loc = tuple(err["loc"])
-        full = prefix + loc
-        line = where.line(full)
-        # Keys inherited from the defaults are reported where they were written.
-        if prefix and not where.has(full) and where.has(loc):
-            line, full = where.line(loc), loc
-        return SpecError(
-            path,
-            line,
-            _key_text(full),
-            _message(err, _model_at(loc[:-1] if err["type"] == "extra_forbidden" else loc, root)),
-        )
-
     version = data.get("version")
     if version != SPEC_VERSION:
         shown = "missing" if "version" not in data else f"{version!r} is not supported"
         raise SpecErrors(
             [SpecError(path, where.line(("version",)) or 1, "version", f"{shown} (write `version: 1` at the top)")]
         )
-
-    top = {k: v for k, v in data.items() if k not in ("version", "checks")}
-    checks_raw = data.get("checks")
-    allowed_top = set(CHECK_KEYS) - {"name"} | {"version", "checks"}
-    for key in data:
-        if key not in allowed_top:
-            close = difflib.get_close_matches(str(key), sorted(allowed_top), n=1, cutoff=0.5)
-            hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(sorted(allowed_top))}"
-            if key == "name" and checks_raw is None:
-                hint = "a single-check file's check is named after the file; use `checks:` to name checks"
-            errors.append(SpecError(path, where.line((key,)), str(key), f"unknown key ({hint})"))
-    if errors:
-        raise SpecErrors(errors)
-
-    if checks_raw is None:
-        entries: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((), {**top, "name": _name_from_file(path)})]
-    else:
-        if not isinstance(checks_raw, list) or not checks_raw:
-            raise SpecErrors([SpecError(path, where.line(("checks",)), "checks", "must be a non-empty list of checks")])
-        # The defaults are checked on their own too (a bad default is wrong even where every entry overrides it),
-        # and once: their errors are not repeated for every entry that inherits them.
-        try:
-            Defaults.model_validate(top, context=context)
-        except ValidationError as exc:
-            raise SpecErrors([located(e, (), Defaults) for e in exc.errors()]) from None
-        entries = []
-        for i, entry in enumerate(checks_raw):
-            if not isinstance(entry, dict):
-                errors.append(
-                    SpecError(path, where.line(("checks", i)), f"checks.{i}", "each check is a mapping with a `name:`")
-                )
-                continue
-            entries.append((("checks", i), _deep_merge(top, entry)))
-
+    _check_top_keys(path, data, where)
+    entries, errors = _entries(path, data, where, context)
     loaded: list[LoadedCheck] = []
     seen: dict[str, int] = {}
     for prefix, raw in entries:
         try:
             check = Check.model_validate(raw, context=context)
         except ValidationError as exc:
-            errors += [located(e, prefix, Check) for e in exc.errors()]
+            errors += [_located(path, where, e, prefix, Check) for e in exc.errors()]
             continue
         line = where.line(prefix + ("name",)) if prefix else 1
         if check.name in seen:
-            errors.append(
-                SpecError(
-                    path,
-                    line,
-                    _key_text(prefix + ("name",)),
-                    f"duplicate check name '{check.name}' (first on line {seen[check.name]}; names must be unique)",
-                )
-            )
+            first = f"first on line {seen[check.name]}; names must be unique"
+            message = f"duplicate check name '{check.name}' ({first})"
+            errors.append(SpecError(path, line, _key_text(prefix + ("name",)), message))
             continue
         seen[check.name] = line or 1
         loaded.append(
@@ -217,6 +164,65 @@ def load_spec(path: str | Path) -> list[LoadedCheck]:
     if errors:
         raise SpecErrors(errors)
     return loaded
+
+
+def _located(
+    path: Path, where: Located, err: Mapping[str, Any], prefix: tuple[Any, ...], root: type[BaseModel]
+) -> SpecError:
+    """A validation error at the line it is about."""
+    loc = tuple(err["loc"])
+    full = prefix + loc
+    line = where.line(full)
+    # Keys inherited from the defaults are reported where they were written.
+    if prefix and not where.has(full) and where.has(loc):
+        line, full = where.line(loc), loc
+    return SpecError(
+        path,
+        line,
+        _key_text(full),
+        _message(err, _model_at(loc[:-1] if err["type"] == "extra_forbidden" else loc, root)),
+    )
+
+
+def _check_top_keys(path: Path, data: dict[str, Any], where: Located) -> None:
+    allowed_top = set(CHECK_KEYS) - {"name"} | {"version", "checks"}
+    errors = []
+    for key in data:
+        if key not in allowed_top:
+            close = difflib.get_close_matches(str(key), sorted(allowed_top), n=1, cutoff=0.5)
+            hint = f"did you mean '{close[0]}'?" if close else f"allowed keys: {', '.join(sorted(allowed_top))}"
+            if key == "name" and data.get("checks") is None:
+                hint = "a single-check file's check is named after the file; use `checks:` to name checks"
+            errors.append(SpecError(path, where.line((key,)), str(key), f"unknown key ({hint})"))
+    if errors:
+        raise SpecErrors(errors)
+
+
+def _entries(
+    path: Path, data: dict[str, Any], where: Located, context: dict[str, str]
+) -> tuple[list[tuple[tuple[Any, ...], dict[str, Any]]], list[SpecError]]:
+    """Each check's raw mapping (the defaults merged in) with its key path; and the entries that are no mapping."""
+    top = {k: v for k, v in data.items() if k not in ("version", "checks")}
+    checks_raw = data.get("checks")
+    if checks_raw is None:
+        return [((), {**top, "name": _name_from_file(path)})], []
+    if not isinstance(checks_raw, list) or not checks_raw:
+        raise SpecErrors([SpecError(path, where.line(("checks",)), "checks", "must be a non-empty list of checks")])
+    # The defaults are checked on their own too (a bad default is wrong even where every entry overrides it),
+    # and once: their errors are not repeated for every entry that inherits them.
+    try:
+        Defaults.model_validate(top, context=context)
+    except ValidationError as exc:
+        raise SpecErrors([_located(path, where, e, (), Defaults) for e in exc.errors()]) from None
+    entries, errors = [], []
+    for i, entry in enumerate(checks_raw):
+        if not isinstance(entry, dict):
+            errors.append(
+                SpecError(path, where.line(("checks", i)), f"checks.{i}", "each check is a mapping with a `name:`")
+            )
+            continue
+        entries.append((("checks", i), _deep_merge(top, entry)))
+    return entries, errors
 
 
 def _name_from_file(path: Path) -> str:
