@@ -70,43 +70,7 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
     if rule.score_atol is not None:
         bad |= (diff > rule.score_atol).any(dim=1)
     differ = bad.nonzero().flatten().tolist()
-    changes = []
-    for s in differ[:ITEMS]:
-        if not ranks_differ[s]:  # same classes; NaN in one run only, or scores beyond score_atol
-            nan = bool(nan_one[s])
-            changes.append(
-                {
-                    "sample": sample_index(s, lead),
-                    "rank": None,
-                    "from": int(ec[s, 0]),
-                    "to": int(oc[s, 0]),
-                    "expected_top": ec[s, :kk].tolist(),
-                    "obtained_top": oc[s, :kk].tolist(),
-                    "margin": None,
-                    "why": "nan" if nan else "score",
-                    "score_diff": float(diff[s].max()),
-                }
-            )
-            continue
-        rank = int((ec[s, :kk] != oc[s, :kk]).nonzero()[0])
-        gap = (
-            float(ev[s, 0])
-            if classes == 1
-            else float(ev[s, rank] - ev[s, rank + 1])
-            if ev.shape[1] > rank + 1
-            else None
-        )
-        changes.append(
-            {
-                "sample": sample_index(s, lead),
-                "rank": rank + 1,
-                "from": int(ec[s, rank]),
-                "to": int(oc[s, rank]),
-                "expected_top": ec[s, :kk].tolist(),
-                "obtained_top": oc[s, :kk].tolist(),
-                "margin": gap,
-            }
-        )
+    changes = [_change(s, ranks_differ, nan_one, ev, ec, oc, diff, kk, lead) for s in differ[:ITEMS]]
     max_diff = float(diff.max()) if diff.numel() else 0.0
     stats = {
         "samples": int(e.shape[0]),
@@ -126,3 +90,38 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
         task=TaskResult("classification", sel.pattern, stats),
         **base,
     )
+
+
+def _change(
+    s: int, ranks_differ: Any, nan_one: Any, ev: Any, ec: Any, oc: Any, diff: Any, kk: int, lead: tuple
+) -> dict:
+    """How sample `s` changed: the first rank whose class differs and its margin, else why its scores differ."""
+    if not ranks_differ[s]:  # same classes; NaN in one run only, or scores beyond score_atol
+        return {
+            "sample": sample_index(s, lead),
+            "rank": None,
+            "from": int(ec[s, 0]),
+            "to": int(oc[s, 0]),
+            "expected_top": ec[s, :kk].tolist(),
+            "obtained_top": oc[s, :kk].tolist(),
+            "margin": None,
+            "why": "nan" if bool(nan_one[s]) else "score",
+            "score_diff": float(diff[s].max()),
+        }
+    rank = int((ec[s, :kk] != oc[s, :kk]).nonzero()[0])
+    gap = (
+        float(ev[s, 0])
+        if ev.shape[1] == 1
+        else float(ev[s, rank] - ev[s, rank + 1])
+        if ev.shape[1] > rank + 1
+        else None
+    )
+    return {
+        "sample": sample_index(s, lead),
+        "rank": rank + 1,
+        "from": int(ec[s, rank]),
+        "to": int(oc[s, rank]),
+        "expected_top": ec[s, :kk].tolist(),
+        "obtained_top": oc[s, :kk].tolist(),
+        "margin": gap,
+    }

@@ -120,7 +120,6 @@ def compare(
     sel: Selected, exp_d: dict[str, Any], obt_d: dict[str, Any], runs: tuple[int, int]
 ) -> tuple[OutputResult, list[tuple[int, int]] | None]:
     """The detections judged; and the matched pairs (None when their structure differs)."""
-    import torch
 
     rule = sel.rule
     iou_min = IOU if rule.iou is None else rule.iou
@@ -140,20 +139,9 @@ def compare(
     )
     # Run 2 is read for every detection key, so a key that became a tensor (or stopped being one) is a difference.
     obt, problem = parse(obt_d, sel.name, tuple(k for k in DETECTION_KEYS if k in sel.tensor_keys or k in obt_d))
-    if obt is None or set(obt) != set(exp) or exp["boxes"].dtype != obt["boxes"].dtype:
-        detail = problem or "detection keys differ: " + ", ".join(sorted(exp)) + " vs " + ", ".join(sorted(obt or {}))
-        if obt is not None and set(obt) == set(exp):
-            detail = f"boxes are {base['dtype']} in one run, {obt['boxes'].dtype} in the other"
-        return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base), None
-    for key in exp:  # per-detection shapes (mask size, keypoint count) and dtypes must agree
-        if exp[key].dtype != obt[key].dtype:
-            a_t, b_t = (str(t[key].dtype).replace("torch.", "") for t in (exp, obt))
-            detail = f"{key} are {a_t} in one run, {b_t} in the other"
-            return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base), None
-        if exp[key].shape[1:] != obt[key].shape[1:]:
-            a, b = list(exp[key].shape[1:]), list(obt[key].shape[1:])
-            detail = f"{key} are {a} per detection in one run, {b} in the other"
-            return OutputResult(kind=Kind.STRUCTURE, detail=detail, **base), None
+    form = _form_difference(exp, obt, problem)
+    if obt is None or form:
+        return OutputResult(kind=Kind.STRUCTURE, detail=form, **base), None
     if exp["boxes"].shape[0] * obt["boxes"].shape[0] > MAX_PAIRS:
         raise RuleError(
             sel.pattern,
@@ -161,24 +149,10 @@ def compare(
             f"detections, more than {MAX_PAIRS:,} pairs to match; cap the detections (detections_per_img) or compare "
             "them elementwise",
         )
-    iou = box_iou(exp["boxes"], obt["boxes"])
-    close = (iou >= iou_min).numpy()
-    if "labels" in exp:
-        same_label = (exp["labels"][:, None] == obt["labels"][None, :]).numpy()
-    else:
-        same_label = close | True
+    iou, pairs, relabelled = _pairs(exp, obt, iou_min)
     iou_np = iou.nan_to_num(nan=0.0).numpy()  # a NaN box in one run only matches nothing
-    # Run 2 equal to run 1 (NaN at the same places too): the identity is the optimal matching, found in linear time.
-    identical = all(exp[k].shape == obt[k].shape and bool((nan_aware_diff(exp[k], obt[k]) == 0).all()) for k in exp)
-    pairs = [(i, i) for i in range(len(iou_np))] if identical else match(iou_np, close & same_label)
-    left_e = sorted(set(range(len(iou_np))) - {i for i, _ in pairs})
-    left_o = sorted(set(range(iou_np.shape[1])) - {j for _, j in pairs})
-    relabelled: list[tuple[int, int]] = []
-    if left_e and left_o:
-        sub = match(iou_np[left_e][:, left_o], close[left_e][:, left_o])
-        relabelled = [(left_e[i], left_o[j]) for i, j in sub]
-    missing = sorted(set(left_e) - {i for i, _ in relabelled})
-    extra = sorted(set(left_o) - {j for _, j in relabelled})
+    missing = sorted(set(range(iou_np.shape[0])) - {i for i, _ in pairs + relabelled})
+    extra = sorted(set(range(iou_np.shape[1])) - {j for _, j in pairs + relabelled})
     stats: dict[str, Any] = {
         "expected": int(base["total"]),
         "obtained": int(obt["boxes"].shape[0]),
@@ -211,46 +185,8 @@ def compare(
         for i, j in relabelled[:ITEMS]
     ]
     every = pairs + relabelled
-    findings = len(missing) + len(extra) + len(relabelled)
-    max_score = 0.0
-    if every:
-        ei = torch.tensor([i for i, _ in every])
-        oi = torch.tensor([j for _, j in every])
-        shift = nan_aware_diff(exp["boxes"][ei], obt["boxes"][oi]).amax(dim=1)
-        stats["max_box_shift"] = float(shift.max())
-        stats["min_iou"] = round(float(iou[ei, oi].min()), 6)
-        if "scores" in exp:
-            diffs = nan_aware_diff(exp["scores"][ei], obt["scores"][oi])
-            max_score = float(diffs.max())
-            bad = [k for k in diffs.argsort(descending=True).tolist() if diffs[k] > score_atol]
-            stats["score_changes"] = [
-                {**item(exp, every[k][0]), "obtained_score": float(obt["scores"][every[k][1]])} for k in bad[:ITEMS]
-            ]
-            stats["score_change_count"] = len(bad)
-            findings += len(bad)
-        if "masks" in exp:
-            mask_min = iou_min if rule.mask_iou is None else rule.mask_iou
-            mious = [_mask_iou(exp["masks"][i], obt["masks"][j]) for i, j in every]
-            changed = [(every[k], m) for k, m in enumerate(mious) if m < mask_min]
-            stats["masks"] = {"min_iou": round(min(mious), 6), "threshold": mask_min, "changed": len(changed)}
-            findings += len(changed)
-        if "keypoints" in exp:
-            k_atol = KEYPOINT_ATOL if rule.keypoint_atol is None else rule.keypoint_atol
-            ek, ok = exp["keypoints"][ei], obt["keypoints"][oi]
-            per = nan_aware_diff(ek[..., :2], ok[..., :2]).norm(dim=-1).amax(dim=1)
-            moved = per > k_atol
-            stats["keypoints"] = {"max_shift": float(per.max()), "atol": k_atol, "changed": int(moved.sum())}
-            if ek.shape[-1] >= 3:  # visibility (x, y, v): a keypoint turning visible or hidden is a change
-                vis = nan_aware_diff(ek[..., 2], ok[..., 2]).amax(dim=1) > score_atol
-                stats["keypoints"]["visibility_changed"] = int(vis.sum())
-                moved = moved | vis
-                stats["keypoints"]["changed"] = int(moved.sum())
-            findings += int(moved.sum())
-        if "keypoints_scores" in exp:
-            ks = nan_aware_diff(exp["keypoints_scores"][ei], obt["keypoints_scores"][oi])
-            per = ks.amax(dim=1) if ks.dim() > 1 else ks
-            stats["keypoint_scores"] = {"max_diff": float(per.max()), "changed": int((per > score_atol).sum())}
-            findings += int((per > score_atol).sum())
+    findings, max_score = _matched(exp, obt, every, iou, rule, iou_min, score_atol, stats)
+    findings += len(missing) + len(extra) + len(relabelled)
     stats["max_score_diff"] = max_score
     result = OutputResult(
         kind=Kind.VALUES if findings else Kind.MATCH,
@@ -260,3 +196,100 @@ def compare(
         **base,
     )
     return result, every
+
+
+def _matched(
+    exp: dict[str, Any],
+    obt: dict[str, Any],
+    every: list[tuple[int, int]],
+    iou: Any,
+    rule: Any,
+    iou_min: float,
+    score_atol: float,
+    stats: dict[str, Any],
+) -> tuple[int, float]:
+    """The matched pairs compared (boxes, scores, masks, keypoints) into `stats`: how many changed, the largest
+    score difference."""
+    import torch
+
+    findings, max_score = 0, 0.0
+    if not every:
+        return 0, 0.0
+    ei = torch.tensor([i for i, _ in every])
+    oi = torch.tensor([j for _, j in every])
+    shift = nan_aware_diff(exp["boxes"][ei], obt["boxes"][oi]).amax(dim=1)
+    stats["max_box_shift"] = float(shift.max())
+    stats["min_iou"] = round(float(iou[ei, oi].min()), 6)
+    if "scores" in exp:
+        diffs = nan_aware_diff(exp["scores"][ei], obt["scores"][oi])
+        max_score = float(diffs.max())
+        bad = [k for k in diffs.argsort(descending=True).tolist() if diffs[k] > score_atol]
+        stats["score_changes"] = [
+            {**item(exp, every[k][0]), "obtained_score": float(obt["scores"][every[k][1]])} for k in bad[:ITEMS]
+        ]
+        stats["score_change_count"] = len(bad)
+        findings += len(bad)
+    if "masks" in exp:
+        mask_min = iou_min if rule.mask_iou is None else rule.mask_iou
+        mious = [_mask_iou(exp["masks"][i], obt["masks"][j]) for i, j in every]
+        changed = [(every[k], m) for k, m in enumerate(mious) if m < mask_min]
+        stats["masks"] = {"min_iou": round(min(mious), 6), "threshold": mask_min, "changed": len(changed)}
+        findings += len(changed)
+    if "keypoints" in exp:
+        k_atol = KEYPOINT_ATOL if rule.keypoint_atol is None else rule.keypoint_atol
+        ek, ok = exp["keypoints"][ei], obt["keypoints"][oi]
+        per = nan_aware_diff(ek[..., :2], ok[..., :2]).norm(dim=-1).amax(dim=1)
+        moved = per > k_atol
+        stats["keypoints"] = {"max_shift": float(per.max()), "atol": k_atol, "changed": int(moved.sum())}
+        if ek.shape[-1] >= 3:  # visibility (x, y, v): a keypoint turning visible or hidden is a change
+            vis = nan_aware_diff(ek[..., 2], ok[..., 2]).amax(dim=1) > score_atol
+            stats["keypoints"]["visibility_changed"] = int(vis.sum())
+            moved = moved | vis
+            stats["keypoints"]["changed"] = int(moved.sum())
+        findings += int(moved.sum())
+    if "keypoints_scores" in exp:
+        ks = nan_aware_diff(exp["keypoints_scores"][ei], obt["keypoints_scores"][oi])
+        per = ks.amax(dim=1) if ks.dim() > 1 else ks
+        stats["keypoint_scores"] = {"max_diff": float(per.max()), "changed": int((per > score_atol).sum())}
+        findings += int((per > score_atol).sum())
+    return findings, max_score
+
+
+def _form_difference(exp: dict[str, Any], obt: dict[str, Any] | None, problem: str) -> str:
+    """Why the two runs' detections are not the same kind of thing ("" when they are)."""
+    if obt is None or set(obt) != set(exp) or exp["boxes"].dtype != obt["boxes"].dtype:
+        if obt is not None and set(obt) == set(exp):
+            a_t = str(exp["boxes"].dtype).replace("torch.", "")
+            return f"boxes are {a_t} in one run, {obt['boxes'].dtype} in the other"
+        return problem or "detection keys differ: " + ", ".join(sorted(exp)) + " vs " + ", ".join(sorted(obt or {}))
+    for key, e in exp.items():  # per-detection shapes (mask size, keypoint count) and dtypes must agree
+        o = obt[key]
+        if e.dtype != o.dtype:
+            a_t, b_t = (str(t.dtype).replace("torch.", "") for t in (e, o))
+            return f"{key} are {a_t} in one run, {b_t} in the other"
+        if e.shape[1:] != o.shape[1:]:
+            return f"{key} are {list(e.shape[1:])} per detection in one run, {list(o.shape[1:])} in the other"
+    return ""
+
+
+def _pairs(
+    exp: dict[str, Any], obt: dict[str, Any], iou_min: float
+) -> tuple[Any, list[tuple[int, int]], list[tuple[int, int]]]:
+    """The IoU matrix; the pairs matched with the same label; then, among the rest, pairs whose label changed."""
+    iou = box_iou(exp["boxes"], obt["boxes"])
+    close = (iou >= iou_min).numpy()
+    if "labels" in exp:
+        same_label = (exp["labels"][:, None] == obt["labels"][None, :]).numpy()
+    else:
+        same_label = close | True
+    iou_np = iou.nan_to_num(nan=0.0).numpy()  # a NaN box in one run only matches nothing
+    # Run 2 equal to run 1 (NaN at the same places too): the identity is the optimal matching, found in linear time.
+    identical = all(exp[k].shape == obt[k].shape and bool((nan_aware_diff(exp[k], obt[k]) == 0).all()) for k in exp)
+    pairs = [(i, i) for i in range(len(iou_np))] if identical else match(iou_np, close & same_label)
+    left_e = sorted(set(range(len(iou_np))) - {i for i, _ in pairs})
+    left_o = sorted(set(range(iou_np.shape[1])) - {j for _, j in pairs})
+    relabelled: list[tuple[int, int]] = []
+    if left_e and left_o:
+        sub = match(iou_np[left_e][:, left_o], close[left_e][:, left_o])
+        relabelled = [(left_e[i], left_o[j]) for i, j in sub]
+    return iou, pairs, relabelled
