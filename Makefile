@@ -27,11 +27,11 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Every tier, test workers side by side (one per core; the Docker tests keep to one of them), the 25 slowest named.
+# Every tier, test workers side by side (one per core; the Docker tests one after another), the 25 slowest named.
 # pytest exits 5 when it collected no tests: that is a failure here, never a pass.
 TEST_JOBS ?= auto
 test: lint
-	@$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadgroup --durations=25 $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest -n $(TEST_JOBS) --dist load --durations=25 $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 # The inner loop: the in-process unit tier only (seconds), no lint.

@@ -1,6 +1,7 @@
 """Fixtures and the tiers. A test's tier is its folder (unit/, cli/, engine/); a test anywhere that needs the Docker
-engine (the `image` fixture) is also an engine test, and those run one after another on one test worker (they
-build, list and prune images) while the other tiers share the rest."""
+engine (the `image` fixture, or marked `docker`) is also an engine test. Docker tests never run side by side (they
+build, list and prune images): they come first in the order, so that xdist's load scheduling hands them all to
+one test worker in its first batch, and a lock holds the rule if it ever does not."""
 
 import os
 import shutil
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FIXTURES, ROOT, TESTS, built_once, engine_up
+from helpers import FIXTURES, ROOT, TESTS, engine_up, exclusive
 from stand_in import make_fake
 
 TIERS = ("unit", "cli", "engine")
@@ -31,7 +32,7 @@ def image() -> str:
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but no Docker engine is running (.ci/start-docker.sh should have started one)")
         pytest.skip("no Docker engine on this machine (start dockerd to run the container tests)")
-    with built_once("image"):
+    with exclusive("image"):
         proc = subprocess.run(["bash", "docker/build.sh", "--local"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip().splitlines()[-1]
@@ -54,15 +55,30 @@ def tier_of(item: pytest.Item) -> str:
     raise pytest.UsageError(f"{item.nodeid}: a test module belongs in one of tests/{{{','.join(TIERS)}}}/ or hostile/")
 
 
+def _docker(item: pytest.Item) -> bool:
+    return (
+        bool(ENGINE_FIXTURES & set(getattr(item, "fixturenames", ()))) or item.get_closest_marker("docker") is not None
+    )
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
-        tier = tier_of(item)
-        item.add_marker(tier)
-        if ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("docker"):
+        item.add_marker(tier_of(item))
+        if _docker(item):
             item.add_marker("docker")
-            item.add_marker(pytest.mark.xdist_group("docker"))
-    # The serial Docker group is the longest stretch: it starts first, the rest fills the other workers around it.
-    items.sort(key=lambda i: i.get_closest_marker("docker") is None)
+    # Longest first: the Docker tests (one worker's first batch), the other engine tests, the CLI, the unit tier.
+    # The sort is stable, so a module's tests stay together (its module-scoped fixtures are built once).
+    order = {"engine": 1, "cli": 2, "unit": 3}
+    items.sort(key=lambda i: 0 if i.get_closest_marker("docker") else order[tier_of(i)])
+
+
+@pytest.fixture(autouse=True)
+def _engine_alone(request: pytest.FixtureRequest):
+    if request.node.get_closest_marker("docker") is None:
+        yield
+        return
+    with exclusive("docker-engine"):
+        yield
 
 
 _TIER_SECONDS: dict[str, list[float]] = {t: [0.0, 0] for t in TIERS}  # type: ignore[misc]

@@ -70,8 +70,9 @@ def engine_up() -> bool:
 
 
 @contextlib.contextmanager
-def built_once(name: str) -> Iterator[None]:
-    """Held while one test worker builds what the session shares (the image, a venv): the others wait, then find it."""
+def exclusive(name: str) -> Iterator[None]:
+    """Held by one test worker at a time: while it builds what the session shares (the image, a venv; the others
+    wait, then find it), or uses what must not be shared (the Docker engine's images)."""
     folder = ROOT / ".cache" / "locks"
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / f"{name}.lock", "w") as f:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FIXTURES, ROOT, built_once, reprocheck, write_spec
+from helpers import FIXTURES, ROOT, exclusive, reprocheck, write_spec
 
 OLD_TORCH = "2.13.0+cpu"
 VENVS = Path(os.environ.get("REPROCHECK_TEST_VENVS", ROOT / ".cache" / "venvs"))
@@ -29,7 +29,7 @@ def old_python() -> str:
         "-c",
         f"import torch, pydantic, yaml, numpy, safetensors; assert torch.__version__ == {OLD_TORCH!r}",
     ]
-    with built_once("torch-2.13-venv"):
+    with exclusive("torch-2.13-venv"):
         _make_old_venv(folder, python, probe)
     return str(python)
 
