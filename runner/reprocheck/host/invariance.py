@@ -20,6 +20,7 @@ keeps the zygote's. In spawn mode every variant is a fresh interpreter. The comp
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from ..protocol import (
     VerdictRequest,
     worker_check,
 )
-from ..spec import LoadedCheck, ToleranceSpec
+from ..spec import Check, LoadedCheck, ToleranceSpec
 from . import execute, helpers, progress
 from .outcome import Kind, VariantResult, VariantStatus
 from .runs import RunResult
@@ -141,62 +142,63 @@ def run_variants(
     variants = _variants(lc, kinds)
     if not variants:
         return ()
-    inv = lc.check.invariance
-    assert inv is not None
-    tolerance = inv.tolerance or lc.check.tolerance
-    reference_run: RunResult | None = None
-    results = []
-    for kind, value in variants:
-        check = lc.check.model_copy(update={"runs": 1})
-        if kind is Kind.THREADS:
-            check = check.model_copy(update={"recipe": check.recipe.model_copy(update={"threads": value})})
-            reference = str(environment.resolve_threads(lc.check.recipe))
-        elif kind is Kind.DEVICE:
-            check = check.model_copy(update={"device": value})
-            reference = first.device or lc.check.device
-        else:
-            reference = str(first.samples) if first.samples is not None else "?"
+    runner = _VariantRunner(lc, first, workdir, isolation, require_devices, source)
+    return tuple(runner.one(kind, value) for kind, value in variants)
+
+
+@dataclass
+class _VariantRunner:
+    lc: LoadedCheck
+    first: RunResult
+    workdir: Path
+    isolation: execute.Isolation
+    require_devices: bool
+    source: execute.Prepared | None
+    reference_run: RunResult | None = None  # the float64 reference, run once for all variants that need it
+
+    def one(self, kind: Kind, value: int | str) -> VariantResult:
+        """One variant run and compared with run 1; every way it can end is a VariantResult, never an exception."""
+        lc, first = self.lc, self.first
+        check, reference = _setting(lc, first, kind, value)
+
+        def ended(status: VariantStatus, cause: str = "", **more: Any) -> VariantResult:
+            return VariantResult(kind, str(value), reference, status, cause=cause, **more)
+
         if kind is Kind.BATCH and first.samples is None:  # known from the check's own runs: nothing to run
-            cause = (
-                "the input has no batch to vary: batch invariance needs one tensor or list argument, or keyword "
-                "tensors that share dim 0 (give them one batch size, or remove invariance.batch)"
-            )
-            results.append(VariantResult(kind, str(value), reference, VariantStatus.ERROR, cause=cause))
-            continue
+            return ended(VariantStatus.ERROR, NO_BATCH)
         progress.phase(f"{lc.name}: invariance {kind.value}={value}")
-        folder = workdir / f"{kind.value}-{str(value).replace(':', '-')}"
+        folder = self.workdir / f"{kind.value}-{str(value).replace(':', '-')}"
         batch = value if kind is Kind.BATCH and isinstance(value, int) else None
-        prepared = _Variant(lc, check, folder, isolation, batch, source if kind is not Kind.THREADS else None)
+        source = self.source if kind is not Kind.THREADS else None
+        prepared = _Variant(lc, check, folder, self.isolation, batch, source)
         (run,) = prepared.run()[:1]
         if not run.ok:
             prepared.cancel()
-            if run.unavailable and not require_devices:
+            if run.unavailable and not self.require_devices:
                 cause = f"{value} is not available on this machine (--require-devices makes that an error)"
-                results.append(VariantResult(kind, str(value), reference, VariantStatus.SKIPPED, run=run, cause=cause))
-            else:
-                results.append(
-                    VariantResult(kind, str(value), reference, VariantStatus.ERROR, run=run, cause=run.cause)
-                )
-            continue
+                return ended(VariantStatus.SKIPPED, cause, run=run)
+            return ended(VariantStatus.ERROR, run.cause, run=run)
         batched: tuple[int, int] | None = None
         if kind is Kind.BATCH:
             if first.samples is None or run.samples is None:
                 prepared.cancel()
-                cause = "the input has no batch dimension (one tensor or list argument) to vary"
-                results.append(VariantResult(kind, str(value), reference, VariantStatus.ERROR, run=run, cause=cause))
-                continue
+                return ended(
+                    VariantStatus.ERROR,
+                    "the input has no batch dimension (one tensor or list argument) to vary",
+                    run=run,
+                )
             batched = (first.samples, run.samples)
-        request = _request(lc, first, run, tolerance, batched)
+        inv = lc.check.invariance
+        assert inv is not None
+        request = _request(lc, first, run, inv.tolerance or lc.check.tolerance, batched)
         try:
             answer = prepared.verdict(request)
         except execute.VerdictTimeout as exc:
-            results.append(VariantResult(kind, str(value), reference, VariantStatus.ERROR, run=run, cause=str(exc)))
-            continue
+            return ended(VariantStatus.ERROR, str(exc), run=run)
         if answer.error is not None or answer.comparison is None:  # the check's own comparison reported the rule
             prepared.cancel()
             cause = answer.error.message if answer.error else "the variant's comparison compared nothing"
-            results.append(VariantResult(kind, str(value), reference, VariantStatus.ERROR, run=run, cause=cause))
-            continue
+            return ended(VariantStatus.ERROR, cause, run=run)
         comparison = answer.comparison
         left_out = tuple(answer.left_out)
         if not comparison.outputs:  # nothing compared is never a pass
@@ -209,31 +211,43 @@ def run_variants(
                 )
             else:
                 cause = f"{kind.value} variant: the outputs hold no tensor to compare"
-            results.append(
-                VariantResult(kind, str(value), reference, VariantStatus.ERROR, run=run, cause=cause, left_out=left_out)
-            )
-            continue
+            return ended(VariantStatus.ERROR, cause, run=run, left_out=left_out)
         distances: tuple[Distance, ...] = ()
         wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is Kind.DEVICE)
         if not comparison and wants_reference:
             progress.phase(f"{lc.name}: the float64 reference")
-            reference_run = reference_run or _reference(lc, workdir, isolation, source)
-            if reference_run.ok:
-                distances = _distances(lc, first, run, reference_run, workdir, batched, source)
-        results.append(
-            VariantResult(
-                kind,
-                str(value),
-                reference,
-                VariantStatus.PASS if comparison else VariantStatus.FAIL,
-                comparison,
-                run,
-                left_out=left_out,
-                ignored=first.ignored,
-                distances=distances,
-            )
+            self.reference_run = self.reference_run or _reference(lc, self.workdir, self.isolation, self.source)
+            if self.reference_run.ok:
+                distances = _distances(lc, first, run, self.reference_run, self.workdir, batched, self.source)
+        status = VariantStatus.PASS if comparison else VariantStatus.FAIL
+        return VariantResult(
+            kind,
+            str(value),
+            reference,
+            status,
+            comparison,
+            run,
+            left_out=left_out,
+            ignored=first.ignored,
+            distances=distances,
         )
-    return tuple(results)
+
+
+NO_BATCH = (
+    "the input has no batch to vary: batch invariance needs one tensor or list argument, or keyword "
+    "tensors that share dim 0 (give them one batch size, or remove invariance.batch)"
+)
+
+
+def _setting(lc: LoadedCheck, first: RunResult, kind: Kind, value: int | str) -> tuple[Check, str]:
+    """The variant's check (one run, one thing changed), and what run 1 was in the same words."""
+    check = lc.check.model_copy(update={"runs": 1})
+    if kind is Kind.THREADS:
+        check = check.model_copy(update={"recipe": check.recipe.model_copy(update={"threads": value})})
+        return check, str(environment.resolve_threads(lc.check.recipe))
+    if kind is Kind.DEVICE:
+        return check.model_copy(update={"device": value}), first.device or lc.check.device
+    return check, str(first.samples) if first.samples is not None else "?"
 
 
 def _distances(
