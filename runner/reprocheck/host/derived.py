@@ -35,6 +35,7 @@ from typing import Any, TextIO
 try:
     from .derived_context import stage_install, tree_hash
     from .derived_requirements import DerivedError, check_requirements, normalize, project_name
+    from .engine import ContainerError, docker
 except ImportError:  # the Action's step: this folder on sys.path, reprocheck not installed
     from derived_context import stage_install, tree_hash  # type: ignore[import-not-found, no-redef]
     from derived_requirements import (  # type: ignore[import-not-found, no-redef]
@@ -43,6 +44,8 @@ except ImportError:  # the Action's step: this folder on sys.path, reprocheck no
         normalize,
         project_name,
     )
+
+    from engine import ContainerError, docker  # type: ignore[import-not-found, no-redef]
 
 __all__ = ["Derivation", "DerivedError", "check_requirements", "ensure", "plan_exclude", "tag_for"]
 
@@ -92,8 +95,6 @@ def plan_exclude(plan: Any) -> tuple[Path, ...]:
 
 
 def _docker(*args: str) -> subprocess.CompletedProcess[str]:
-    from .engine import ContainerError, docker
-
     try:
         return docker(*args)
     except ContainerError as exc:

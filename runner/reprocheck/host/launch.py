@@ -156,6 +156,48 @@ def plan(req: Request) -> Plan:
     if not IMAGE.match(req.image):
         raise LaunchError(f"image {req.image!r} is not an image reference (name[:tag][@digest])")
     specs = [inside_workspace(workspace, "spec", s, must_exist=True) for s in req.specs]
+    args = _run_args(req)
+    flags = _writable(req, workspace, args)
+    mounts = [Mount(str(workspace), writable=False)]
+    for folder, name in flags.items():
+        refuse_protected(workspace, name, folder, specs)
+        mounts.append(Mount(str(folder), writable=True))
+    env = dict(CONTAINER_ENV)
+    if req.model_cache:
+        cache = check_model_cache(workspace, req.model_cache, req.allow_outside_cache, req.runner_folders, req.homes)
+        if any(cache == f or cache in f.parents or f in cache.parents for f in flags):
+            raise LaunchError(f"model-cache {req.model_cache!r} overlaps a writable output folder; keep them apart")
+        if cache != workspace and workspace not in cache.parents:
+            mounts.append(Mount(str(cache), writable=False))
+        env.update(cache_env(str(cache)))
+        args += ["--model-cache", str(cache)]
+    if req.code:
+        code = Path(mountable("code", os.path.realpath(no_option("code", req.code))))
+        if not (code / "reprocheck" / "__init__.py").is_file():
+            raise LaunchError(f"code {req.code!r} holds no reprocheck package")
+        if any(code == f or code in f.parents or f in code.parents for f in flags):
+            raise LaunchError(f"code {req.code!r} overlaps a writable output folder; keep them apart")
+        mounts.append(Mount(str(code), writable=False))
+        env["PYTHONPATH"] = str(code)
+    if flags:
+        env[WRITABLE_ENV] = json.dumps(list(map(str, flags)))
+    if req.github:
+        args.append("--github")
+        mounts += _github(req, workspace, env)
+    return Plan(
+        mounts=tuple(mounts),
+        env=env,
+        user=f"{os.getuid()}:{os.getgid()}",
+        network=req.network,
+        gpus=check_gpus(req.gpus),
+        image=req.image,
+        args=tuple([*args, "--", *map(str, specs)]),
+        outputs=tuple(flags),
+    )
+
+
+def _run_args(req: Request) -> list[str]:
+    """`reprocheck run`'s options inside the container, each value checked."""
     args: list[str] = ["run"]
     for name in req.checks:
         if not CHECK_NAME.match(name):
@@ -178,16 +220,20 @@ def plan(req: Request) -> Plan:
         if kind not in INVARIANCE:
             raise LaunchError(f"invariance {kind!r} is not one of {', '.join(INVARIANCE)}")
         args += ["--invariance", kind]
-    if req.require_devices:
-        args.append("--require-devices")
-    if req.strict:
-        args.append("--strict")
-    if req.float64:
-        args.append("--reference-float64")
+    for wanted, flag in (
+        (req.require_devices, "--require-devices"),
+        (req.strict, "--strict"),
+        (req.float64, "--reference-float64"),
+    ):
+        if wanted:
+            args.append(flag)
+    return args
 
-    mounts = [Mount(str(workspace), writable=False)]
-    writable: list[Path] = []
-    writable_names: list[str] = []
+
+def _writable(req: Request, workspace: Path, args: list[str]) -> dict[Path, str]:
+    """The folders the container may write (the report's, the summary's, the baseline), each with the option that
+    asked for it; their options added to `args`."""
+    flags: dict[Path, str] = {}
     for flag, value in (("--report", req.report), ("--summary", req.summary)):
         if value:
             path = inside_workspace(workspace, flag.lstrip("-"), value)
@@ -198,8 +244,7 @@ def plan(req: Request) -> Plan:
                     f"{flag.lstrip('-')} {value!r} is in the workspace's top folder, which the container gets "
                     f"read-only; put it in a folder inside it, e.g. reprocheck/{path.name}"
                 )
-            writable.append(path.parent)
-            writable_names.append(flag.lstrip("-"))
+            flags[path.parent] = flag.lstrip("-")
             args += [flag, str(path)]
     if req.baseline:
         path = inside_workspace(workspace, "baseline", req.baseline)
@@ -207,58 +252,28 @@ def plan(req: Request) -> Plan:
             raise LaunchError(
                 "baseline is the workspace itself, which the container gets read-only; use a folder inside it"
             )
-        writable.append(path)
-        writable_names.append("baseline")
+        flags[path] = "baseline"
         args += ["--baseline", str(path), "--baseline-root", str(workspace)]
         if req.update_baseline:
             args.append("--update-baseline")
     elif req.update_baseline:
         raise LaunchError("update-baseline needs a baseline folder (where to write the goldens)")
-    flags = {folder: name for folder, name in zip(writable, writable_names, strict=True)}
-    for folder, name in flags.items():
-        refuse_protected(workspace, name, folder, specs)
-        mounts.append(Mount(str(folder), writable=True))
+    return flags
 
-    env = dict(CONTAINER_ENV)
-    if req.model_cache:
-        cache = check_model_cache(workspace, req.model_cache, req.allow_outside_cache, req.runner_folders, req.homes)
-        if any(cache == f or cache in f.parents or f in cache.parents for f in flags):
-            raise LaunchError(f"model-cache {req.model_cache!r} overlaps a writable output folder; keep them apart")
-        if cache != workspace and workspace not in cache.parents:
-            mounts.append(Mount(str(cache), writable=False))
-        env.update(cache_env(str(cache)))
-        args += ["--model-cache", str(cache)]
-    if req.code:
-        code = Path(mountable("code", os.path.realpath(no_option("code", req.code))))
-        if not (code / "reprocheck" / "__init__.py").is_file():
-            raise LaunchError(f"code {req.code!r} holds no reprocheck package")
-        if any(code == f or code in f.parents or f in code.parents for f in flags):
-            raise LaunchError(f"code {req.code!r} overlaps a writable output folder; keep them apart")
-        mounts.append(Mount(str(code), writable=False))
-        env["PYTHONPATH"] = str(code)
-    if flags:
-        env[WRITABLE_ENV] = json.dumps(list(map(str, flags)))
-    if req.github:
-        args.append("--github")
-        env["GITHUB_ACTIONS"] = "true"
-        env["GITHUB_WORKSPACE"] = str(workspace)
-        for var, value in (("GITHUB_OUTPUT", req.github_output), ("GITHUB_STEP_SUMMARY", req.github_summary)):
-            if value:
-                file = mountable(f"${var}", os.path.realpath(no_option(var, value)))
-                if not os.path.isfile(file):
-                    raise LaunchError(f"${var} {value!r} is not a file")
-                mounts.append(Mount(file, writable=True))  # the file alone, not its folder
-                env[var] = file
-    return Plan(
-        mounts=tuple(mounts),
-        env=env,
-        user=f"{os.getuid()}:{os.getgid()}",
-        network=req.network,
-        gpus=check_gpus(req.gpus),
-        image=req.image,
-        args=tuple([*args, "--", *map(str, specs)]),
-        outputs=tuple(flags),
-    )
+
+def _github(req: Request, workspace: Path, env: dict[str, str]) -> list[Mount]:
+    """The runner's output and summary files, each mounted alone (not its folder), and the variables naming them."""
+    env["GITHUB_ACTIONS"] = "true"
+    env["GITHUB_WORKSPACE"] = str(workspace)
+    mounts = []
+    for var, value in (("GITHUB_OUTPUT", req.github_output), ("GITHUB_STEP_SUMMARY", req.github_summary)):
+        if value:
+            file = mountable(f"${var}", os.path.realpath(no_option(var, value)))
+            if not os.path.isfile(file):
+                raise LaunchError(f"${var} {value!r} is not a file")
+            mounts.append(Mount(file, writable=True))
+            env[var] = file
+    return mounts
 
 
 def prepare(p: Plan) -> None:
