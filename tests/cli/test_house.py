@@ -174,6 +174,20 @@ def test_no_module_uses_another_modules_private_names():
     assert broken == []
 
 
+def test_no_function_is_longer_than_80_lines():
+    # A function reads in one screen; a longer one is several steps that want names of their own.
+    import ast
+
+    package = ROOT / "runner" / "reprocheck"
+    long = {
+        f"{path.relative_to(package)}:{node.lineno} {node.name}": node.end_lineno - node.lineno + 1
+        for path in sorted(package.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80
+    }
+    assert long == {}, f"split these functions (over 80 lines): {long}"
+
+
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT / "runner").with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

@@ -44,7 +44,6 @@ def _resolve_device(device: str) -> str:
 
 def run_once(job: RunJob, run_dir: Path) -> int:
     """Build, run, save. Returns the process exit code (0 ok, 1 the run raised)."""
-    from ..environment import DETERMINISM_ERROR
     from ..tree import all_paths
     from . import fingerprint, inputs, models, outputs, recipe
 
@@ -55,7 +54,6 @@ def run_once(job: RunJob, run_dir: Path) -> int:
         check = job.check
         recipe.apply(check.seed, check.recipe, job.threads)
         device = _resolve_device(check.device)
-        import torch
 
         stage = "model"
         t = time.perf_counter()
@@ -85,18 +83,7 @@ def run_once(job: RunJob, run_dir: Path) -> int:
             tracer = Tracer(built.module)
 
         stage = "forward"
-        mode = torch.inference_mode() if check.recipe.inference_mode else contextlib.nullcontext()
-        t = time.perf_counter()
-        with warnings.catch_warnings(record=True) as seen, mode:
-            warnings.simplefilter("always")
-            out = built.module(*args, **kwargs)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-        timings["forward"] = time.perf_counter() - t
-        for w in seen:
-            text = f"{w.category.__name__}: {str(w.message).splitlines()[0] if str(w.message) else ''}"
-            if text not in caught and len(caught) < 20:
-                caught.append(text)
+        out = _forward(built.module, args, kwargs, check.recipe.inference_mode, device, caught, timings)
 
         stage = "outputs"
         flat, ignored, unmatched = outputs.prune(outputs.flatten(out), check.ignore)
@@ -121,28 +108,56 @@ def run_once(job: RunJob, run_dir: Path) -> int:
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        from .outputs import UnsupportedOutput
-
-        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        # Our own refusal of an output says all there is to say; a model's exception needs its traceback.
-        ours = isinstance(exc, (UnsupportedOutput, DeviceUnavailable, models.Unpicklable))
-        tail = [] if ours else "".join(lines).rstrip().splitlines()[-12:]
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, DeviceUnavailable):
-            message = str(exc)
-        if isinstance(exc, SystemExit):
-            message = f"the model called sys.exit({exc.code!r})"
-        hint = DETERMINISM_HINT if DETERMINISM_ERROR in str(exc) else None
-        RunReport(
-            ok=False,
-            stage=stage,
-            error=message,
-            traceback=tail,
-            hint=hint,
-            timings=timings,
-            unavailable=isinstance(exc, DeviceUnavailable),
-        ).write(run_dir / "result.json")
+        _failed(exc, stage, timings, run_dir)
         return 1
+
+
+def _forward(
+    module: Any, args: Any, kwargs: Any, inference: bool, device: str, caught: list[str], timings: dict[str, float]
+) -> Any:
+    """The forward pass, timed, its warnings kept (the first 20 distinct ones)."""
+    import torch
+
+    mode = torch.inference_mode() if inference else contextlib.nullcontext()
+    t = time.perf_counter()
+    with warnings.catch_warnings(record=True) as seen, mode:
+        warnings.simplefilter("always")
+        out = module(*args, **kwargs)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+    timings["forward"] = time.perf_counter() - t
+    for w in seen:
+        text = f"{w.category.__name__}: {str(w.message).splitlines()[0] if str(w.message) else ''}"
+        if text not in caught and len(caught) < 20:
+            caught.append(text)
+    return out
+
+
+def _failed(exc: BaseException, stage: str, timings: dict[str, float], run_dir: Path) -> None:
+    """The run's report when it raised (or exited): the stage, one line, and the model's traceback where it helps."""
+    from ..environment import DETERMINISM_ERROR
+    from . import models
+    from .outputs import UnsupportedOutput
+
+    lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    # Our own refusal of an output says all there is to say; a model's exception needs its traceback.
+    ours = isinstance(exc, (UnsupportedOutput, DeviceUnavailable, models.Unpicklable))
+    tail = [] if ours else "".join(lines).rstrip().splitlines()[-12:]
+    message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, DeviceUnavailable):
+        message = str(exc)
+    if isinstance(exc, SystemExit):
+        message = f"the model called sys.exit({exc.code!r})"
+    hint = DETERMINISM_HINT if DETERMINISM_ERROR in str(exc) else None
+    RunReport(
+        ok=False,
+        stage=stage,
+        error=message,
+        traceback=tail,
+        hint=hint,
+        timings=timings,
+        unavailable=isinstance(exc, DeviceUnavailable),
+    ).write(run_dir / "result.json")
 
 
 def _float64(value: Any) -> Any:
