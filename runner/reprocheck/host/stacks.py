@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..protocol import Answer, GradedCheck, GradeJob, GradeRequest, Grades, ProtocolError
 from ..spec import LoadedCheck
 from .exitcodes import UsageError
 from .helpers import boot, worker_cmd
+from .report.schema import Report
 
 K = 3.0  # dist(new, ref) <= K * dist(old, ref) + eps (README "Before you upgrade" says why)
 ULPS = 4.0  # eps: this many machine epsilons of the output's dtype, times its largest |reference value|
@@ -127,7 +130,7 @@ class Side:
     """One `reprocheck run` on one stack: its exit code, its JSON report (None if it wrote none) and its log."""
 
     code: int
-    report: dict[str, Any] | None
+    report: Report | None  # read with the models the report is written from
     log: str
 
 
@@ -160,8 +163,16 @@ def run_side(
             code_ = subprocess.run(argv, env=_stack_env(code), stdout=stdout, stdin=subprocess.DEVNULL).returncode
         else:
             code_ = _run_image(stack, checks, opts, specs, report, goldens, code, device, float64, stdout)
-    data = json.loads(report.read_text()) if report.is_file() else None
-    return Side(code_, data, log.read_text(errors="replace"))
+    text = log.read_text(errors="replace")
+    parsed = None
+    if report.is_file():
+        try:
+            parsed = Report.model_validate_json(report.read_bytes())
+        except ValidationError as exc:  # the side's verdict says why there is nothing to read
+            first = exc.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            text += f"\nits report is not reprocheck's report: {where}: {first['msg']}"
+    return Side(code_, parsed, text)
 
 
 def _run_image(

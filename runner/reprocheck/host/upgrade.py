@@ -27,6 +27,8 @@ from ..protocol import GradedCheck, GradeJob
 from ..results import OutputResult
 from ..spec import LoadedCheck
 from .exitcodes import ExitCode, UsageError
+from .report.schema import Check as ReportedCheck
+from .report.schema import Output as ReportedOutput
 from .stacks import Options, Side, Stack, copy_code, grade_on, probe, run_side
 
 
@@ -87,11 +89,9 @@ def _key(lc: LoadedCheck) -> tuple[str, str]:
     return os.path.abspath(lc.file), lc.name
 
 
-def _find(side: Side, lc: LoadedCheck) -> dict[str, Any] | None:
-    return next(
-        (c for c in (side.report or {}).get("checks", []) if (os.path.abspath(c["file"]), c["name"]) == _key(lc)),
-        None,
-    )
+def _find(side: Side, lc: LoadedCheck) -> ReportedCheck | None:
+    checks = side.report.checks if side.report is not None else []
+    return next((c for c in checks if (os.path.abspath(c.file), c.name) == _key(lc)), None)
 
 
 def _side_verdict(side: Side, lc: LoadedCheck, which: str, stack: Stack) -> UpgradeCheck | None:
@@ -104,23 +104,23 @@ def _side_verdict(side: Side, lc: LoadedCheck, which: str, stack: Stack) -> Upgr
     if c is None:
         tail = " | ".join(side.log.strip().splitlines()[-3:]) or "no output"
         return base("error", f"the {which} stack ({stack}) exited {side.code}: {tail}")
-    if c["status"] == "fail":
-        differ = [o for o in c["outputs"] if o["status"] != "match"]
-        shown = ", ".join(f"{o['path'] or 'output'} ({_how(o)})" for o in differ[:3]) or "its goldens"
+    if c.status == "fail":
+        differ = [o for o in c.outputs if o.status != "match"]
+        shown = ", ".join(f"{o.path or 'output'} ({_how(o)})" for o in differ[:3]) or "its goldens"
         return base(
             "not-reproducible",
             f"not reproducible on the {which} stack ({stack}): its runs differ in {shown}; "
             f"`reprocheck diagnose` there says why",
         )
-    if c["status"] == "error" or (c.get("baseline") or {}).get("status") != "updated":
-        cause = c.get("error") or next((r["cause"] for r in c["runs"] if r["cause"]), "") or "no golden written"
+    if c.status == "error" or c.baseline is None or c.baseline.status != "updated":
+        cause = c.error or next((r.cause for r in c.runs if r.cause), "") or "no golden written"
         return base("error", f"on the {which} stack ({stack}): {cause}")
     return None
 
 
-def _how(o: dict[str, Any]) -> str:
+def _how(o: ReportedOutput) -> str:
     # A NaN in one run only, or a sign of zero, differs by "0": its detail says how
-    return o["detail"] if o["max_abs_diff"] == 0 and o["detail"] else f"max abs diff {_g(o['max_abs_diff'])}"
+    return o.detail if o.max_abs_diff == 0 and o.detail else f"max abs diff {_g(o.max_abs_diff)}"
 
 
 def _g(x: Any) -> str:
@@ -129,8 +129,8 @@ def _g(x: Any) -> str:
 
 def _golden(side: Side, lc: LoadedCheck) -> str:
     c = _find(side, lc)
-    assert c is not None and c["baseline"] is not None
-    return str(c["baseline"]["golden"])
+    assert c is not None and c.baseline is not None
+    return c.baseline.golden
 
 
 def _say(opts: Options, text: str) -> None:
@@ -208,8 +208,8 @@ def _not_identical(answer: GradedCheck) -> bool:
 
 def _fingerprint(side: Side) -> dict[str, Any]:
     # The first check that has one: a check that errored before any run has none.
-    checks = (side.report or {}).get("checks") or []
-    return dict(next((c["fingerprint"] for c in checks if c.get("fingerprint")), {}))
+    checks = side.report.checks if side.report is not None else []
+    return dict(next((c.fingerprint for c in checks if c.fingerprint), {}))
 
 
 def _graded_check(lc: LoadedCheck, answer: GradedCheck, require: str, notes: tuple[str, ...]) -> UpgradeCheck:
