@@ -30,8 +30,6 @@ else:  # run as a file by the Action: its siblings, not an installed package
 
 ERRORS = (ExitCode.USAGE, ExitCode.RUN_FAILED, ExitCode.INTERNAL)
 
-RESULT_ERROR = {"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""}
-
 
 def _boolean(name: str, value: str) -> bool:
     # Strict: anything but true/false is a mistake, not "true".
@@ -120,7 +118,7 @@ def _die(message: str) -> int:
     print(gh.command("error", message, title="reprocheck"), flush=True)
     print(f"reprocheck: error: {gh.neutralise(message)}", file=sys.stderr, flush=True)
     with contextlib.suppress(OSError):
-        gh.write_outputs(RESULT_ERROR)
+        gh.write_outputs(gh.ERROR_OUTPUTS)
     return 1
 
 

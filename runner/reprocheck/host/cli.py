@@ -50,7 +50,7 @@ def _github_usage_error(exc: UsageError) -> None:
     )
     for line in lines:
         github.emit(line)
-    github.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
+    github.write_outputs(github.ERROR_OUTPUTS)
 
 
 EXIT_CODES = """exit codes (when several apply, the highest wins):

@@ -52,7 +52,7 @@ def internal_error(exc: BaseException, argv: list[str], github: bool) -> int:
 
         gh.emit(gh.command("error", message, title="reprocheck: internal error"))
         with contextlib.suppress(OSError):
-            gh.write_outputs({"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""})
+            gh.write_outputs(gh.ERROR_OUTPUTS)
     print(f"reprocheck: {message}", file=sys.stderr)
     return int(ExitCode.INTERNAL)
 

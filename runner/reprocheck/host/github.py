@@ -122,6 +122,10 @@ def output_lines(name: str, value: str) -> str:
             return f"{name}<<{delimiter}\n{value}\n{delimiter}\n"
 
 
+# Every step output, as a run that could not judge anything leaves them.
+ERROR_OUTPUTS = {"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""}
+
+
 def write_outputs(values: dict[str, str], path: str | None = None) -> None:
     path = path or os.environ.get("GITHUB_OUTPUT")
     if not path:
