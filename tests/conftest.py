@@ -26,16 +26,24 @@ def spec_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def image() -> str:
-    """The pinned image, built from docker/Dockerfile on the local base (no registry here): once per session, whichever
-    test worker gets there first. Skips without a Docker engine, except under CI=true where that is a failure."""
+    """The pinned image, built from docker/Dockerfile on the local base (no registry here): once per test run, by
+    whichever test worker gets there first. Skips without a Docker engine, except under CI=true where that fails."""
     if not engine_up():
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but no Docker engine is running (.ci/start-docker.sh should have started one)")
         pytest.skip("no Docker engine on this machine (start dockerd to run the container tests)")
-    with exclusive("image"):
+    # Once per test run: a rebuild gets a new image id (its creation label), which derived images are keyed on.
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    stamp = ROOT / ".cache" / "locks" / f"image-{run}"
+    with exclusive("docker-engine"):
+        if run and stamp.is_file():
+            return stamp.read_text()
         proc = subprocess.run(["bash", "docker/build.sh", "--local"], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout.strip().splitlines()[-1]
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        tag = proc.stdout.strip().splitlines()[-1]
+        if run:
+            stamp.write_text(tag)
+    return tag
 
 
 @pytest.fixture

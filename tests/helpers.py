@@ -3,6 +3,7 @@ lock for what one test session builds once (test workers run side by side)."""
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -97,3 +98,31 @@ def fill_model_cache(folder: Path) -> Path:
         model = tvm.get_model("retinanet_resnet50_fpn_v2", weights=None, weights_backbone=None)
         torch.save(model.state_dict(), target)
     return folder
+
+
+# The CLI called in one interpreter: its exit codes, and whether torch or NumPy were imported on the way.
+NO_TORCH = r"""
+import contextlib, io, json, sys
+sys.path.insert(0, sys.argv[1])
+from reprocheck.host.cli import main
+codes = []
+for argv in json.loads(sys.argv[2]):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            codes.append(main(argv))
+        except SystemExit as exc:
+            codes.append(exc.code)
+print(json.dumps({"codes": codes, "torch": "torch" in sys.modules, "numpy": "numpy" in sys.modules}))
+"""
+
+
+def in_process(*commands: list[str], cwd: Path | None = None, env: dict | None = None) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(ROOT / "runner"), json.dumps(list(commands))],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)

@@ -1,38 +1,11 @@
 """The house: the parent never imports torch, the JSON report's declared shape, lint and types."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from helpers import EXAMPLES, ROOT, planted_spec, reprocheck, write_spec
-
-NO_TORCH = r"""
-import contextlib, io, json, sys
-sys.path.insert(0, sys.argv[1])
-from reprocheck.host.cli import main
-codes = []
-for argv in json.loads(sys.argv[2]):
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        try:
-            codes.append(main(argv))
-        except SystemExit as exc:
-            codes.append(exc.code)
-print(json.dumps({"codes": codes, "torch": "torch" in sys.modules, "numpy": "numpy" in sys.modules}))
-"""
-
-
-def in_process(*commands: list[str], cwd: Path | None = None, env: dict | None = None) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", NO_TORCH, str(ROOT / "runner"), json.dumps(list(commands))],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+from helpers import EXAMPLES, ROOT, in_process, planted_spec, reprocheck, write_spec
 
 
 def test_run_validate_matrix_schema_never_import_torch_here(spec_dir, tmp_path):

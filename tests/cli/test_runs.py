@@ -30,8 +30,8 @@ def test_hash_order_needs_the_hash_seed_before_start(spec_dir):
     spec = planted_spec(spec_dir, "hash_order", "runs: 3\nrecipe: {hash_seed: false}\n")
     r = reprocheck("run", str(spec))
     assert r.code == 1, r
-    # Both outputs follow the set's order: the first word changes, and the order-dependent sum with it.
-    assert "first: structure differs" in r.out and "acc: differs" in r.out, r
+    # The order-dependent sum follows the set's order (the first word, 1 in 26, may stay the same by chance).
+    assert "acc: differs" in r.out, r
 
 
 def test_setting_pythonhashseed_inside_the_script_does_nothing(spec_dir):

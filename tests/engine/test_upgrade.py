@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import FIXTURES, ROOT, exclusive, reprocheck, write_spec
+from helpers import FIXTURES, ROOT, exclusive, in_process, reprocheck, write_spec
 
 OLD_TORCH = "2.13.0+cpu"
 VENVS = Path(os.environ.get("REPROCHECK_TEST_VENVS", ROOT / ".cache" / "venvs"))
@@ -185,8 +185,6 @@ def test_require_chooses_how_strict_safe_is(old_python: str, suite: Path, tmp_pa
 
 
 def test_upgrade_never_imports_torch_here(old_python: str, suite: Path, tmp_path: Path) -> None:
-    from test_house import in_process
-
     argv = ["upgrade", str(suite), "--from", f"python:{old_python}", "--to", f"python:{sys.executable}", "-q"]
     out = in_process([*argv, "--check", "conv"], cwd=tmp_path)
     assert out == {"codes": [0], "torch": False, "numpy": False}

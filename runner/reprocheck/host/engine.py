@@ -1,5 +1,5 @@
-"""The docker command: the one way reprocheck calls it, and whether an engine answers. Standalone, so that the
-container launcher and the derived images share it without importing each other."""
+"""The docker command as reprocheck queries it, and whether an engine answers. Standalone, so that the container
+launcher and the derived images share it without importing each other."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ class ContainerError(Exception):
 
 
 def docker(*args: str) -> subprocess.CompletedProcess[str]:
-    """The one way reprocheck calls the docker command (captured, never raising on its exit status)."""
+    """A docker command whose output reprocheck reads (captured, never raising on its exit status); builds and
+    the container itself stream their output and are started where they are planned."""
     try:
         return subprocess.run(["docker", *args], capture_output=True, text=True, errors="replace")
     except OSError as exc:

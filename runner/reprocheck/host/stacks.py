@@ -170,7 +170,7 @@ def run_side(
             parsed = Report.model_validate_json(report.read_bytes())
         except ValidationError as exc:  # the side's verdict says why there is nothing to read
             first = exc.errors()[0]
-            where = ".".join(map(str, first["loc"]))
+            where = ".".join(map(str, first["loc"])) or "the file"
             text += f"\nits report is not reprocheck's report: {where}: {first['msg']}"
     return Side(code_, parsed, text)
 
