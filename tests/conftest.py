@@ -74,9 +74,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(tier_of(item))
         if _docker(item):
             item.add_marker("docker")
-    # Longest first: the Docker tests (one worker's first batch), the other engine tests, the CLI, the unit tier.
-    # The sort is stable, so a module's tests stay together (its module-scoped fixtures are built once).
-    order = {"engine": 1, "cli": 2, "unit": 3}
+    # The Docker tests first, then the unit tier: xdist's first batch for one worker (a quarter of its share of
+    # consecutive tests) is then the serial Docker stretch plus quick tests, and the long engine tests (zoos, the
+    # second stack) start at once on the others, the CLI tier filling in. The sort is stable: a module's tests stay
+    # together (its module-scoped fixtures are built once).
+    order = {"unit": 1, "engine": 2, "cli": 3}
     items.sort(key=lambda i: 0 if i.get_closest_marker("docker") else order[tier_of(i)])
 
 
