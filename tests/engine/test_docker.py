@@ -30,25 +30,19 @@ def versions():
     )
 
 
+def python_in(image: str, code: str) -> list[str]:
+    """What `python -c code` prints inside the image, split on white space."""
+    cmd = ["docker", "run", "--rm", "--entrypoint", "python", image, "-c", code]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.split()
+
+
 def test_tag_encodes_the_stack(image):
     # The tag read back from what is installed inside the image, not from the file it was built from.
-    out = subprocess.run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--entrypoint",
-            "python",
-            image,
-            "-c",
-            "import importlib.metadata as m, torch; "
-            "print(m.version('reprocheck'), torch.__version__.split('+')[0], torch.version.cuda)",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    reprocheck_version, torch_version, cuda = out
+    reprocheck_version, torch_version, cuda = python_in(
+        image,
+        "import importlib.metadata as m, torch; "
+        "print(m.version('reprocheck'), torch.__version__.split('+')[0], torch.version.cuda)",
+    )
     assert image == f"reprocheck:{reprocheck_version}-torch{torch_version}-cu{cuda.replace('.', '')}"
 
 
@@ -70,22 +64,11 @@ def test_labels_carry_the_versions(image):
 
 
 def test_installed_stack_matches_the_labels(image):
-    out = subprocess.run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--entrypoint",
-            "python",
-            image,
-            "-c",
-            "import torch, torchvision; "
-            "print(torch.__version__, torchvision.__version__, torch.version.cuda, torch.backends.cudnn.version())",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    out = python_in(
+        image,
+        "import torch, torchvision; "
+        "print(torch.__version__, torchvision.__version__, torch.version.cuda, torch.backends.cudnn.version())",
+    )
     v = versions()
     assert (
         out[0].startswith(v["TORCH_VERSION"])
