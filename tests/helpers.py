@@ -104,7 +104,7 @@ def fill_model_cache(folder: Path) -> Path:
 NO_TORCH = r"""
 import contextlib, io, json, sys
 sys.path.insert(0, sys.argv[1])
-from reprocheck.host.cli import main
+from reprocheck.host.commands.main import main
 codes = []
 for argv in json.loads(sys.argv[2]):
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

@@ -47,6 +47,9 @@ def make_fake(tmp_path: Path):
     return type("Fake", (), {"ws": ws, "env": env, "files": files, "calls": tmp_path / "calls", "root": tmp_path})
 
 
+ACTION_STEP = ROOT / "runner" / "reprocheck" / "host" / "launcher" / "action.py"
+
+
 def action(fake, exit_code: int = 0, **inputs: str) -> subprocess.CompletedProcess:
     env = {
         **fake.env,
@@ -55,8 +58,9 @@ def action(fake, exit_code: int = 0, **inputs: str) -> subprocess.CompletedProce
         "INPUT_IMAGE": "reprocheck:test",
     }
     env.update({f"INPUT_{k.upper()}": v for k, v in inputs.items()})
+    # -S: no site-packages, as on a runner where reprocheck is not installed (the step is standard library only).
     return subprocess.run(
-        [sys.executable, str(ROOT / "runner" / "reprocheck" / "host" / "action.py")],
+        [sys.executable, "-S", str(ACTION_STEP)],
         cwd=fake.ws,
         env=env,
         capture_output=True,

@@ -266,3 +266,33 @@ def test_the_package_has_no_import_circles():
         if module not in done:
             visit(module, [module], done)
     assert circles == [], "import circles: " + "; ".join(" -> ".join(c) for c in circles[:5])
+
+
+def test_host_is_grouped_by_job():
+    # A few shared modules directly in host/; everything else in a sub-package that says its job in one docstring.
+    import ast
+
+    host = ROOT / "runner" / "reprocheck" / "host"
+    loose = sorted(p.name for p in host.glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= 8, f"host/ holds {len(loose)} modules directly: {loose}"
+    for package in sorted(p.parent for p in host.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+        assert doc, f"host/{package.name}/__init__.py says nothing of the sub-package's job"
+
+
+def test_the_launcher_is_standard_library_only():
+    # The Action's step runs it from a checkout, on a runner where reprocheck and its dependencies are not
+    # installed: the standard library, and nothing of the package outside the launcher, github.py and exitcodes.py.
+    host = ROOT / "runner" / "reprocheck" / "host"
+    allowed = ("reprocheck.host.launcher", "reprocheck.host.github", "reprocheck.host.exitcodes")
+    broken = []
+    for path in [*sorted((host / "launcher").glob("*.py")), host / "github.py", host / "exitcodes.py"]:
+        for line, _, name in _imports(path):
+            top = name.split(".")[0]
+            # As a file the step imports `host` from the checkout; the build step imports its sibling derived_venv.
+            as_file = name in ("host", "derived_venv") or ("reprocheck." + name).startswith(allowed)
+            inside = top == "reprocheck" and name.startswith(allowed)
+            ok = inside or as_file or (top not in ("reprocheck", "host") and top in sys.stdlib_module_names)
+            if not ok:
+                broken.append(f"{path.relative_to(host)}:{line} imports {name}")
+    assert broken == []

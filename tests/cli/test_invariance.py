@@ -6,7 +6,8 @@ import jsonschema
 import pytest
 
 from helpers import EXAMPLES, ROOT, planted_spec, reprocheck, write_spec
-from reprocheck.host import invariance, launch
+from reprocheck.host.checks import invariance
+from reprocheck.host.launcher import launch
 
 INVARIANT = "recipe: {threads: 2}\ninvariance: {threads: [1, 4]}\n"
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from helpers import reprocheck, write_spec
-from reprocheck.host import github, launch
+from reprocheck.host import github
+from reprocheck.host.launcher import launch
 from reprocheck.host.report import markdown
 from stand_in import action, calls, mounts, outputs
 
@@ -396,7 +397,7 @@ def test_requirements_outside_the_workspace_are_refused(fake, tmp_path):
 
 
 def test_requirement_files_keep_the_pinned_stack(tmp_path):
-    from reprocheck.host import derived
+    from reprocheck.host.launcher import derived
 
     pins = {"torch": "2.14.1", "torchvision": "0.29.1"}
     ok = tmp_path / "ok.txt"
@@ -420,7 +421,7 @@ def test_requirement_files_keep_the_pinned_stack(tmp_path):
 
 
 def test_the_derived_tag_follows_the_files_contents(tmp_path):
-    from reprocheck.host import derived
+    from reprocheck.host.launcher import derived
 
     req = tmp_path / "r.txt"
     req.write_text("timm\n")

@@ -246,7 +246,7 @@ def test_later_runs_are_folded_as_they_end_so_the_disk_holds_two_output_sets(spe
 
 
 def test_a_long_stretch_gets_a_progress_line_but_never_with_quiet(spec_dir, tmp_path):
-    from reprocheck.host import progress
+    from reprocheck.host.checks import progress
 
     spec = planted_spec(spec_dir, "hangs", "timeout: 14\n")  # sleeps until killed: a long silent stretch
     r = reprocheck("run", str(spec))

@@ -206,7 +206,7 @@ def test_help_validate_and_schema_do_not_import_torch(tmp_path):
     bad = write_spec(tmp_path, "version: 1\nsead: 2\n")
     code = f"""
 import contextlib, io, sys
-from reprocheck.host.cli import main
+from reprocheck.host.commands.main import main
 codes = []
 for argv in (["--help"], ["run", "--help"], ["schema", "-o", {str(tmp_path / "s.json")!r}], ["validate", {str(bad)!r}]):
     with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.redirect_stderr(io.StringIO()):

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from helpers import ROOT, planted_spec, reprocheck, write_spec
+from reprocheck.host.checks.outcome import Status, exit_code
 from reprocheck.host.exitcodes import ExitCode
-from reprocheck.host.outcome import Status, exit_code
 from reprocheck.tree import SEPARATOR, decode_component, split_path
 from reprocheck.worker import outputs
 
@@ -92,7 +92,8 @@ def test_the_zygote_dying_is_a_run_failure_naming_it(spec_dir):
 CRASHING = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
-from reprocheck.host import cli, pipeline
+from reprocheck.host.checks import pipeline
+from reprocheck.host.commands import main as cli
 real = pipeline._verdict
 def _verdict(*args, **kwargs):
     if len(_verdict.calls) == 1:
@@ -181,7 +182,7 @@ def test_an_internal_failure_under_github_is_result_error(spec_dir, tmp_path):
 MEASURED = r"""
 import contextlib, io, json, sys, time
 sys.path.insert(0, sys.argv[1])
-from reprocheck.host.cli import main
+from reprocheck.host.commands.main import main
 start = time.perf_counter()
 err = io.StringIO()
 with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()) as out:
@@ -309,7 +310,7 @@ def test_files_are_created_with_the_umask_not_0600(spec_dir):
         name = f"r{umask:o}"
         code = (
             f"import os, sys; os.umask({umask}); sys.path.insert(0, {str(ROOT / 'runner')!r}); "
-            f"from reprocheck.host.cli import main; sys.exit(main(['run', '-q', {str(spec)!r}, '--report', "
+            f"from reprocheck.host.commands.main import main; sys.exit(main(['run', '-q', {str(spec)!r}, '--report', "
             f"{str(spec_dir / name)!r} + '.json', '--baseline', {str(spec_dir / name)!r}, '--update-baseline']))"
         )
         proc = subprocess.run([sys.executable, "-c", code], cwd=spec_dir, capture_output=True, text=True)

@@ -271,7 +271,7 @@ def test_rebuilding_reuses_the_cache_and_leaves_nothing_dangling(image):
 
 def test_plan_mounts_and_user_without_an_engine(tmp_path):
     # Pure planning: what the container would get (no engine needed).
-    from reprocheck.host import launch
+    from reprocheck.host.launcher import launch
 
     write_spec(tmp_path, "version: 1\n", "s.yaml")
     p = launch.plan(
@@ -402,7 +402,7 @@ def test_requirements_build_a_derived_image_once_and_reuse_it(image, tmp_path):
 
 
 def _versions():
-    from reprocheck.host.container import read_versions
+    from reprocheck.host.launcher.container import read_versions
 
     return read_versions(ROOT / "docker" / "versions.env")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import ROOT, reprocheck, write_spec
-from reprocheck.host import derived
+from reprocheck.host.launcher import derived
 
 CA = {"REPROCHECK_PIP_CERT": "/etc/ssl/certs/ca-certificates.crt"}  # pip in a local build needs the host's CA
 PINS = {"torch": "2.14.1", "torchvision": "0.29.1"}
@@ -114,7 +114,7 @@ def test_the_tag_is_exactly_what_is_staged(tmp_path):
 
 
 def test_install_dot_takes_what_git_lists_never_outputs_cache_or_git_config(tmp_path):
-    from reprocheck.host import launch
+    from reprocheck.host.launcher import launch
 
     ws = package(tmp_path / "ws")
     git = ["git", "-C", str(ws), "-c", "user.email=t@t", "-c", "user.name=t", "-c", "core.fsmonitor=false"]
@@ -269,7 +269,7 @@ def test_the_action_reports_a_dangling_link_as_an_error_result(image, tmp_path):
         **{"INPUT_SPEC": "spec.yaml", "INPUT_IMAGE": image, "INPUT_INSTALL": "pkg"},
     }
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "runner" / "reprocheck" / "host" / "action.py")],
+        [sys.executable, "-S", str(ROOT / "runner" / "reprocheck" / "host" / "launcher" / "action.py")],
         cwd=ws,
         env=env,
         capture_output=True,
@@ -329,7 +329,7 @@ def test_install_dot_refuses_untracked_credentials_but_not_tracked_or_ignored_on
 @pytest.fixture
 def venv(tmp_path, monkeypatch):
     """A small venv laid out as the image's, for derived_venv's comparison without an engine."""
-    from reprocheck.host import derived_venv as inside
+    from reprocheck.host.launcher import derived_venv as inside
 
     root = tmp_path / "venv"
     site = root / "lib" / "python3.11" / "site-packages"

@@ -220,8 +220,8 @@ def test_a_nan_on_the_old_stack_never_makes_any_change_within_noise(models, tmp_
 
 
 def test_the_stacks_differences_come_from_the_first_check_that_ran():
-    from reprocheck.host.stacks import Side
-    from reprocheck.host.upgrade import _fingerprint
+    from reprocheck.host.analyses.stacks import Side
+    from reprocheck.host.analyses.upgrade import _fingerprint
 
     report = {"checks": [{"name": "broken", "fingerprint": None}, {"name": "ok", "fingerprint": {"torch": "2.14.1"}}]}
     assert _fingerprint(Side(3, report, "")) == {"torch": "2.14.1"}

@@ -5,8 +5,8 @@ import itertools
 
 import pytest
 
-from reprocheck.host.decision import Evidence, decide
-from reprocheck.host.outcome import Status, VariantStatus
+from reprocheck.host.checks.decision import Evidence, decide
+from reprocheck.host.checks.outcome import Status, VariantStatus
 
 CLEAN = Evidence(runs_requested=3, runs_ended=3, runs_ok=3, comparison=True)
 

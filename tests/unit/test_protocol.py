@@ -126,7 +126,7 @@ def test_the_helper_table_is_the_workers_functions():
 
 
 def test_an_answer_of_another_model_is_refused(tmp_path):
-    from reprocheck.host.helpers import WorkerFailed, answer_kind, read_answer
+    from reprocheck.host.workers.helper_client import WorkerFailed, answer_kind, read_answer
 
     with pytest.raises(p.ProtocolError, match="VerdictAnswer"):
         p.Call.of(p.VerdictAnswer(), Path("/a"))
@@ -142,7 +142,7 @@ def test_an_event_line_that_does_not_fit_is_an_error_never_a_dead_worker(tmp_pat
     """A real process printing a malformed event: the parent raises, it does not wait out a timeout."""
     import time
 
-    from reprocheck.host.zygote import Events
+    from reprocheck.host.workers.zygote import Events
 
     script = 'print(\'not ours\'); print(\'{"event": "run", "dir": "/r"}\', flush=True)'
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
@@ -155,13 +155,13 @@ def test_an_event_line_that_does_not_fit_is_an_error_never_a_dead_worker(tmp_pat
 
 # The modules that talk across the boundary: nothing but protocol models goes through them.
 BOUNDARY = [
-    "host/execute.py",
-    "host/helpers.py",
-    "host/zygote.py",
-    "host/runs.py",
-    "host/pipeline.py",
-    "host/invariance.py",
-    "host/diagnose.py",
+    "host/workers/isolated.py",
+    "host/workers/helper_client.py",
+    "host/workers/zygote.py",
+    "host/workers/run_result.py",
+    "host/checks/pipeline.py",
+    "host/checks/invariance.py",
+    "host/analyses/diagnose.py",
     "worker/__main__.py",
     "worker/serve.py",
     "worker/verdict.py",

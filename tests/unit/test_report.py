@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from reprocheck.host import cli, report
-from reprocheck.host.outcome import CheckResult, Status
+from reprocheck.host import report
+from reprocheck.host.checks.outcome import CheckResult, Status
+from reprocheck.host.commands import main as cli
 from reprocheck.host.report import console, json_report, markdown
-from reprocheck.host.runs import RunResult, RunStatus
+from reprocheck.host.workers.run_result import RunResult, RunStatus
 from reprocheck.spec import ToleranceSpec
 from reprocheck.worker import compare
 from reprocheck.worker.outputs import flatten

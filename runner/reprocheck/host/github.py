@@ -21,10 +21,7 @@ import re
 import secrets
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
-
-if TYPE_CHECKING:
-    from .outcome import CheckResult
+from typing import TextIO
 
 MAX_ANNOTATIONS = 10  # GitHub shows at most 10 error annotations per step
 SUMMARY_LIMIT = 1024 * 1024  # bytes GitHub accepts per step summary
@@ -172,90 +169,3 @@ def begin_group(title: str) -> None:
 
 def end_group() -> None:
     emit("::endgroup::")
-
-
-# --- from check results (inside the package only: launch.py runs this file alone, without them) --------
-
-
-def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]]:
-    """(spec file, line, title, message) for each check that did not pass, for annotations; an invariance
-    variant that differs or fails is annotated at the check's `invariance:` line."""
-    from .outcome import Status, VariantStatus
-    from .report.text import own_runs_failed, run_cause, summarize, variant_lines
-
-    out = []
-    for r in results:
-        if r.status is Status.PASS:
-            continue
-        file = workspace_relative(r.file)
-        if r.error:
-            what = "a compare rule does not fit" if r.error_line else "the runs could not be judged"
-            out.append((file, r.error_line or r.line, f"reprocheck: {r.name}: {what}", r.error))
-            continue
-        if r.status is Status.ERROR and own_runs_failed(r):
-            out.append((file, r.line, f"reprocheck: {r.name} failed to run", run_cause(r)))
-            continue
-        if r.comparison is not None and not r.comparison:
-            fails = r.comparison.failures
-            more = f"; and {len(fails) - 3} more" if len(fails) > 3 else ""
-            message = "; ".join(summarize(o) for o in fails[:3]) + more
-            out.append((file, r.line, f"reprocheck: {r.name} is not reproducible", message))
-        if r.baseline is not None and not r.baseline:
-            message = r.baseline.message or "failed"
-            out.append((file, r.line, f"reprocheck: {r.name} drifted from its baseline", message))
-        for v in r.invariance:
-            if v.status in (VariantStatus.FAIL, VariantStatus.ERROR):
-                what = "could not run" if v.status is VariantStatus.ERROR else "is not invariant"
-                title = f"reprocheck: {r.name} {what} at {v.label}"
-                out.append((file, r.invariance_line or r.line, title, " ".join(x.strip() for x in variant_lines(v))))
-        if r.fragile and r.fragile_policy == "fail":
-            out += _fragile(r, file)
-        if r.blind_all and r.status is Status.FAIL and r.comparison is not None and r.comparison:
-            from .report.text import blind_lines
-
-            title = f"reprocheck: {r.name} cannot see a change (strict: true)"
-            out += [(file, r.line, title, line) for line in blind_lines(r)]
-    return out
-
-
-def check_warnings(results: list[CheckResult]) -> list[tuple[str, int, str, str]]:
-    """(spec file, line, title, message) for each fragile output under `fragile: warn`, at the `compare:` line."""
-    from .outcome import Status
-    from .report.text import blind_lines
-
-    out = [
-        a for r in results if r.fragile and r.fragile_policy == "warn" for a in _fragile(r, workspace_relative(r.file))
-    ]
-    for r in results:
-        if r.blind_all and r.status is not Status.FAIL:  # a failing one is an error annotation already
-            title = f"reprocheck: {r.name} cannot see a change (constant outputs)"
-            out += [(workspace_relative(r.file), r.line, title, line) for line in blind_lines(r)]
-    return out
-
-
-def _fragile(r: CheckResult, file: str) -> list[tuple[str, int, str, str]]:
-    from .report.text import fragile_lines
-
-    title = f"reprocheck: {r.name} has outputs on a decision boundary (fragile)"
-    return [(file, r.compare_line or r.line, title, line) for line in fragile_lines(r)]
-
-
-def step_outputs(results: list[CheckResult], report_path: str | None) -> dict[str, str]:
-    """The step's outputs: result, failed-checks, max-abs-diff, report."""
-    from .outcome import Status, exit_code
-    from .report.text import num
-
-    code = exit_code(results)
-    result = {0: "pass", 1: "fail"}.get(int(code), "error")
-    diffs = [
-        c.max_abs_diff
-        for r in results
-        for c in (r.comparison, r.baseline.comparison if r.baseline is not None else None)
-        if c is not None
-    ]
-    return {
-        "result": result,
-        "failed-checks": ",".join(r.name for r in results if r.status is not Status.PASS),
-        "max-abs-diff": num(max(diffs)) if diffs else "0",
-        "report": report_path or "",
-    }

@@ -1,5 +1,5 @@
 """Spec files -> validated, located checks: defaults merged into entries, every error found, command-line
-overrides, selection. (Model and weight names are asked of a worker: host/names.py.)"""
+overrides, selection. (Model and weight names are asked of a worker: host/checks/names.py.)"""
 
 from __future__ import annotations
 

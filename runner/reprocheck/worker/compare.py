@@ -23,14 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_text
-from ..results import (
-    Comparison,
-    Kind,
-    OutputResult,
-    Tolerance,
-    output_from_dict,
-    tolerance_for,
-)
+from ..results import Comparison, Kind, OutputResult, Tolerance, output_from_dict, tolerance_for
 from ..spec import CompareSpec, ToleranceSpec
 from ..tree import Outputs
 from .tasks import Selected, compare_selected, select

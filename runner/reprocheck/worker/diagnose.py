@@ -1,4 +1,4 @@
-"""The torch half of `reprocheck diagnose` (host/diagnose.py runs the runs and decides): the check's own
+"""The torch half of `reprocheck diagnose` (host/analyses/diagnose.py runs the runs and decides): the check's own
 comparison of some runs' outputs, and what two traced runs say (the first diverging module, which modules ran in
 training mode, the parameters' digests). Answers are plain data for the host."""
 

@@ -1,6 +1,6 @@
-"""Model and weight names checked against the installed torchvision, timm or transformers before anything runs (see
-host/names.py): unknown names with did-you-mean, weights that are not the model's, `compare:` rules that cannot fit
-the model family's outputs. Runs inside the worker."""
+"""Model and weight names checked against the installed torchvision, timm or transformers before anything runs
+(see host/checks/names.py): unknown names with did-you-mean, weights that are not the model's, `compare:` rules
+that cannot fit the model family's outputs. Runs inside the worker."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def _zoo_problems(i: int, req: NameRequest) -> list[NameProblem]:
 
 def name_problems(request: NameRequests) -> NameProblems:
     """Model and weight names checked against the installed torchvision, timm or transformers (see
-    host/names.py)."""
+    host/checks/names.py)."""
     import difflib
 
     problems: list[NameProblem] = []

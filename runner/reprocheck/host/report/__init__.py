@@ -8,7 +8,7 @@ import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..outcome import CheckResult
+from ..checks.outcome import CheckResult
 from .console import print_console, render_console, render_diagnosis_console
 from .json_report import render_diagnosis_json, render_json
 from .markdown import render_diagnosis_markdown, render_markdown

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, TextIO
 
-from ..outcome import CheckResult, Status, VariantStatus
+from ..checks.outcome import CheckResult, Status, VariantStatus
 from .text import (
     TABLE_ROWS,
     blind_lines,

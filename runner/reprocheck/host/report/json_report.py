@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ... import __version__, flake
 from ...results import Kind, OutputResult
-from ..outcome import CheckResult, Status, exit_code
+from ..checks.outcome import CheckResult, Status, exit_code
 from . import schema
 from .tasks import fragile_sentence
 from .text import blind_lines

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from ..checks.outcome import CheckResult, Status
 from ..github import SUMMARY_LIMIT
-from ..outcome import CheckResult, Status
 from .text import (
     TABLE_ROWS,
     blind_lines,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ...protocol import Distance
 from ...results import Kind, OutputResult
-from ..outcome import CheckResult, VariantResult, VariantStatus
+from ..checks.outcome import CheckResult, VariantResult, VariantStatus
 from . import tasks
 
 TABLE_ROWS = 20  # per failing check, in console and Markdown

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ... import __version__
-from ..upgrade import GradedOutput, Upgrade, UpgradeCheck, accepted
+from ..analyses.upgrade import GradedOutput, Upgrade, UpgradeCheck, accepted
 from .json_report import finite, output_dict
 from .text import num, plural, summarize
 

@@ -135,7 +135,7 @@ def compare(
         shape=(exp["boxes"].shape[0],),
         dtype=str(exp["boxes"].dtype).replace("torch.", ""),
         total=exp["boxes"].shape[0],
-        members=tuple(join_path(sel.path, k) for k in exp),  # what blindness is judged on (host/findings.py)
+        members=tuple(join_path(sel.path, k) for k in exp),  # what blindness is judged on (host/checks/findings.py)
     )
     # Run 2 is read for every detection key, so a key that became a tensor (or stopped being one) is a difference.
     obt, problem = parse(obt_d, sel.name, tuple(k for k in DETECTION_KEYS if k in sel.tensor_keys or k in obt_d))

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..processes import reap
-from ..protocol import AnsweredEvent, ProtocolError, ReadyEvent, RunEvent, read_event
-from .runs import RunResult, RunStatus, classify, log_tail, signal_name
+from ...processes import reap
+from ...protocol import AnsweredEvent, ProtocolError, ReadyEvent, RunEvent, read_event
+from .run_result import RunResult, RunStatus, classify, log_tail, signal_name
 
 ZYGOTE_STARTUP_ALLOWANCE = 300.0  # seconds for the zygote's imports, on top of the runs' own timeouts
 

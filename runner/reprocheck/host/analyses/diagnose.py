@@ -20,15 +20,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import environment
-from ..diagnosis import Ablation, Diagnosis, Divergence, Effect, SeedSensitivity
-from ..protocol import CompareAnswer, CompareRequest, TracesAnswer, TracesRequest, worker_check
-from ..results import Comparison, RuleError
-from ..spec import Check, LoadedCheck, RecipeSpec
-from . import execute
+from ... import environment
+from ...diagnosis import Ablation, Diagnosis, Divergence, Effect, SeedSensitivity
+from ...protocol import CompareAnswer, CompareRequest, TracesAnswer, TracesRequest, worker_check
+from ...results import Comparison, RuleError
+from ...spec import Check, LoadedCheck, RecipeSpec
+from ..workers import isolated
+from ..workers.helper_client import Helpers, worker_environment
+from ..workers.run_result import RunResult
 from .causes import causes
-from .helpers import Helpers, worker_environment
-from .runs import RunResult
 
 DETERMINISM_MARK = environment.DETERMINISM_ERROR
 
@@ -38,7 +38,7 @@ DETERMINISM_MARK = environment.DETERMINISM_ERROR
 class _Runner:
     """diagnose's runs (isolated, like a check's), and the torch side's answers about them (one helper process)."""
 
-    def __init__(self, lc: LoadedCheck, root: Path, isolation: execute.Isolation, helpers: Helpers) -> None:
+    def __init__(self, lc: LoadedCheck, root: Path, isolation: isolated.Isolation, helpers: Helpers) -> None:
         self.lc, self.root, self.isolation, self.count, self.helpers = lc, root, isolation, 0, helpers
 
     def run(
@@ -54,7 +54,7 @@ class _Runner:
         # model_copy skips validation: a single run is fine here, unlike in a spec.
         check: Check = self.lc.check.model_copy(update={"runs": runs, **changes})
         variant = dataclasses.replace(self.lc, check=check)
-        return execute.Prepared(
+        return isolated.Prepared(
             variant, self.root / f"p{self.count:02d}", self.isolation, trace=trace, env=env, input_seed=input_seed
         ).run()
 
@@ -124,7 +124,7 @@ VARIATIONS = (
 
 def diagnose(
     lc: LoadedCheck,
-    isolation: execute.Isolation = execute.Isolation.AUTO,
+    isolation: isolated.Isolation = isolated.Isolation.AUTO,
     progress: Callable[[str], None] | None = None,
 ) -> Diagnosis:
     say = progress or (lambda text: None)

@@ -15,11 +15,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..protocol import Answer, GradedCheck, GradeJob, GradeRequest, Grades, ProtocolError
-from ..spec import LoadedCheck
-from .exitcodes import UsageError
-from .helpers import boot, worker_cmd
-from .report.schema import Report
+from ...protocol import Answer, GradedCheck, GradeJob, GradeRequest, Grades, ProtocolError
+from ...spec import LoadedCheck
+from ..exitcodes import UsageError
+from ..report.schema import Report
+from ..workers.helper_client import boot, worker_cmd
 
 K = 3.0  # dist(new, ref) <= K * dist(old, ref) + eps (README "Before you upgrade" says why)
 ULPS = 4.0  # eps: this many machine epsilons of the output's dtype, times its largest |reference value|
@@ -43,7 +43,7 @@ class Stack:
 
 
 def parse_stack(flag: str, text: str) -> Stack:
-    from . import launch
+    from ..launcher import launch
 
     kind, sep, value = text.partition(":")
     if not sep or kind not in ("python", "image") or not value:
@@ -92,7 +92,7 @@ def _stack_env(code: Path) -> dict[str, str]:
 def probe(stack: Stack, code: Path) -> None:
     """Refuse a stack that cannot run the checks, before anything runs."""
     if stack.kind == "image":
-        from . import container
+        from ..launcher import container
 
         try:
             container.require_engine()
@@ -187,7 +187,7 @@ def _run_image(
     float64: bool,
     stdout: Any,
 ) -> int:
-    from . import launch
+    from ..launcher import launch
 
     request = launch.Request(
         specs=tuple(specs),
@@ -229,7 +229,7 @@ def grade_on(stack: Stack, jobs: list[GradeJob], folder: Path, code: Path, opts:
                 [stack.value, *helper], env=_stack_env(code), stdout=out, stderr=out, stdin=subprocess.DEVNULL
             )
         else:
-            from . import launch
+            from ..launcher import launch
 
             plan = launch.Plan(
                 mounts=(

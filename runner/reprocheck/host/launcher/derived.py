@@ -32,20 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-try:
-    from .derived_context import stage_install, tree_hash
-    from .derived_requirements import DerivedError, check_requirements, normalize, project_name
-    from .engine import ContainerError, docker
-except ImportError:  # the Action's step: this folder on sys.path, reprocheck not installed
-    from derived_context import stage_install, tree_hash  # type: ignore[import-not-found, no-redef]
-    from derived_requirements import (  # type: ignore[import-not-found, no-redef]
-        DerivedError,
-        check_requirements,
-        normalize,
-        project_name,
-    )
-
-    from engine import ContainerError, docker  # type: ignore[import-not-found, no-redef]
+from .derived_context import stage_install, tree_hash
+from .derived_requirements import DerivedError, check_requirements, normalize, project_name
+from .engine import ContainerError, docker
 
 __all__ = ["Derivation", "DerivedError", "check_requirements", "ensure", "plan_exclude", "tag_for"]
 

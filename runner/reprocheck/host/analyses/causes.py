@@ -3,8 +3,8 @@ which parameters change with the seed), those that explain a difference under th
 
 from __future__ import annotations
 
-from ..diagnosis import SeedSensitivity
-from ..spec import LoadedCheck
+from ...diagnosis import SeedSensitivity
+from ...spec import LoadedCheck
 
 
 def causes(seed: SeedSensitivity | None, lc: LoadedCheck, runs_differ: bool = False) -> tuple[str, ...]:

@@ -13,8 +13,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
-from .. import environment
-from ..protocol import (
+from ... import environment
+from ...protocol import (
     OPS,
     Answer,
     AnsweredEvent,
@@ -27,7 +27,7 @@ from ..protocol import (
     ProtocolError,
     op_of,
 )
-from .runs import log_tail
+from .run_result import log_tail
 from .zygote import LIVE_ZYGOTES, Events, kill_group, reap_orphans
 
 PARENT_ENV = "REPROCHECK_PARENT_PID"

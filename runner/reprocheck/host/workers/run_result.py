@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..protocol import ProtocolError, RunReport
+from ...protocol import ProtocolError, RunReport
 
 
 class RunStatus(str, enum.Enum):

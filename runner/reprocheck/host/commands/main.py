@@ -1,4 +1,4 @@
-"""Command line: parse, call a command (commands.py), map to exit codes. Every command goes through `main`'s
+"""The command line: parse, call a command (one module each), map to exit codes. Every command goes through `main`'s
 guard: usage errors exit 2, interruptions 130/143, anything unexpected 4 with a crash log; never a traceback."""
 
 from __future__ import annotations
@@ -12,15 +12,17 @@ import threading
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .. import __version__
-from ..files import OutputTargetError
-from . import canary
+from ... import __version__
+from ...files import OutputTargetError
+from ..checks.invariance import KINDS as INVARIANCE_KINDS
+from ..exitcodes import ExitCode, UsageError
+from . import upgrade
 from .calibrate import cmd_calibrate
-from .commands import cmd_diagnose, cmd_run, cmd_validate
 from .crash import Terminated, closed_stdout, internal_error, on_sigterm
-from .exitcodes import ExitCode, UsageError
-from .invariance import KINDS as INVARIANCE_KINDS
-from .other_commands import cmd_docker, cmd_env, cmd_matrix, cmd_schema
+from .diagnose import cmd_diagnose
+from .docker import cmd_docker
+from .info import cmd_env, cmd_matrix, cmd_schema
+from .run import cmd_run, cmd_validate
 
 
 class Command(str, enum.Enum):
@@ -36,7 +38,7 @@ class Command(str, enum.Enum):
 
 
 def _github_usage_error(exc: UsageError) -> None:
-    from . import github
+    from .. import github
 
     located = [
         (github.workspace_relative(e.file), e.line or 1, "reprocheck: invalid spec", str(e))
@@ -102,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     sch.add_argument("--report", action="store_true", help="the JSON report's schema instead of the spec's")
 
     _add_analyses(sub)
-    canary.add_parser(sub, _count, [i.value for i in _isolations()])
+    upgrade.add_parser(sub, _count, [i.value for i in _isolations()])
 
     env = sub.add_parser(Command.ENV.value, help="print the environment fingerprint")
     env.add_argument("--json", action="store_true")
@@ -236,7 +238,7 @@ def _add_require_devices(p: argparse.ArgumentParser) -> None:
 
 
 def _isolations() -> list[enum.Enum]:
-    from .execute import Isolation
+    from ..workers.isolated import Isolation
 
     return list(Isolation)
 
@@ -250,14 +252,14 @@ HANDLERS = {
     Command.MATRIX: cmd_matrix,
     Command.DIAGNOSE: cmd_diagnose,
     Command.CALIBRATE: cmd_calibrate,
-    Command.UPGRADE: canary.cmd_upgrade,
+    Command.UPGRADE: upgrade.cmd_upgrade,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     """Every command goes through here: usage errors exit 2, interruptions 130/143, anything unexpected 4."""
     if argv is None:  # the program itself (not a caller in-process): orphans of its runs come back here, to be reaped
-        from ..processes import subreaper
+        from ...processes import subreaper
 
         subreaper()
     argv = sys.argv[1:] if argv is None else argv
@@ -266,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     github = bool(getattr(args, "github", False))
     if github:
-        from .github import guard_streams
+        from ..github import guard_streams
 
         guard_streams()  # model text printed from here on can never act as a workflow command
     handler = HANDLERS[Command(args.command)]

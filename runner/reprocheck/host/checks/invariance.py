@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import environment
-from ..protocol import (
+from ... import environment
+from ...protocol import (
     Distance,
     Distances,
     DistancesRequest,
@@ -35,10 +35,11 @@ from ..protocol import (
     VerdictRequest,
     worker_check,
 )
-from ..spec import Check, LoadedCheck, ToleranceSpec
-from . import execute, helpers, progress
+from ...spec import Check, LoadedCheck, ToleranceSpec
+from ..workers import helper_client, isolated
+from ..workers.run_result import RunResult
+from . import progress
 from .outcome import Kind, VariantResult, VariantStatus
-from .runs import RunResult
 
 KINDS = tuple(k.value for k in Kind)
 
@@ -79,13 +80,13 @@ class _Variant:
         lc: LoadedCheck,
         check: Any,
         folder: Path,
-        isolation: execute.Isolation,
+        isolation: isolated.Isolation,
         batch: int | None,
-        source: execute.Prepared | None,
+        source: isolated.Prepared | None,
     ) -> None:
         self.lc, self.folder, self.isolation, self.batch, self.source = lc, folder, isolation, batch, source
         self.check = check
-        self.fresh: execute.Prepared | None = None
+        self.fresh: isolated.Prepared | None = None
         self.forked = False
 
     def run(self) -> list[RunResult]:
@@ -96,7 +97,7 @@ class _Variant:
                 self.forked = True
                 return [run]
         lc = dataclasses.replace(self.lc, check=self.check)
-        self.fresh = execute.Prepared(lc, self.folder, self.isolation, batch=self.batch)
+        self.fresh = isolated.Prepared(lc, self.folder, self.isolation, batch=self.batch)
         return self.fresh.run()
 
     def verdict(self, request: VerdictRequest) -> VerdictAnswer:
@@ -111,7 +112,7 @@ class _Variant:
 
 
 def _reference(
-    lc: LoadedCheck, workdir: Path, isolation: execute.Isolation, source: execute.Prepared | None = None
+    lc: LoadedCheck, workdir: Path, isolation: isolated.Isolation, source: isolated.Prepared | None = None
 ) -> RunResult:
     """The check's computation in float64 on the CPU, once per check."""
     check = lc.check.model_copy(update={"runs": 1, "device": "cpu"})
@@ -120,7 +121,7 @@ def _reference(
         run = source.fork_run(workdir / "reference-float64" / "run1", changes)
         if run is not None:
             return run
-    prepared = execute.Prepared(
+    prepared = isolated.Prepared(
         dataclasses.replace(lc, check=check), workdir / "reference-float64", isolation, float64=True
     )
     (run,) = prepared.run()[:1]
@@ -132,10 +133,10 @@ def run_variants(
     lc: LoadedCheck,
     first: RunResult,
     workdir: Path,
-    isolation: execute.Isolation,
+    isolation: isolated.Isolation,
     kinds: frozenset[str] | None,
     require_devices: bool = False,
-    source: execute.Prepared | None = None,
+    source: isolated.Prepared | None = None,
 ) -> tuple[VariantResult, ...]:
     """Every variant the check declares (and `kinds` selects; None: all): batch sizes, thread counts, device.
     `source`: the check's own prepared runs, whose zygote forks the variants that keep its environment."""
@@ -151,9 +152,9 @@ class _VariantRunner:
     lc: LoadedCheck
     first: RunResult
     workdir: Path
-    isolation: execute.Isolation
+    isolation: isolated.Isolation
     require_devices: bool
-    source: execute.Prepared | None
+    source: isolated.Prepared | None
     reference_run: RunResult | None = None  # the float64 reference, run once for all variants that need it
 
     def one(self, kind: Kind, value: int | str) -> VariantResult:
@@ -193,7 +194,7 @@ class _VariantRunner:
         request = _request(lc, first, run, inv.tolerance or lc.check.tolerance, batched)
         try:
             answer = prepared.verdict(request)
-        except execute.VerdictTimeout as exc:
+        except isolated.VerdictTimeout as exc:
             return ended(VariantStatus.ERROR, str(exc), run=run)
         if answer.error is not None or answer.comparison is None:  # the check's own comparison reported the rule
             prepared.cancel()
@@ -257,7 +258,7 @@ def _distances(
     ref: RunResult,
     workdir: Path,
     batch: tuple[int, int] | None = None,
-    source: execute.Prepared | None = None,
+    source: isolated.Prepared | None = None,
 ) -> tuple[Distance, ...]:
     """Per output, how far run 1 and the variant each are from the float64 reference (computed in a helper)."""
     request = DistancesRequest(
@@ -268,6 +269,6 @@ def _distances(
     if source is not None:  # a fork of the check's zygote, else a helper with the check's environment
         answer = source.fork_answer(request, Distances, folder)
     else:
-        env = helpers.worker_environment(environment.worker_env(lc.check.seed, lc.check.recipe, 1))
-        answer = helpers.helper(folder, request, Distances, env)
+        env = helper_client.worker_environment(environment.worker_env(lc.check.seed, lc.check.recipe, 1))
+        answer = helper_client.helper(folder, request, Distances, env)
     return tuple(answer.items)

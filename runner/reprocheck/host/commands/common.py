@@ -1,6 +1,6 @@
-"""The commands that run checks (run, validate, diagnose; matrix, schema, env, docker are in other_commands.py):
-each parses nothing and prints only what it is for; `cli` maps what they return or raise to exit codes. This
-process never imports torch."""
+"""What the commands share: specs loaded, overridden and selected (every error a UsageError), torch checked
+without importing it, the model cache applied, a check's sources kept out of writable folders, and the checks
+run with their progress lines. This process never imports torch."""
 
 from __future__ import annotations
 
@@ -10,22 +10,21 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..goldens import BaselineOptions
-from ..spec import LoadedCheck, SpecErrors
-from .exitcodes import UsageError
+from ...spec import LoadedCheck, SpecErrors
+from ..exitcodes import UsageError
 from .targets import check_output_flags
 
 if TYPE_CHECKING:
-    from . import outcome, pipeline
-    from .runs import RunResult
+    from ..checks import outcome, pipeline
+    from ..workers.run_result import RunResult
 
 
 def load_checks(paths: list[str]) -> list[LoadedCheck]:
-    from ..spec import load_spec
+    from ...spec import load_spec
 
     loaded: list[LoadedCheck] = []
     errors = []
@@ -82,25 +81,39 @@ def refuse_writable_sources(checks: list[LoadedCheck], writable: list[str]) -> N
                 )
 
 
-def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
-    """Output targets checked, specs loaded, --runs/--device applied, --check selected, torch present."""
-    from ..spec import apply_overrides, select
+def selected_checks(specs: list[str], names: list[str], **overrides: object) -> list[LoadedCheck]:
+    """Specs loaded, command-line overrides applied (None: not given), --check selected; every problem one
+    UsageError."""
+    from ...spec import apply_overrides, select
 
-    check_output_flags(args)
     try:
-        strict = True if getattr(args, "strict", False) else None
-        checks = select(
-            apply_overrides(load_checks(args.specs), runs=args.runs, device=args.device, strict=strict), args.check
-        )
+        return select(apply_overrides(load_checks(specs), **overrides), names)
     except SpecErrors as exc:
         raise UsageError(str(exc), exc.errors) from None
+
+
+def write_files(args: argparse.Namespace, json_text: Callable[[], str], markdown: Callable[[], str]) -> None:
+    """--report and --summary, each written whole or not at all."""
+    from ...files import atomic_write_text
+
+    if args.report:
+        atomic_write_text(args.report, json_text())
+    if args.summary:
+        atomic_write_text(args.summary, markdown())
+
+
+def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
+    """Output targets checked, specs loaded, --runs/--device applied, --check selected, torch present."""
+    check_output_flags(args)
+    strict = True if getattr(args, "strict", False) else None
+    checks = selected_checks(args.specs, args.check, runs=args.runs, device=args.device, strict=strict)
     cache = getattr(args, "model_cache", None)
     if cache and getattr(args, "command", "run") != "docker":
-        from .launch import cache_env
+        from ..launcher.launch import cache_env
 
         if not os.path.isdir(cache):
             raise UsageError(f"--model-cache {cache}: no such folder (fill it first, see the README)")
-        from .launch_checks import LaunchError, check_cache_folder
+        from ..launcher.launch_checks import LaunchError, check_cache_folder
 
         try:
             # Natively the model runs as you: the host's folders and sockets are refused, not your own files.
@@ -115,44 +128,19 @@ def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
     return checks
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from . import outcome, pipeline
-    from .execute import Isolation
-
-    checks = checks_to_run(args)
-    golden = None
-    if args.baseline:
-        golden = BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."))
-    from .invariance import selected_kinds
-
-    kinds = selected_kinds(args.invariance)
-    session = pipeline.Session(
-        Isolation(args.isolation),
-        args.keep,
-        golden,
-        kinds,
-        args.require_devices,
-        getattr(args, "reference_float64", False),
-    )
-    results, crash = run_checks(args, checks, session)
-    _write_reports(args, results)
-    if crash is not None:
-        raise crash
-    return int(outcome.exit_code(results))
-
-
 def run_checks(
     args: argparse.Namespace, checks: list[LoadedCheck], session: pipeline.Session
 ) -> tuple[list[outcome.CheckResult], BaseException | None]:
     """Run every check with progress lines; on an internal failure, the checks completed before it."""
-    from . import github, pipeline
+    from .. import github
+    from ..checks import pipeline
 
     quiet = args.quiet
     total = len(checks)
     # Under GitHub the progress log goes to stdout inside a collapsible group.
     log = sys.stdout if args.github else sys.stderr
 
-    from . import progress
+    from ..checks import progress
 
     ticker = progress.Ticker(log)
 
@@ -192,83 +180,3 @@ def run_checks(
         if args.github:
             github.end_group()
     return results, crash
-
-
-def _write_reports(args: argparse.Namespace, results: list[outcome.CheckResult]) -> None:
-    from ..files import atomic_write_text
-    from . import report
-
-    if not results:
-        return
-    report.print_console(results)
-    if args.report:
-        atomic_write_text(args.report, report.render(report.Format.JSON, results))
-    if args.summary:
-        atomic_write_text(args.summary, report.render(report.Format.MARKDOWN, results))
-    if args.github:
-        from . import github
-
-        for line in github.error_annotations(github.check_failures(results)):
-            github.emit(line)
-        for line in github.error_annotations(github.check_warnings(results), level="warning"):
-            github.emit(line)
-        github.append_summary(report.render(report.Format.MARKDOWN, results))
-        github.write_outputs(github.step_outputs(results, str(args.report) if args.report else None))
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from .names import name_errors, name_requests
-
-    checks = load_checks(args.specs)
-    requests = name_requests(checks)
-    if requests:  # torchvision's names: asked of a worker, this process never imports torch
-        need_torch()
-        from .helpers import name_problems
-
-        with tempfile.TemporaryDirectory(prefix="reprocheck-validate-") as tmp:
-            errors = name_errors(checks, name_problems(requests, Path(tmp)))
-        if errors:
-            raise UsageError("\n".join(str(e) for e in errors), errors)
-    for lc in checks:
-        c = lc.check
-        print(
-            f"ok  {lc.name}  ({lc.file}:{lc.line}; model {c.model.source}, input {c.input.source}, "
-            f"{c.runs} runs on {c.device})"
-        )
-    return 0
-
-
-def cmd_diagnose(args: argparse.Namespace) -> int:
-    """Exit 0 when the check is reproducible under its recipe, 1 when not, 3 when its runs fail."""
-    from ..spec import apply_overrides, select
-
-    check_output_flags(args)
-    try:
-        checks = select(apply_overrides(load_checks(args.specs), device=args.device), args.check)
-    except SpecErrors as exc:
-        raise UsageError(str(exc), exc.errors) from None
-    need_torch()
-    from . import report
-    from .diagnose import diagnose
-    from .helpers import name_problems
-    from .names import name_errors, name_requests
-
-    with tempfile.TemporaryDirectory(prefix="reprocheck-names-") as tmp:
-        errors = name_errors(checks, name_problems(name_requests(checks), Path(tmp)))
-    if errors:
-        raise UsageError("\n".join(str(e) for e in errors), errors)
-    from ..files import atomic_write_text
-    from .execute import Isolation
-
-    results = []
-    for lc in checks:
-        print(f"diagnosing {lc.name} ({lc.file})", file=sys.stderr, flush=True)
-        results.append(
-            diagnose(lc, Isolation(args.isolation), lambda text: print(f"  {text}", file=sys.stderr, flush=True))
-        )
-    sys.stdout.write(report.DIAGNOSIS_RENDERERS[report.Format.CONSOLE](results))
-    if args.report:
-        atomic_write_text(args.report, report.DIAGNOSIS_RENDERERS[report.Format.JSON](results))
-    if args.summary:
-        atomic_write_text(args.summary, report.DIAGNOSIS_RENDERERS[report.Format.MARKDOWN](results))
-    return max((d.exit_code for d in results), default=0)

@@ -8,8 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..files import OutputTargetError, refuse_special_target
-from .exitcodes import UsageError
+from ...files import OutputTargetError, refuse_special_target
+from ..exitcodes import UsageError
 
 
 def _probe_writable(folder: Path, what: str) -> None:

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import TypeVar
 
-from .. import environment
-from ..protocol import (
+from ... import environment
+from ...protocol import (
     AnsweredEvent,
     Call,
     Message,
@@ -36,9 +36,9 @@ from ..protocol import (
     VerdictRequest,
     worker_check,
 )
-from ..spec import LoadedCheck
-from .helpers import WorkerFailed, answer_kind, helper, read_answer, worker_cmd, worker_environment
-from .runs import RunResult, classify, log_tail
+from ...spec import LoadedCheck
+from .helper_client import WorkerFailed, answer_kind, helper, read_answer, worker_cmd, worker_environment
+from .run_result import RunResult, classify, log_tail
 from .zygote import (
     LIVE_ZYGOTES,
     ZYGOTE_STARTUP_ALLOWANCE,

@@ -7,8 +7,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any
 
-from ..results import Comparison, OutputResult
-from ..tree import EMPTY, ROOT_NAME
+from ...results import Comparison, OutputResult
+from ...tree import EMPTY, ROOT_NAME
 
 
 def seeing(comparison: Comparison) -> list[OutputResult]:

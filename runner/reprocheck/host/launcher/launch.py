@@ -28,28 +28,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-try:
-    from .launch_checks import (
-        LaunchError,
-        cache_env,
-        check_gpus,
-        check_model_cache,
-        inside_workspace,
-        mountable,
-        no_option,
-        refuse_protected,
-    )
-except ImportError:  # the Action's step: this folder on sys.path, reprocheck not installed
-    from launch_checks import (  # type: ignore[import-not-found, no-redef]
-        LaunchError,
-        cache_env,
-        check_gpus,
-        check_model_cache,
-        inside_workspace,
-        mountable,
-        no_option,
-        refuse_protected,
-    )
+from .launch_checks import (
+    LaunchError,
+    cache_env,
+    check_gpus,
+    check_model_cache,
+    inside_workspace,
+    mountable,
+    no_option,
+    refuse_protected,
+)
 
 CHECK_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
 DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|auto)$")

@@ -11,8 +11,8 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from .. import __version__
-from .exitcodes import ExitCode
+from ... import __version__
+from ..exitcodes import ExitCode
 
 
 class Terminated(BaseException):
@@ -48,7 +48,7 @@ def internal_error(exc: BaseException, argv: list[str], github: bool) -> int:
     where = f"traceback in {log}" if log else "no crash log could be written"
     message = f"internal error ({what}); this is a bug in reprocheck, not in your model: {where}"
     if github:
-        from . import github as gh
+        from .. import github as gh
 
         gh.emit(gh.command("error", message, title="reprocheck: internal error"))
         with contextlib.suppress(OSError):

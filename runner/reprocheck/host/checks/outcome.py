@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import drift
-from ..protocol import Distance
-from ..results import Comparison, Fragile
-from .exitcodes import ExitCode
-from .runs import RunResult
+from ... import drift
+from ...protocol import Distance
+from ...results import Comparison, Fragile
+from ..exitcodes import ExitCode
+from ..workers.run_result import RunResult
 
 
 class Status(str, enum.Enum):

@@ -4,8 +4,8 @@ answers located in the spec (`name_errors`). This process never imports torch: a
 
 from __future__ import annotations
 
-from ..protocol import NameProblem, NameRequest
-from ..spec import LoadedCheck, SpecError
+from ...protocol import NameProblem, NameRequest
+from ...spec import LoadedCheck, SpecError
 
 ZOOS = ("torchvision", "timm", "huggingface")  # sources whose names a worker checks before anything runs
 

@@ -9,8 +9,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ..spec import SpecErrors
-from .exitcodes import UsageError
+from ..exitcodes import UsageError
 
 
 def add_parser(
@@ -74,14 +73,12 @@ def _positive(name: str, value: float | None, default: float) -> float:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
-    from ..files import atomic_write_text
-    from ..spec import apply_overrides, select
-    from .commands import load_checks
-    from .launch import DEVICE
-    from .report import upgrade as fmt
-    from .stacks import ULPS, K, Options, parse_stack
+    from ..analyses.stacks import ULPS, K, Options, parse_stack
+    from ..analyses.upgrade import run_upgrade
+    from ..launcher.launch import DEVICE
+    from ..report import upgrade as fmt
+    from .common import selected_checks, write_files
     from .targets import check_output_flags
-    from .upgrade import run_upgrade
 
     check_output_flags(args)
     source, target = parse_stack("--from", args.source), parse_stack("--to", args.target)
@@ -99,7 +96,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     if args.model_cache:
         from pathlib import Path
 
-        from .launch_checks import LaunchError, check_cache_folder
+        from ..launcher.launch_checks import LaunchError, check_cache_folder
 
         try:
             check_cache_folder(
@@ -107,10 +104,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
             )
         except LaunchError as exc:
             raise UsageError(str(exc)) from None
-    try:
-        checks = select(apply_overrides(load_checks(args.specs), runs=args.runs), args.check)
-    except SpecErrors as exc:
-        raise UsageError(str(exc), exc.errors) from None
+    checks = selected_checks(args.specs, args.check, runs=args.runs)
     opts = Options(
         source=source,
         target=target,
@@ -127,12 +121,9 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     )
     result = run_upgrade(checks, opts)
     print(fmt.render_console(result), end="", flush=True)
-    if args.report:
-        atomic_write_text(args.report, fmt.render_json(result))
-    if args.summary:
-        atomic_write_text(args.summary, fmt.render_markdown(result))
+    write_files(args, lambda: fmt.render_json(result), lambda: fmt.render_markdown(result))
     if args.github:
-        from . import github
+        from .. import github
 
         for line in github.error_annotations(fmt.failures(result)):
             github.emit(line)

@@ -10,20 +10,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import environment, goldens
-from ..drift import BaselineResult
-from ..goldens import BaselineOptions
-from ..protocol import RunRef, VerdictAnswer, VerdictRequest
-from ..results import Comparison, Fragile
-from ..spec import LoadedCheck, SpecError
-from . import execute, zygote
+from ... import environment, goldens
+from ...drift import BaselineResult
+from ...goldens import BaselineOptions
+from ...protocol import RunRef, VerdictAnswer, VerdictRequest
+from ...results import Comparison, Fragile
+from ...spec import LoadedCheck, SpecError
+from ..workers import isolated, zygote
+from ..workers.run_result import RunResult
+from ..workers.zygote import Progress
 from .decision import Evidence, decide
 from .findings import blind_outputs, nothing_compared, recipe_parts_off
 from .invariance import has_variants, run_variants
 from .outcome import CheckResult, VariantResult
 from .progress import phase
-from .runs import RunResult
-from .zygote import Progress
 
 
 def workdir_for(root: Path, index: int, lc: LoadedCheck) -> Path:
@@ -53,7 +53,7 @@ class _Judged:
 
 def run_check(
     lc: LoadedCheck,
-    prepared: execute.Prepared,
+    prepared: isolated.Prepared,
     progress: Progress | None = None,
     baseline: BaselineOptions | None = None,
     invariance: frozenset[str] | None = None,
@@ -124,7 +124,7 @@ def run_check(
 
 def _judge(
     lc: LoadedCheck,
-    prepared: execute.Prepared,
+    prepared: isolated.Prepared,
     ok: list[RunResult],
     all_ok: bool,
     baseline: BaselineOptions | None,
@@ -174,21 +174,21 @@ def _judge(
     return j
 
 
-def _verdict(prepared: execute.Prepared, request: VerdictRequest, keep: bool = False) -> VerdictAnswer:
+def _verdict(prepared: isolated.Prepared, request: VerdictRequest, keep: bool = False) -> VerdictAnswer:
     try:
         return prepared.verdict(request, keep)
-    except execute.VerdictTimeout as exc:
+    except isolated.VerdictTimeout as exc:
         return VerdictAnswer(timeout=str(exc))
 
 
 def run_all(
     checks: list[LoadedCheck],
     workroot: Path,
-    isolation: execute.Isolation,
+    isolation: isolated.Isolation,
     on_start: Callable[[int, LoadedCheck], None] | None = None,
     on_run: Callable[[LoadedCheck, RunResult], None] | None = None,
     on_done: Callable[[CheckResult], None] | None = None,
-    first: execute.Prepared | None = None,
+    first: isolated.Prepared | None = None,
     baseline: BaselineOptions | None = None,
     invariance: frozenset[str] | None = None,
     require_devices: bool = False,
@@ -207,7 +207,7 @@ def run_all(
             prepared = (
                 first
                 if (i == 0 and first is not None)
-                else execute.Prepared(lc, workdir_for(workroot, i, lc), isolation, fold=discard, float64=float64)
+                else isolated.Prepared(lc, workdir_for(workroot, i, lc), isolation, fold=discard, float64=float64)
             )
             result = run_check(lc, prepared, progress, baseline, invariance, require_devices, discard)
         except Exception as exc:
@@ -222,7 +222,7 @@ def run_all(
 class Session:
     """How `reprocheck run` runs its checks (the command line's choices)."""
 
-    isolation: execute.Isolation = execute.Isolation.AUTO
+    isolation: isolated.Isolation = isolated.Isolation.AUTO
     keep: Path | None = None  # keep each run's outputs and logs here
     baseline: BaselineOptions | None = None
     invariance: frozenset[str] | None = None  # the kinds of variants to run; None: every kind a check declares
@@ -257,7 +257,7 @@ def run_session(
         # The first check's zygote imports torch, answers the torchvision name checks of every check,
         # then waits for "go": nothing runs until the whole spec is known to be valid.
         requests = name_requests(checks)
-        first = execute.Prepared(
+        first = isolated.Prepared(
             checks[0],
             workdir_for(root, 0, checks[0]),
             session.isolation,

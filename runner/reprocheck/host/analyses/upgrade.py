@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..protocol import GradedCheck, GradeJob
-from ..results import OutputResult
-from ..spec import LoadedCheck
-from .exitcodes import ExitCode, UsageError
-from .report.schema import Check as ReportedCheck
-from .report.schema import Output as ReportedOutput
+from ...protocol import GradedCheck, GradeJob
+from ...results import OutputResult
+from ...spec import LoadedCheck
+from ..exitcodes import ExitCode, UsageError
+from ..report.schema import Check as ReportedCheck
+from ..report.schema import Output as ReportedOutput
 from .stacks import Options, Side, Stack, copy_code, grade_on, probe, run_side
 
 
@@ -76,7 +76,7 @@ class Upgrade:
         return max((c.exit_code for c in self.checks), default=ExitCode.OK)
 
     def fingerprint_diff(self) -> list[tuple[str, Any, Any]]:
-        from ..drift import fingerprint_diff
+        from ...drift import fingerprint_diff
 
         return [(d.field, d.expected, d.obtained) for d in fingerprint_diff(*self.fingerprints)]
 

@@ -1,4 +1,4 @@
-"""The GitHub Action's one step (action.yml runs `python3 runner/reprocheck/action.py`), on a runner where
+"""The GitHub Action's one step (action.yml runs `python3 runner/reprocheck/host/launcher/action.py`), on a runner where
 reprocheck is not installed: standard library only. It reads the INPUT_* variables, lays out the container with
 the one launch policy (launch.py), runs it, and maps the exit code: the step fails for every error (exit 2, 3,
 4, docker failing) whatever fail-on-mismatch says; with fail-on-mismatch false only differing outputs (exit 1)
@@ -15,18 +15,18 @@ from dataclasses import replace
 from pathlib import Path
 
 if __package__:
-    from . import github as gh
+    from .. import github as gh
+    from ..exitcodes import ExitCode
     from .derived import Derivation, DerivedError, ensure, plan_exclude
-    from .exitcodes import ExitCode
     from .launch import LaunchError, Request, plan, prepare
     from .launch_checks import OUTSIDE_INPUT, ascii_count
-else:  # run as a file by the Action: its siblings, not an installed package
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import github as gh  # type: ignore[import-not-found, no-redef]
-    from derived import Derivation, DerivedError, ensure, plan_exclude  # type: ignore[import-not-found, no-redef]
-    from exitcodes import ExitCode  # type: ignore[import-not-found, no-redef]
-    from launch import LaunchError, Request, plan, prepare  # type: ignore[import-not-found, no-redef]
-    from launch_checks import OUTSIDE_INPUT, ascii_count  # type: ignore[import-not-found, no-redef]
+else:  # run as a file by the Action, reprocheck not installed: `host` from this checkout (standard library only)
+    sys.path[0] = str(Path(__file__).resolve().parents[2])  # not this folder: its modules are not top-level names
+    from host import github as gh  # type: ignore[import-not-found, no-redef]
+    from host.exitcodes import ExitCode  # type: ignore[import-not-found, no-redef]
+    from host.launcher.derived import Derivation, DerivedError, ensure, plan_exclude  # type: ignore[import-not-found, no-redef]
+    from host.launcher.launch import LaunchError, Request, plan, prepare  # type: ignore[import-not-found, no-redef]
+    from host.launcher.launch_checks import OUTSIDE_INPUT, ascii_count  # type: ignore[import-not-found, no-redef]
 
 ERRORS = (ExitCode.USAGE, ExitCode.RUN_FAILED, ExitCode.INTERNAL)
 

@@ -1,4 +1,4 @@
-"""`reprocheck calibrate`: the smallest tolerances that pass everything observed, ready to paste.
+"""calibrate: the smallest tolerances that pass everything observed, ready to paste.
 
 The check runs N times (default 20) with bitwise tolerances, plus the invariance variants it declares. For each
 output, the largest absolute difference observed (between run 1 and any later run; separately, between run 1 and
@@ -14,15 +14,12 @@ the check would be blind. A sign-of-zero difference (-0.0 vs 0.0) gets the small
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from dataclasses import dataclass, field
 
-from ..results import Kind, OutputResult
-from .commands import checks_to_run, run_checks
-from .outcome import CheckResult, Status
+from ...results import Kind, OutputResult
+from ..checks.outcome import CheckResult
 
 SAFETY = 4.0  # times the largest difference observed
 SPREAD = 10.0  # outputs within this factor of the smallest suggestion share the check-wide atol
@@ -229,37 +226,3 @@ def as_dict(c: Calibration) -> dict[str, object]:
             for n in block.needs
         ],
     }
-
-
-def cmd_calibrate(args: argparse.Namespace) -> int:
-    """Exit 0 with a tolerance block per check, 1 when no tolerance can make a check pass, 3 when runs fail."""
-    import dataclasses
-
-    from ..files import atomic_write_text
-    from ..spec import ToleranceSpec
-    from . import pipeline
-    from .execute import Isolation
-
-    checks = checks_to_run(args)
-    bitwise = []  # observe every difference: bitwise tolerances everywhere
-    for lc in checks:
-        update: dict[str, object] = {"tolerance": ToleranceSpec()}
-        if lc.check.invariance is not None:
-            update["invariance"] = lc.check.invariance.model_copy(update={"tolerance": None})
-        bitwise.append(dataclasses.replace(lc, check=lc.check.model_copy(update=update)))
-    results, crash = run_checks(args, bitwise, pipeline.Session(Isolation(args.isolation)))
-    if crash is not None:
-        raise crash
-    failed = [r for r in results if r.status is Status.ERROR]
-    if failed:
-        from .report import print_console
-
-        print_console(failed)
-        return 3
-    calibrations = [calibrate(r) for r in results]
-    for c in calibrations:
-        sys.stdout.write(render(c))
-    if args.report:
-        data = {"tool": "reprocheck", "kind": "calibrate", "checks": [as_dict(c) for c in calibrations]}
-        atomic_write_text(args.report, json.dumps(data, indent=2) + "\n")
-    return 0 if all(calibrations) else 1

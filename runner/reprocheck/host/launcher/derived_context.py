@@ -23,10 +23,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-try:
-    from .derived_requirements import DerivedError
-except ImportError:  # the Action's step: this folder on sys.path, reprocheck not installed
-    from derived_requirements import DerivedError  # type: ignore[import-not-found, no-redef]
+from .derived_requirements import DerivedError
 
 MAX_FILES = 200_000  # a bound on what folder links can multiply
 GIT_CONFIG = (

@@ -1,0 +1,1 @@
+"""The analyses beyond pass/fail: diagnose (why), calibrate (which tolerances), upgrade (two stacks compared)."""

@@ -1,0 +1,46 @@
+"""`reprocheck calibrate`: each check run with bitwise tolerances, then the smallest tolerances that pass
+everything observed, printed ready to paste (../analyses/calibrate.py works them out)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..analyses.calibrate import as_dict, calibrate, render
+from ..checks.outcome import Status
+from .common import checks_to_run, run_checks
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Exit 0 with a tolerance block per check, 1 when no tolerance can make a check pass, 3 when runs fail."""
+    import dataclasses
+
+    from ...files import atomic_write_text
+    from ...spec import ToleranceSpec
+    from ..checks import pipeline
+    from ..workers.isolated import Isolation
+
+    checks = checks_to_run(args)
+    bitwise = []  # observe every difference: bitwise tolerances everywhere
+    for lc in checks:
+        update: dict[str, object] = {"tolerance": ToleranceSpec()}
+        if lc.check.invariance is not None:
+            update["invariance"] = lc.check.invariance.model_copy(update={"tolerance": None})
+        bitwise.append(dataclasses.replace(lc, check=lc.check.model_copy(update=update)))
+    results, crash = run_checks(args, bitwise, pipeline.Session(Isolation(args.isolation)))
+    if crash is not None:
+        raise crash
+    failed = [r for r in results if r.status is Status.ERROR]
+    if failed:
+        from ..report import print_console
+
+        print_console(failed)
+        return 3
+    calibrations = [calibrate(r) for r in results]
+    for c in calibrations:
+        sys.stdout.write(render(c))
+    if args.report:
+        data = {"tool": "reprocheck", "kind": "calibrate", "checks": [as_dict(c) for c in calibrations]}
+        atomic_write_text(args.report, json.dumps(data, indent=2) + "\n")
+    return 0 if all(calibrations) else 1

@@ -1,0 +1,42 @@
+"""`reprocheck diagnose`: the checks loaded and their names checked, each diagnosed, the diagnosis written."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from ..exitcodes import UsageError
+from .common import need_torch, selected_checks, write_files
+from .targets import check_output_flags
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    """Exit 0 when the check is reproducible under its recipe, 1 when not, 3 when its runs fail."""
+    check_output_flags(args)
+    checks = selected_checks(args.specs, args.check, device=args.device)
+    need_torch()
+    from .. import report
+    from ..analyses.diagnose import diagnose
+    from ..checks.names import name_errors, name_requests
+    from ..workers.helper_client import name_problems
+
+    with tempfile.TemporaryDirectory(prefix="reprocheck-names-") as tmp:
+        errors = name_errors(checks, name_problems(name_requests(checks), Path(tmp)))
+    if errors:
+        raise UsageError("\n".join(str(e) for e in errors), errors)
+    from ..workers.isolated import Isolation
+
+    results = []
+    for lc in checks:
+        print(f"diagnosing {lc.name} ({lc.file})", file=sys.stderr, flush=True)
+        results.append(
+            diagnose(lc, Isolation(args.isolation), lambda text: print(f"  {text}", file=sys.stderr, flush=True))
+        )
+    renderers = report.DIAGNOSIS_RENDERERS
+    sys.stdout.write(renderers[report.Format.CONSOLE](results))
+    write_files(
+        args, lambda: renderers[report.Format.JSON](results), lambda: renderers[report.Format.MARKDOWN](results)
+    )
+    return max((d.exit_code for d in results), default=0)

@@ -1,0 +1,61 @@
+"""`reprocheck docker`: the same checks in the pinned image (or one derived from it with your dependencies),
+launched by the one policy the Action uses too (../launcher/launch.py)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..exitcodes import UsageError
+from .targets import check_output_flags
+
+
+def cmd_docker(args: argparse.Namespace) -> int:
+    """The same check in the pinned image, launched by the one policy the Action uses too (launch.py)."""
+    from ..launcher import container, launch
+
+    if args.baseline_root is not None:
+        raise UsageError("--baseline-root: in the container the goldens are laid out relative to --workspace")
+
+    def absolute(path: object) -> str | None:  # command-line paths are relative to the current folder
+        return os.path.abspath(str(path)) if path else None
+
+    request = launch.Request(
+        specs=tuple(os.path.abspath(s) for s in args.specs),
+        image=args.image or container.default_image(),
+        workspace=args.workspace or Path.cwd(),
+        checks=tuple(args.check),
+        runs=args.runs,
+        device=args.device,
+        gpus=args.gpus,
+        network=args.network,
+        isolation=args.isolation,
+        quiet=args.quiet,
+        report=absolute(args.report),
+        summary=absolute(args.summary),
+        baseline=absolute(args.baseline),
+        update_baseline=args.update_baseline,
+        invariance=tuple(args.invariance or ()),
+        require_devices=args.require_devices,
+        strict=args.strict,
+        github=args.github,
+        model_cache=absolute(args.model_cache),
+        allow_outside_cache=True,  # your own machine: any folder you name that holds nothing of the host
+        homes=(os.path.expanduser("~"),),
+        github_output=os.environ.get("GITHUB_OUTPUT"),
+        github_summary=os.environ.get("GITHUB_STEP_SUMMARY"),
+    )
+    from ..launcher import derived
+
+    derivation = derived.Derivation(
+        request.image,
+        tuple(Path(os.path.abspath(f)) for f in args.requirements),
+        tuple(Path(os.path.abspath(f)) for f in args.install),
+    )
+    try:
+        plan = launch.plan(request)
+        check_output_flags(args)
+        return container.run(plan, build=args.build, derivation=derivation)
+    except (launch.LaunchError, container.ContainerError, derived.DerivedError) as exc:
+        raise UsageError(str(exc)) from None

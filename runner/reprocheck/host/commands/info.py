@@ -1,0 +1,66 @@
+"""The commands that tell, run nothing: matrix (the checks as a CI matrix), schema (the spec's or the report's JSON
+Schema), env (the environment as a worker sees it)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .common import need_torch, selected_checks
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    """{"include": [{"check", "spec", "line", "device", "runs"}]} for `strategy.matrix: ${{ fromJSON(...) }}`."""
+    checks = selected_checks(args.specs, args.check)
+    include = [
+        {"check": lc.name, "spec": str(lc.file), "line": lc.line, "device": lc.check.device, "runs": lc.check.runs}
+        for lc in checks
+    ]
+    text = json.dumps({"include": include}, separators=(",", ":"))
+    print(text)
+    if args.github_output:
+        from ..github import write_outputs
+
+        write_outputs({args.github_output: text})
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    if args.report:
+        from ..report.schema import json_schema
+    else:
+        from ...spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.output:
+        from ...files import atomic_write_text
+
+        atomic_write_text(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    need_torch()
+    from ...protocol import FingerprintAnswer, FingerprintRequest
+    from ..workers.helper_client import helper, worker_environment
+
+    # The environment as a worker sees it: read on the torch side, in a helper process.
+    with tempfile.TemporaryDirectory(prefix="reprocheck-env-") as tmp:
+        request = FingerprintRequest(cuda=args.cuda or None)
+        fp = helper(Path(tmp), request, FingerprintAnswer, worker_environment(dict(os.environ))).fingerprint
+    if args.json:
+        print(json.dumps(fp, indent=2))
+    else:
+        for key, value in fp.items():
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    print(f"{key}.{k}: {v}")
+            else:
+                print(f"{key}: {value}")
+    return 0

@@ -1,0 +1,88 @@
+"""`reprocheck run` (the checks, their reports, exit 0/1/3) and `reprocheck validate` (specs and model names,
+nothing run). Each parses nothing and prints only what it is for; `main` maps what they return or raise to exit
+codes."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...goldens import BaselineOptions
+from ..exitcodes import UsageError
+from .common import checks_to_run, load_checks, need_torch, run_checks, write_files
+
+if TYPE_CHECKING:
+    from ..checks import outcome
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..checks import outcome, pipeline
+    from ..workers.isolated import Isolation
+
+    checks = checks_to_run(args)
+    golden = None
+    if args.baseline:
+        golden = BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."))
+    from ..checks.invariance import selected_kinds
+
+    kinds = selected_kinds(args.invariance)
+    session = pipeline.Session(
+        Isolation(args.isolation),
+        args.keep,
+        golden,
+        kinds,
+        args.require_devices,
+        getattr(args, "reference_float64", False),
+    )
+    results, crash = run_checks(args, checks, session)
+    _write_reports(args, results)
+    if crash is not None:
+        raise crash
+    return int(outcome.exit_code(results))
+
+
+def _write_reports(args: argparse.Namespace, results: list[outcome.CheckResult]) -> None:
+    from .. import report
+
+    if not results:
+        return
+    report.print_console(results)
+    write_files(
+        args,
+        lambda: report.render(report.Format.JSON, results),
+        lambda: report.render(report.Format.MARKDOWN, results),
+    )
+    if args.github:
+        from .. import github
+        from ..report import annotate
+
+        for line in github.error_annotations(annotate.check_failures(results)):
+            github.emit(line)
+        for line in github.error_annotations(annotate.check_warnings(results), level="warning"):
+            github.emit(line)
+        github.append_summary(report.render(report.Format.MARKDOWN, results))
+        github.write_outputs(annotate.step_outputs(results, str(args.report) if args.report else None))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from ..checks.names import name_errors, name_requests
+
+    checks = load_checks(args.specs)
+    requests = name_requests(checks)
+    if requests:  # torchvision's names: asked of a worker, this process never imports torch
+        need_torch()
+        from ..workers.helper_client import name_problems
+
+        with tempfile.TemporaryDirectory(prefix="reprocheck-validate-") as tmp:
+            errors = name_errors(checks, name_problems(requests, Path(tmp)))
+        if errors:
+            raise UsageError("\n".join(str(e) for e in errors), errors)
+    for lc in checks:
+        c = lc.check
+        print(
+            f"ok  {lc.name}  ({lc.file}:{lc.line}; model {c.model.source}, input {c.input.source}, "
+            f"{c.runs} runs on {c.device})"
+        )
+    return 0
