@@ -1,5 +1,7 @@
-"""The JSON report's shape, declared once. `json_report` validates every report against these models
-before writing it, and `reprocheck schema --report` prints their JSON Schema."""
+"""Every JSON file reprocheck writes, declared once: the run report (`--report`), the diagnosis (`diagnose
+--report`) and the upgrade report (`upgrade --report`). The reports are built as these models (json_report.py,
+upgrade.py), so what is declared is what is written; `reprocheck schema --report` prints the run report's JSON
+Schema, and `upgrade` reads each side's report back with `Report`."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ Num = float | Literal["inf", "-inf", "nan"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Fields named like keywords (`pass`, `from`) are built by their Python name and written by their alias.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class ToleranceUsed(_Model):
@@ -258,13 +261,144 @@ class Summary(_Model):
 class Report(_Model):
     """reprocheck's JSON report (`--report FILE`), schema_version 1."""
 
-    model_config = ConfigDict(extra="forbid", title="reprocheck report (schema_version 1)")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, title="reprocheck report (schema_version 1)")
     tool: Literal["reprocheck"]
     version: str
     schema_version: Literal[1]
     exit_code: int
     summary: Summary
     checks: list[Check]
+
+
+class Compared(_Model):
+    passed: bool
+    outputs: list[Output]
+
+
+class FirstDivergence(_Model):
+    call: int = Field(description="the module's position in the order modules finished")
+    module: str = Field(description="dotted path; '' is the model itself")
+    type: str
+    detail: str
+    output: Output | None = Field(description="the worst differing leaf of that module's output")
+
+
+class TrainingModule(_Model):
+    module: str
+    type: str
+
+
+class SeedSensitivity(_Model):
+    sensitive: bool
+    other_seed: int
+    causes: list[str]
+    training_modules: list[TrainingModule] = Field(description="in training mode during forward")
+    random_parameters: list[str] = Field(description="change with the seed: randomly initialised, not loaded")
+    parameters_total: int
+    comparison: Compared | None
+
+
+class Ablation(_Model):
+    knob: str
+    description: str
+    effect: Literal["breaks", "no-effect", "fixes", "still-differs"]
+    breaks: bool
+    error: str | None
+    comparison: Compared | None
+
+
+class Diagnosed(_Model):
+    name: str
+    file: str
+    line: int
+    reproducible: bool | None = Field(description="under the check's own recipe; null: its runs failed")
+    error: str | None
+    comparison: Compared | None
+    first_divergence: FirstDivergence | None
+    seed_sensitivity: SeedSensitivity | None
+    ablations: list[Ablation]
+    nondeterministic_ops: list[str]
+
+
+class DiagnosisReport(_Model):
+    """`reprocheck diagnose --report FILE`, schema_version 1."""
+
+    tool: Literal["reprocheck"]
+    version: str
+    schema_version: Literal[1]
+    kind: Literal["diagnose"]
+    checks: list[Diagnosed]
+
+
+class Graded(_Model):
+    path: str
+    grade: Literal["identical", "noise", "task", "changed"]
+    detail: str
+    noise: list[dict[str, Any]] = Field(description="per differing leaf: each side's distance from float64")
+    rule: str = Field(description="task-equivalent: the compare rule that calls them the same")
+    accepted: bool = Field(description="the grade reaches --require")
+    comparison: Output
+
+
+class UpgradedCheck(_Model):
+    name: str
+    file: str
+    line: int
+    verdict: Literal["safe", "changed", "not-reproducible", "error"]
+    message: str
+    notes: list[str]
+    outputs: list[Graded]
+
+
+class StackDifference(_Model):
+    field: str
+    from_: Any = Field(alias="from")
+    to: Any
+
+
+class Noise(_Model):
+    k: float
+    ulps: float
+
+
+class Fingerprints(_Model):
+    from_: dict[str, Any] = Field(alias="from")
+    to: dict[str, Any]
+
+
+class UpgradeReport(_Model):
+    """`reprocheck upgrade --report FILE`, schema_version 1."""
+
+    tool: Literal["reprocheck"]
+    version: str
+    schema_version: Literal[1]
+    kind: Literal["upgrade"]
+    exit_code: int
+    from_: str = Field(alias="from")
+    to: str
+    require: str
+    noise: Noise
+    verdict: Literal["safe", "not-safe"]
+    fingerprints: Fingerprints
+    fingerprint_diff: list[StackDifference]
+    checks: list[UpgradedCheck]
+
+
+def written(model: BaseModel) -> str:
+    """A report as its file holds it: by alias, non-finite numbers as strings (JSON has no NaN), indented."""
+    import json
+    import math
+
+    def finite(x: Any) -> Any:
+        if isinstance(x, float) and not math.isfinite(x):
+            return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+        if isinstance(x, dict):
+            return {k: finite(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [finite(v) for v in x]
+        return x
+
+    return json.dumps(finite(model.model_dump(by_alias=True, exclude_unset=True)), indent=2) + "\n"
 
 
 def json_schema() -> dict[str, Any]:

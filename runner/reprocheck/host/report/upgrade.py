@@ -4,11 +4,11 @@ fingerprint difference comes first, then a table check x output x grade."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from ... import __version__
 from ..analyses.upgrade import GradedOutput, Upgrade, UpgradeCheck, accepted
-from .json_report import finite, output_dict
+from . import schema
+from .json_report import output_model
 from .text import num, plural, summarize
 
 GRADE_WORDS = {"identical": "identical", "noise": "within noise", "task": "task-equivalent", "changed": "changed"}
@@ -127,49 +127,49 @@ def render_markdown(u: Upgrade) -> str:
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
-def upgrade_dict(u: Upgrade) -> dict[str, Any]:
+def upgrade_model(u: Upgrade) -> schema.UpgradeReport:
     o = u.options
-    return {
-        "tool": "reprocheck",
-        "version": __version__,
-        "schema_version": 1,
-        "kind": "upgrade",
-        "exit_code": int(u.exit_code),
-        "from": str(o.source),
-        "to": str(o.target),
-        "require": o.require,
-        "noise": {"k": o.k, "ulps": o.ulps},
-        "verdict": "safe" if u.exit_code == 0 else "not-safe",
-        "fingerprints": {"from": u.fingerprints[0], "to": u.fingerprints[1]},
-        "fingerprint_diff": [{"field": f, "from": a, "to": b} for f, a, b in u.fingerprint_diff()],
-        "checks": [
-            {
-                "name": c.name,
-                "file": c.file,
-                "line": c.line,
-                "verdict": c.verdict,
-                "message": c.message,
-                "notes": list(c.notes),
-                "outputs": [
-                    {
-                        "path": g.path,
-                        "grade": g.grade,
-                        "detail": detail(g),
-                        "noise": list(g.noise),
-                        "rule": g.rule,
-                        "accepted": accepted(g, o.require),
-                        "comparison": output_dict(g.result),
-                    }
+    return schema.UpgradeReport(
+        tool="reprocheck",
+        version=__version__,
+        schema_version=1,
+        kind="upgrade",
+        exit_code=int(u.exit_code),
+        from_=str(o.source),
+        to=str(o.target),
+        require=o.require,
+        noise=schema.Noise(k=o.k, ulps=o.ulps),
+        verdict="safe" if u.exit_code == 0 else "not-safe",
+        fingerprints=schema.Fingerprints(from_=u.fingerprints[0], to=u.fingerprints[1]),
+        fingerprint_diff=[schema.StackDifference(field=f, from_=a, to=b) for f, a, b in u.fingerprint_diff()],
+        checks=[
+            schema.UpgradedCheck(
+                name=c.name,
+                file=c.file,
+                line=c.line,
+                verdict=c.verdict,
+                message=c.message,
+                notes=list(c.notes),
+                outputs=[
+                    schema.Graded(
+                        path=g.path,
+                        grade=g.grade,
+                        detail=detail(g),
+                        noise=list(g.noise),
+                        rule=g.rule,
+                        accepted=accepted(g, o.require),
+                        comparison=output_model(g.result),
+                    )
                     for g in c.outputs
                 ],
-            }
+            )
             for c in u.checks
         ],
-    }
+    )
 
 
 def render_json(u: Upgrade) -> str:
-    return json.dumps(finite(upgrade_dict(u)), indent=2) + "\n"
+    return schema.written(upgrade_model(u))
 
 
 def failures(u: Upgrade) -> list[tuple[str, int, str, str]]:
