@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+PACKAGE = Path(__file__).resolve().parent  # this reprocheck's package folder, wherever it is installed
+
 
 class OutputTargetError(OSError):
     """A path the user asked us to write cannot be written safely (symlink, device, not writable)."""

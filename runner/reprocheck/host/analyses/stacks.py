@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ...files import PACKAGE
 from ...protocol import Answer, GradedCheck, GradeJob, GradeRequest, Grades, ProtocolError
 from ...spec import LoadedCheck
 from ..exitcodes import UsageError
@@ -77,8 +78,7 @@ class Options:
 
 def copy_code(dest: Path) -> Path:
     """This reprocheck's package alone (no site-packages beside it) in dest/reprocheck."""
-    here = Path(__file__).resolve().parents[1]
-    shutil.copytree(here, dest / "reprocheck", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(PACKAGE, dest / "reprocheck", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return dest
 
 

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TypeVar
 
 from ... import environment
+from ...files import PACKAGE
 from ...protocol import (
     OPS,
     Answer,
@@ -56,7 +57,7 @@ def worker_cmd(*args: str, python: str = sys.executable) -> list[str]:
 def worker_environment(env: dict[str, str]) -> dict[str, str]:
     environment.scrub_environment(env)
     # The worker imports this very package, even when it is not installed (tests, source checkouts).
-    here = str(Path(__file__).resolve().parents[2])
+    here = str(PACKAGE.parent)
     env["PYTHONPATH"] = here + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     # The worker dies with this process (parent-death signal); it checks it was not orphaned before that.
     env[PARENT_ENV] = str(os.getpid())
