@@ -74,8 +74,11 @@ def test_a_variant_that_crashes_is_a_run_failure(spec_dir, tmp_path):
     assert "file=spec.yaml,line=7," in line and "could not run at threads=1" in line  # at the `invariance:` line
 
 
-def test_the_launcher_knows_every_kind():
+def test_the_launcher_knows_every_kind_and_the_runs_bounds():
     assert set(launch.INVARIANCE) == {"all", "none", *invariance.KINDS}
+    from reprocheck.spec.types import MAX_RUNS
+
+    assert launch.RUNS == (2, MAX_RUNS)  # the launcher cannot import the spec: its bounds are kept equal here
     assert "INPUT_INVARIANCE: ${{ inputs.invariance }}" in (ROOT / "action.yml").read_text()
 
 

@@ -200,7 +200,7 @@ def test_bad_stacks_and_options_are_refused_before_anything_runs(suite: Path, tm
         (["--from", here, "--to", "image:-rm"], "is not an image reference"),
         (["--from", f"python:{bare}/bin/python", "--to", here], "has no torch: install the torch to test there"),
         (["--from", here, "--to", here, "--noise-k", "-1"], "--noise-k must be a finite number >= 0"),
-        (["--from", here, "--to", here, "--runs", "1"], "--runs must be from 2 to 1000"),
+        (["--from", here, "--to", here, "--runs", "1"], "--runs: Input should be greater than or equal to 2"),
         (["--from", here, "--to", here, "--check", "nope"], "nope"),
     ]
     for args, message in cases:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import enum
-import re
 import signal
 import sys
 import threading
@@ -16,6 +15,7 @@ from ... import __version__
 from ...files import OutputTargetError
 from ..checks.invariance import KINDS as INVARIANCE_KINDS
 from ..exitcodes import ExitCode, UsageError
+from ..launcher.launch_checks import COUNT, COUNT_RULE
 from . import upgrade
 from .calibrate import cmd_calibrate
 from .crash import Terminated, closed_stdout, internal_error, on_sigterm
@@ -65,9 +65,8 @@ EXIT_CODES = """exit codes (when several apply, the highest wins):
 
 
 def _count(text: str) -> int:
-    # int() also reads '٣' and '1_000'; a count on the command line is ASCII digits only.
-    if not re.fullmatch(r"[0-9]{1,9}", text):
-        raise argparse.ArgumentTypeError(f"must be a whole number written in the digits 0-9, got {text!r}")
+    if not COUNT.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{COUNT_RULE}, got {text!r}")
     return int(text)
 
 

@@ -89,8 +89,6 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     ):
         if value is not None and not DEVICE.match(value):
             raise UsageError(f"{flag} must be cpu, cuda, cuda:N or auto, got {value!r}")
-    if args.runs is not None and not 2 <= args.runs <= 1000:
-        raise UsageError(f"--runs must be from 2 to 1000, got {args.runs}")
     if args.model_cache and not os.path.isdir(args.model_cache):
         raise UsageError(f"--model-cache {args.model_cache}: no such folder (fill it first, see the README)")
     if args.model_cache:

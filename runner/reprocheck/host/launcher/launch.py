@@ -44,6 +44,7 @@ DEVICE = re.compile(r"^(cpu|cuda(:\d+)?|auto)$")
 IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@\-]*$")
 NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 ISOLATIONS = ("auto", "fork", "spawn")
+RUNS = (2, 1000)  # the spec's bounds on runs (spec/types.py; a test keeps the two equal)
 # --invariance values: all, none, or a kind of invariance.KINDS (a test keeps the two equal; this module
 # stays standard-library only).
 INVARIANCE = ("all", "none", "batch", "threads", "device")
@@ -192,8 +193,8 @@ def _run_args(req: Request) -> list[str]:
             raise LaunchError(f"check {name!r} is not a check name (letters, digits, '.', '_', '-')")
         args += ["--check", name]
     if req.runs is not None:
-        if not 2 <= req.runs <= 1000:
-            raise LaunchError(f"runs must be a whole number from 2 to 1000, got {req.runs}")
+        if not RUNS[0] <= req.runs <= RUNS[1]:
+            raise LaunchError(f"runs must be a whole number from {RUNS[0]} to {RUNS[1]}, got {req.runs}")
         args += ["--runs", str(req.runs)]
     if req.device is not None:
         if not DEVICE.match(req.device):

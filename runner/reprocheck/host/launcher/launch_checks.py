@@ -25,10 +25,15 @@ def no_option(name: str, value: str) -> str:
     return value
 
 
+# A count given as text (an input, a command-line value): ASCII digits only (int() also reads '٣' and '1_000',
+# str.isdigit takes '²').
+COUNT = re.compile(r"[0-9]{1,9}")
+COUNT_RULE = "must be a whole number written in the digits 0-9"
+
+
 def ascii_count(name: str, value: str) -> int:
-    """A whole number written in ASCII digits only (str.isdigit also takes '²' and '٣')."""
-    if not re.fullmatch(r"[0-9]{1,9}", value):
-        raise LaunchError(f"{name} must be a whole number written in the digits 0-9, got {value!r}")
+    if not COUNT.fullmatch(value):
+        raise LaunchError(f"{name} {COUNT_RULE}, got {value!r}")
     return int(value)
 
 
