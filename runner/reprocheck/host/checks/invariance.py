@@ -30,13 +30,10 @@ from ...protocol import (
     Distances,
     DistancesRequest,
     RunRef,
-    VariantChanges,
-    VerdictAnswer,
     VerdictRequest,
-    worker_check,
 )
 from ...spec import Check, LoadedCheck, ToleranceSpec
-from ..workers import helper_client, isolated
+from ..workers import isolated
 from ..workers.run_result import RunResult
 from . import progress
 from .outcome import Kind, VariantResult, VariantStatus
@@ -72,60 +69,14 @@ def _request(
     return VerdictRequest(runs=runs, tolerance=tolerance, compare=lc.check.compare, batch=batch)
 
 
-class _Variant:
-    """One variant's run and comparison: a fork of the check's own zygote when it can be, else a fresh worker."""
-
-    def __init__(
-        self,
-        lc: LoadedCheck,
-        check: Any,
-        folder: Path,
-        isolation: isolated.Isolation,
-        batch: int | None,
-        source: isolated.Prepared | None,
-    ) -> None:
-        self.lc, self.folder, self.isolation, self.batch, self.source = lc, folder, isolation, batch, source
-        self.check = check
-        self.fresh: isolated.Prepared | None = None
-        self.forked = False
-
-    def run(self) -> list[RunResult]:
-        if self.source is not None:
-            changes = VariantChanges(check=worker_check(self.check), batch=self.batch)
-            run = self.source.fork_run(self.folder / "run1", changes)
-            if run is not None:
-                self.forked = True
-                return [run]
-        lc = dataclasses.replace(self.lc, check=self.check)
-        self.fresh = isolated.Prepared(lc, self.folder, self.isolation, batch=self.batch)
-        return self.fresh.run()
-
-    def verdict(self, request: VerdictRequest) -> VerdictAnswer:
-        if self.forked and self.source is not None:
-            return self.source.fork_answer(request, VerdictAnswer, self.folder / "verdict")
-        assert self.fresh is not None
-        return self.fresh.verdict(request)
-
-    def cancel(self) -> None:
-        if self.fresh is not None:
-            self.fresh.cancel()
-
-
-def _reference(
-    lc: LoadedCheck, workdir: Path, isolation: isolated.Isolation, source: isolated.Prepared | None = None
-) -> RunResult:
+def _reference(lc: LoadedCheck, workdir: Path, source: isolated.Prepared) -> RunResult:
     """The check's computation in float64 on the CPU, once per check."""
     check = lc.check.model_copy(update={"runs": 1, "device": "cpu"})
-    if source is not None:
-        changes = VariantChanges(check=worker_check(check), float64=True)
-        run = source.fork_run(workdir / "reference-float64" / "run1", changes)
-        if run is not None:
-            return run
-    prepared = isolated.Prepared(
-        dataclasses.replace(lc, check=check), workdir / "reference-float64", isolation, float64=True
+    variant = isolated.VariantRun(
+        dataclasses.replace(lc, check=check), workdir / "reference-float64", source, float64=True
     )
-    (run,) = prepared.run()[:1]
-    prepared.cancel()
+    run = variant.run()
+    variant.cancel()
     return run
 
 
@@ -133,17 +84,16 @@ def run_variants(
     lc: LoadedCheck,
     first: RunResult,
     workdir: Path,
-    isolation: isolated.Isolation,
     kinds: frozenset[str] | None,
-    require_devices: bool = False,
-    source: isolated.Prepared | None = None,
+    require_devices: bool,
+    source: isolated.Prepared,
 ) -> tuple[VariantResult, ...]:
     """Every variant the check declares (and `kinds` selects; None: all): batch sizes, thread counts, device.
     `source`: the check's own prepared runs, whose zygote forks the variants that keep its environment."""
     variants = _variants(lc, kinds)
     if not variants:
         return ()
-    runner = _VariantRunner(lc, first, workdir, isolation, require_devices, source)
+    runner = _VariantRunner(lc, first, workdir, require_devices, source)
     return tuple(runner.one(kind, value) for kind, value in variants)
 
 
@@ -152,9 +102,8 @@ class _VariantRunner:
     lc: LoadedCheck
     first: RunResult
     workdir: Path
-    isolation: isolated.Isolation
     require_devices: bool
-    source: isolated.Prepared | None
+    source: isolated.Prepared
     reference_run: RunResult | None = None  # the float64 reference, run once for all variants that need it
 
     def one(self, kind: Kind, value: int | str) -> VariantResult:
@@ -170,9 +119,8 @@ class _VariantRunner:
         progress.phase(f"{lc.name}: invariance {kind.value}={value}")
         folder = self.workdir / f"{kind.value}-{str(value).replace(':', '-')}"
         batch = value if kind is Kind.BATCH and isinstance(value, int) else None
-        source = self.source if kind is not Kind.THREADS else None
-        prepared = _Variant(lc, check, folder, self.isolation, batch, source)
-        (run,) = prepared.run()[:1]
+        prepared = isolated.VariantRun(dataclasses.replace(lc, check=check), folder, self.source, batch=batch)
+        run = prepared.run()
         if not run.ok:
             prepared.cancel()
             if run.unavailable and not self.require_devices:
@@ -217,9 +165,9 @@ class _VariantRunner:
         wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is Kind.DEVICE)
         if not comparison and wants_reference:
             progress.phase(f"{lc.name}: the float64 reference")
-            self.reference_run = self.reference_run or _reference(lc, self.workdir, self.isolation, self.source)
+            self.reference_run = self.reference_run or _reference(lc, self.workdir, self.source)
             if self.reference_run.ok:
-                distances = _distances(lc, first, run, self.reference_run, self.workdir, batched, self.source)
+                distances = _distances(first, run, self.reference_run, self.workdir, batched, self.source)
         status = VariantStatus.PASS if comparison else VariantStatus.FAIL
         return VariantResult(
             kind,
@@ -252,23 +200,18 @@ def _setting(lc: LoadedCheck, first: RunResult, kind: Kind, value: int | str) ->
 
 
 def _distances(
-    lc: LoadedCheck,
     first: RunResult,
     run: RunResult,
     ref: RunResult,
     workdir: Path,
-    batch: tuple[int, int] | None = None,
-    source: isolated.Prepared | None = None,
+    batch: tuple[int, int] | None,
+    source: isolated.Prepared,
 ) -> tuple[Distance, ...]:
-    """Per output, how far run 1 and the variant each are from the float64 reference (computed in a helper)."""
+    """Per output, how far run 1 and the variant each are from the float64 reference (in a fork of the check's
+    zygote, else a helper with the check's environment)."""
     request = DistancesRequest(
         reference=str(ref.outputs_path), expected=str(first.outputs_path), obtained=str(run.outputs_path), batch=batch
     )
     # A folder per variant: an answer file is never one left by another variant.
     folder = workdir / f"distances-{run.run_dir.parent.name}"
-    if source is not None:  # a fork of the check's zygote, else a helper with the check's environment
-        answer = source.fork_answer(request, Distances, folder)
-    else:
-        env = helper_client.worker_environment(environment.worker_env(lc.check.seed, lc.check.recipe, 1))
-        answer = helper_client.helper(folder, request, Distances, env)
-    return tuple(answer.items)
+    return tuple(source.fork_answer(request, Distances, folder).items)

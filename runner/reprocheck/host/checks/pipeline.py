@@ -70,9 +70,7 @@ def run_check(
     blind, blind_all = blind_outputs(comparison, ok[0].constants if ok else {})
     variants: tuple[VariantResult, ...] = ()
     if all_ok and not j.error:  # a check that could not be judged is not varied either
-        variants = run_variants(
-            lc, ok[0], prepared.workdir, prepared.isolation, invariance, require_devices, source=prepared
-        )
+        variants = run_variants(lc, ok[0], prepared.workdir, invariance, require_devices, source=prepared)
     prepared.cancel()
     status = decide(
         Evidence(

@@ -86,29 +86,36 @@ def answer_kind(request: Message, kind: type[A]) -> str:
     return op
 
 
+def run_to_end(cmd: list[str], env: dict[str, str], log_path: Path, timeout: float | None) -> tuple[int | None, bool]:
+    """One worker process run to its end: a session of its own, stdin closed, its output in log_path, killed past
+    `timeout` seconds. What it left running in its group, or orphaned elsewhere, ends with it. Returns its exit
+    status and whether it timed out."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            kill_group(proc)  # also what it left running in its group
+            reap_orphans()  # and what it left elsewhere, if it died before reaping them itself
+    return proc.returncode, timed_out
+
+
 def helper(base: Path, request: Message, kind: type[A], env: dict[str, str], timeout: float | None = None) -> A:
     """One request to a fresh worker process (spawn mode, or names for `validate`). Raises TimeoutExpired past
     `timeout` seconds, the worker's process group killed."""
     mode = "--" + answer_kind(request, kind)
     base.mkdir(parents=True, exist_ok=True)
     request.write(base / "request.json")
-    with open(base / "log.txt", "wb") as log:
-        proc = subprocess.Popen(
-            worker_cmd(mode, str(base / "request.json"), str(base / "answer.json")),
-            env=env,
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            proc.wait(timeout=timeout)
-        finally:
-            kill_group(proc)
-            reap_orphans()
+    cmd = worker_cmd(mode, str(base / "request.json"), str(base / "answer.json"))
+    code, timed_out = run_to_end(cmd, env, base / "log.txt", timeout)
+    if timed_out:
+        raise subprocess.TimeoutExpired(cmd, timeout or 0.0)
     if not (base / "answer.json").exists():
         tail = "\n".join(log_tail(base / "log.txt", 30))
-        raise WorkerFailed(f"the worker ({mode}) exited with code {proc.returncode} without answering:\n{tail}")
+        raise WorkerFailed(f"the worker ({mode}) exited with code {code} without answering:\n{tail}")
     return read_answer(base / "answer.json", kind)
 
 

@@ -36,8 +36,8 @@ from ...protocol import (
     VerdictRequest,
     worker_check,
 )
-from ...spec import LoadedCheck
-from .helper_client import WorkerFailed, answer_kind, helper, read_answer, worker_cmd, worker_environment
+from ...spec import Check, LoadedCheck
+from .helper_client import WorkerFailed, answer_kind, helper, read_answer, run_to_end, worker_cmd, worker_environment
 from .run_result import RunResult, classify, log_tail
 from .zygote import (
     LIVE_ZYGOTES,
@@ -92,8 +92,10 @@ class Prepared:
     ) -> None:
         check = lc.check
         threads = environment.resolve_threads(check.recipe)
-        self.env = worker_environment(environment.worker_env(check.seed, check.recipe, threads))
+        self.base_env = environment.worker_env(check.seed, check.recipe, threads)
+        self.env = worker_environment(dict(self.base_env))
         self.env.update(env or {})  # diagnose's variations (e.g. another hash seed)
+        self.varied = bool(env)
         workdir = workdir.absolute()  # model code may change its working folder; the runs' folders stay put
         workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
@@ -230,6 +232,13 @@ class Prepared:
         except subprocess.TimeoutExpired:
             raise VerdictTimeout(self._too_slow()) from None
 
+    def shares_environment(self, check: Check) -> bool:
+        """Whether a fork of this zygote can run `check`: a fork keeps the environment torch was imported with
+        (the hash seed; the thread counts OpenMP and MKL read then), so a check that needs another one (a
+        threads variant) needs a fresh worker."""
+        threads = environment.resolve_threads(check.recipe)
+        return not self.varied and environment.worker_env(check.seed, check.recipe, threads) == self.base_env
+
     def _alive(self) -> bool:
         """A zygote still running, whose events can be read."""
         return self.zygote is not None and self.zygote.poll() is None and self.events is not None
@@ -248,27 +257,51 @@ def _run_spawned(
     for i, run_dir in enumerate(run_dirs, 1):
         run_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        with open(run_dir / "log.txt", "wb") as log:
-            proc = subprocess.Popen(
-                worker_cmd(str(job_file), str(run_dir)),
-                env=env,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            timed_out = False
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-            finally:
-                kill_group(proc)  # also what the run left running in its group
-                reap_orphans()  # and what it left elsewhere, if it died before reaping them itself
-        result = classify(i, run_dir, proc.returncode, timed_out, time.perf_counter() - start, timeout)
+        code, timed_out = run_to_end(worker_cmd(str(job_file), str(run_dir)), env, run_dir / "log.txt", timeout)
+        result = classify(i, run_dir, code, timed_out, time.perf_counter() - start, timeout)
         results.append(result)
         if progress:
             progress(result)
         if not result.ok:
             break
     return results
+
+
+class VariantRun:
+    """One run of the check with one thing changed (batch, device, threads, float64), and its comparison: a fork
+    of the check's own zygote when it can be one (torch imported already), else a fresh worker. The one place
+    that chooses."""
+
+    def __init__(
+        self,
+        lc: LoadedCheck,
+        folder: Path,
+        source: Prepared,
+        *,
+        batch: int | None = None,
+        float64: bool = False,
+    ) -> None:
+        self.lc, self.folder, self.source, self.batch, self.float64 = lc, folder, source, batch, float64
+        self.fresh: Prepared | None = None
+        self.forked = False
+
+    def run(self) -> RunResult:
+        if self.source.shares_environment(self.lc.check):
+            changes = VariantChanges(check=worker_check(self.lc.check), batch=self.batch, float64=self.float64)
+            run = self.source.fork_run(self.folder / "run1", changes)
+            if run is not None:
+                self.forked = True
+                return run
+        self.fresh = Prepared(self.lc, self.folder, self.source.isolation, batch=self.batch, float64=self.float64)
+        return self.fresh.run()[0]
+
+    def verdict(self, request: VerdictRequest) -> VerdictAnswer:
+        """Raises VerdictTimeout past the check's timeout."""
+        if self.forked:
+            return self.source.fork_answer(request, VerdictAnswer, self.folder / "verdict")
+        assert self.fresh is not None, "run() first"
+        return self.fresh.verdict(request)
+
+    def cancel(self) -> None:
+        if self.fresh is not None:
+            self.fresh.cancel()
