@@ -35,8 +35,8 @@ from ...protocol import (
 from ...spec import Check, LoadedCheck, ToleranceSpec
 from ..workers import isolated
 from ..workers.run_result import RunResult
-from . import progress
 from .outcome import Kind, VariantResult, VariantStatus
+from .progress import Progress
 
 KINDS = tuple(k.value for k in Kind)
 
@@ -83,17 +83,17 @@ def _reference(lc: LoadedCheck, workdir: Path, source: isolated.Prepared) -> Run
 def run_variants(
     lc: LoadedCheck,
     first: RunResult,
-    workdir: Path,
+    source: isolated.Prepared,
     kinds: frozenset[str] | None,
     require_devices: bool,
-    source: isolated.Prepared,
+    progress: Progress,
 ) -> tuple[VariantResult, ...]:
     """Every variant the check declares (and `kinds` selects; None: all): batch sizes, thread counts, device.
     `source`: the check's own prepared runs, whose zygote forks the variants that keep its environment."""
     variants = _variants(lc, kinds)
     if not variants:
         return ()
-    runner = _VariantRunner(lc, first, workdir, require_devices, source)
+    runner = _VariantRunner(lc, first, source.workdir, require_devices, source, progress)
     return tuple(runner.one(kind, value) for kind, value in variants)
 
 
@@ -104,6 +104,7 @@ class _VariantRunner:
     workdir: Path
     require_devices: bool
     source: isolated.Prepared
+    progress: Progress
     reference_run: RunResult | None = None  # the float64 reference, run once for all variants that need it
 
     def one(self, kind: Kind, value: int | str) -> VariantResult:
@@ -116,7 +117,7 @@ class _VariantRunner:
 
         if kind is Kind.BATCH and first.samples is None:  # known from the check's own runs: nothing to run
             return ended(VariantStatus.ERROR, NO_BATCH)
-        progress.phase(f"{lc.name}: invariance {kind.value}={value}")
+        self.progress.phase(f"{lc.name}: invariance {kind.value}={value}")
         folder = self.workdir / f"{kind.value}-{str(value).replace(':', '-')}"
         batch = value if kind is Kind.BATCH and isinstance(value, int) else None
         prepared = isolated.VariantRun(dataclasses.replace(lc, check=check), folder, self.source, batch=batch)
@@ -164,7 +165,7 @@ class _VariantRunner:
         distances: tuple[Distance, ...] = ()
         wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is Kind.DEVICE)
         if not comparison and wants_reference:
-            progress.phase(f"{lc.name}: the float64 reference")
+            self.progress.phase(f"{lc.name}: the float64 reference")
             self.reference_run = self.reference_run or _reference(lc, self.workdir, self.source)
             if self.reference_run.ok:
                 distances = _distances(first, run, self.reference_run, self.workdir, batched, self.source)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,12 +17,11 @@ from ...results import Comparison, Fragile
 from ...spec import LoadedCheck, SpecError
 from ..workers import isolated, zygote
 from ..workers.run_result import RunResult
-from ..workers.zygote import Progress
 from .decision import Evidence, decide
 from .findings import blind_outputs, nothing_compared, recipe_parts_off
 from .invariance import has_variants, run_variants
 from .outcome import CheckResult, VariantResult
-from .progress import phase
+from .progress import Progress
 
 
 def workdir_for(root: Path, index: int, lc: LoadedCheck) -> Path:
@@ -39,6 +37,24 @@ class Interrupted(Exception):
         self.completed, self.cause = completed, cause
 
 
+@dataclass(frozen=True)
+class Session:
+    """How the checks run (the command line's choices), and where they say how it goes."""
+
+    isolation: isolated.Isolation = isolated.Isolation.AUTO
+    keep: Path | None = None  # keep each run's outputs and logs here
+    baseline: BaselineOptions | None = None
+    invariance: frozenset[str] | None = None  # the kinds of variants to run; None: every kind a check declares
+    require_devices: bool = False  # a device variant whose device is not here is an error, not a skip
+    float64: bool = False  # every run in float64 (model and floating inputs): the upgrade canary's reference
+    progress: Progress = field(default_factory=Progress)
+
+    @property
+    def discard(self) -> bool:
+        """Each later run's outputs are deleted once compared (nothing is kept)."""
+        return self.keep is None
+
+
 @dataclass
 class _Judged:
     """What comparing a check's runs found (before any variant)."""
@@ -51,26 +67,18 @@ class _Judged:
     error_line: int = 0
 
 
-def run_check(
-    lc: LoadedCheck,
-    prepared: isolated.Prepared,
-    progress: Progress | None = None,
-    baseline: BaselineOptions | None = None,
-    invariance: frozenset[str] | None = None,
-    require_devices: bool = False,
-    discard: bool = True,
-) -> CheckResult:
+def run_check(lc: LoadedCheck, prepared: isolated.Prepared, session: Session) -> CheckResult:
     start = time.perf_counter()
     check = lc.check
-    runs = prepared.run(progress)
+    runs = prepared.run(lambda run: session.progress.run_ended(lc, run))
     ok = [r for r in runs if r.ok]
     all_ok = len(ok) == len(runs) == check.runs
-    j = _judge(lc, prepared, ok, all_ok, baseline, invariance, discard)
+    j = _judge(lc, prepared, ok, all_ok, session)
     comparison = j.comparison
     blind, blind_all = blind_outputs(comparison, ok[0].constants if ok else {})
     variants: tuple[VariantResult, ...] = ()
     if all_ok and not j.error:  # a check that could not be judged is not varied either
-        variants = run_variants(lc, ok[0], prepared.workdir, invariance, require_devices, source=prepared)
+        variants = run_variants(lc, ok[0], prepared, session.invariance, session.require_devices, session.progress)
     prepared.cancel()
     status = decide(
         Evidence(
@@ -125,17 +133,15 @@ def _judge(
     prepared: isolated.Prepared,
     ok: list[RunResult],
     all_ok: bool,
-    baseline: BaselineOptions | None,
-    invariance: frozenset[str] | None,
-    discard: bool,
+    session: Session,
 ) -> _Judged:
     """The runs compared with each other (and the golden outputs), on the torch side; and why they could not be."""
-    check = lc.check
+    check, baseline = lc.check, session.baseline
     want_golden = baseline is not None and all_ok
     j = _Judged(notes=list(ok[0].notes) if ok else [])
     root_ignored = False
     if len(ok) >= 2 or (want_golden and ok):
-        phase(f"{check.name}: comparing the runs")
+        session.progress.phase(f"{check.name}: comparing the runs")
         answer = _verdict(
             prepared,
             VerdictRequest(
@@ -147,9 +153,9 @@ def _judge(
                 golden=goldens.golden_job(lc, baseline) if want_golden and baseline else None,
                 fingerprint=ok[0].fingerprint,
                 all_ok=all_ok,
-                discard=discard,
+                discard=session.discard,
             ),
-            keep=all_ok and has_variants(lc, invariance),  # its zygote forks them
+            keep=all_ok and has_variants(lc, session.invariance),  # its zygote forks them
         )
         j.error = answer.timeout
         j.comparison = None if j.error else answer.comparison
@@ -180,52 +186,26 @@ def _verdict(prepared: isolated.Prepared, request: VerdictRequest, keep: bool = 
 
 
 def run_all(
-    checks: list[LoadedCheck],
-    workroot: Path,
-    isolation: isolated.Isolation,
-    on_start: Callable[[int, LoadedCheck], None] | None = None,
-    on_run: Callable[[LoadedCheck, RunResult], None] | None = None,
-    on_done: Callable[[CheckResult], None] | None = None,
-    first: isolated.Prepared | None = None,
-    baseline: BaselineOptions | None = None,
-    invariance: frozenset[str] | None = None,
-    require_devices: bool = False,
-    discard: bool = True,
-    float64: bool = False,
+    checks: list[LoadedCheck], workroot: Path, session: Session, first: isolated.Prepared | None = None
 ) -> list[CheckResult]:
-    """Run checks in order (`discard`: each later run's outputs are deleted once compared). `first` is the first
-    check already prepared (its worker warming up).
+    """Run checks in order. `first` is the first check already prepared (its worker warming up).
     An unexpected failure inside a check raises Interrupted with the checks completed before it."""
     results: list[CheckResult] = []
     for i, lc in enumerate(checks):
-        if on_start:
-            on_start(i, lc)
-        progress = (lambda r, lc=lc: on_run(lc, r)) if on_run else None
+        session.progress.check_started(i, len(checks), lc)
         try:
             prepared = (
                 first
                 if (i == 0 and first is not None)
-                else isolated.Prepared(lc, workdir_for(workroot, i, lc), isolation, fold=discard, float64=float64)
+                else isolated.Prepared(
+                    lc, workdir_for(workroot, i, lc), session.isolation, fold=session.discard, float64=session.float64
+                )
             )
-            result = run_check(lc, prepared, progress, baseline, invariance, require_devices, discard)
+            result = run_check(lc, prepared, session)
         except Exception as exc:
             raise Interrupted(results, exc) from exc
         results.append(result)
-        if on_done:
-            on_done(result)
     return results
-
-
-@dataclass(frozen=True)
-class Session:
-    """How `reprocheck run` runs its checks (the command line's choices)."""
-
-    isolation: isolated.Isolation = isolated.Isolation.AUTO
-    keep: Path | None = None  # keep each run's outputs and logs here
-    baseline: BaselineOptions | None = None
-    invariance: frozenset[str] | None = None  # the kinds of variants to run; None: every kind a check declares
-    require_devices: bool = False  # a device variant whose device is not here is an error, not a skip
-    float64: bool = False  # every run in float64 (model and floating inputs): the upgrade canary's reference
 
 
 class SpecProblems(Exception):
@@ -236,12 +216,7 @@ class SpecProblems(Exception):
         self.errors = errors or []
 
 
-def run_session(
-    checks: list[LoadedCheck],
-    session: Session,
-    on_start: Callable[[int, LoadedCheck], None] | None = None,
-    on_run: Callable[[LoadedCheck, RunResult], None] | None = None,
-) -> list[CheckResult]:
+def run_session(checks: list[LoadedCheck], session: Session) -> list[CheckResult]:
     """Check the goldens and names, run every check, clean up whatever happens. Raises SpecProblems
     before anything runs, Interrupted (with the completed checks) when reprocheck fails inside a check."""
     from .names import name_errors, name_requests
@@ -260,26 +235,14 @@ def run_session(
             workdir_for(root, 0, checks[0]),
             session.isolation,
             names=requests,
-            fold=session.keep is None,
+            fold=session.discard,
             float64=session.float64,
         )
         errors = name_errors(checks, first.name_problems(requests))
         if errors:
             raise SpecProblems([str(e) for e in errors], errors)
-        return run_all(
-            checks,
-            root,
-            session.isolation,
-            on_start,
-            on_run,
-            first=first,
-            baseline=session.baseline,
-            invariance=session.invariance,
-            require_devices=session.require_devices,
-            discard=session.keep is None,
-            float64=session.float64,
-        )
+        return run_all(checks, root, session, first)
     finally:
         zygote.cancel_all()  # whatever ended us, no worker outlives this process
-        if session.keep is None:
+        if session.discard:
             shutil.rmtree(root, ignore_errors=True)

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from ...spec import LoadedCheck, SpecErrors
+from ..checks.progress import Progress, Ticker
 from ..exitcodes import UsageError
 from .targets import check_output_flags
 
@@ -128,6 +130,36 @@ def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
     return checks
 
 
+class _Lines(Progress):
+    """The progress as lines: a check started, each run's end (and, off a terminal, a failed run's traceback)."""
+
+    def __init__(self, log: TextIO, quiet: bool) -> None:
+        super().__init__()
+        self.log, self.quiet = log, quiet
+        self.ticker = Ticker(log, self)
+
+    def check_started(self, index: int, total: int, lc: LoadedCheck) -> None:
+        super().check_started(index, total, lc)
+        if not self.quiet:
+            self.ticker.clear()
+            c = lc.check
+            print(
+                f"[{index + 1}/{total}] {lc.name} ({lc.file}): {c.runs} runs on {c.device}", file=self.log, flush=True
+            )
+
+    def run_ended(self, lc: LoadedCheck, run: RunResult) -> None:
+        super().run_ended(lc, run)
+        if self.quiet:
+            return
+        self.ticker.clear()
+        text = "ok" if run.ok else run.cause
+        print(f"      run {run.index}/{lc.check.runs} {text} ({run.duration:.1f}s)", file=self.log, flush=True)
+        # On one terminal the report below prints the traceback too: once is enough there.
+        if not run.ok and not (self.log.isatty() and sys.stdout.isatty()):
+            for line in run.details:
+                print(f"        | {line}", file=self.log, flush=True)
+
+
 def run_checks(
     args: argparse.Namespace, checks: list[LoadedCheck], session: pipeline.Session
 ) -> tuple[list[outcome.CheckResult], BaseException | None]:
@@ -135,43 +167,16 @@ def run_checks(
     from .. import github
     from ..checks import pipeline
 
-    quiet = args.quiet
     total = len(checks)
     # Under GitHub the progress log goes to stdout inside a collapsible group.
-    log = sys.stdout if args.github else sys.stderr
-
-    from ..checks import progress
-
-    ticker = progress.Ticker(log)
-
-    def on_start(i: int, lc: LoadedCheck) -> None:
-        progress.phase(f"{lc.name}: run 1/{lc.check.runs}")
-        if not quiet:
-            ticker.clear()
-            print(
-                f"[{i + 1}/{total}] {lc.name} ({lc.file}): {lc.check.runs} runs on {lc.check.device}",
-                file=log,
-                flush=True,
-            )
-
-    def on_run(lc: LoadedCheck, r: RunResult) -> None:
-        nxt = r.index + 1
-        progress.phase(f"{lc.name}: run {nxt}/{lc.check.runs}" if r.ok and nxt <= lc.check.runs else None)
-        if not quiet:
-            ticker.clear()
-            text = "ok" if r.ok else r.cause
-            print(f"      run {r.index}/{lc.check.runs} {text} ({r.duration:.1f}s)", file=log, flush=True)
-            # On one terminal the report below prints the traceback too: once is enough there.
-            if not r.ok and not (log.isatty() and sys.stdout.isatty()):
-                for line in r.details:
-                    print(f"        | {line}", file=log, flush=True)
-
+    lines = _Lines(sys.stdout if args.github else sys.stderr, args.quiet)
+    session = dataclasses.replace(session, progress=lines)
     if args.github:
         github.begin_group(f"reprocheck: {total} check" + ("" if total == 1 else "s"))
     crash: BaseException | None = None
     try:
-        with ticker if not quiet else contextlib.nullcontext():
-            results = pipeline.run_session(checks, session, on_start, on_run)
+        with lines.ticker if not args.quiet else contextlib.nullcontext():
+            results = pipeline.run_session(checks, session)
     except pipeline.SpecProblems as exc:
         raise UsageError(str(exc), exc.errors) from None
     except pipeline.Interrupted as exc:
