@@ -113,3 +113,25 @@ def test_markdown_stays_under_githubs_limit():
     assert len(text.encode()) < 1024 * 1024
     assert "left out to stay under GitHub's 1 MiB summary limit" in text
     assert text.count("| `check") == 400  # every check keeps its summary row
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "s.yaml", "--check", "a", "--invariance", "batch", "--keep", "k"],
+        ["docker", "s.yaml", "--requirements", "r.txt", "--install", "pkg", "--image", "i"],
+        ["validate", "s.yaml"],
+        ["schema", "--report"],
+        ["env", "--json"],
+        ["matrix", "s.yaml", "--github-output", "checks"],
+        ["diagnose", "s.yaml"],
+        ["calibrate", "s.yaml", "--runs", "5"],
+        ["upgrade", "s.yaml", "--from", "python:/a", "--to", "image:b", "--noise-k", "2"],
+    ],
+)
+def test_every_commands_options_are_typed(argv):
+    # Every option any command parses has a typed field; repeatable ones arrive as tuples.
+    from reprocheck.host.commands.options import Options
+
+    opts = Options.parsed(cli._parser().parse_args(argv))
+    assert opts.command == argv[0] and all(not isinstance(v, list) for v in vars(opts).values())

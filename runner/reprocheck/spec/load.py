@@ -9,7 +9,7 @@ import difflib
 import functools
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -248,7 +248,7 @@ def apply_overrides(loaded: list[LoadedCheck], **overrides: Any) -> list[LoadedC
     return out
 
 
-def select(loaded: list[LoadedCheck], names: list[str]) -> list[LoadedCheck]:
+def select(loaded: list[LoadedCheck], names: Sequence[str]) -> list[LoadedCheck]:
     """Keep the checks named by --check; an unknown name is a usage error."""
     if not names:
         return loaded

@@ -20,6 +20,7 @@ keeps the zygote's. In spawn mode every variant is a fresh interpreter. The comp
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from .progress import Progress
 KINDS = tuple(k.value for k in Kind)
 
 
-def selected_kinds(choices: list[str] | None) -> frozenset[str] | None:
+def selected_kinds(choices: Sequence[str] | None) -> frozenset[str] | None:
     """--invariance values -> the kinds to run (None: all a check declares)."""
     if not choices or "all" in choices:
         return None

@@ -3,16 +3,16 @@ everything observed, printed ready to paste (../analyses/calibrate.py works them
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from ..analyses.calibrate import as_dict, calibrate, render
 from ..checks.outcome import Status
 from .common import checks_to_run, run_checks
+from .options import Options
 
 
-def cmd_calibrate(args: argparse.Namespace) -> int:
+def cmd_calibrate(args: Options) -> int:
     """Exit 0 with a tolerance block per check, 1 when no tolerance can make a check pass, 3 when runs fail."""
     import dataclasses
 

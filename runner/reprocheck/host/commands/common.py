@@ -4,20 +4,20 @@ run with their progress lines. This process never imports torch."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import importlib.util
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from ...spec import LoadedCheck, SpecErrors
 from ..checks.progress import Progress, Ticker
 from ..exitcodes import UsageError
+from .options import Options
 from .targets import check_output_flags
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..workers.run_result import RunResult
 
 
-def load_checks(paths: list[str]) -> list[LoadedCheck]:
+def load_checks(paths: Sequence[str]) -> list[LoadedCheck]:
     from ...spec import load_spec
 
     loaded: list[LoadedCheck] = []
@@ -83,7 +83,7 @@ def refuse_writable_sources(checks: list[LoadedCheck], writable: list[str]) -> N
                 )
 
 
-def selected_checks(specs: list[str], names: list[str], **overrides: object) -> list[LoadedCheck]:
+def selected_checks(specs: Sequence[str], names: Sequence[str], **overrides: object) -> list[LoadedCheck]:
     """Specs loaded, command-line overrides applied (None: not given), --check selected; every problem one
     UsageError."""
     from ...spec import apply_overrides, select
@@ -94,7 +94,7 @@ def selected_checks(specs: list[str], names: list[str], **overrides: object) -> 
         raise UsageError(str(exc), exc.errors) from None
 
 
-def write_files(args: argparse.Namespace, json_text: Callable[[], str], markdown: Callable[[], str]) -> None:
+def write_files(args: Options, json_text: Callable[[], str], markdown: Callable[[], str]) -> None:
     """--report and --summary, each written whole or not at all."""
     from ...files import atomic_write_text
 
@@ -104,13 +104,13 @@ def write_files(args: argparse.Namespace, json_text: Callable[[], str], markdown
         atomic_write_text(args.summary, markdown())
 
 
-def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
+def checks_to_run(args: Options) -> list[LoadedCheck]:
     """Output targets checked, specs loaded, --runs/--device applied, --check selected, torch present."""
     check_output_flags(args)
-    strict = True if getattr(args, "strict", False) else None
+    strict = True if args.strict else None
     checks = selected_checks(args.specs, args.check, runs=args.runs, device=args.device, strict=strict)
-    cache = getattr(args, "model_cache", None)
-    if cache and getattr(args, "command", "run") != "docker":
+    cache = args.model_cache
+    if cache and args.command != "docker":
         from ..launcher.launch import cache_env
 
         if not os.path.isdir(cache):
@@ -126,7 +126,7 @@ def checks_to_run(args: argparse.Namespace) -> list[LoadedCheck]:
     writable = os.environ.get("REPROCHECK_WRITABLE")  # set by the launch policy in the container
     if writable:
         refuse_writable_sources(checks, json.loads(writable))
-    need_torch(baseline=bool(getattr(args, "baseline", None)))
+    need_torch(baseline=args.baseline is not None)
     return checks
 
 
@@ -161,7 +161,7 @@ class _Lines(Progress):
 
 
 def run_checks(
-    args: argparse.Namespace, checks: list[LoadedCheck], session: pipeline.Session
+    args: Options, checks: list[LoadedCheck], session: pipeline.Session
 ) -> tuple[list[outcome.CheckResult], BaseException | None]:
     """Run every check with progress lines; on an internal failure, the checks completed before it."""
     from .. import github

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 
 from ..exitcodes import UsageError
 from .common import need_torch, selected_checks, write_files
+from .options import Options
 from .targets import check_output_flags
 
 
-def cmd_diagnose(args: argparse.Namespace) -> int:
+def cmd_diagnose(args: Options) -> int:
     """Exit 0 when the check is reproducible under its recipe, 1 when not, 3 when its runs fail."""
     check_output_flags(args)
     checks = selected_checks(args.specs, args.check, device=args.device)

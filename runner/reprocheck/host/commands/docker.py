@@ -3,15 +3,15 @@ launched by the one policy the Action uses too (../launcher/launch.py)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 from ..exitcodes import UsageError
+from .options import Options
 from .targets import check_output_flags
 
 
-def cmd_docker(args: argparse.Namespace) -> int:
+def cmd_docker(args: Options) -> int:
     """The same check in the pinned image, launched by the one policy the Action uses too (launch.py)."""
     from ..launcher import container, launch
 

@@ -3,7 +3,6 @@ Schema), env (the environment as a worker sees it)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -11,9 +10,10 @@ import tempfile
 from pathlib import Path
 
 from .common import need_torch, selected_checks
+from .options import Options
 
 
-def cmd_matrix(args: argparse.Namespace) -> int:
+def cmd_matrix(args: Options) -> int:
     """{"include": [{"check", "spec", "line", "device", "runs"}]} for `strategy.matrix: ${{ fromJSON(...) }}`."""
     checks = selected_checks(args.specs, args.check)
     include = [
@@ -29,8 +29,8 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
-    if args.report:
+def cmd_schema(args: Options) -> int:
+    if args.report_schema:
         from ..report.schema import json_schema
     else:
         from ...spec import json_schema
@@ -45,7 +45,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_env(args: argparse.Namespace) -> int:
+def cmd_env(args: Options) -> int:
     need_torch()
     from ...protocol import FingerprintAnswer, FingerprintRequest
     from ..workers.helper_client import helper, worker_environment

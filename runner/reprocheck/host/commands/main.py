@@ -22,6 +22,7 @@ from .crash import Terminated, closed_stdout, internal_error, on_sigterm
 from .diagnose import cmd_diagnose
 from .docker import cmd_docker
 from .info import cmd_env, cmd_matrix, cmd_schema
+from .options import Options
 from .run import cmd_run, cmd_validate
 
 
@@ -100,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
         Command.SCHEMA.value, help="print the JSON Schema of spec v1 (for editors), or of the JSON report"
     )
     sch.add_argument("--output", "-o", type=Path, metavar="FILE")
-    sch.add_argument("--report", action="store_true", help="the JSON report's schema instead of the spec's")
+    sch.add_argument(
+        "--report", dest="report_schema", action="store_true", help="the JSON report's schema instead of the spec's"
+    )
 
     _add_analyses(sub)
     upgrade.add_parser(sub, _count, [i.value for i in _isolations()])
@@ -167,7 +170,6 @@ def _add_analyses(sub: Any) -> None:
     cal.add_argument("--report", type=Path, metavar="FILE", help="also write the suggestions as JSON")
     cal.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
     cal.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    cal.set_defaults(summary=None, github=False, keep=None, invariance=None, require_devices=False)
 
     mat = sub.add_parser(Command.MATRIX.value, help="print the checks as JSON for a GitHub Actions strategy.matrix")
     mat.add_argument("specs", nargs="+", metavar="SPEC")
@@ -264,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_sigterm)
-    args = _parser().parse_args(argv)
-    github = bool(getattr(args, "github", False))
+    args = Options.parsed(_parser().parse_args(argv))
+    github = args.github
     if github:
         from ..github import guard_streams
 

@@ -4,7 +4,6 @@ codes."""
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,12 +11,13 @@ from typing import TYPE_CHECKING
 from ...goldens import BaselineOptions
 from ..exitcodes import UsageError
 from .common import checks_to_run, load_checks, need_torch, run_checks, write_files
+from .options import Options
 
 if TYPE_CHECKING:
     from ..checks import outcome
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: Options) -> int:
     from ..checks import outcome, pipeline
     from ..workers.isolated import Isolation
 
@@ -34,7 +34,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         golden,
         kinds,
         args.require_devices,
-        getattr(args, "reference_float64", False),
+        args.reference_float64,
     )
     results, crash = run_checks(args, checks, session)
     _write_reports(args, results)
@@ -43,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return int(outcome.exit_code(results))
 
 
-def _write_reports(args: argparse.Namespace, results: list[outcome.CheckResult]) -> None:
+def _write_reports(args: Options, results: list[outcome.CheckResult]) -> None:
     from .. import report
 
     if not results:
@@ -66,7 +66,7 @@ def _write_reports(args: argparse.Namespace, results: list[outcome.CheckResult])
         github.write_outputs(annotate.step_outputs(results, str(args.report) if args.report else None))
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def cmd_validate(args: Options) -> int:
     from ..checks.names import name_errors, name_requests
 
     checks = load_checks(args.specs)

@@ -3,13 +3,13 @@ target checked (a symlink, FIFO, device or folder is refused, never replaced) an
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from pathlib import Path
 
 from ...files import OutputTargetError, refuse_special_target
 from ..exitcodes import UsageError
+from .options import Options
 
 
 def _probe_writable(folder: Path, what: str) -> None:
@@ -53,14 +53,14 @@ def prepare_output_folder(path: Path | None, flag: str) -> None:
     _probe_writable(path, f"{flag} {path}")
 
 
-def check_output_flags(args: argparse.Namespace) -> None:
+def check_output_flags(args: Options) -> None:
     """Refuse bad output flags before anything runs."""
     prepare_output_file(args.report, "--report")
     prepare_output_file(args.summary, "--summary")
-    prepare_output_folder(getattr(args, "keep", None), "--keep")
-    if getattr(args, "update_baseline", False) and not args.baseline:
+    prepare_output_folder(args.keep, "--keep")
+    if args.update_baseline and not args.baseline:
         raise UsageError("--update-baseline needs --baseline DIR (where to write the goldens)")
-    if getattr(args, "baseline_root", None) is not None and not getattr(args, "baseline", None):
+    if args.baseline_root is not None and not args.baseline:
         raise UsageError("--baseline-root needs --baseline DIR")
-    if getattr(args, "baseline", None) is not None:
+    if args.baseline is not None:
         prepare_output_folder(args.baseline, "--baseline")

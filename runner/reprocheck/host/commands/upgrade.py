@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..exitcodes import UsageError
+from .options import Options
 
 
 def add_parser(
@@ -72,7 +73,7 @@ def _positive(name: str, value: float | None, default: float) -> float:
     return value
 
 
-def cmd_upgrade(args: argparse.Namespace) -> int:
+def cmd_upgrade(args: Options) -> int:
     from ..analyses.stacks import ULPS, K, Options, parse_stack
     from ..analyses.upgrade import run_upgrade
     from ..launcher.launch import DEVICE
