@@ -163,7 +163,7 @@ BOUNDARY = [
     "host/checks/invariance.py",
     "host/analyses/diagnose.py",
     "worker/__main__.py",
-    "worker/serve.py",
+    "worker/zygote.py",
     "worker/verdict.py",
     "worker/diagnose.py",
     "worker/grade.py",

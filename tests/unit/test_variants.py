@@ -4,13 +4,13 @@ with. Spawn isolation here: nothing is started, the choice is all that is tested
 import dataclasses
 
 from helpers import planted_spec
-from reprocheck.host.workers.isolated import Isolation, Prepared
+from reprocheck.host.workers.isolated import CheckWorkers, Isolation
 from reprocheck.spec import load_spec
 
 
 def _prepared(tmp_path, env=None):
     (lc,) = load_spec(str(planted_spec(tmp_path, "mlp", extra="recipe: {threads: 2}\n")))
-    return lc, Prepared(lc, tmp_path / "work", Isolation.SPAWN, env=env)
+    return lc, CheckWorkers(lc, tmp_path / "work", Isolation.SPAWN, env=env)
 
 
 def _changed(lc, **update):

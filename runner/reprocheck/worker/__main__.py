@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol import OPS, Call, FingerprintAnswer, FingerprintRequest, RunJob, read_command
-from .serve import answer, die_with_parent, serve_forked
+from .zygote import answer, die_with_parent, serve_forked
 
 
 def _helpers() -> dict[str, Callable[[Any], Any]]:

@@ -1,5 +1,5 @@
 """One run of one check, in this process: the recipe applied, the model and input built, the forward pass, the
-outputs saved (RUN_DIR/outputs.pt) and how it went (RUN_DIR/result.json). The worker (serve.py, __main__.py)
+outputs saved (RUN_DIR/outputs.pt) and how it went (RUN_DIR/result.json). The worker (zygote.py, __main__.py)
 calls it in a fresh interpreter or in a fresh fork of its zygote."""
 
 from __future__ import annotations

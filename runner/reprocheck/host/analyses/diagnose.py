@@ -54,7 +54,7 @@ class _Runner:
         # model_copy skips validation: a single run is fine here, unlike in a spec.
         check: Check = self.lc.check.model_copy(update={"runs": runs, **changes})
         variant = dataclasses.replace(self.lc, check=check)
-        return isolated.Prepared(
+        return isolated.CheckWorkers(
             variant, self.root / f"p{self.count:02d}", self.isolation, trace=trace, env=env, input_seed=input_seed
         ).run()
 

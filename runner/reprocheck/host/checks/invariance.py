@@ -70,7 +70,7 @@ def _request(
     return VerdictRequest(runs=runs, tolerance=tolerance, compare=lc.check.compare, batch=batch)
 
 
-def _reference(lc: LoadedCheck, workdir: Path, source: isolated.Prepared) -> RunResult:
+def _reference(lc: LoadedCheck, workdir: Path, source: isolated.CheckWorkers) -> RunResult:
     """The check's computation in float64 on the CPU, once per check."""
     check = lc.check.model_copy(update={"runs": 1, "device": "cpu"})
     variant = isolated.VariantRun(
@@ -84,7 +84,7 @@ def _reference(lc: LoadedCheck, workdir: Path, source: isolated.Prepared) -> Run
 def run_variants(
     lc: LoadedCheck,
     first: RunResult,
-    source: isolated.Prepared,
+    source: isolated.CheckWorkers,
     kinds: frozenset[str] | None,
     require_devices: bool,
     progress: Progress,
@@ -104,7 +104,7 @@ class _VariantRunner:
     first: RunResult
     workdir: Path
     require_devices: bool
-    source: isolated.Prepared
+    source: isolated.CheckWorkers
     progress: Progress
     reference_run: RunResult | None = None  # the float64 reference, run once for all variants that need it
 
@@ -207,7 +207,7 @@ def _distances(
     ref: RunResult,
     workdir: Path,
     batch: tuple[int, int] | None,
-    source: isolated.Prepared,
+    source: isolated.CheckWorkers,
 ) -> tuple[Distance, ...]:
     """Per output, how far run 1 and the variant each are from the float64 reference (in a fork of the check's
     zygote, else a helper with the check's environment)."""

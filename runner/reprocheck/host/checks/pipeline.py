@@ -67,7 +67,7 @@ class _Judged:
     error_line: int = 0
 
 
-def run_check(lc: LoadedCheck, prepared: isolated.Prepared, session: Session) -> CheckResult:
+def run_check(lc: LoadedCheck, prepared: isolated.CheckWorkers, session: Session) -> CheckResult:
     start = time.perf_counter()
     check = lc.check
     runs = prepared.run(lambda run: session.progress.run_ended(lc, run))
@@ -130,7 +130,7 @@ def run_check(lc: LoadedCheck, prepared: isolated.Prepared, session: Session) ->
 
 def _judge(
     lc: LoadedCheck,
-    prepared: isolated.Prepared,
+    prepared: isolated.CheckWorkers,
     ok: list[RunResult],
     all_ok: bool,
     session: Session,
@@ -178,7 +178,7 @@ def _judge(
     return j
 
 
-def _verdict(prepared: isolated.Prepared, request: VerdictRequest, keep: bool = False) -> VerdictAnswer:
+def _verdict(prepared: isolated.CheckWorkers, request: VerdictRequest, keep: bool = False) -> VerdictAnswer:
     try:
         return prepared.verdict(request, keep)
     except isolated.VerdictTimeout as exc:
@@ -186,7 +186,7 @@ def _verdict(prepared: isolated.Prepared, request: VerdictRequest, keep: bool = 
 
 
 def run_all(
-    checks: list[LoadedCheck], workroot: Path, session: Session, first: isolated.Prepared | None = None
+    checks: list[LoadedCheck], workroot: Path, session: Session, first: isolated.CheckWorkers | None = None
 ) -> list[CheckResult]:
     """Run checks in order. `first` is the first check already prepared (its worker warming up).
     An unexpected failure inside a check raises Interrupted with the checks completed before it."""
@@ -197,7 +197,7 @@ def run_all(
             prepared = (
                 first
                 if (i == 0 and first is not None)
-                else isolated.Prepared(
+                else isolated.CheckWorkers(
                     lc, workdir_for(workroot, i, lc), session.isolation, fold=session.discard, float64=session.float64
                 )
             )
@@ -230,7 +230,7 @@ def run_session(checks: list[LoadedCheck], session: Session) -> list[CheckResult
         # The first check's zygote imports torch, answers the torchvision name checks of every check,
         # then waits for "go": nothing runs until the whole spec is known to be valid.
         requests = name_requests(checks)
-        first = isolated.Prepared(
+        first = isolated.CheckWorkers(
             checks[0],
             workdir_for(root, 0, checks[0]),
             session.isolation,

@@ -3,7 +3,7 @@
 Every run happens in a process started with the recipe's environment (`environment.worker_env`).
 Isolation modes:
   * fork  (default on Linux): one zygote process per check imports torch once and forks a
-          child per run (see worker/serve.py for why that is equivalent to fresh processes);
+          child per run (see worker/zygote.py for why that is equivalent to fresh processes);
   * spawn: a fresh interpreter per run. Slower, works everywhere. Also used whenever the
           recipe's hash seed is off, since forks would share one random hash seed.
 """
@@ -70,8 +70,9 @@ class VerdictTimeout(RuntimeError):
     """Comparing the runs took longer than the check's `timeout`: the comparison was stopped (exit 3)."""
 
 
-class Prepared:
-    """A check's runs, set up. In fork mode the zygote starts importing torch at once and
+class CheckWorkers:
+    """The torch side of one check: its job written, its workers (a zygote in fork mode, else a fresh interpreter
+    per run) and what they answer. In fork mode the zygote starts importing torch at once and
     waits for `run()`, so the caller's own work overlaps with it. The zygote also answers the
     torchvision name checks (`names`) and, after the runs, compares them (`verdict`): this
     process never imports torch."""
@@ -276,13 +277,13 @@ class VariantRun:
         self,
         lc: LoadedCheck,
         folder: Path,
-        source: Prepared,
+        source: CheckWorkers,
         *,
         batch: int | None = None,
         float64: bool = False,
     ) -> None:
         self.lc, self.folder, self.source, self.batch, self.float64 = lc, folder, source, batch, float64
-        self.fresh: Prepared | None = None
+        self.fresh: CheckWorkers | None = None
         self.forked = False
 
     def run(self) -> RunResult:
@@ -292,7 +293,7 @@ class VariantRun:
             if run is not None:
                 self.forked = True
                 return run
-        self.fresh = Prepared(self.lc, self.folder, self.source.isolation, batch=self.batch, float64=self.float64)
+        self.fresh = CheckWorkers(self.lc, self.folder, self.source.isolation, batch=self.batch, float64=self.float64)
         return self.fresh.run()[0]
 
     def verdict(self, request: VerdictRequest) -> VerdictAnswer:
