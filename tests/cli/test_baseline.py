@@ -8,8 +8,8 @@ import sys
 import torch
 
 from helpers import ROOT, planted_spec, reprocheck
-from reprocheck import drift
-from reprocheck.worker import baseline
+from reprocheck import golden_result
+from reprocheck.worker import goldens
 from reprocheck.worker.outputs import flatten
 
 
@@ -33,8 +33,8 @@ def test_round_trip_keeps_structure_dtypes_and_metadata(tmp_path):
         }
     )
     path = tmp_path / "g.safetensors"
-    baseline.save(out, path, check="c", config_hash="abc", fingerprint={"torch": "x", "gpus": [{"name": "A"}]})
-    back, info = baseline.load(path)
+    goldens.save(out, path, check="c", config_hash="abc", fingerprint={"torch": "x", "gpus": [{"name": "A"}]})
+    back, info = goldens.load(path)
     assert back.tree == out.tree
     assert all(torch.equal(back.tensors[k], v) and back.tensors[k].dtype == v.dtype for k, v in out.tensors.items())
     assert info["config_hash"] == "abc" and info["fingerprint"]["gpus"][0]["name"] == "A" and info["created"]
@@ -87,9 +87,9 @@ def test_fingerprint_diff_names_the_changed_fields(spec_dir):
     golden = spec_dir / "bl" / "spec.yaml" / "spec.safetensors"
     # Simulated: rewrite the stored fingerprint as if the golden came from another stack and GPU
     # (no second machine here). Only the metadata changes; the tensors stay.
-    outs, info = baseline.load(golden)
+    outs, info = goldens.load(golden)
     fp = dict(info["fingerprint"], torch="2.13.0+cu128", cudnn=91002, gpus=[{"name": "NVIDIA A100-SXM4-80GB"}])
-    baseline.save(outs, golden, check="spec", config_hash=info["config_hash"], fingerprint=fp)
+    goldens.save(outs, golden, check="spec", config_hash=info["config_hash"], fingerprint=fp)
     r = run(
         spec,
         spec_dir / "bl",
@@ -109,7 +109,7 @@ def test_fingerprint_diff_names_the_changed_fields(spec_dir):
 
 
 def test_fingerprint_diff_orders_causes():
-    diff = drift.fingerprint_diff(
+    diff = golden_result.fingerprint_diff(
         {"platform": "a", "driver": "1", "flags": {"tf32_matmul": False}},
         {"platform": "b", "driver": "2", "flags": {"tf32_matmul": True}},
     )
@@ -120,7 +120,7 @@ WRITER = r"""
 import os, sys, torch
 sys.path.insert(0, sys.argv[2])
 import safetensors.torch
-from reprocheck.worker import baseline
+from reprocheck.worker import goldens
 from reprocheck.worker.outputs import flatten
 
 def half_then_die(tensors, filename, metadata=None):
@@ -132,22 +132,22 @@ def half_then_die(tensors, filename, metadata=None):
         os.fsync(f.fileno())
     os.kill(os.getpid(), 9)
 
-baseline.save_file = half_then_die  # the writer baseline.save calls
-baseline.save(flatten({"big": torch.ones(1000)}), __import__("pathlib").Path(sys.argv[1]),
+goldens.save_file = half_then_die  # the writer goldens.save calls
+goldens.save(flatten({"big": torch.ones(1000)}), __import__("pathlib").Path(sys.argv[1]),
               check="c", config_hash="new", fingerprint={})
 """
 
 
 def test_a_killed_writer_leaves_the_old_golden_intact(tmp_path):
     golden = tmp_path / "g.safetensors"
-    baseline.save(flatten(torch.arange(4.0)), golden, check="c", config_hash="old", fingerprint={})
+    goldens.save(flatten(torch.arange(4.0)), golden, check="c", config_hash="old", fingerprint={})
     before = golden.read_bytes()
     proc = subprocess.run(
         [sys.executable, "-c", WRITER, str(golden), str(ROOT / "runner")], capture_output=True, text=True
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert golden.read_bytes() == before
-    outs, info = baseline.load(golden)
+    outs, info = goldens.load(golden)
     assert info["config_hash"] == "old" and outs.tensors["output"].tolist() == [0, 1, 2, 3]
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "g.safetensors"]
     assert all(name.startswith(".g.safetensors.") for name in leftovers)  # only the dead writer's temporary file

@@ -12,7 +12,7 @@ import pytest
 
 from helpers import ROOT
 from reprocheck import protocol as p
-from reprocheck.drift import BaselineResult, BaselineStatus, FieldDiff
+from reprocheck.golden_result import BaselineResult, BaselineStatus, FieldDiff
 from reprocheck.results import Comparison, Fragile, Kind, OutputResult, TaskResult, Tolerance
 from reprocheck.spec import CompareSpec, ToleranceSpec, load_spec
 

@@ -3,7 +3,7 @@
 Both sides import this package and nothing else crosses the boundary: a message is written with `to_json` (or
 `write`) and read with `from_json` (or `read`), validated when read, so a renamed field fails a type check or a
 test, never a user. The helper calls are one table (`OPS`: the op, its request, its answer); the zygote's stream
-is `VariantOp | Call` on its stdin and `Event` on its stdout. The value objects of results.py, drift.py and
+is `VariantOp | Call` on its stdin and `Event` on its stdout. The value objects of results.py, golden_result.py and
 diagnosis.py travel as they are (pydantic validates their dataclasses field by field).
 
 base.py     Message (to_json/from_json, write/read), ProtocolError, Answer (an answer file)

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from ..diagnosis import Divergence
-from ..drift import BaselineResult
+from ..golden_result import BaselineResult
 from ..results import Comparison, Fragile, OutputResult
 from ..spec import Check, CompareSpec, ToleranceSpec
 from .base import Message, ProtocolError

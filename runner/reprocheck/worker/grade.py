@@ -126,12 +126,12 @@ def _members(path: str, keys: list[str], own: set[str]) -> list[str]:
 
 def grade_check(job: GradeJob) -> GradedCheck:
     from ..spec import ToleranceSpec
-    from . import baseline, compare
+    from . import compare, goldens
     from .tasks import RuleError
 
-    old, _ = baseline.load(Path(job.from_))
-    new, _ = baseline.load(Path(job.to))
-    ref = baseline.load(Path(job.reference))[0] if job.reference else None
+    old, _ = goldens.load(Path(job.from_))
+    new, _ = goldens.load(Path(job.to))
+    ref = goldens.load(Path(job.reference))[0] if job.reference else None
     rules, own = job.compare, job.tolerance
     try:  # exact first (what differs at all), then under the check's own rules
         comparison = compare.compare_runs([old, new], ToleranceSpec(), labels=[1, 2], rules=rules)

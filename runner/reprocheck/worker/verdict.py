@@ -14,7 +14,7 @@ from ..tree import IGNORED, ROOT_NAME
 def verdict(request: VerdictRequest) -> VerdictAnswer:
     """Compare the runs' outputs (run 1 expected), then check or write the golden; with `fragile` set, judge run 1's
     outputs for decision boundaries. A `compare:` rule that fits no output ends it early with `error`."""
-    from . import baseline, compare, outputs
+    from . import compare, goldens, outputs
     from .tasks import RuleError, select
     from .tasks.fragile import fragility
 
@@ -51,7 +51,7 @@ def verdict(request: VerdictRequest) -> VerdictAnswer:
     if request.golden is not None and first is not None:
         agreed = comparison is None or bool(comparison)
         try:
-            golden = baseline.apply(request.golden, first, request.fingerprint, runs_agree=agreed and request.all_ok)
+            golden = goldens.apply(request.golden, first, request.fingerprint, runs_agree=agreed and request.all_ok)
         except RuleError as exc:
             error = RuleProblem(pattern=exc.pattern, message=f"against the baseline: {exc}", unfit=exc.unfit)
             return VerdictAnswer(comparison=comparison, left_out=left_out, fragile=fragile, notes=notes, error=error)

@@ -76,7 +76,7 @@ class Upgrade:
         return max((c.exit_code for c in self.checks), default=ExitCode.OK)
 
     def fingerprint_diff(self) -> list[tuple[str, Any, Any]]:
-        from ...drift import fingerprint_diff
+        from ...golden_result import fingerprint_diff
 
         return [(d.field, d.expected, d.obtained) for d in fingerprint_diff(*self.fingerprints)]
 

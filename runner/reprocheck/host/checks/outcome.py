@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ... import drift
+from ... import golden_result
 from ...protocol import Distance
 from ...results import Comparison, Fragile
 from ..exitcodes import ExitCode
@@ -89,7 +89,7 @@ class CheckResult:
     config_hash: str
     duration: float
     notes: tuple[str, ...] = field(default=())
-    baseline: drift.BaselineResult | None = None
+    baseline: golden_result.BaselineResult | None = None
     invariance: tuple[VariantResult, ...] = ()
     invariance_line: int = 0  # where `invariance:` is written, for annotations
     fragile: tuple[Fragile, ...] = ()  # run 1's outputs on a decision boundary (compare: fragile)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ... import environment, goldens
-from ...drift import BaselineResult
+from ...golden_result import BaselineResult
 from ...goldens import BaselineOptions
 from ...protocol import RunRef, VerdictAnswer, VerdictRequest
 from ...results import Comparison, Fragile

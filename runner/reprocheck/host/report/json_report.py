@@ -15,7 +15,7 @@ from .text import blind_lines
 
 if TYPE_CHECKING:
     from ...diagnosis import Diagnosis
-    from ...drift import BaselineResult
+    from ...golden_result import BaselineResult
     from ...results import Comparison
     from ..workers.run_result import RunResult
 

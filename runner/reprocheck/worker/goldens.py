@@ -1,6 +1,6 @@
 """Golden baselines: outputs stored per check, compared on later runs to catch drift.
 
-Where goldens live, and the checks made before anything runs: goldens.py; the verdict objects: drift.py.
+Where goldens live, and the checks made before anything runs: ../goldens.py; the verdict objects: ../golden_result.py.
 
 Format: safetensors (no pickle; readable on any machine, CPU or not). The leaf tensors are stored under
 their output paths; the metadata (strings) holds:
@@ -23,8 +23,8 @@ from typing import Any
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from ..drift import BaselineResult, BaselineStatus, fingerprint_diff
 from ..files import atomic_write
+from ..golden_result import BaselineResult, BaselineStatus, fingerprint_diff
 from ..goldens import FORMAT, obtained_path
 from ..protocol import GoldenJob
 from ..tree import Outputs
