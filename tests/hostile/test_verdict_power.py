@@ -222,12 +222,12 @@ def test_a_nan_on_the_old_stack_never_makes_any_change_within_noise(models, tmp_
 def test_the_stacks_differences_come_from_the_first_check_that_ran():
     from reprocheck.host.analyses.stacks import Side
     from reprocheck.host.analyses.upgrade import _fingerprint
-    from reprocheck.host.report.schema import Check, Report
+    from reprocheck.host.report.shape import CheckReport, Report
 
     # A side's report as upgrade reads it (the report's own models); only the fields that matter here are set.
     checks = [
-        Check.model_construct(name="broken", fingerprint=None),
-        Check.model_construct(name="ok", fingerprint={"torch": "2.14.1"}),
+        CheckReport.model_construct(name="broken", fingerprint=None),
+        CheckReport.model_construct(name="ok", fingerprint={"torch": "2.14.1"}),
     ]
     assert _fingerprint(Side(3, Report.model_construct(checks=checks), "")) == {"torch": "2.14.1"}
     assert _fingerprint(Side(2, None, "")) == {}

@@ -19,7 +19,7 @@ from ...files import PACKAGE
 from ...protocol import Answer, GradedCheck, GradeJob, GradeRequest, Grades, ProtocolError
 from ...spec import LoadedCheck
 from ..exitcodes import UsageError
-from ..report.schema import Report
+from ..report.shape import Report
 from ..workers.helper_client import boot, worker_cmd
 
 K = 3.0  # dist(new, ref) <= K * dist(old, ref) + eps (README "Before you upgrade" says why)

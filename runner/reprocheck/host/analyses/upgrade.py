@@ -27,12 +27,12 @@ from ...protocol import GradedCheck, GradeJob
 from ...results import OutputResult
 from ...spec import LoadedCheck
 from ..exitcodes import ExitCode, UsageError
-from ..report.schema import Check as ReportedCheck
-from ..report.schema import Output as ReportedOutput
+from ..report.shape import CheckReport as ReportedCheck
+from ..report.shape import Output as ReportedOutput
 from .stacks import Options, Side, Stack, copy_code, grade_on, probe, run_side
 
 
-def accepted(o: GradedOutput, require: str) -> bool:
+def accepted(o: OutputGrade, require: str) -> bool:
     """identical: bitwise only; noise (the default): identical or within noise, and for an output under a `compare:`
     rule also task-equivalent (the rule is what "the same" means for it); task: whatever the check's own rules accept
     (its `compare:` rules and, for the other outputs, its tolerance)."""
@@ -42,7 +42,7 @@ def accepted(o: GradedOutput, require: str) -> bool:
 
 
 @dataclass(frozen=True)
-class GradedOutput:
+class OutputGrade:
     path: str
     grade: str  # identical | noise | task | changed
     result: OutputResult
@@ -57,7 +57,7 @@ class UpgradeCheck:
     line: int
     verdict: str  # safe | changed | not-reproducible | error
     message: str = ""
-    outputs: tuple[GradedOutput, ...] = ()
+    outputs: tuple[OutputGrade, ...] = ()
     notes: tuple[str, ...] = ()
 
     @property
@@ -81,8 +81,8 @@ class Upgrade:
         return [(d.field, d.expected, d.obtained) for d in fingerprint_diff(*self.fingerprints)]
 
 
-def graded_outputs(answer: GradedCheck) -> tuple[GradedOutput, ...]:
-    return tuple(GradedOutput(o.result.path, o.grade, o.result, tuple(o.noise), o.rule) for o in answer.outputs)
+def graded_outputs(answer: GradedCheck) -> tuple[OutputGrade, ...]:
+    return tuple(OutputGrade(o.result.path, o.grade, o.result, tuple(o.noise), o.rule) for o in answer.outputs)
 
 
 def _key(lc: LoadedCheck) -> tuple[str, str]:
@@ -213,7 +213,7 @@ def _fingerprint(side: Side) -> dict[str, Any]:
 
 
 def _graded_check(lc: LoadedCheck, answer: GradedCheck, require: str, notes: tuple[str, ...]) -> UpgradeCheck:
-    def base(verdict: str, message: str = "", outputs: tuple[GradedOutput, ...] = ()) -> UpgradeCheck:
+    def base(verdict: str, message: str = "", outputs: tuple[OutputGrade, ...] = ()) -> UpgradeCheck:
         return UpgradeCheck(lc.name, str(lc.file), lc.line, verdict, message, outputs, notes)
 
     if answer.error:

@@ -36,10 +36,10 @@ from ...protocol import (
 from ...spec import Check, LoadedCheck, ToleranceSpec
 from ..workers import isolated
 from ..workers.run_result import RunResult
-from .outcome import Kind, VariantResult, VariantStatus
+from .outcome import VariantKind, VariantResult, VariantStatus
 from .progress import Progress
 
-KINDS = tuple(k.value for k in Kind)
+KINDS = tuple(k.value for k in VariantKind)
 
 
 def selected_kinds(choices: Sequence[str] | None) -> frozenset[str] | None:
@@ -53,13 +53,13 @@ def has_variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> bool:
     return bool(_variants(lc, kinds))
 
 
-def _variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> list[tuple[Kind, int | str]]:
+def _variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> list[tuple[VariantKind, int | str]]:
     inv = lc.check.invariance
     if inv is None:
         return []
-    wanted: list[tuple[Kind, int | str]] = [(Kind.BATCH, b) for b in inv.batch]
-    wanted += [(Kind.THREADS, t) for t in inv.threads]
-    wanted += [(Kind.DEVICE, inv.device)] if inv.device else []
+    wanted: list[tuple[VariantKind, int | str]] = [(VariantKind.BATCH, b) for b in inv.batch]
+    wanted += [(VariantKind.THREADS, t) for t in inv.threads]
+    wanted += [(VariantKind.DEVICE, inv.device)] if inv.device else []
     return [(k, v) for k, v in wanted if kinds is None or k.value in kinds]
 
 
@@ -108,7 +108,7 @@ class _VariantRunner:
     progress: Progress
     reference_run: RunResult | None = None  # the float64 reference, run once for all variants that need it
 
-    def one(self, kind: Kind, value: int | str) -> VariantResult:
+    def one(self, kind: VariantKind, value: int | str) -> VariantResult:
         """One variant run and compared with run 1; every way it can end is a VariantResult, never an exception."""
         lc, first = self.lc, self.first
         check, reference = _setting(lc, first, kind, value)
@@ -116,11 +116,11 @@ class _VariantRunner:
         def ended(status: VariantStatus, cause: str = "", **more: Any) -> VariantResult:
             return VariantResult(kind, str(value), reference, status, cause=cause, **more)
 
-        if kind is Kind.BATCH and first.samples is None:  # known from the check's own runs: nothing to run
+        if kind is VariantKind.BATCH and first.samples is None:  # known from the check's own runs: nothing to run
             return ended(VariantStatus.ERROR, NO_BATCH)
         self.progress.phase(f"{lc.name}: invariance {kind.value}={value}")
         folder = self.workdir / f"{kind.value}-{str(value).replace(':', '-')}"
-        batch = value if kind is Kind.BATCH and isinstance(value, int) else None
+        batch = value if kind is VariantKind.BATCH and isinstance(value, int) else None
         prepared = isolated.VariantRun(dataclasses.replace(lc, check=check), folder, self.source, batch=batch)
         run = prepared.run()
         if not run.ok:
@@ -130,7 +130,7 @@ class _VariantRunner:
                 return ended(VariantStatus.SKIPPED, cause, run=run)
             return ended(VariantStatus.ERROR, run.cause, run=run)
         batched: tuple[int, int] | None = None
-        if kind is Kind.BATCH:
+        if kind is VariantKind.BATCH:
             if first.samples is None or run.samples is None:
                 prepared.cancel()
                 return ended(
@@ -154,7 +154,7 @@ class _VariantRunner:
         left_out = tuple(answer.left_out)
         if not comparison.outputs:  # nothing compared is never a pass
             prepared.cancel()
-            if kind is Kind.BATCH:
+            if kind is VariantKind.BATCH:
                 shown = ", ".join(left_out[:5]) or "none"
                 cause = (
                     f"batch variant: no output is per-sample (none has dim 0 = {first.samples} in run 1 and "
@@ -164,7 +164,7 @@ class _VariantRunner:
                 cause = f"{kind.value} variant: the outputs hold no tensor to compare"
             return ended(VariantStatus.ERROR, cause, run=run, left_out=left_out)
         distances: tuple[Distance, ...] = ()
-        wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is Kind.DEVICE)
+        wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is VariantKind.DEVICE)
         if not comparison and wants_reference:
             self.progress.phase(f"{lc.name}: the float64 reference")
             self.reference_run = self.reference_run or _reference(lc, self.workdir, self.source)
@@ -190,13 +190,13 @@ NO_BATCH = (
 )
 
 
-def _setting(lc: LoadedCheck, first: RunResult, kind: Kind, value: int | str) -> tuple[Check, str]:
+def _setting(lc: LoadedCheck, first: RunResult, kind: VariantKind, value: int | str) -> tuple[Check, str]:
     """The variant's check (one run, one thing changed), and what run 1 was in the same words."""
     check = lc.check.model_copy(update={"runs": 1})
-    if kind is Kind.THREADS:
+    if kind is VariantKind.THREADS:
         check = check.model_copy(update={"recipe": check.recipe.model_copy(update={"threads": value})})
         return check, str(environment.resolve_threads(lc.check.recipe))
-    if kind is Kind.DEVICE:
+    if kind is VariantKind.DEVICE:
         return check.model_copy(update={"device": value}), first.device or lc.check.device
     return check, str(first.samples) if first.samples is not None else "?"
 

@@ -26,7 +26,7 @@ class Status(str, enum.Enum):
         return {Status.PASS: ExitCode.OK, Status.FAIL: ExitCode.MISMATCH, Status.ERROR: ExitCode.RUN_FAILED}[self]
 
 
-class Kind(str, enum.Enum):
+class VariantKind(str, enum.Enum):
     BATCH = "batch"
     THREADS = "threads"
     DEVICE = "device"
@@ -43,7 +43,7 @@ class VariantStatus(str, enum.Enum):
 class VariantResult:
     """One variant compared with the check's run 1. Truthy when it matched."""
 
-    kind: Kind
+    kind: VariantKind
     variant: str  # e.g. "1" for one thread
     reference: str  # what run 1 was, in the same words: "2"
     status: VariantStatus
@@ -63,9 +63,9 @@ class VariantResult:
 
     def names(self) -> tuple[str, str]:
         """How the two sides read in a report: run 1 at the check's setting, and the variant."""
-        if self.kind is Kind.BATCH:
+        if self.kind is VariantKind.BATCH:
             return f"run 1 (batch of {self.reference})", f"batch of {self.variant}"
-        if self.kind is Kind.DEVICE:
+        if self.kind is VariantKind.DEVICE:
             return f"run 1 ({self.reference})", self.variant
         plural = {"1": ""}
         return (

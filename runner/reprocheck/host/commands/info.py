@@ -31,7 +31,7 @@ def cmd_matrix(args: Options) -> int:
 
 def cmd_schema(args: Options) -> int:
     if args.report_schema:
-        from ..report.schema import json_schema
+        from ..report.shape import json_schema
     else:
         from ...spec import json_schema
 

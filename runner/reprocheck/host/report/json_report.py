@@ -1,4 +1,4 @@
-"""The JSON report (`--report`) and the JSON diagnosis, built as the models schema.py declares: a value that does
+"""The JSON report (`--report`) and the JSON diagnosis, built as the models shape.py declares: a value that does
 not fit its field fails here, in this process, before anything is written."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ... import __version__, flake
 from ...results import Kind, OutputResult
 from ..checks.outcome import CheckResult, Status, VariantResult, exit_code
-from . import schema
+from . import shape
 from .tasks import fragile_sentence
 from .text import blind_lines
 
@@ -20,16 +20,16 @@ if TYPE_CHECKING:
     from ..workers.run_result import RunResult
 
 
-def output_model(o: OutputResult) -> schema.Output:
-    passing: schema.PassingTolerance | None = None
+def output_model(o: OutputResult) -> shape.Output:
+    passing: shape.PassingTolerance | None = None
     if o.kind is Kind.MATCH:
-        passing = schema.PassingTolerance(
+        passing = shape.PassingTolerance(
             atol=0.0 if o.needed_atol is None else o.needed_atol,
             rtol=0.0 if o.needed_rtol is None else o.needed_rtol,
         )
     elif o.kind is Kind.VALUES and not o.exact and (o.needed_atol is not None or o.needed_rtol is not None):
-        passing = schema.PassingTolerance(atol=o.needed_atol, rtol=o.needed_rtol)
-    return schema.Output(
+        passing = shape.PassingTolerance(atol=o.needed_atol, rtol=o.needed_rtol)
+    return shape.Output(
         path=o.path,
         status=o.kind.value,
         shape=list(o.shape),
@@ -45,22 +45,22 @@ def output_model(o: OutputResult) -> schema.Output:
         obtained_value=o.obtained_value,
         nan_count=o.nan_count,
         exact=o.exact,
-        tolerance=schema.ToleranceUsed(atol=o.tolerance.atol, rtol=o.tolerance.rtol, pattern=o.tolerance.pattern),
+        tolerance=shape.ToleranceUsed(atol=o.tolerance.atol, rtol=o.tolerance.rtol, pattern=o.tolerance.pattern),
         passing_tolerance=passing,
         runs=[o.expected_run, o.obtained_run],
         detail=o.detail,
         runs_differing=o.runs_differing,
         distinct_results=o.distinct_results,
-        task=schema.Task.model_validate(dataclasses.asdict(o.task)) if o.task is not None else None,
+        task=shape.Task.model_validate(dataclasses.asdict(o.task)) if o.task is not None else None,
     )
 
 
-def _outputs(c: Comparison | None) -> list[schema.Output]:
+def _outputs(c: Comparison | None) -> list[shape.Output]:
     return [output_model(o) for o in (c.outputs if c is not None else ())]
 
 
-def _run(x: RunResult) -> schema.Run:
-    return schema.Run(
+def _run(x: RunResult) -> shape.Run:
+    return shape.Run(
         index=x.index,
         status=x.status.value,
         duration_s=round(x.duration, 3),
@@ -73,8 +73,8 @@ def _run(x: RunResult) -> schema.Run:
     )
 
 
-def _variant(v: VariantResult) -> schema.Variant:
-    return schema.Variant(
+def _variant(v: VariantResult) -> shape.Variant:
+    return shape.Variant(
         kind=v.kind.value,
         variant=v.variant,
         reference=v.reference,
@@ -83,14 +83,14 @@ def _variant(v: VariantResult) -> schema.Variant:
         left_out=list(v.left_out),
         ignored=list(v.ignored),
         reference_distances=[
-            schema.ReferenceDistance(path=d.path, expected=d.expected, obtained=d.obtained) for d in v.distances
+            shape.ReferenceDistance(path=d.path, expected=d.expected, obtained=d.obtained) for d in v.distances
         ],
         outputs=_outputs(v.comparison),
     )
 
 
-def check_model(r: CheckResult) -> schema.Check:
-    return schema.Check(
+def check_model(r: CheckResult) -> shape.CheckReport:
+    return shape.CheckReport(
         name=r.name,
         file=str(r.file),
         line=r.line,
@@ -110,18 +110,18 @@ def check_model(r: CheckResult) -> schema.Check:
         flake=_flake(r),
         invariance=[_variant(v) for v in r.invariance],
         baseline=baseline_model(r.baseline) if r.baseline is not None else None,
-        fragile=[schema.Fragile(**dataclasses.asdict(f), message=fragile_sentence(f)) for f in r.fragile],
+        fragile=[shape.Fragile(**dataclasses.asdict(f), message=fragile_sentence(f)) for f in r.fragile],
         fragile_policy=r.fragile_policy,
         error=f"{r.file}:{r.error_line}: {r.error}" if r.error else "",
     )
 
 
-def _flake(r: CheckResult) -> schema.Flake | None:
+def _flake(r: CheckResult) -> shape.Flake | None:
     c = r.comparison
     if c is None or c.runs_compared < 3:
         return None
     f = c.flake
-    return schema.Flake(
+    return shape.Flake(
         runs_compared=f.compared,
         runs_differing=f.differing,
         rate=f.rate,
@@ -133,8 +133,8 @@ def _flake(r: CheckResult) -> schema.Flake | None:
     )
 
 
-def baseline_model(b: BaselineResult) -> schema.Baseline:
-    return schema.Baseline(
+def baseline_model(b: BaselineResult) -> shape.Baseline:
+    return shape.Baseline(
         status=b.status.value,
         golden=str(b.golden),
         obtained=str(b.obtained) if b.obtained else None,
@@ -142,20 +142,20 @@ def baseline_model(b: BaselineResult) -> schema.Baseline:
         config_changed=b.config_changed,
         message=b.message,
         fingerprint_diff=[
-            schema.FingerprintDiff(field=d.field, baseline=d.expected, now=d.obtained) for d in b.fingerprint_diff
+            shape.FingerprintDiff(field=d.field, baseline=d.expected, now=d.obtained) for d in b.fingerprint_diff
         ],
         outputs=_outputs(b.comparison),
     )
 
 
-def report_model(results: list[CheckResult]) -> schema.Report:
+def report_model(results: list[CheckResult]) -> shape.Report:
     counts = {s: sum(1 for r in results if r.status is s) for s in Status}
-    return schema.Report(
+    return shape.Report(
         tool="reprocheck",
         version=__version__,
         schema_version=1,
         exit_code=int(exit_code(results)),
-        summary=schema.Summary(
+        summary=shape.Summary(
             checks=len(results), passed=counts[Status.PASS], fail=counts[Status.FAIL], error=counts[Status.ERROR]
         ),
         checks=[check_model(r) for r in results],
@@ -163,16 +163,16 @@ def report_model(results: list[CheckResult]) -> schema.Report:
 
 
 def render_json(results: list[CheckResult]) -> str:
-    return schema.written(report_model(results))
+    return shape.written(report_model(results))
 
 
-def _compared(c: Comparison | None) -> schema.Compared | None:
-    return None if c is None else schema.Compared(passed=bool(c), outputs=_outputs(c))
+def _compared(c: Comparison | None) -> shape.Compared | None:
+    return None if c is None else shape.Compared(passed=bool(c), outputs=_outputs(c))
 
 
-def diagnosis_model(d: Diagnosis) -> schema.Diagnosed:
+def diagnosis_model(d: Diagnosis) -> shape.Diagnosed:
     v, s = d.divergence, d.seed
-    return schema.Diagnosed(
+    return shape.Diagnosed(
         name=d.name,
         file=str(d.file),
         line=d.line,
@@ -181,7 +181,7 @@ def diagnosis_model(d: Diagnosis) -> schema.Diagnosed:
         comparison=_compared(d.comparison),
         first_divergence=None
         if v is None
-        else schema.FirstDivergence(
+        else shape.FirstDivergence(
             call=v.call,
             module=v.module,
             type=v.type,
@@ -190,17 +190,17 @@ def diagnosis_model(d: Diagnosis) -> schema.Diagnosed:
         ),
         seed_sensitivity=None
         if s is None
-        else schema.SeedSensitivity(
+        else shape.SeedSensitivity(
             sensitive=s.sensitive,
             other_seed=s.other_seed,
             causes=list(s.causes),
-            training_modules=[schema.TrainingModule(module=p, type=t) for p, t in s.training_modules],
+            training_modules=[shape.TrainingModule(module=p, type=t) for p, t in s.training_modules],
             random_parameters=list(s.random_parameters),
             parameters_total=s.parameters_total,
             comparison=_compared(s.comparison),
         ),
         ablations=[
-            schema.Ablation(
+            shape.Ablation(
                 knob=a.knob,
                 description=a.description,
                 effect=a.effect.value,
@@ -215,8 +215,8 @@ def diagnosis_model(d: Diagnosis) -> schema.Diagnosed:
 
 
 def render_diagnosis_json(diagnoses: list[Diagnosis]) -> str:
-    return schema.written(
-        schema.DiagnosisReport(
+    return shape.written(
+        shape.DiagnosisReport(
             tool="reprocheck",
             version=__version__,
             schema_version=1,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from ... import __version__
-from ..analyses.upgrade import GradedOutput, Upgrade, UpgradeCheck, accepted
-from . import schema
+from ..analyses.upgrade import OutputGrade, Upgrade, UpgradeCheck, accepted
+from . import shape
 from .json_report import output_model
 from .text import num, plural, summarize
 
@@ -23,7 +23,7 @@ DIFF_ROWS = 12
 OUTPUT_ROWS = 30  # per check, in console and Markdown
 
 
-def detail(o: GradedOutput) -> str:
+def detail(o: OutputGrade) -> str:
     """What the grade rests on, in one line."""
     if o.grade == "identical":
         return f"bitwise equal ({o.result.total} values)" if o.result.total else "bitwise equal"
@@ -127,9 +127,9 @@ def render_markdown(u: Upgrade) -> str:
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
-def upgrade_model(u: Upgrade) -> schema.UpgradeReport:
+def upgrade_model(u: Upgrade) -> shape.UpgradeReport:
     o = u.options
-    return schema.UpgradeReport(
+    return shape.UpgradeReport(
         tool="reprocheck",
         version=__version__,
         schema_version=1,
@@ -138,12 +138,12 @@ def upgrade_model(u: Upgrade) -> schema.UpgradeReport:
         from_=str(o.source),
         to=str(o.target),
         require=o.require,
-        noise=schema.Noise(k=o.k, ulps=o.ulps),
+        noise=shape.Noise(k=o.k, ulps=o.ulps),
         verdict="safe" if u.exit_code == 0 else "not-safe",
-        fingerprints=schema.Fingerprints(from_=u.fingerprints[0], to=u.fingerprints[1]),
-        fingerprint_diff=[schema.StackDifference(field=f, from_=a, to=b) for f, a, b in u.fingerprint_diff()],
+        fingerprints=shape.Fingerprints(from_=u.fingerprints[0], to=u.fingerprints[1]),
+        fingerprint_diff=[shape.StackDifference(field=f, from_=a, to=b) for f, a, b in u.fingerprint_diff()],
         checks=[
-            schema.UpgradedCheck(
+            shape.UpgradedCheck(
                 name=c.name,
                 file=c.file,
                 line=c.line,
@@ -151,7 +151,7 @@ def upgrade_model(u: Upgrade) -> schema.UpgradeReport:
                 message=c.message,
                 notes=list(c.notes),
                 outputs=[
-                    schema.Graded(
+                    shape.Graded(
                         path=g.path,
                         grade=g.grade,
                         detail=detail(g),
@@ -169,7 +169,7 @@ def upgrade_model(u: Upgrade) -> schema.UpgradeReport:
 
 
 def render_json(u: Upgrade) -> str:
-    return schema.written(upgrade_model(u))
+    return shape.written(upgrade_model(u))
 
 
 def failures(u: Upgrade) -> list[tuple[str, int, str, str]]:

@@ -225,7 +225,7 @@ class Variant(_Model):
     outputs: list[Output]
 
 
-class Check(_Model):
+class CheckReport(_Model):
     name: str
     file: str
     line: int
@@ -267,7 +267,7 @@ class Report(_Model):
     schema_version: Literal[1]
     exit_code: int
     summary: Summary
-    checks: list[Check]
+    checks: list[CheckReport]
 
 
 class Compared(_Model):
