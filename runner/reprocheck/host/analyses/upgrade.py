@@ -15,6 +15,7 @@ Nothing here writes goldens of yours: every file lives in a temporary folder, re
 
 from __future__ import annotations
 
+import enum
 import os
 import shutil
 import sys
@@ -32,19 +33,43 @@ from ..report.shape import Output as ReportedOutput
 from .stacks import Options, Side, Stack, copy_code, grade_on, probe, run_side
 
 
+class Grade(str, enum.Enum):
+    """How an output of --to compares with --from's, best first."""
+
+    IDENTICAL = "identical"
+    NOISE = "noise"  # no farther from the float64 reference than --from is (within K times, plus eps)
+    TASK = "task"  # the check's `compare:` rules judge them the same
+    CHANGED = "changed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Verdict(str, enum.Enum):
+    """A check's answer to "safe to bump?"."""
+
+    SAFE = "safe"
+    CHANGED = "changed"
+    NOT_REPRODUCIBLE = "not-reproducible"  # on one of the stacks: nothing to grade
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 def accepted(o: OutputGrade, require: str) -> bool:
     """identical: bitwise only; noise (the default): identical or within noise, and for an output under a `compare:`
     rule also task-equivalent (the rule is what "the same" means for it); task: whatever the check's own rules accept
     (its `compare:` rules and, for the other outputs, its tolerance)."""
-    if o.grade == "identical" or (require != "identical" and o.grade == "noise"):
+    if o.grade is Grade.IDENTICAL or (require != Grade.IDENTICAL and o.grade is Grade.NOISE):
         return True
-    return o.grade == "task" and (require == "task" or (require == "noise" and o.result.task is not None))
+    return o.grade is Grade.TASK and (require == Grade.TASK or (require == Grade.NOISE and o.result.task is not None))
 
 
 @dataclass(frozen=True)
 class OutputGrade:
     path: str
-    grade: str  # identical | noise | task | changed
+    grade: Grade
     result: OutputResult
     noise: tuple[dict[str, Any], ...] = ()
     rule: str = ""  # task-equivalent: the rule that calls them the same
@@ -55,14 +80,14 @@ class UpgradeCheck:
     name: str
     file: str
     line: int
-    verdict: str  # safe | changed | not-reproducible | error
+    verdict: Verdict
     message: str = ""
     outputs: tuple[OutputGrade, ...] = ()
     notes: tuple[str, ...] = ()
 
     @property
     def exit_code(self) -> ExitCode:
-        return {"safe": ExitCode.OK, "error": ExitCode.RUN_FAILED}.get(self.verdict, ExitCode.MISMATCH)
+        return {Verdict.SAFE: ExitCode.OK, Verdict.ERROR: ExitCode.RUN_FAILED}.get(self.verdict, ExitCode.MISMATCH)
 
 
 @dataclass(frozen=True)
@@ -82,7 +107,7 @@ class Upgrade:
 
 
 def graded_outputs(answer: GradedCheck) -> tuple[OutputGrade, ...]:
-    return tuple(OutputGrade(o.result.path, o.grade, o.result, tuple(o.noise), o.rule) for o in answer.outputs)
+    return tuple(OutputGrade(o.result.path, Grade(o.grade), o.result, tuple(o.noise), o.rule) for o in answer.outputs)
 
 
 def _key(lc: LoadedCheck) -> tuple[str, str]:
@@ -98,23 +123,23 @@ def _side_verdict(side: Side, lc: LoadedCheck, which: str, stack: Stack) -> Upgr
     """The check's verdict when this side alone decides it (not reproducible there, or an error); None if it passed."""
     c = _find(side, lc)
 
-    def base(verdict: str, message: str) -> UpgradeCheck:
+    def base(verdict: Verdict, message: str) -> UpgradeCheck:
         return UpgradeCheck(lc.name, str(lc.file), lc.line, verdict, message)
 
     if c is None:
         tail = " | ".join(side.log.strip().splitlines()[-3:]) or "no output"
-        return base("error", f"the {which} stack ({stack}) exited {side.code}: {tail}")
+        return base(Verdict.ERROR, f"the {which} stack ({stack}) exited {side.code}: {tail}")
     if c.status == "fail":
         differ = [o for o in c.outputs if o.status != "match"]
         shown = ", ".join(f"{o.path or 'output'} ({_how(o)})" for o in differ[:3]) or "its goldens"
         return base(
-            "not-reproducible",
+            Verdict.NOT_REPRODUCIBLE,
             f"not reproducible on the {which} stack ({stack}): its runs differ in {shown}; "
             f"`reprocheck diagnose` there says why",
         )
     if c.status == "error" or c.baseline is None or c.baseline.status != "updated":
         cause = c.error or next((r.cause for r in c.runs if r.cause), "") or "no golden written"
-        return base("error", f"on the {which} stack ({stack}): {cause}")
+        return base(Verdict.ERROR, f"on the {which} stack ({stack}): {cause}")
     return None
 
 
@@ -203,7 +228,7 @@ def run_upgrade(checks: list[LoadedCheck], opts: Options) -> Upgrade:
 
 
 def _not_identical(answer: GradedCheck) -> bool:
-    return bool(answer.error) or any(o.grade != "identical" for o in answer.outputs)
+    return bool(answer.error) or any(o.grade != Grade.IDENTICAL for o in answer.outputs)
 
 
 def _fingerprint(side: Side) -> dict[str, Any]:
@@ -213,20 +238,20 @@ def _fingerprint(side: Side) -> dict[str, Any]:
 
 
 def _graded_check(lc: LoadedCheck, answer: GradedCheck, require: str, notes: tuple[str, ...]) -> UpgradeCheck:
-    def base(verdict: str, message: str = "", outputs: tuple[OutputGrade, ...] = ()) -> UpgradeCheck:
+    def base(verdict: Verdict, message: str = "", outputs: tuple[OutputGrade, ...] = ()) -> UpgradeCheck:
         return UpgradeCheck(lc.name, str(lc.file), lc.line, verdict, message, outputs, notes)
 
     if answer.error:
-        return base("error", answer.error)
+        return base(Verdict.ERROR, answer.error)
     outputs = graded_outputs(answer)
     if not outputs:
-        return base("error", "the outputs hold no tensor to compare")
+        return base(Verdict.ERROR, "the outputs hold no tensor to compare")
     below = [o for o in outputs if not accepted(o, require)]
     if not below:
-        return base("safe", outputs=outputs)
+        return base(Verdict.SAFE, outputs=outputs)
     shown = ", ".join(f"{o.path} ({o.grade})" for o in below[:3]) + (" ..." if len(below) > 3 else "")
     return base(
-        "changed",
+        Verdict.CHANGED,
         f"{len(below)} of {len(outputs)} outputs below --require {require}: {shown}",
         outputs=outputs,
     )

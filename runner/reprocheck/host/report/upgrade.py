@@ -6,17 +6,22 @@ from __future__ import annotations
 import json
 
 from ... import __version__
-from ..analyses.upgrade import OutputGrade, Upgrade, UpgradeCheck, accepted
+from ..analyses.upgrade import Grade, OutputGrade, Upgrade, UpgradeCheck, Verdict, accepted
 from . import shape
 from .json_report import output_model
 from .text import num, plural, summarize
 
-GRADE_WORDS = {"identical": "identical", "noise": "within noise", "task": "task-equivalent", "changed": "changed"}
+GRADE_WORDS = {
+    Grade.IDENTICAL: "identical",
+    Grade.NOISE: "within noise",
+    Grade.TASK: "task-equivalent",
+    Grade.CHANGED: "changed",
+}
 VERDICT_WORDS = {
-    "safe": "safe to bump",
-    "changed": "changed",
-    "not-reproducible": "not reproducible",
-    "error": "error",
+    Verdict.SAFE: "safe to bump",
+    Verdict.CHANGED: "changed",
+    Verdict.NOT_REPRODUCIBLE: "not reproducible",
+    Verdict.ERROR: "error",
 }
 SIDES = ("old stack", "new stack")
 DIFF_ROWS = 12
@@ -25,23 +30,23 @@ OUTPUT_ROWS = 30  # per check, in console and Markdown
 
 def detail(o: OutputGrade) -> str:
     """What the grade rests on, in one line."""
-    if o.grade == "identical":
+    if o.grade is Grade.IDENTICAL:
         return f"bitwise equal ({o.result.total} values)" if o.result.total else "bitwise equal"
     tests = [t for t in o.noise if "rmse_new" in t]
-    if o.grade == "noise" and tests:
+    if o.grade is Grade.NOISE and tests:
         worst = max(tests, key=lambda t: float(t["max_new"]) / max(float(t["bound_max"]), 1e-300))
         return (
             f"differs by up to {num(o.result.max_abs_diff)}; from the float64 reference: max {num(worst['max_new'])} "
             f"(old stack {num(worst['max_old'])}, bound {num(worst['bound_max'])}), RMSE {num(worst['rmse_new'])} "
             f"(old {num(worst['rmse_old'])}, bound {num(worst['bound_rmse'])})"
         )
-    if o.grade == "task" and o.result.task is None:
+    if o.grade is Grade.TASK and o.result.task is None:
         return f"within {o.rule}: differs by up to {num(o.result.max_abs_diff)} ({o.result.mismatched} values)"
     text = summarize(o.result, SIDES).removeprefix(f"{o.result.path}: ")
     far = [t for t in tests if not t["ok"]]
-    if o.grade == "changed" and any(t.get("nonfinite_differ") for t in far):
+    if o.grade is Grade.CHANGED and any(t.get("nonfinite_differ") for t in far):
         text += "; NaN or inf where the other stack holds another value: no noise bound applies there"
-    elif o.grade == "changed" and far:
+    elif o.grade is Grade.CHANGED and far:
         t = far[0]
         text += (
             f"; farther from the float64 reference than the old stack: max {num(t['max_new'])} vs bound "
@@ -57,7 +62,7 @@ def _counts(c: UpgradeCheck) -> str:
 
 def overall(u: Upgrade) -> str:
     code = u.exit_code
-    bad = [c for c in u.checks if c.verdict != "safe"]
+    bad = [c for c in u.checks if c.verdict is not Verdict.SAFE]
     if code == 0:
         return f"safe to bump: {plural(len(u.checks), 'check')}, every output {_accepted(u.options.require)}"
     return f"not safe to bump: {len(bad)} of {plural(len(u.checks), 'check')} " + (
@@ -178,7 +183,7 @@ def failures(u: Upgrade) -> list[tuple[str, int, str, str]]:
 
     found = []
     for c in u.checks:
-        if c.verdict == "safe":
+        if c.verdict is Verdict.SAFE:
             continue
         first = next((g for g in c.outputs if not accepted(g, u.options.require)), None)
         message = c.message + (f". {first.path or 'output'}: {detail(first)}" if first is not None else "")
