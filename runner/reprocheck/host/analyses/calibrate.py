@@ -18,8 +18,10 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from ... import __version__
 from ...results import Kind, OutputResult
 from ..checks.outcome import CheckResult
+from ..report import shape
 
 SAFETY = 4.0  # times the largest difference observed
 SPREAD = 10.0  # outputs within this factor of the smallest suggestion share the check-wide atol
@@ -60,8 +62,8 @@ class Block:
             lines += [f"{indent}  {json.dumps(n.path)}: {{atol: {_fmt(n.atol)}}}" for n in self.outputs]
         return lines
 
-    def as_dict(self) -> dict[str, object]:
-        return {"atol": self.atol, "outputs": {n.path: {"atol": n.atol} for n in self.outputs}}
+    def as_model(self) -> shape.Tolerances:
+        return shape.Tolerances(atol=self.atol, outputs={n.path: {"atol": n.atol} for n in self.outputs})
 
 
 @dataclass(frozen=True)
@@ -200,29 +202,32 @@ def _judged(r: CheckResult) -> list[str]:
     return sorted({f"{o.path} (as {o.task.task})" for o in outs if o.task is not None})
 
 
-def as_dict(c: Calibration) -> dict[str, object]:
+def as_model(c: Calibration) -> shape.Calibrated:
     r = c.check
-    return {
-        "check": r.name,
-        "file": str(r.file),
-        "runs": len(r.runs),
-        "variants": [v.label for v in r.invariance],
-        "safety": SAFETY,
-        "possible": bool(c),
-        "impossible": list(c.impossible),
-        "tolerance": c.runs.as_dict() if c else None,
-        "invariance_tolerance": c.variants.as_dict() if c and c.variants is not None else None,
-        "observed": [
-            {
-                "block": title,
-                "path": n.path,
-                "max_abs_diff": n.observed,
-                "where": n.where,
-                "floor": n.floor,
-                "atol": n.atol,
-            }
+    return shape.Calibrated(
+        check=r.name,
+        file=str(r.file),
+        runs=len(r.runs),
+        variants=[v.label for v in r.invariance],
+        safety=SAFETY,
+        possible=bool(c),
+        impossible=list(c.impossible),
+        tolerance=c.runs.as_model() if c else None,
+        invariance_tolerance=c.variants.as_model() if c and c.variants is not None else None,
+        observed=[
+            shape.Observed(block=title, path=n.path, max_abs_diff=n.observed, where=n.where, floor=n.floor, atol=n.atol)
             for title, block in (("tolerance", c.runs), ("invariance", c.variants))
             if block is not None
             for n in block.needs
         ],
-    }
+    )
+
+
+def report(calibrations: list[Calibration]) -> shape.CalibrationReport:
+    return shape.CalibrationReport(
+        tool="reprocheck",
+        version=__version__,
+        schema_version=1,
+        kind="calibrate",
+        checks=[as_model(c) for c in calibrations],
+    )

@@ -221,7 +221,7 @@ def run_upgrade(checks: list[LoadedCheck], opts: Options) -> Upgrade:
             if k in decided:
                 results.append(decided[k])
                 continue
-            results.append(_graded_check(lc, answers[k], opts.require, tuple(notes[k])))
+            results.append(graded_check(lc, answers[k], opts.require, tuple(notes[k])))
         return Upgrade(opts, (_fingerprint(old), _fingerprint(new)), tuple(results))
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -237,7 +237,7 @@ def _fingerprint(side: Side) -> dict[str, Any]:
     return dict(next((c.fingerprint for c in checks if c.fingerprint), {}))
 
 
-def _graded_check(lc: LoadedCheck, answer: GradedCheck, require: str, notes: tuple[str, ...]) -> UpgradeCheck:
+def graded_check(lc: LoadedCheck, answer: GradedCheck, require: str, notes: tuple[str, ...]) -> UpgradeCheck:
     def base(verdict: Verdict, message: str = "", outputs: tuple[OutputGrade, ...] = ()) -> UpgradeCheck:
         return UpgradeCheck(lc.name, str(lc.file), lc.line, verdict, message, outputs, notes)
 

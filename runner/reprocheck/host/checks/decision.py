@@ -1,6 +1,6 @@
-"""A check's status, decided from plain facts: no torch, no process, no file. Every path to pass, fail or error is
-here, in the order they weigh: a check that could not be judged is an error whatever else it shows; one that was
-judged fails on any difference it was asked to see; only then does it pass."""
+"""A check's status and each variant's, decided from plain facts: no torch, no process, no file. Every path to pass,
+fail, error (or, for a variant, skipped) is here, in the order they weigh: what could not be judged is an error
+whatever else it shows; what was judged fails on any difference it was asked to see; only then does it pass."""
 
 from __future__ import annotations
 
@@ -37,3 +37,20 @@ def decide(e: Evidence) -> Status:
         or VariantStatus.FAIL in e.variants  # a skipped variant is neither: the report says so
     )
     return Status.FAIL if failed else Status.PASS
+
+
+@dataclass(frozen=True)
+class VariantEvidence:
+    run_ok: bool = True  # False: its run failed
+    unavailable: bool = False  # its device is not on this machine
+    require_devices: bool = False  # --require-devices: a device that is not here is an error, not a skip
+    error: str = ""  # why its run could not be compared with run 1 (nothing compared, a timeout, a rule)
+    passed: bool = False  # the comparison with run 1 passed (weighed only without an error)
+
+
+def decide_variant(e: VariantEvidence) -> VariantStatus:
+    if not e.run_ok:
+        return VariantStatus.SKIPPED if e.unavailable and not e.require_devices else VariantStatus.ERROR
+    if e.error:
+        return VariantStatus.ERROR
+    return VariantStatus.PASS if e.passed else VariantStatus.FAIL

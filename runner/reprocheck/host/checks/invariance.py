@@ -36,6 +36,7 @@ from ...protocol import (
 from ...spec import Check, LoadedCheck, ToleranceSpec
 from ..workers import isolated
 from ..workers.run_result import RunResult
+from .decision import VariantEvidence, decide_variant
 from .outcome import VariantKind, VariantResult, VariantStatus
 from .progress import Progress
 
@@ -113,11 +114,14 @@ class _VariantRunner:
         lc, first = self.lc, self.first
         check, reference = _setting(lc, first, kind, value)
 
-        def ended(status: VariantStatus, cause: str = "", **more: Any) -> VariantResult:
-            return VariantResult(kind, str(value), reference, status, cause=cause, **more)
+        def ended(evidence: VariantEvidence, cause: str, **more: Any) -> VariantResult:
+            return VariantResult(kind, str(value), reference, decide_variant(evidence), cause=cause, **more)
+
+        def failed(cause: str, **more: Any) -> VariantResult:  # could not be compared with run 1
+            return ended(VariantEvidence(error=cause), cause, **more)
 
         if kind is VariantKind.BATCH and first.samples is None:  # known from the check's own runs: nothing to run
-            return ended(VariantStatus.ERROR, NO_BATCH)
+            return failed(NO_BATCH)
         self.progress.phase(f"{lc.name}: invariance {kind.value}={value}")
         folder = self.workdir / f"{kind.value}-{str(value).replace(':', '-')}"
         batch = value if kind is VariantKind.BATCH and isinstance(value, int) else None
@@ -125,19 +129,15 @@ class _VariantRunner:
         run = prepared.run()
         if not run.ok:
             prepared.cancel()
-            if run.unavailable and not self.require_devices:
-                cause = f"{value} is not available on this machine (--require-devices makes that an error)"
-                return ended(VariantStatus.SKIPPED, cause, run=run)
-            return ended(VariantStatus.ERROR, run.cause, run=run)
+            e = VariantEvidence(run_ok=False, unavailable=run.unavailable, require_devices=self.require_devices)
+            skipped = decide_variant(e) is VariantStatus.SKIPPED
+            cause = f"{value} is not available on this machine (--require-devices makes that an error)"
+            return ended(e, cause if skipped else run.cause, run=run)
         batched: tuple[int, int] | None = None
         if kind is VariantKind.BATCH:
             if first.samples is None or run.samples is None:
                 prepared.cancel()
-                return ended(
-                    VariantStatus.ERROR,
-                    "the input has no batch dimension (one tensor or list argument) to vary",
-                    run=run,
-                )
+                return failed("the input has no batch dimension (one tensor or list argument) to vary", run=run)
             batched = (first.samples, run.samples)
         inv = lc.check.invariance
         assert inv is not None
@@ -145,11 +145,11 @@ class _VariantRunner:
         try:
             answer = prepared.verdict(request)
         except isolated.VerdictTimeout as exc:
-            return ended(VariantStatus.ERROR, str(exc), run=run)
+            return failed(str(exc), run=run)
         if answer.error is not None or answer.comparison is None:  # the check's own comparison reported the rule
             prepared.cancel()
             cause = answer.error.message if answer.error else "the variant's comparison compared nothing"
-            return ended(VariantStatus.ERROR, cause, run=run)
+            return failed(cause, run=run)
         comparison = answer.comparison
         left_out = tuple(answer.left_out)
         if not comparison.outputs:  # nothing compared is never a pass
@@ -162,7 +162,7 @@ class _VariantRunner:
                 )
             else:
                 cause = f"{kind.value} variant: the outputs hold no tensor to compare"
-            return ended(VariantStatus.ERROR, cause, run=run, left_out=left_out)
+            return failed(cause, run=run, left_out=left_out)
         distances: tuple[Distance, ...] = ()
         wants_reference = inv.reference == "float64" or (inv.reference == "auto" and kind is VariantKind.DEVICE)
         if not comparison and wants_reference:
@@ -170,7 +170,7 @@ class _VariantRunner:
             self.reference_run = self.reference_run or _reference(lc, self.workdir, self.source)
             if self.reference_run.ok:
                 distances = _distances(first, run, self.reference_run, self.workdir, batched, self.source)
-        status = VariantStatus.PASS if comparison else VariantStatus.FAIL
+        status = decide_variant(VariantEvidence(passed=bool(comparison)))
         return VariantResult(
             kind,
             str(value),

@@ -3,11 +3,11 @@ everything observed, printed ready to paste (../analyses/calibrate.py works them
 
 from __future__ import annotations
 
-import json
 import sys
 
-from ..analyses.calibrate import as_dict, calibrate, render
+from ..analyses.calibrate import calibrate, render, report
 from ..checks.outcome import Status
+from ..report import shape
 from .common import checks_to_run, run_checks
 from .options import Options
 
@@ -41,6 +41,5 @@ def cmd_calibrate(args: Options) -> int:
     for c in calibrations:
         sys.stdout.write(render(c))
     if args.report:
-        data = {"tool": "reprocheck", "kind": "calibrate", "checks": [as_dict(c) for c in calibrations]}
-        atomic_write_text(args.report, json.dumps(data, indent=2) + "\n")
+        atomic_write_text(args.report, shape.written(report(calibrations)))
     return 0 if all(calibrations) else 1

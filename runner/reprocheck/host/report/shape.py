@@ -1,7 +1,8 @@
 """Every JSON file reprocheck writes, declared once: the run report (`--report`), the diagnosis (`diagnose
---report`) and the upgrade report (`upgrade --report`). The reports are built as these models (json_report.py,
-upgrade.py), so what is declared is what is written; `reprocheck schema --report` prints the run report's JSON
-Schema, and `upgrade` reads each side's report back with `Report`."""
+--report`), the calibration (`calibrate --report`) and the upgrade report (`upgrade --report`). Each is built as
+these models (json_report.py, upgrade.py, ../analyses/calibrate.py), so what is declared is what is written;
+`reprocheck schema --report` prints the run report's JSON Schema, and `upgrade` reads each side's report back with
+`Report`."""
 
 from __future__ import annotations
 
@@ -382,6 +383,43 @@ class UpgradeReport(_Model):
     fingerprints: Fingerprints
     fingerprint_diff: list[StackDifference]
     checks: list[UpgradedCheck]
+
+
+class Tolerances(_Model):
+    atol: float = Field(description="check-wide")
+    outputs: dict[str, dict[str, float]] = Field(description="per output far above the rest: {path: {atol}}")
+
+
+class Observed(_Model):
+    block: Literal["tolerance", "invariance"]
+    path: str
+    max_abs_diff: Num = Field(description="the largest absolute difference observed")
+    where: str = Field(description='"runs", or the variant it was observed in, e.g. "batch=1"')
+    floor: float = Field(description="the dtype's resolution at the output's scale: no suggestion is below it")
+    atol: float = Field(description="the suggestion")
+
+
+class Calibrated(_Model):
+    check: str
+    file: str
+    runs: int
+    variants: list[str]
+    safety: float = Field(description="the margin: times the largest difference observed")
+    possible: bool = Field(description="false: no tolerance makes the check pass (see impossible)")
+    impossible: list[str]
+    tolerance: Tolerances | None
+    invariance_tolerance: Tolerances | None
+    observed: list[Observed]
+
+
+class CalibrationReport(_Model):
+    """`reprocheck calibrate --report FILE`, schema_version 1."""
+
+    tool: Literal["reprocheck"]
+    version: str
+    schema_version: Literal[1]
+    kind: Literal["calibrate"]
+    checks: list[Calibrated]
 
 
 def written(model: BaseModel) -> str:
