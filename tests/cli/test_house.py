@@ -296,3 +296,24 @@ def test_the_launcher_is_standard_library_only():
             if not ok:
                 broken.append(f"{path.relative_to(host)}:{line} imports {name}")
     assert broken == []
+
+
+def test_only_the_workers_package_names_the_worker():
+    # Every start of the torch side goes through host/workers/ (its command, its session, what it leaves behind),
+    # whichever stack it runs on: no other host module spells the worker's module name.
+    import ast
+
+    host = ROOT / "runner" / "reprocheck" / "host"
+    spelled = []
+    for path in sorted(host.rglob("*.py")):
+        if "workers" in path.relative_to(host).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        said = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}  # docstrings may speak of it
+        spelled += [
+            f"{path.relative_to(host)}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in said
+            if "reprocheck.worker" in node.value
+        ]
+    assert spelled == []

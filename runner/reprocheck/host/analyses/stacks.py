@@ -20,7 +20,7 @@ from ...protocol import Answer, GradedCheck, GradeJob, GradeRequest, Grades, Pro
 from ...spec import LoadedCheck
 from ..exitcodes import UsageError
 from ..report.shape import Report
-from ..workers.helper_client import boot, worker_cmd
+from ..workers.helper_client import boot, run_to_end, worker_cmd
 
 K = 3.0  # dist(new, ref) <= K * dist(old, ref) + eps (README "Before you upgrade" says why)
 ULPS = 4.0  # eps: this many machine epsilons of the output's dtype, times its largest |reference value|
@@ -222,13 +222,11 @@ def grade_on(stack: Stack, jobs: list[GradeJob], folder: Path, code: Path, opts:
     folder.mkdir(parents=True, exist_ok=True)
     request, answer, log = folder / "request.json", folder / "answer.json", folder / "log.txt"
     GradeRequest(checks=jobs).write(request)
-    helper = worker_cmd("--grade", str(request), str(answer), python="")[1:]
-    with open(log, "wb") as out:
-        if stack.kind == "python":
-            subprocess.run(
-                [stack.value, *helper], env=_stack_env(code), stdout=out, stderr=out, stdin=subprocess.DEVNULL
-            )
-        else:
+    helper = worker_cmd("--grade", str(request), str(answer), python=stack.value)
+    if stack.kind == "python":  # a worker like any other: its own session, what it leaves behind ended with it
+        run_to_end(helper, _stack_env(code), log, timeout=None)
+    else:
+        with open(log, "wb") as out:
             from ..launcher import launch
 
             plan = launch.Plan(
@@ -241,7 +239,7 @@ def grade_on(stack: Stack, jobs: list[GradeJob], folder: Path, code: Path, opts:
                 network="none",
                 gpus="none",
                 image=stack.value,
-                args=tuple(helper),
+                args=tuple(helper[1:]),
                 entrypoint="python3",
             )
             subprocess.run(plan.docker_argv(), stdout=out, stderr=out, stdin=subprocess.DEVNULL)
