@@ -317,3 +317,21 @@ def test_only_the_workers_package_names_the_worker():
             if "reprocheck.worker" in node.value
         ]
     assert spelled == []
+
+
+def test_no_stream_is_bound_at_import():
+    # A default argument of sys.stdout or sys.stderr is the stream seen at import: under --github that is not
+    # the neutralising one, and model text printed through it could act as a workflow command.
+    import ast
+
+    package = ROOT / "runner" / "reprocheck"
+    bound = [
+        f"{path.relative_to(package)}:{node.lineno}"
+        for path in sorted(package.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.arguments)
+        for default in [*node.defaults, *(d for d in node.kw_defaults if d is not None)]
+        if isinstance(default, ast.Attribute) and isinstance(default.value, ast.Name) and default.value.id == "sys"
+        if default.attr in ("stdout", "stderr")
+    ]
+    assert bound == []

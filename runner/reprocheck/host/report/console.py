@@ -130,7 +130,9 @@ def render_console(results: list[CheckResult], colour: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def print_console(results: list[CheckResult], stream: TextIO = sys.stdout) -> None:
+def print_console(results: list[CheckResult], stream: TextIO | None = None) -> None:
+    # sys.stdout as it is now: under --github it is the neutralising stream, never the one seen at import.
+    stream = stream or sys.stdout
     stream.write(render_console(results, colour=_use_colour(stream)))
 
 
