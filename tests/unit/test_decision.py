@@ -93,6 +93,7 @@ def test_nothing_compared_without_an_error_is_still_no_failure_here():
         ({"passed": True}, VariantStatus.PASS),
         ({"passed": False}, VariantStatus.FAIL),
         ({"error": "nothing compared", "passed": True}, VariantStatus.ERROR),  # an error outweighs a pass
+        ({"error": "", "passed": True}, VariantStatus.ERROR),  # even a reason that says nothing
         ({"run_ok": False}, VariantStatus.ERROR),
         ({"run_ok": False, "unavailable": True}, VariantStatus.SKIPPED),  # its device is not here
         ({"run_ok": False, "unavailable": True, "require_devices": True}, VariantStatus.ERROR),

@@ -135,3 +135,11 @@ def test_every_commands_options_are_typed(argv):
 
     opts = Options.parsed(cli._parser().parse_args(argv))
     assert opts.command == argv[0] and all(not isinstance(v, list) for v in vars(opts).values())
+
+
+def test_a_whole_number_stays_whole_and_nan_becomes_a_string():
+    # Reports are written from their models: a count must not turn into 3.0 on the way, nor NaN into bare NaN.
+    from reprocheck.host.report import shape
+
+    text = shape.written(shape.ReferenceDistance(path="x", expected=3, obtained=float("nan")))
+    assert json.loads(text) == {"path": "x", "expected": 3, "obtained": "nan"} and '"expected": 3,' in text

@@ -44,13 +44,13 @@ class VariantEvidence:
     run_ok: bool = True  # False: its run failed
     unavailable: bool = False  # its device is not on this machine
     require_devices: bool = False  # --require-devices: a device that is not here is an error, not a skip
-    error: str = ""  # why its run could not be compared with run 1 (nothing compared, a timeout, a rule)
+    error: str | None = None  # why its run could not be compared with run 1 (even an empty reason is an error)
     passed: bool = False  # the comparison with run 1 passed (weighed only without an error)
 
 
 def decide_variant(e: VariantEvidence) -> VariantStatus:
     if not e.run_ok:
         return VariantStatus.SKIPPED if e.unavailable and not e.require_devices else VariantStatus.ERROR
-    if e.error:
+    if e.error is not None:
         return VariantStatus.ERROR
     return VariantStatus.PASS if e.passed else VariantStatus.FAIL

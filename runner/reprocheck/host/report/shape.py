@@ -11,7 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # Non-finite numbers are written as strings: JSON has no Infinity or NaN.
-Num = float | Literal["inf", "-inf", "nan"]
+# int first: a count stays a whole number (smart-mode unions keep the input's own type).
+Num = int | float | Literal["inf", "-inf", "nan"]
 
 
 class _Model(BaseModel):
