@@ -104,25 +104,30 @@ def write_files(args: Options, json_text: Callable[[], str], markdown: Callable[
         atomic_write_text(args.summary, markdown())
 
 
+def use_model_cache(cache: str | None) -> None:
+    """--model-cache DIR for the runs of this process: checked, then in the environment every worker inherits."""
+    if not cache:
+        return
+    from ..launcher.launch import cache_env
+    from ..launcher.launch_checks import LaunchError, check_cache_folder
+
+    if not os.path.isdir(cache):
+        raise UsageError(f"--model-cache {cache}: no such folder (fill it first, see the README)")
+    try:
+        # Natively the model runs as you: the host's folders and sockets are refused, not your own files.
+        check_cache_folder("--model-cache", Path(os.path.realpath(cache)), credentials=False)
+    except LaunchError as exc:
+        raise UsageError(str(exc)) from None
+    os.environ.update(cache_env(os.path.abspath(cache)))
+
+
 def checks_to_run(args: Options) -> list[LoadedCheck]:
     """Output targets checked, specs loaded, --runs/--device applied, --check selected, torch present."""
     check_output_flags(args)
     strict = True if args.strict else None
     checks = selected_checks(args.specs, args.check, runs=args.runs, device=args.device, strict=strict)
-    cache = args.model_cache
-    if cache and args.command != "docker":
-        from ..launcher.launch import cache_env
-
-        if not os.path.isdir(cache):
-            raise UsageError(f"--model-cache {cache}: no such folder (fill it first, see the README)")
-        from ..launcher.launch_checks import LaunchError, check_cache_folder
-
-        try:
-            # Natively the model runs as you: the host's folders and sockets are refused, not your own files.
-            check_cache_folder("--model-cache", Path(os.path.realpath(cache)), credentials=False)
-        except LaunchError as exc:
-            raise UsageError(str(exc)) from None
-        os.environ.update(cache_env(os.path.abspath(cache)))  # the workers inherit it
+    if args.command != "docker":  # the container mounts it (launcher/launch.py)
+        use_model_cache(args.model_cache)
     writable = os.environ.get("REPROCHECK_WRITABLE")  # set by the launch policy in the container
     if writable:
         refuse_writable_sources(checks, json.loads(writable))

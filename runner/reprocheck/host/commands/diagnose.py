@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from ..exitcodes import UsageError
-from .common import need_torch, selected_checks, write_files
+from .common import need_torch, selected_checks, use_model_cache, write_files
 from .options import Options
 from .targets import check_output_flags
 
@@ -16,6 +16,7 @@ def cmd_diagnose(args: Options) -> int:
     """Exit 0 when the check is reproducible under its recipe, 1 when not, 3 when its runs fail."""
     check_output_flags(args)
     checks = selected_checks(args.specs, args.check, device=args.device)
+    use_model_cache(args.model_cache)
     need_torch()
     from .. import report
     from ..analyses.diagnose import diagnose

@@ -79,7 +79,7 @@ def die(message: str, code: int = ExitCode.USAGE) -> NoReturn:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reprocheck", description="A reproducibility gate for PyTorch inference.")
-    p.add_argument("--version", action="version", version=f"reprocheck {__version__}")
+    p.add_argument("-V", "--version", action="version", version=f"reprocheck {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -158,6 +158,7 @@ def _add_analyses(sub: Any) -> None:
     diag.add_argument("--report", type=Path, metavar="FILE", help="write the JSON diagnosis here")
     diag.add_argument("--summary", type=Path, metavar="FILE", help="write the Markdown diagnosis here")
     diag.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
+    _add_model_cache(diag)
 
     cal = sub.add_parser(
         Command.CALIBRATE.value,
@@ -170,6 +171,7 @@ def _add_analyses(sub: Any) -> None:
     cal.add_argument("--report", type=Path, metavar="FILE", help="also write the suggestions as JSON")
     cal.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
     cal.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    _add_model_cache(cal)
 
     mat = sub.add_parser(Command.MATRIX.value, help="print the checks as JSON for a GitHub Actions strategy.matrix")
     mat.add_argument("specs", nargs="+", metavar="SPEC")
@@ -199,12 +201,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a check whose compared outputs are all constant (it cannot see a change) fails, as strict: true",
     )
-    p.add_argument(
-        "--model-cache",
-        metavar="DIR",
-        help="weights for the runs, without a network: TORCH_HOME=DIR/torch, HF_HOME=DIR/huggingface, "
-        "HF_HUB_OFFLINE=1 (read-only in the container; natively the model runs as you and could write there)",
-    )
+    _add_model_cache(p)
     p.add_argument("--baseline", type=Path, metavar="DIR", help="also compare with the golden outputs stored in DIR")
     p.add_argument(
         "--baseline-root",
@@ -228,6 +225,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         f"({', '.join(INVARIANCE_KINDS)}); repeatable",
     )
     _add_require_devices(p)
+
+
+def _add_model_cache(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model-cache",
+        metavar="DIR",
+        help="weights for the runs, without a network: TORCH_HOME=DIR/torch, HF_HOME=DIR/huggingface, "
+        "HF_HUB_OFFLINE=1 (read-only in the container; natively the model runs as you and could write there)",
+    )
 
 
 def _add_require_devices(p: argparse.ArgumentParser) -> None:
