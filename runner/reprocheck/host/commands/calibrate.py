@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from ..analyses.calibrate import calibrate, render, report
 from ..checks.outcome import Status
-from ..report import shape
 from .common import checks_to_run, run_checks
 from .options import Options
 
@@ -18,7 +16,9 @@ def cmd_calibrate(args: Options) -> int:
 
     from ...files import atomic_write_text
     from ...spec import ToleranceSpec
+    from ..analyses.calibrate import calibrate, render, report
     from ..checks import pipeline
+    from ..report import shape
     from ..workers.isolated import Isolation
 
     checks = checks_to_run(args)
