@@ -202,6 +202,8 @@ def test_bad_stacks_and_options_are_refused_before_anything_runs(suite: Path, tm
         (["--from", here, "--to", here, "--noise-k", "-1"], "--noise-k must be a finite number >= 0"),
         (["--from", here, "--to", here, "--runs", "1"], "--runs: Input should be greater than or equal to 2"),
         (["--from", here, "--to", here, "--check", "nope"], "nope"),
+        (["--from", here, "--to", here, "--model-cache", str(tmp_path / "nowhere")], "no such folder"),
+        (["--from", here, "--to", here, "--model-cache", "/proc"], "overlaps the system folder"),
     ]
     for args, message in cases:
         r = reprocheck("upgrade", str(suite), *args, cwd=tmp_path)
@@ -210,6 +212,21 @@ def test_bad_stacks_and_options_are_refused_before_anything_runs(suite: Path, tm
         assert "Traceback" not in r.err
     r = reprocheck("upgrade", str(suite), "--to", here, cwd=tmp_path)
     assert r.code == 2 and "--from" in r.err
+    home = tmp_path / "home"
+    home.mkdir()
+    r = reprocheck(
+        "upgrade",
+        str(suite),
+        "--from",
+        here,
+        "--to",
+        here,
+        "--model-cache",
+        str(home),
+        cwd=tmp_path,
+        env={"HOME": str(home)},
+    )
+    assert r.code == 2 and "home folder" in r.err, r  # it would be mounted into image: stacks, keys and all
 
 
 def test_two_local_images_on_the_real_engine(image: str, tmp_path: Path) -> None:

@@ -104,21 +104,27 @@ def write_files(args: Options, json_text: Callable[[], str], markdown: Callable[
         atomic_write_text(args.summary, markdown())
 
 
-def use_model_cache(cache: str | None) -> None:
-    """--model-cache DIR for the runs of this process: checked, then in the environment every worker inherits."""
-    if not cache:
-        return
-    from ..launcher.launch import cache_env
+def checked_model_cache(cache: str, homes: tuple[str, ...] = (), credentials: bool = True) -> str:
+    """--model-cache DIR, its absolute path: a folder that exists and that the launch policy takes as a cache."""
     from ..launcher.launch_checks import LaunchError, check_cache_folder
 
     if not os.path.isdir(cache):
         raise UsageError(f"--model-cache {cache}: no such folder (fill it first, see the README)")
     try:
-        # Natively the model runs as you: the host's folders and sockets are refused, not your own files.
-        check_cache_folder("--model-cache", Path(os.path.realpath(cache)), credentials=False)
+        check_cache_folder("--model-cache", Path(os.path.realpath(cache)), homes=homes, credentials=credentials)
     except LaunchError as exc:
         raise UsageError(str(exc)) from None
-    os.environ.update(cache_env(os.path.abspath(cache)))
+    return os.path.abspath(cache)
+
+
+def use_model_cache(cache: str | None) -> None:
+    """--model-cache DIR for the runs of this process: checked, then in the environment every worker inherits."""
+    if not cache:
+        return
+    from ..launcher.launch import cache_env
+
+    # Natively the model runs as you: the host's folders and sockets are refused, not your own files.
+    os.environ.update(cache_env(checked_model_cache(cache, credentials=False)))
 
 
 def checks_to_run(args: Options) -> list[LoadedCheck]:

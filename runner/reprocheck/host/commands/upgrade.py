@@ -78,7 +78,7 @@ def cmd_upgrade(args: Options) -> int:
     from ..analyses.upgrade import run_upgrade
     from ..launcher.launch import DEVICE
     from ..report import upgrade as fmt
-    from .common import selected_checks, write_files
+    from .common import checked_model_cache, selected_checks, write_files
     from .targets import check_output_flags
 
     check_output_flags(args)
@@ -90,19 +90,8 @@ def cmd_upgrade(args: Options) -> int:
     ):
         if value is not None and not DEVICE.match(value):
             raise UsageError(f"{flag} must be cpu, cuda, cuda:N or auto, got {value!r}")
-    if args.model_cache and not os.path.isdir(args.model_cache):
-        raise UsageError(f"--model-cache {args.model_cache}: no such folder (fill it first, see the README)")
-    if args.model_cache:
-        from pathlib import Path
-
-        from ..launcher.launch_checks import LaunchError, check_cache_folder
-
-        try:
-            check_cache_folder(
-                "--model-cache", Path(os.path.realpath(args.model_cache)), homes=(os.path.expanduser("~"),)
-            )
-        except LaunchError as exc:
-            raise UsageError(str(exc)) from None
+    # Mounted into image: stacks: a home folder (keys, logins) never goes with it.
+    cache = checked_model_cache(args.model_cache, homes=(os.path.expanduser("~"),)) if args.model_cache else None
     checks = selected_checks(args.specs, args.check, runs=args.runs)
     opts = Options(
         source=source,
@@ -115,7 +104,7 @@ def cmd_upgrade(args: Options) -> int:
         to_device=args.to_device or args.device,
         isolation=args.isolation,
         quiet=args.quiet,
-        model_cache=os.path.abspath(args.model_cache) if args.model_cache else None,
+        model_cache=cache,
         gpus=args.gpus,
     )
     result = run_upgrade(checks, opts)
