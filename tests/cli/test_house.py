@@ -335,3 +335,14 @@ def test_no_stream_is_bound_at_import():
         if default.attr in ("stdout", "stderr")
     ]
     assert bound == []
+
+
+def test_the_command_line_starts_light():
+    # Every start (even `-V`) imports the parser and what it names, not the reports or the analyses: those load
+    # when a command needs them.
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import reprocheck.host.commands.main; "
+        "print(sorted(m for m in sys.modules if m.startswith(('reprocheck.host.report', 'reprocheck.host.analyses'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "runner")], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out
