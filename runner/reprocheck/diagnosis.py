@@ -64,6 +64,7 @@ class Diagnosis:
     seed: SeedSensitivity | None
     ablations: tuple[Ablation, ...]
     nondeterministic_ops: tuple[str, ...]
+    check_seed: int  # the seed the check ran with (`seed` above is the sensitivity to other seeds)
     error: str | None = None  # the runs under the check's own recipe failed
 
     @property

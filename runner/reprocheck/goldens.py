@@ -34,6 +34,7 @@ class BaselineOptions:
     root: Path
     update: bool = False
     spec_root: Path = Path(".")  # goldens are laid out by the spec's path relative to this
+    seed: int | None = None  # --seed, repeated in the commands that rewrite a golden
 
 
 SUFFIX = ".safetensors"
@@ -73,6 +74,8 @@ def regenerate_command(lc: LoadedCheck, options: BaselineOptions) -> str:
     args = ["reprocheck", "run", str(lc.file), "--check", lc.name, "--baseline", str(options.root)]
     if options.spec_root.resolve() != Path(".").resolve():
         args += ["--baseline-root", str(options.spec_root)]
+    if options.seed is not None:
+        args += ["--seed", str(options.seed)]
     return shlex.join([*args, "--update-baseline"])
 
 
@@ -142,7 +145,18 @@ def read_header(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     return header, meta
 
 
-def validate_golden(path: Path, check: str) -> None:
+class SeedMismatch(ValueError):
+    """A golden written with another seed: not drift, a different question."""
+
+    def __init__(self, written: str, message: str) -> None:
+        super().__init__(message)
+        self.written = written
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def validate_golden(path: Path, check: str, seed: int | None = None) -> None:
     """Raise ValueError saying why `path` is not a usable golden for `check`."""
     refuse_special_target(path)
     header, meta = read_header(path)
@@ -160,6 +174,9 @@ def validate_golden(path: Path, check: str) -> None:
         raise ValueError("its stored output structure does not match the tensors it holds")
     if meta.get("reprocheck.check") != check:
         raise ValueError(f"it belongs to check {meta.get('reprocheck.check')!r}, not {check!r}")
+    written = meta.get("reprocheck.seed")  # absent in goldens written before seeds were recorded
+    if seed is not None and written is not None and written != str(seed):
+        raise SeedMismatch(written, f"it was written with seed {written}, and this run uses seed {seed}")
 
 
 def preflight(checks: list[LoadedCheck], options: BaselineOptions) -> list[str]:
@@ -182,13 +199,18 @@ def preflight(checks: list[LoadedCheck], options: BaselineOptions) -> list[str]:
             if options.update:
                 refuse_special_target(golden)
             elif os.path.lexists(golden):
-                validate_golden(golden, lc.name)
+                validate_golden(golden, lc.name, lc.check.seed)
             else:  # never a finding: a workflow whose goldens were not committed must not read as drift
                 problems.append(
                     f"{lc.file}: check {lc.name} has no golden at {golden}; write it with "
                     f"`{regenerate_command(lc, options)}` (refused if the runs themselves differ) and commit it"
                 )
                 continue
+        except SeedMismatch as exc:
+            problems.append(
+                f"{lc.file}: check {lc.name}: golden {golden} {exc}; run with --seed {exc.written} to compare "
+                f"with it, or rewrite it with `{regenerate_command(lc, options)}`"
+            )
         except (OutputTargetError, OSError, ValueError) as exc:
             why = exc.args[-1] if isinstance(exc, OSError) and not isinstance(exc, OutputTargetError) else str(exc)
             problems.append(
@@ -203,6 +225,7 @@ def golden_job(lc: LoadedCheck, options: BaselineOptions) -> GoldenJob:
         golden=str(golden_path(options.root, lc, options.spec_root)),
         check=lc.name,
         config_hash=lc.config_hash,
+        seed=lc.check.seed,
         tolerance=tolerance,
         regenerate=regenerate_command(lc, options),
         update=options.update,

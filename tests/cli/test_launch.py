@@ -431,3 +431,50 @@ def test_the_derived_tag_follows_the_files_contents(tmp_path):
     assert derived.tag_for("sha256:def", d) != first  # another base image
     req.write_text("timm\ntransformers\n")
     assert derived.tag_for("sha256:abc", d) != first  # another file content
+
+
+def test_seed_junit_folders_and_spec_checks_reach_the_container_from_both_launchers(fake):
+    (fake.ws / "specs" / "more").mkdir()
+    r = action(fake, seed="7", junit="out/junit.xml", spec="specs", checks="specs/model.yaml:model")
+    assert r.returncode == 0, r.stdout + r.stderr
+    d = reprocheck(
+        "docker",
+        "specs",
+        "--image",
+        "reprocheck:test",
+        "--seed",
+        "7",
+        "--junit",
+        "out/junit.xml",
+        "--check",
+        "specs/model.yaml:model",
+        "--github",
+        "--report",
+        "reprocheck/report.json",
+        cwd=fake.ws,
+        env=fake.env,
+    )
+    assert d.code == 0, d
+    from_action, from_docker = calls(fake)
+    assert from_action == from_docker
+    argv = from_action
+    ws = os.path.realpath(fake.ws)
+    assert argv[argv.index("--seed") + 1] == "7"
+    assert argv[argv.index("--junit") + 1] == f"{ws}/out/junit.xml"
+    assert argv[argv.index("--check") + 1] == f"{ws}/specs/model.yaml:model"
+    assert argv[-1] == f"{ws}/specs"  # the folder, expanded inside
+    envs = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--env")
+    assert f"{ws}/out" in json.loads(envs["REPROCHECK_WRITABLE"])  # the JUnit file's folder, writable
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "٣", "1e3", "0x10"])
+def test_a_seed_is_ascii_digits_within_numpys_range(fake, seed):
+    r = action(fake, seed=seed)
+    assert r.returncode == 1 and "input seed must be a whole number from 0 to 4294967295" in r.stdout, r
+    d = reprocheck("run", "specs/model.yaml", f"--seed={seed}", cwd=fake.ws)
+    assert d.code == 2 and "--seed" in d.err and "Traceback" not in d.err, d
+
+
+def test_a_spec_check_outside_the_workspace_is_refused(fake, tmp_path):
+    r = action(fake, checks="../elsewhere.yaml:model")
+    assert r.returncode == 1 and "outside the workspace" in r.stdout, r

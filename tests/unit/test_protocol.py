@@ -48,7 +48,7 @@ def samples() -> list[p.Message]:
         BaselineStatus.DRIFT, Path("/g.safetensors"), None, _comparison(), (FieldDiff("torch", "a", "b"),), True
     )
     fragile = Fragile("0.scores", "detection", "score-threshold", 2, 1e-4, 0.05, ({"index": 1},))
-    job = p.GoldenJob(golden="g", check="c", config_hash="h", tolerance=tol, regenerate="r", update=False)
+    job = p.GoldenJob(golden="g", check="c", config_hash="h", seed=1, tolerance=tol, regenerate="r", update=False)
     return [
         p.NameRequests(
             requests=[p.NameRequest(model="resnet18", weights=3), p.NameRequest(source="huggingface", class_="X")]

@@ -21,6 +21,7 @@ class GoldenJob(Message):
     golden: str
     check: str
     config_hash: str
+    seed: int
     tolerance: ToleranceSpec  # the check's `baseline:` tolerance, else its `tolerance:`
     regenerate: str  # the command that writes the golden
     update: bool

@@ -11,7 +11,7 @@ errors.py    SpecError / SpecErrors
 
 from .errors import SpecError, SpecErrors
 from .inputs import INPUT_SOURCES, InputSpec, RandomInput
-from .load import LoadedCheck, apply_overrides, load_spec, select
+from .load import LoadedCheck, apply_overrides, load_spec, select, spec_files
 from .models import (
     CHECK_KEYS,
     DEFAULT_SEED,
@@ -53,4 +53,5 @@ __all__ = [
     "json_schema",
     "load_spec",
     "select",
+    "spec_files",
 ]

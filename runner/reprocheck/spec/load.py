@@ -8,6 +8,7 @@ import dataclasses
 import difflib
 import functools
 import json
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -126,21 +127,55 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_spec(path: str | Path) -> list[LoadedCheck]:
-    """Parse and validate one spec file. Raises SpecErrors listing every problem."""
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+def spec_files(paths: Sequence[str | Path]) -> list[tuple[Path, Path | None]]:
+    """The spec files named: a file as given, a folder as every *.yaml/*.yml under it (sorted by path; hidden
+    files and folders left out, symlinked folders not followed), each with the folder it was found in."""
+    found: list[tuple[Path, Path | None]] = []
+    for given in paths:
+        path = Path(given)
+        if not path.is_dir():
+            found.append((path, None))
+            continue
+        inside = []
+        for top, dirs, files in os.walk(path):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            inside += [Path(top, f) for f in files if f.endswith(SPEC_SUFFIXES) and not f.startswith(".")]
+        if not inside:
+            raise SpecErrors([SpecError(path, None, "", "a folder without spec files (*.yaml, *.yml) in it")])
+        found += [(p, path) for p in sorted(inside, key=lambda p: p.parts)]
+    return found
+
+
+def load_spec(path: str | Path, folder: Path | None = None) -> list[LoadedCheck]:
+    """Parse and validate one spec file (found in `folder`, if given). Raises SpecErrors listing every problem."""
     path = Path(path)
     data, where = read_located(path)
+    if folder is not None and not (isinstance(data, dict) and "version" in data):
+        message = (
+            f"not a reprocheck spec (no `version: 1` at the top), found in the folder {folder}: "
+            "move it out of that folder, or name the spec files one by one"
+        )
+        raise SpecErrors([SpecError(path, 1, "", message)])
     if not isinstance(data, dict):
         raise SpecErrors([SpecError(path, 1, "", "a spec is a YAML mapping with `version: 1` at the top")])
     context = {"base_dir": str(path.resolve().parent)}
     version = data.get("version")
+    errors: list[SpecError] = []
     if version != SPEC_VERSION:
         shown = "missing" if "version" not in data else f"{version!r} is not supported"
-        raise SpecErrors(
-            [SpecError(path, where.line(("version",)) or 1, "version", f"{shown} (write `version: 1` at the top)")]
+        errors.append(
+            SpecError(path, where.line(("version",)) or 1, "version", f"{shown} (write `version: 1` at the top)")
         )
-    _check_top_keys(path, data, where)
-    entries, errors = _entries(path, data, where, context)
+    known = set(CHECK_KEYS) - {"name"} | {"version", "checks"}
+    if errors and not known & set(data):  # no key of a spec at all: not one, whatever else it holds
+        raise SpecErrors(errors)
+    errors += _top_key_errors(path, data, where)
+    # The other keys are still checked: one unknown key does not hide the rest of the file's errors.
+    entries, entry_errors = _entries(path, {k: v for k, v in data.items() if k in known}, where, context)
+    errors += entry_errors
     loaded: list[LoadedCheck] = []
     seen: dict[str, int] = {}
     for prefix, raw in entries:
@@ -162,7 +197,7 @@ def load_spec(path: str | Path) -> list[LoadedCheck]:
             )
         )
     if errors:
-        raise SpecErrors(errors)
+        raise SpecErrors(list({str(e): e for e in errors}.values()))  # an inherited default's error once
     return loaded
 
 
@@ -184,7 +219,7 @@ def _located(
     )
 
 
-def _check_top_keys(path: Path, data: dict[str, Any], where: Located) -> None:
+def _top_key_errors(path: Path, data: dict[str, Any], where: Located) -> list[SpecError]:
     allowed_top = set(CHECK_KEYS) - {"name"} | {"version", "checks"}
     errors = []
     for key in data:
@@ -194,8 +229,7 @@ def _check_top_keys(path: Path, data: dict[str, Any], where: Located) -> None:
             if key == "name" and data.get("checks") is None:
                 hint = "a single-check file's check is named after the file; use `checks:` to name checks"
             errors.append(SpecError(path, where.line((key,)), str(key), f"unknown key ({hint})"))
-    if errors:
-        raise SpecErrors(errors)
+    return errors
 
 
 def _entries(
@@ -207,14 +241,14 @@ def _entries(
     if checks_raw is None:
         return [((), {**top, "name": _name_from_file(path)})], []
     if not isinstance(checks_raw, list) or not checks_raw:
-        raise SpecErrors([SpecError(path, where.line(("checks",)), "checks", "must be a non-empty list of checks")])
+        return [], [SpecError(path, where.line(("checks",)), "checks", "must be a non-empty list of checks")]
     # The defaults are checked on their own too (a bad default is wrong even where every entry overrides it),
-    # and once: their errors are not repeated for every entry that inherits them.
+    # and once: their errors are not repeated for every entry that inherits them (load_spec drops repeats).
+    entries, errors = [], []
     try:
         Defaults.model_validate(top, context=context)
     except ValidationError as exc:
-        raise SpecErrors([_located(path, where, e, (), Defaults) for e in exc.errors()]) from None
-    entries, errors = [], []
+        errors += [_located(path, where, e, (), Defaults) for e in exc.errors()]
     for i, entry in enumerate(checks_raw):
         if not isinstance(entry, dict):
             errors.append(
@@ -248,14 +282,22 @@ def apply_overrides(loaded: list[LoadedCheck], **overrides: Any) -> list[LoadedC
     return out
 
 
+def _named(c: LoadedCheck, name: str) -> bool:
+    """`NAME`, or `SPEC:NAME` (check names hold no ':'), the spec compared as a path."""
+    spec, colon, check = name.rpartition(":")
+    if not colon:
+        return c.name == name
+    return c.name == check and os.path.abspath(spec) == os.path.abspath(c.file)
+
+
 def select(loaded: list[LoadedCheck], names: Sequence[str]) -> list[LoadedCheck]:
-    """Keep the checks named by --check; an unknown name is a usage error."""
+    """Keep the checks named by --check (NAME or SPEC:NAME); a name that selects nothing is a usage error."""
     if not names:
         return loaded
-    have = [c.name for c in loaded]
-    missing = [n for n in names if n not in have]
+    missing = [n for n in names if not any(_named(c, n) for c in loaded)]
     if missing:
-        close = difflib.get_close_matches(missing[0], have, n=1)
+        have = list(dict.fromkeys(c.name for c in loaded))
+        close = difflib.get_close_matches(missing[0].rpartition(":")[2], have, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"checks here: {', '.join(have)}"
         raise SpecErrors([SpecError("command line", None, "--check", f"no check named '{missing[0]}' ({hint})")])
-    return [c for c in loaded if c.name in names]
+    return [c for c in loaded if any(_named(c, n) for n in names)]

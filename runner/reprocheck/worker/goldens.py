@@ -8,6 +8,7 @@ their output paths; the metadata (strings) holds:
   "reprocheck.tree"         the output structure (JSON, see tree.py)
   "reprocheck.config_hash"  the hash of what the check computes (spec.Check.config_hash)
   "reprocheck.check"        the check's name
+  "reprocheck.seed"         the check's seed (a golden of another seed is refused before anything runs)
   "reprocheck.fingerprint"  the environment that produced it (JSON, see fingerprint.py)
   "reprocheck.created"      UTC timestamp
 Writes go through a temporary file and a rename: a killed writer never leaves half a golden.
@@ -31,7 +32,15 @@ from ..tree import Outputs
 from . import compare
 
 
-def save(outputs: Outputs, path: Path, *, check: str, config_hash: str, fingerprint: dict[str, Any] | None) -> None:
+def save(
+    outputs: Outputs,
+    path: Path,
+    *,
+    check: str,
+    config_hash: str,
+    fingerprint: dict[str, Any] | None,
+    seed: int | None = None,
+) -> None:
     # safetensors refuses views sharing storage; every leaf gets its own contiguous copy.
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in outputs.tensors.items()}
     metadata = {
@@ -42,6 +51,10 @@ def save(outputs: Outputs, path: Path, *, check: str, config_hash: str, fingerpr
         "reprocheck.fingerprint": json.dumps(fingerprint or {}),
         "reprocheck.created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
+    if seed is not None:
+        metadata["reprocheck.seed"] = str(seed)
+    if seed is not None:
+        metadata["reprocheck.seed"] = str(seed)
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
@@ -83,7 +96,7 @@ def check_against(
     golden = Path(job.golden)
     side = obtained_path(golden)
     if not golden.exists():
-        save(obtained, side, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint)
+        save(obtained, side, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint, seed=job.seed)
         return BaselineResult(
             status=BaselineStatus.MISSING,
             golden=golden,
@@ -114,7 +127,7 @@ def check_against(
             config_changed=changed,
             golden_created=info["created"],
         )
-    save(obtained, side, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint)
+    save(obtained, side, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint, seed=job.seed)
     causes = (
         ", ".join(d.field for d in diff[:6]) or "none: same environment, so the model, its input or the code changed"
     )
@@ -145,7 +158,7 @@ def check_against(
 
 def update(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None) -> BaselineResult:
     golden = Path(job.golden)
-    save(obtained, golden, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint)
+    save(obtained, golden, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint, seed=job.seed)
     side = obtained_path(golden)
     if side.exists():
         side.unlink()

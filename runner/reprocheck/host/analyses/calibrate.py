@@ -207,6 +207,7 @@ def as_model(c: Calibration) -> shape.Calibrated:
     return shape.Calibrated(
         check=r.name,
         file=str(r.file),
+        seed=r.seed,
         runs=len(r.runs),
         variants=[v.label for v in r.invariance],
         safety=SAFETY,

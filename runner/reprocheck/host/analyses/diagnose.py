@@ -134,7 +134,9 @@ def diagnose(
             return _diagnose(lc, _Runner(lc, root, isolation, helpers), say)
     except RuleError as exc:  # a compare rule that fits no output: the check cannot be judged
         line = lc.key_line("compare", "outputs", exc.pattern)
-        return Diagnosis(lc.name, lc.file, lc.line, None, None, None, None, (), (), error=f"{lc.file}:{line}: {exc}")
+        return Diagnosis(
+            lc.name, lc.file, lc.line, None, None, None, None, (), (), lc.check.seed, f"{lc.file}:{line}: {exc}"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -158,7 +160,8 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
             None,
             (),
             tuple(ops),
-            error=f"run {failed.index if failed else 2} {cause}",
+            lc.check.seed,
+            f"run {failed.index if failed else 2} {cause}",
         )
     base = _outputs(traced)
     comparison = r.compare(base)
@@ -262,4 +265,5 @@ def _finish(
         seed,
         tuple(ablations),
         tuple(dict.fromkeys(ops)),
+        lc.check.seed,
     )

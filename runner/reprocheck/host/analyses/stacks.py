@@ -67,6 +67,7 @@ class Options:
     k: float = K
     ulps: float = ULPS
     runs: int | None = None
+    seed: int | None = None
     from_device: str | None = None
     to_device: str | None = None
     isolation: str = "auto"
@@ -136,6 +137,7 @@ class Side:
 
 def _side_args(checks: list[LoadedCheck], opts: Options, device: str | None, float64: bool) -> list[str]:
     args = ["--invariance", "none", "--isolation", opts.isolation]
+    args += ["--seed", str(opts.seed)] if opts.seed is not None else []
     for name in dict.fromkeys(lc.name for lc in checks):
         args += ["--check", name]
     if float64:
@@ -195,6 +197,7 @@ def _run_image(
         workspace=opts.workspace,
         checks=tuple(dict.fromkeys(lc.name for lc in checks)),
         runs=2 if float64 else opts.runs,
+        seed=opts.seed,
         device="cpu" if float64 else device,
         gpus="none" if float64 else opts.gpus,
         isolation=opts.isolation,

@@ -80,6 +80,7 @@ class UpgradeCheck:
     name: str
     file: str
     line: int
+    seed: int
     verdict: Verdict
     message: str = ""
     outputs: tuple[OutputGrade, ...] = ()
@@ -124,7 +125,7 @@ def _side_verdict(side: Side, lc: LoadedCheck, which: str, stack: Stack) -> Upgr
     c = _find(side, lc)
 
     def base(verdict: Verdict, message: str) -> UpgradeCheck:
-        return UpgradeCheck(lc.name, str(lc.file), lc.line, verdict, message)
+        return UpgradeCheck(lc.name, str(lc.file), lc.line, lc.check.seed, verdict, message)
 
     if c is None:
         tail = " | ".join(side.log.strip().splitlines()[-3:]) or "no output"
@@ -239,7 +240,7 @@ def _fingerprint(side: Side) -> dict[str, Any]:
 
 def graded_check(lc: LoadedCheck, answer: GradedCheck, require: str, notes: tuple[str, ...]) -> UpgradeCheck:
     def base(verdict: Verdict, message: str = "", outputs: tuple[OutputGrade, ...] = ()) -> UpgradeCheck:
-        return UpgradeCheck(lc.name, str(lc.file), lc.line, verdict, message, outputs, notes)
+        return UpgradeCheck(lc.name, str(lc.file), lc.line, lc.check.seed, verdict, message, outputs, notes)
 
     if answer.error:
         return base(Verdict.ERROR, answer.error)

@@ -26,13 +26,17 @@ if TYPE_CHECKING:
 
 
 def load_checks(paths: Sequence[str]) -> list[LoadedCheck]:
-    from ...spec import load_spec
+    from ...spec import load_spec, spec_files
 
     loaded: list[LoadedCheck] = []
     errors = []
-    for path in paths:
+    try:
+        files = spec_files(paths)
+    except SpecErrors as exc:
+        raise UsageError(str(exc), exc.errors) from None
+    for path, folder in files:
         try:
-            loaded += load_spec(path)
+            loaded += load_spec(path, folder)
         except SpecErrors as exc:
             errors += exc.errors
     if errors:
@@ -131,7 +135,7 @@ def checks_to_run(args: Options) -> list[LoadedCheck]:
     """Output targets checked, specs loaded, --runs/--device applied, --check selected, torch present."""
     check_output_flags(args)
     strict = True if args.strict else None
-    checks = selected_checks(args.specs, args.check, runs=args.runs, device=args.device, strict=strict)
+    checks = selected_checks(args.specs, args.check, runs=args.runs, device=args.device, strict=strict, seed=args.seed)
     if args.command != "docker":  # the container mounts it (launcher/launch.py)
         use_model_cache(args.model_cache)
     writable = os.environ.get("REPROCHECK_WRITABLE")  # set by the launch policy in the container

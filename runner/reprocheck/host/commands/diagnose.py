@@ -15,7 +15,7 @@ from .targets import check_output_flags
 def cmd_diagnose(args: Options) -> int:
     """Exit 0 when the check is reproducible under its recipe, 1 when not, 3 when its runs fail."""
     check_output_flags(args)
-    checks = selected_checks(args.specs, args.check, device=args.device)
+    checks = selected_checks(args.specs, args.check, device=args.device, seed=args.seed)
     use_model_cache(args.model_cache)
     need_torch()
     from .. import report

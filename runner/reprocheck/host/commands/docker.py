@@ -11,6 +11,11 @@ from .options import Options
 from .targets import check_output_flags
 
 
+def _spec_absolute(check: str) -> str:
+    spec, colon, name = check.rpartition(":")
+    return f"{os.path.abspath(spec)}:{name}" if colon and spec else check
+
+
 def cmd_docker(args: Options) -> int:
     """The same check in the pinned image, launched by the one policy the Action uses too (launch.py)."""
     from ..launcher import container, launch
@@ -25,8 +30,10 @@ def cmd_docker(args: Options) -> int:
         specs=tuple(os.path.abspath(s) for s in args.specs),
         image=args.image or container.default_image(),
         workspace=args.workspace or Path.cwd(),
-        checks=tuple(args.check),
+        # SPEC:NAME names its spec from here, as the specs are
+        checks=tuple(_spec_absolute(c) for c in args.check),
         runs=args.runs,
+        seed=args.seed,
         device=args.device,
         gpus=args.gpus,
         network=args.network,
@@ -34,6 +41,7 @@ def cmd_docker(args: Options) -> int:
         quiet=args.quiet,
         report=absolute(args.report),
         summary=absolute(args.summary),
+        junit=absolute(args.junit),
         baseline=absolute(args.baseline),
         update_baseline=args.update_baseline,
         invariance=tuple(args.invariance or ()),

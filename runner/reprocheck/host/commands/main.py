@@ -15,7 +15,7 @@ from ... import __version__
 from ...files import OutputTargetError
 from ..checks.invariance import KINDS as INVARIANCE_KINDS
 from ..exitcodes import ExitCode, UsageError
-from ..launcher.launch_checks import COUNT, COUNT_RULE
+from ..launcher.launch_checks import COUNT, COUNT_RULE, LaunchError, ascii_seed
 from . import upgrade
 from .calibrate import cmd_calibrate
 from .crash import Terminated, closed_stdout, internal_error, on_sigterm
@@ -71,6 +71,13 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _seed(text: str) -> int:
+    try:
+        return ascii_seed("", text)
+    except LaunchError as exc:
+        raise argparse.ArgumentTypeError(str(exc).strip()) from None
+
+
 def die(message: str, code: int = ExitCode.USAGE) -> NoReturn:
     for line in message.splitlines():
         print(f"reprocheck: error: {line}", file=sys.stderr)
@@ -106,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     _add_analyses(sub)
-    upgrade.add_parser(sub, _count, [i.value for i in _isolations()])
+    upgrade.add_parser(sub, _count, _seed, [i.value for i in _isolations()])
 
     env = sub.add_parser(Command.ENV.value, help="print the environment fingerprint")
     env.add_argument("--json", action="store_true")
@@ -158,6 +165,7 @@ def _add_analyses(sub: Any) -> None:
     diag.add_argument("--report", type=Path, metavar="FILE", help="write the JSON diagnosis here")
     diag.add_argument("--summary", type=Path, metavar="FILE", help="write the Markdown diagnosis here")
     diag.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
+    _add_seed(diag)
     _add_model_cache(diag)
 
     cal = sub.add_parser(
@@ -171,6 +179,7 @@ def _add_analyses(sub: Any) -> None:
     cal.add_argument("--report", type=Path, metavar="FILE", help="also write the suggestions as JSON")
     cal.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
     cal.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    _add_seed(cal)
     _add_model_cache(cal)
 
     mat = sub.add_parser(Command.MATRIX.value, help="print the checks as JSON for a GitHub Actions strategy.matrix")
@@ -184,9 +193,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", action="append", default=[], metavar="NAME", help="run only this check (repeatable)")
     p.add_argument("--runs", type=_count, help="runs per check (>= 2), overriding the spec")
     p.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
+    _add_seed(p)
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument(
         "--summary", type=Path, metavar="FILE", help="write the Markdown report here (e.g. $GITHUB_STEP_SUMMARY)"
+    )
+    p.add_argument(
+        "--junit", type=Path, metavar="FILE", help="write JUnit XML here: a test case per check and per variant"
     )
     p.add_argument(
         "--isolation",
@@ -225,6 +238,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         f"({', '.join(INVARIANCE_KINDS)}); repeatable",
     )
     _add_require_devices(p)
+
+
+def _add_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=_seed, metavar="N", help="the seed of every check, overriding the spec")
 
 
 def _add_model_cache(p: argparse.ArgumentParser) -> None:

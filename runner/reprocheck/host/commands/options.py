@@ -16,9 +16,11 @@ class Options:
     specs: tuple[str, ...] = ()
     check: tuple[str, ...] = ()  # --check NAME, repeatable: only these checks
     runs: int | None = None
+    seed: int | None = None
     device: str | None = None
     report: Path | None = None
     summary: Path | None = None
+    junit: Path | None = None
     isolation: str = "auto"
     quiet: bool = False
     strict: bool = False

@@ -24,7 +24,7 @@ def cmd_run(args: Options) -> int:
     checks = checks_to_run(args)
     golden = None
     if args.baseline:
-        golden = BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."))
+        golden = BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."), args.seed)
     from ..checks.invariance import selected_kinds
 
     kinds = selected_kinds(args.invariance)
@@ -54,6 +54,10 @@ def _write_reports(args: Options, results: list[outcome.CheckResult]) -> None:
         lambda: report.render(report.Format.JSON, results),
         lambda: report.render(report.Format.MARKDOWN, results),
     )
+    if args.junit:
+        from ...files import atomic_write_text
+
+        atomic_write_text(args.junit, report.render(report.Format.JUNIT, results))
     if args.github:
         from .. import github
         from ..report import annotate

@@ -57,6 +57,7 @@ def check_output_flags(args: Options) -> None:
     """Refuse bad output flags before anything runs."""
     prepare_output_file(args.report, "--report")
     prepare_output_file(args.summary, "--summary")
+    prepare_output_file(args.junit, "--junit")
     prepare_output_folder(args.keep, "--keep")
     if args.update_baseline and not args.baseline:
         raise UsageError("--update-baseline needs --baseline DIR (where to write the goldens)")

@@ -14,7 +14,10 @@ from .options import Options
 
 
 def add_parser(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], count: Callable[[str], int], isolations: list[str]
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    count: Callable[[str], int],
+    seed: Callable[[str], int],
+    isolations: list[str],
 ) -> None:
     p = sub.add_parser(
         "upgrade",
@@ -54,6 +57,7 @@ def add_parser(
     )
     p.add_argument("--runs", type=count, help="runs per check and stack (>= 2), overriding the spec")
     p.add_argument("--device", help="cpu | cuda | cuda:N | auto on both stacks, overriding the spec")
+    p.add_argument("--seed", type=seed, metavar="N", help="the seed of every check on both stacks, overriding the spec")
     p.add_argument("--from-device", metavar="DEVICE", help="the device on the --from stack (default --device)")
     p.add_argument("--to-device", metavar="DEVICE", help="the device on the --to stack (default --device)")
     p.add_argument("--gpus", default="none", metavar="all|N|none", help="GPUs for image: stacks (default none)")
@@ -92,7 +96,7 @@ def cmd_upgrade(args: Options) -> int:
             raise UsageError(f"{flag} must be cpu, cuda, cuda:N or auto, got {value!r}")
     # Mounted into image: stacks: a home folder (keys, logins) never goes with it.
     cache = checked_model_cache(args.model_cache, homes=(os.path.expanduser("~"),)) if args.model_cache else None
-    checks = selected_checks(args.specs, args.check, runs=args.runs)
+    checks = selected_checks(args.specs, args.check, runs=args.runs, seed=args.seed)
     opts = Options(
         source=source,
         target=target,
@@ -100,6 +104,7 @@ def cmd_upgrade(args: Options) -> int:
         k=_positive("--noise-k", args.noise_k, K),
         ulps=_positive("--noise-ulps", args.noise_ulps, ULPS),
         runs=args.runs,
+        seed=args.seed,
         from_device=args.from_device or args.device,
         to_device=args.to_device or args.device,
         isolation=args.isolation,

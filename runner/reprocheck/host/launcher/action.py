@@ -19,14 +19,14 @@ if __package__:
     from ..exitcodes import ExitCode
     from .derived import Derivation, DerivedError, ensure, plan_exclude
     from .launch import LaunchError, Request, plan, prepare
-    from .launch_checks import OUTSIDE_INPUT, ascii_count
+    from .launch_checks import OUTSIDE_INPUT, ascii_count, ascii_seed
 else:  # run as a file by the Action, reprocheck not installed: `host` from this checkout (standard library only)
     sys.path[0] = str(Path(__file__).resolve().parents[2])  # not this folder: its modules are not top-level names
     from host import github as gh  # type: ignore[import-not-found, no-redef]
     from host.exitcodes import ExitCode  # type: ignore[import-not-found, no-redef]
     from host.launcher.derived import Derivation, DerivedError, ensure, plan_exclude  # type: ignore[import-not-found, no-redef]
     from host.launcher.launch import LaunchError, Request, plan, prepare  # type: ignore[import-not-found, no-redef]
-    from host.launcher.launch_checks import OUTSIDE_INPUT, ascii_count  # type: ignore[import-not-found, no-redef]
+    from host.launcher.launch_checks import OUTSIDE_INPUT, ascii_count, ascii_seed  # type: ignore[import-not-found, no-redef]
 
 ERRORS = (ExitCode.USAGE, ExitCode.RUN_FAILED, ExitCode.INTERNAL)
 
@@ -53,6 +53,7 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
     update = _boolean("update-baseline", get("UPDATE_BASELINE", "false"))
     require_devices = _boolean("require-devices", get("REQUIRE_DEVICES", "false"))
     runs = get("RUNS").strip()
+    seed = get("SEED").strip()
     image = get("IMAGE").strip()
     if not image and not build:
         repo, ref = env.get("ACTION_REPOSITORY", ""), env.get("ACTION_REF", "")
@@ -68,10 +69,12 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
         workspace=Path(workspace),
         checks=tuple(_split(get("CHECKS"), ",\n")),
         runs=ascii_count("input runs", runs) if runs else None,
+        seed=ascii_seed("input seed", seed) if seed else None,
         device=get("DEVICE").strip() or None,
         gpus=get("GPUS", "none").strip() or "none",
         network=get("NETWORK", "none").strip() or "none",
         report=get("REPORT", "reprocheck/report.json").strip() or None,
+        junit=get("JUNIT").strip() or None,
         baseline=get("BASELINE").strip() or None,
         # "all" is what reprocheck does by default: no flag, so both launchers give the same command line.
         invariance=tuple(k for k in _split(get("INVARIANCE", "all"), ",\n") if k != "all"),

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .launch_checks import (
+    SEED_LIMIT,
+    SEED_RULE,
     LaunchError,
     cache_env,
     check_gpus,
@@ -61,6 +63,7 @@ class Request:
     workspace: Path = field(default_factory=Path.cwd)
     checks: tuple[str, ...] = ()
     runs: int | None = None
+    seed: int | None = None
     device: str | None = None
     gpus: str = "none"
     network: str = "none"
@@ -68,6 +71,7 @@ class Request:
     quiet: bool = False
     report: str | None = None
     summary: str | None = None
+    junit: str | None = None
     baseline: str | None = None
     update_baseline: bool = False
     invariance: tuple[str, ...] = ()
@@ -144,8 +148,8 @@ def plan(req: Request) -> Plan:
         raise LaunchError("spec is empty: name at least one spec file")
     if not IMAGE.match(req.image):
         raise LaunchError(f"image {req.image!r} is not an image reference (name[:tag][@digest])")
-    specs = [inside_workspace(workspace, "spec", s, must_exist=True) for s in req.specs]
-    args = _run_args(req)
+    specs = [inside_workspace(workspace, "spec", s, must_exist=True, folder_ok=True) for s in req.specs]
+    args = _run_args(req, workspace)
     flags = _writable(req, workspace, args)
     mounts = [Mount(str(workspace), writable=False)]
     for folder, name in flags.items():
@@ -185,17 +189,24 @@ def plan(req: Request) -> Plan:
     )
 
 
-def _run_args(req: Request) -> list[str]:
+def _run_args(req: Request, workspace: Path) -> list[str]:
     """`reprocheck run`'s options inside the container, each value checked."""
     args: list[str] = ["run"]
-    for name in req.checks:
+    for given in req.checks:
+        spec, colon, name = given.rpartition(":")
         if not CHECK_NAME.match(name):
-            raise LaunchError(f"check {name!r} is not a check name (letters, digits, '.', '_', '-')")
+            raise LaunchError(f"check {given!r} is not a check name (letters, digits, '.', '_', '-'), or SPEC:NAME")
+        if colon:  # SPEC:NAME, the spec as the container sees it
+            name = f"{inside_workspace(workspace, 'check', spec, must_exist=True)}:{name}"
         args += ["--check", name]
     if req.runs is not None:
         if not RUNS[0] <= req.runs <= RUNS[1]:
             raise LaunchError(f"runs must be a whole number from {RUNS[0]} to {RUNS[1]}, got {req.runs}")
         args += ["--runs", str(req.runs)]
+    if req.seed is not None:
+        if not 0 <= req.seed < SEED_LIMIT:
+            raise LaunchError(f"seed {SEED_RULE}, got {req.seed}")
+        args += ["--seed", str(req.seed)]
     if req.device is not None:
         if not DEVICE.match(req.device):
             raise LaunchError(f"device must be cpu, cuda, cuda:N or auto, got {req.device!r}")
@@ -223,7 +234,7 @@ def _writable(req: Request, workspace: Path, args: list[str]) -> dict[Path, str]
     """The folders the container may write (the report's, the summary's, the baseline), each with the option that
     asked for it; their options added to `args`."""
     flags: dict[Path, str] = {}
-    for flag, value in (("--report", req.report), ("--summary", req.summary)):
+    for flag, value in (("--report", req.report), ("--summary", req.summary), ("--junit", req.junit)):
         if value:
             path = inside_workspace(workspace, flag.lstrip("-"), value)
             if path == workspace or path.is_dir():

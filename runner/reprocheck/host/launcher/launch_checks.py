@@ -31,6 +31,17 @@ COUNT = re.compile(r"[0-9]{1,9}")
 COUNT_RULE = "must be a whole number written in the digits 0-9"
 
 
+SEED = re.compile(r"[0-9]{1,10}")
+SEED_LIMIT = 2**32  # what numpy.random.seed takes
+SEED_RULE = f"must be a whole number from 0 to {SEED_LIMIT - 1} written in the digits 0-9"
+
+
+def ascii_seed(name: str, value: str) -> int:
+    if not SEED.fullmatch(value) or int(value) >= SEED_LIMIT:
+        raise LaunchError(f"{name} {SEED_RULE}, got {value!r}")
+    return int(value)
+
+
 def ascii_count(name: str, value: str) -> int:
     if not COUNT.fullmatch(value):
         raise LaunchError(f"{name} {COUNT_RULE}, got {value!r}")
@@ -48,15 +59,16 @@ def mountable(name: str, path: str) -> str:
     return path
 
 
-def inside_workspace(workspace: Path, name: str, value: str, must_exist: bool = False) -> Path:
-    """An absolute, symlink-resolved path that must lie inside the workspace."""
+def inside_workspace(workspace: Path, name: str, value: str, must_exist: bool = False, folder_ok: bool = False) -> Path:
+    """An absolute, symlink-resolved path that must lie inside the workspace (a file, or with folder_ok a folder)."""
     no_option(name, value)
     path = Path(os.path.realpath(workspace / value))
     mountable(name, str(path))
     if path != workspace and workspace not in path.parents:
         raise LaunchError(f"{name} {value!r} is outside the workspace {workspace}; give a path inside it")
-    if must_exist and not path.is_file():
-        raise LaunchError(f"{name} {value!r}: no such file in the workspace (check the path)")
+    if must_exist and not (path.is_file() or (folder_ok and path.is_dir())):
+        kind = "file or folder" if folder_ok else "file"
+        raise LaunchError(f"{name} {value!r}: no such {kind} in the workspace (check the path)")
     return path
 
 

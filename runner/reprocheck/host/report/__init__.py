@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from ..checks.outcome import CheckResult
 from .console import print_console, render_console, render_diagnosis_console
 from .json_report import render_diagnosis_json, render_json
+from .junit import render_junit
 from .markdown import render_diagnosis_markdown, render_markdown
 from .text import remedy, run_cause, summarize
 
@@ -22,12 +23,14 @@ class Format(str, enum.Enum):
     CONSOLE = "console"
     JSON = "json"
     MARKDOWN = "markdown"
+    JUNIT = "junit"
 
 
 RENDERERS: dict[Format, Callable[[list[CheckResult]], str]] = {
     Format.CONSOLE: render_console,
     Format.JSON: render_json,
     Format.MARKDOWN: render_markdown,
+    Format.JUNIT: render_junit,
 }
 
 DIAGNOSIS_RENDERERS: dict[Format, Callable[[list[Diagnosis]], str]] = {

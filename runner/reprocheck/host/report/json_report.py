@@ -176,6 +176,7 @@ def diagnosis_model(d: Diagnosis) -> shape.Diagnosed:
         name=d.name,
         file=str(d.file),
         line=d.line,
+        seed=d.check_seed,
         reproducible=d.reproducible,
         error=d.error,
         comparison=_compared(d.comparison),

@@ -313,6 +313,7 @@ class Diagnosed(_Model):
     name: str
     file: str
     line: int
+    seed: int = Field(description="the seed the check ran with")
     reproducible: bool | None = Field(description="under the check's own recipe; null: its runs failed")
     error: str | None
     comparison: Compared | None
@@ -346,6 +347,7 @@ class UpgradedCheck(_Model):
     name: str
     file: str
     line: int
+    seed: int = Field(description="the seed the check ran with, on both stacks")
     verdict: Literal["safe", "changed", "not-reproducible", "error"]
     message: str
     notes: list[str]
@@ -403,6 +405,7 @@ class Observed(_Model):
 class Calibrated(_Model):
     check: str
     file: str
+    seed: int = Field(description="the seed the runs used")
     runs: int
     variants: list[str]
     safety: float = Field(description="the margin: times the largest difference observed")

@@ -152,6 +152,7 @@ def upgrade_model(u: Upgrade) -> shape.UpgradeReport:
                 name=c.name,
                 file=c.file,
                 line=c.line,
+                seed=c.seed,
                 verdict=c.verdict,
                 message=c.message,
                 notes=list(c.notes),
