@@ -7,7 +7,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from helpers import reprocheck, write_spec
+from helpers import ROOT, reprocheck, write_spec
 
 # A model that needs its weights folder: it builds only when TORCH_HOME is the cache's torch/ and holds the file.
 CACHED = """
@@ -228,3 +228,115 @@ def test_a_junit_target_that_is_a_symlink_is_refused_before_anything_runs(spec_d
     r = reprocheck("run", "spec.yaml", "--junit", str(tmp_path / "j.xml"), cwd=spec_dir)
     assert r.code == 2 and "--junit" in r.err, r
     assert (tmp_path / "secret").read_text() == "keep"
+
+
+# ---- validate fast and --deep; Hugging Face options, config keys and keyword inputs
+
+GPT2 = """version: 1
+model:
+  huggingface:
+    class: {cls}
+    config: {{model_type: gpt2, {width}: 32, n_layer: 2, n_head: 2, vocab_size: 100}}
+  kwargs: {kwargs}
+input:
+  kwargs:
+    {name}: {{random: {{shape: [1, 8], dtype: int64, low: 0, high: 100}}}}
+recipe: {{threads: 1}}
+"""
+
+
+def _gpt2(folder, cls="GPT2LMHeadModel", width="n_embd", kwargs="{attn_implementation: eager}", name="input_ids"):
+    return write_spec(folder, GPT2.format(cls=cls, width=width, kwargs=kwargs, name=name))
+
+
+def test_validate_is_fast_by_default_it_never_imports_torch(tmp_path):
+    _gpt2(tmp_path, width="n_embed")
+    poisoned = tmp_path / "poison"
+    for name in ("torch", "transformers", "torchvision"):
+        (poisoned / name).mkdir(parents=True)
+        (poisoned / name / "__init__.py").write_text("raise SystemExit('imported ' + __name__)\n")
+    env = {"PYTHONPATH": f"{poisoned}:{ROOT / 'runner'}"}
+    r = reprocheck("validate", "spec.yaml", cwd=tmp_path, env=env)
+    assert r.code == 0 and "ok  spec" in r.out and "validate --deep" in r.out, r
+
+
+def test_validate_deep_and_run_catch_a_misspelt_config_key_and_keyword_input_with_their_lines(tmp_path):
+    _gpt2(tmp_path, width="n_embed", name="input_idz")
+    for command in (["validate", "--deep"], ["run"]):
+        r = reprocheck(*command, "spec.yaml", cwd=tmp_path)
+        assert r.code == 2, r
+        assert (
+            "spec.yaml:5: model.huggingface.config.n_embed: unknown key for GPT2Config (did you mean 'n_embd'?)"
+            in r.err
+        )
+        assert "spec.yaml:9: input.kwargs.input_idz: GPT2LMHeadModel.forward takes no parameter 'input_idz'" in r.err
+        assert "did you mean 'input_ids'?" in r.err and "[1/1]" not in r.err, r  # nothing ran
+
+
+def test_an_auto_class_is_checked_against_its_concrete_model(tmp_path):
+    _gpt2(tmp_path, cls="AutoModelForCausalLM", name="input_idz")
+    r = reprocheck("validate", "--deep", "spec.yaml", cwd=tmp_path)
+    assert r.code == 2 and "GPT2LMHeadModel.forward takes no parameter 'input_idz'" in r.err, r
+
+
+def test_hugging_face_kwargs_reach_the_model_and_remote_code_is_refused(tmp_path):
+    _gpt2(tmp_path)
+    r = reprocheck("run", "spec.yaml", "-q", cwd=tmp_path)
+    assert r.code == 0, r
+    _gpt2(tmp_path, kwargs="{attn_implementation: no-such-attention}")  # it reaches from_config, which refuses it
+    r = reprocheck("run", "spec.yaml", "-q", cwd=tmp_path)
+    assert r.code == 3 and "no-such-attention" in r.out + r.err, r
+    for kwargs in ("{trust_remote_code: true}", "{local_files_only: false}"):
+        _gpt2(tmp_path, kwargs=kwargs)
+        r = reprocheck("validate", "spec.yaml", cwd=tmp_path)
+        key = kwargs[1:].split(":")[0]
+        assert r.code == 2 and f"kwargs.{key} is refused" in r.err, r
+
+
+def test_a_factory_models_keyword_inputs_are_checked_before_its_forward(tmp_path):
+    (tmp_path / "kw.py").write_text(
+        "import torch\nclass M(torch.nn.Module):\n    def forward(self, image, mask=None):\n"
+        "        raise AssertionError('the forward must not be reached')\ndef build():\n    return M()\n"
+    )
+    write_spec(
+        tmp_path, "version: 1\nmodel: {factory: 'kw:build'}\ninput: {kwargs: {imagee: {random: {shape: [2]}}}}\n"
+    )
+    r = reprocheck("run", "spec.yaml", cwd=tmp_path)
+    assert r.code == 3, r
+    assert (
+        "input.kwargs.imagee: M.forward takes no parameter 'imagee' (did you mean 'image'? it takes: image, mask)"
+        in r.out
+    )
+    assert "must not be reached" not in r.out + r.err, r
+
+
+# ---- weights the model cache lacks, without a network
+
+WEIGHTS = (
+    "version: 1\nmodel: {torchvision: resnet18, kwargs: {weights: DEFAULT}}\ninput: {random: {shape: [1, 3, 16, 16]}}\n"
+)
+NO_NETWORK = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": ""}
+
+
+def test_weights_not_in_the_cache_name_the_file_the_folder_and_the_fix(tmp_path):
+    write_spec(tmp_path, WEIGHTS)
+    (tmp_path / "models").mkdir()
+    r = reprocheck("run", "spec.yaml", "--model-cache", "models", cwd=tmp_path, env=NO_NETWORK)
+    assert r.code == 3, r
+    line = next(x for x in r.out.splitlines() if "WeightsNotCached" in x)
+    assert (
+        f"resnet18-f37072fd.pth (ResNet18_Weights.IMAGENET1K_V1) is not in {tmp_path}/models/torch/hub/checkpoints"
+        in line
+    )
+    assert "no network reaches the download" in line and "--model-cache DIR" in line and "weights: null" in line
+    assert "Traceback" not in r.out + r.err and "| " not in r.out, r  # one line, no urllib traceback
+
+
+def test_a_model_cache_one_folder_too_deep_is_named(tmp_path):
+    write_spec(tmp_path, WEIGHTS)
+    checkpoints = tmp_path / "models" / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "resnet18-f37072fd.pth").write_bytes(b"")
+    r = reprocheck("run", "spec.yaml", "--model-cache", "models/torch", cwd=tmp_path, env=NO_NETWORK)
+    assert r.code == 3, r
+    assert f"(it is in {checkpoints}: give --model-cache the folder that holds torch/, not torch/ itself)" in r.out, r

@@ -92,7 +92,7 @@ BAD = [
     (
         "kwargs on torchscript",
         "version: 1\nmodel: {torchscript: spec.yaml, kwargs: {a: 1}}\ninput: {random: {shape: [1]}}\n",
-        "kwargs apply to torchvision, timm and factory models only",
+        "kwargs apply to torchvision, timm, huggingface and factory models only",
         2,
     ),
     (
@@ -121,7 +121,7 @@ BAD = [
 @pytest.mark.parametrize("name,text,fragment,line", BAD, ids=[b[0] for b in BAD])
 def test_bad_spec_is_refused_clearly(tmp_path, name, text, fragment, line):
     spec = write_spec(tmp_path, text)
-    r = reprocheck("validate", str(spec))
+    r = reprocheck("validate", "--deep", str(spec))  # --deep: the names too
     assert r.code == 2, r
     assert "Traceback" not in r.err and r.out == ""
     assert fragment in r.err, r.err
@@ -359,7 +359,7 @@ MORE_BAD = [
     (
         "kwargs on exported",
         "version: 1\nmodel: {exported: spec.yaml, kwargs: {a: 1}}\ninput: {random: {shape: [1]}}\n",
-        "kwargs apply to torchvision, timm and factory models only",
+        "kwargs apply to torchvision, timm, huggingface and factory models only",
         2,
     ),
 ]
@@ -374,7 +374,7 @@ def test_the_schema_refuses_what_the_validator_refuses(tmp_path, name, text, fra
     from reprocheck.spec import json_schema
 
     spec = write_spec(tmp_path, text)
-    r = reprocheck("validate", str(spec))
+    r = reprocheck("validate", "--deep", str(spec))
     assert r.code == 2 and fragment in r.err, r
     if name in VALIDATOR_ONLY:
         return

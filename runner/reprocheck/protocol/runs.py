@@ -16,6 +16,9 @@ class NameRequest(Message):
     model: str | None = None
     class_: str | None = Field(None, alias="class")  # a transformers class
     model_type: str | None = None
+    config: dict[str, Any] | None = None  # a transformers config's keys, checked against its class
+    path: str | None = None  # a transformers model folder (its config.json names the class the forward is read from)
+    keywords: list[str] = []  # the check's keyword inputs, checked against the forward's parameters
     weights: Any = None  # as written in the spec: a non-string is refused by the worker, with its reason
     weights_backbone: Any = None
     compare: dict[str, Any] | None = None  # a torchvision check's `compare: outputs:`, checked against its family
@@ -23,7 +26,7 @@ class NameRequest(Message):
 
 class NameProblem(Message):
     index: int  # into the requests
-    key: str  # torchvision, timm, huggingface[.class...], weights, weights_backbone or compare
+    key: str  # torchvision, timm, huggingface[.class...], weights, weights_backbone, compare or input.kwargs.NAME
     message: str
     pattern: str | None = None  # the compare rule, for key "compare"
 

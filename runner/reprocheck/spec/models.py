@@ -36,7 +36,12 @@ from .types import (
 DEFAULT_SEED = 3407
 SPEC_VERSION = 1
 MODEL_SOURCES = ("torchvision", "timm", "huggingface", "factory", "torchscript", "exported")
-WITH_KWARGS = ("torchvision", "timm", "factory")  # the sources that take `kwargs`
+WITH_KWARGS = ("torchvision", "timm", "huggingface", "factory")  # the sources that take `kwargs`
+# Never passed to transformers: remote code would run unreviewed, and the hub is never asked.
+HF_REFUSED = {
+    "trust_remote_code": "it runs code from the model folder or the hub that no spec review sees",
+    "local_files_only": "reprocheck always loads local files only (fill the folder or --model-cache instead)",
+}
 
 
 class HuggingFaceModel(Strict):
@@ -79,7 +84,7 @@ class ModelSpec(Strict):
                     "if": {"required": [k], "properties": {k: {"not": {"type": "null"}}}},
                     "then": {"properties": {"kwargs": {"maxProperties": 0}}},
                 }
-                for k in ("torchscript", "exported", "huggingface")
+                for k in ("torchscript", "exported")
             ],
         )
     )
@@ -97,7 +102,9 @@ class ModelSpec(Strict):
     torchscript: str | None = Field(None, description="A TorchScript file (torch.jit.load).")
     exported: str | None = Field(None, description="A torch.export file (torch.export.load).")
     kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Keyword arguments for torchvision, timm or the factory."
+        default_factory=dict,
+        description="Keyword arguments for torchvision, timm, the factory, or Hugging Face's from_config / "
+        "from_pretrained (e.g. attn_implementation: eager); never trust_remote_code.",
     )
 
     _check_files = field_validator("torchscript", "exported")(existing_file)
@@ -111,6 +118,11 @@ class ModelSpec(Strict):
         if self.kwargs and given[0] not in WITH_KWARGS:
             allowed = ", ".join(WITH_KWARGS[:-1]) + f" and {WITH_KWARGS[-1]}"
             raise ValueError(f"kwargs apply to {allowed} models only; remove them for {given[0]}")
+        if self.huggingface is not None:
+            for where, keys in (("kwargs", self.kwargs), ("huggingface.config", self.huggingface.config or {})):
+                refused = next((k for k in keys if k in HF_REFUSED), None)
+                if refused:
+                    raise ValueError(f"{where}.{refused} is refused: {HF_REFUSED[refused]}")
         return self
 
     @property

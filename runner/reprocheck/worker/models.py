@@ -132,13 +132,85 @@ def _huggingface(spec: ModelSpec) -> Any:
     assert hf is not None
     transformers = _library("transformers")
     cls = getattr(transformers, hf.class_)
+    kwargs = dict(spec.kwargs)  # the spec refuses trust_remote_code and local_files_only
     if hf.path is not None:
-        return cls.from_pretrained(hf.path, local_files_only=True)
+        return cls.from_pretrained(hf.path, local_files_only=True, **kwargs)
     config = dict(hf.config or {})
     config = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
     if hasattr(cls, "from_config"):  # the Auto classes
-        return cls.from_config(config)
+        return cls.from_config(config, **kwargs)
+    if kwargs and hasattr(cls, "_from_config"):  # what from_config does for a concrete class, with its options
+        return cls._from_config(config, **kwargs)
     return cls(config)
+
+
+class WeightsNotCached(RuntimeError):
+    """Weights the model needs are not in the model cache, and no network reaches their download."""
+
+
+CACHE_LAYOUT = (
+    "fill a model cache and pass --model-cache DIR (the Action's model-cache:), laid out as "
+    "DIR/torch/hub/checkpoints/FILE for torchvision and DIR/huggingface/hub/ for timm and Hugging Face"
+)
+_OFFLINE = (
+    "Name or service not known",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "Connection refused",
+    "offline mode",
+    "HF_HUB_OFFLINE",
+    "outgoing traffic has been disabled",
+)
+
+
+def _offline(exc: BaseException) -> str | None:
+    """The network failure somewhere in an exception's chain (a download attempted without a network), in a line."""
+    import socket
+    import urllib.error
+
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        text = str(seen)
+        network = isinstance(seen, (urllib.error.URLError, socket.gaierror, ConnectionError))
+        hub = type(seen).__name__ in ("LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError")
+        if network or hub or any(marker in text for marker in _OFFLINE):
+            return f"{type(seen).__name__}: {text.splitlines()[0] if text else ''}"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _missing_weights(spec: ModelSpec) -> str:
+    """Which weights file was looked for, and where."""
+    import os
+    import urllib.parse
+
+    import torch
+
+    if spec.torchvision:
+        import torchvision.models as tvm
+
+        hub = torch.hub.get_dir()
+        for member in _weight_members(tvm, spec.torchvision, spec.kwargs):
+            file = os.path.basename(urllib.parse.urlparse(member.url).path)
+            folder = os.path.join(hub, "checkpoints")
+            if not os.path.isfile(os.path.join(folder, file)):
+                # --model-cache given the cache's torch/ folder: TORCH_HOME is then DIR/torch/torch
+                above = os.path.join(hub, "..", "..", "hub", "checkpoints", file)
+                hint = (
+                    f" (it is in {os.path.normpath(os.path.dirname(above))}: give --model-cache the folder that holds "
+                    "torch/, not torch/ itself)"
+                    if os.path.isfile(above)
+                    else ""
+                )
+                return f"the weights file {file} ({member}) is not in {folder}{hint}"
+    home = os.environ.get("HF_HOME", "~/.cache/huggingface")
+    if spec.timm:
+        return f"timm's pretrained weights for {spec.timm} are not in {os.path.join(home, 'hub')}"
+    if spec.huggingface:
+        return f"a file the Hugging Face model needs is not in {spec.huggingface.path or os.path.join(home, 'hub')}"
+    return f"the model downloads weights that are not in the cache (TORCH_HOME={os.environ.get('TORCH_HOME', '')})"
 
 
 def build(spec: ModelSpec, base_dir: Path, device: str, eval_mode: bool) -> BuiltModel:
@@ -151,6 +223,14 @@ def build(spec: ModelSpec, base_dir: Path, device: str, eval_mode: bool) -> Buil
             f"{what} hold Python objects that only pickle can load ({first}); reprocheck never unpickles "
             "(torch.load runs with weights_only=True): save a plain state dict of tensors, or export without "
             "custom objects"
+        ) from None
+    except Exception as exc:
+        offline = _offline(exc)
+        if offline is None:
+            raise
+        null = " or set weights: null (and weights_backbone: null) for random init" if spec.torchvision else ""
+        raise WeightsNotCached(
+            f"{_missing_weights(spec)}, and no network reaches the download ({offline}): {CACHE_LAYOUT};{null}"
         ) from None
 
 

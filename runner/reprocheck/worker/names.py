@@ -52,6 +52,36 @@ def _zoo_problems(i: int, req: NameRequest) -> list[NameProblem]:
             problems.append(
                 unknown("huggingface.config.model_type", "model_type", req.model_type, types, "a config's type")
             )
+    return problems or _hf_problems(i, req, lib)
+
+
+def _hf_problems(i: int, req: NameRequest, lib: Any) -> list[NameProblem]:
+    """A transformers config's keys against its class, and the keyword inputs against the model's forward."""
+    from .signature import forward_parameters, keyword_problems, transformers_kwargs, unknown_config_keys
+
+    if req.model_type is not None:
+        config_class = type(lib.AutoConfig.for_model(req.model_type))
+    else:  # a folder: its config.json (plain JSON) names the class
+        try:
+            config_class = type(lib.AutoConfig.from_pretrained(req.path, local_files_only=True))
+        except Exception:
+            return []  # an unreadable folder is the run's to report, with its own cause
+    model_class = getattr(lib, req.class_ or "")
+    if not hasattr(model_class, "forward"):  # an Auto class: the concrete class for this config
+        try:
+            model_class = model_class._model_mapping[config_class]
+        except (AttributeError, KeyError):
+            message = f"{req.class_} has no model for {config_class.__name__} (choose another class)"
+            return [NameProblem(index=i, key="huggingface.class", message=message)]
+    problems = [
+        NameProblem(index=i, key=f"huggingface.config.{k}", message=m)
+        for k, m in unknown_config_keys(req.config or {}, config_class, model_class)
+    ]
+    accepted = forward_parameters(model_class.forward, transformers_kwargs(lib))
+    problems += [
+        NameProblem(index=i, key=f"input.kwargs.{name}", message=m)
+        for name, m in keyword_problems(req.keywords, accepted, f"{model_class.__name__}.forward")
+    ]
     return problems
 
 

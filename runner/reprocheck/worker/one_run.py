@@ -75,6 +75,10 @@ def run_once(job: RunJob, run_dir: Path) -> int:
         from .batching import samples
 
         n_samples = samples(args, kwargs)
+        if check.input.kwargs:
+            from .signature import check_module_keywords
+
+            check_module_keywords(built.module, list(check.input.kwargs))
 
         tracer = None
         if job.trace:
@@ -141,7 +145,11 @@ def _failed(exc: BaseException, stage: str, timings: dict[str, float], run_dir: 
 
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
     # Our own refusal of an output says all there is to say; a model's exception needs its traceback.
-    ours = isinstance(exc, (UnsupportedOutput, DeviceUnavailable, models.Unpicklable))
+    from .signature import KeywordInputMismatch
+
+    ours = isinstance(
+        exc, (UnsupportedOutput, DeviceUnavailable, models.Unpicklable, models.WeightsNotCached, KeywordInputMismatch)
+    )
     tail = [] if ours else "".join(lines).rstrip().splitlines()[-12:]
     message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, DeviceUnavailable):

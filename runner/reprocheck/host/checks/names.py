@@ -15,8 +15,15 @@ def _name_request(c: LoadedCheck) -> NameRequest:
     if m.timm:
         return NameRequest(source="timm", model=m.timm)
     if m.huggingface:
-        config = m.huggingface.config or {}
-        return NameRequest(source="huggingface", class_=m.huggingface.class_, model_type=config.get("model_type"))
+        config = m.huggingface.config
+        return NameRequest(
+            source="huggingface",
+            class_=m.huggingface.class_,
+            model_type=config.get("model_type") if config else None,
+            config=config,
+            path=m.huggingface.path,
+            keywords=list(c.check.input.kwargs or {}),
+        )
     kwargs = m.kwargs
     # checked against the model family's output layout
     compare = c.check.compare.model_dump(mode="json")["outputs"] if c.check.compare.outputs else None
@@ -51,6 +58,8 @@ def name_errors(loaded: list[LoadedCheck], problems: list[NameProblem]) -> list[
                 key = p.key  # torchvision, timm, huggingface[.class...], weights, weights_backbone or compare
                 if key == "compare":
                     where: tuple[str, ...] = ("compare", "outputs", p.pattern or "")
+                elif key.startswith("input."):
+                    where = tuple(key.split("."))
                 elif key.split(".")[0] in ZOOS:
                     where = ("model", *key.split("."))
                 else:

@@ -101,8 +101,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--reference-float64", action="store_true", help=argparse.SUPPRESS)
 
     _add_docker(sub)
-    val = sub.add_parser(Command.VALIDATE.value, help="check spec files without running anything")
+    val = sub.add_parser(
+        Command.VALIDATE.value,
+        help="check spec files without running anything (fast: keys, values, files; --deep: against the models)",
+    )
     val.add_argument("specs", nargs="+", metavar="SPEC")
+    val.add_argument(
+        "--deep",
+        action="store_true",
+        help="also ask torch (a worker, some seconds): zoo and weight names, Hugging Face config keys, keyword "
+        "inputs against the forward's parameters; `run` always does these before any run",
+    )
 
     sch = sub.add_parser(
         Command.SCHEMA.value, help="print the JSON Schema of spec v1 (for editors), or of the JSON report"

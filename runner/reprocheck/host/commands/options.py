@@ -56,6 +56,7 @@ class Options:
     report_schema: bool = False
     json: bool = False
     cuda: bool = False
+    deep: bool = False
 
     @classmethod
     def parsed(cls, ns: argparse.Namespace) -> Options:
