@@ -17,7 +17,7 @@ def test_run_validate_matrix_schema_never_import_torch_here(spec_dir, tmp_path):
         ["run", "-q", str(spec), "--report", str(tmp_path / "r.json")],  # compared in the worker: exit 1
         ["run", "-q", str(spec), "--isolation", "spawn"],
         ["run", str(tv)],  # the name check is answered by the zygote: exit 2
-        ["validate", str(tv)],  # ... or by a helper process
+        ["validate", "--deep", str(tv)],  # ... or by a helper process
         ["validate", str(EXAMPLES / "suite.yaml")],
         ["matrix", str(EXAMPLES / "suite.yaml")],
         ["schema"],
@@ -346,3 +346,17 @@ def test_the_command_line_starts_light():
     )
     out = subprocess.run([sys.executable, "-c", code, str(ROOT / "runner")], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out
+
+
+def test_the_readme_action_inputs_table_is_action_yml():
+    import yaml
+
+    inputs = yaml.safe_load((ROOT / "action.yml").read_text())["inputs"]
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("| input | default | meaning |") :].split("\n\n")[0]
+    rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
+    assert [name.strip().strip("`") for name, _ in rows] == list(inputs)
+    for name, default in rows:
+        written = str(inputs[name.strip().strip("`")].get("default", ""))
+        if written:  # an empty default is said in words (none, all, the spec's, the release image)
+            assert default.strip() == f"`{written}`", (name, default, written)

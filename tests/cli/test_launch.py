@@ -478,3 +478,34 @@ def test_a_seed_is_ascii_digits_within_numpys_range(fake, seed):
 def test_a_spec_check_outside_the_workspace_is_refused(fake, tmp_path):
     r = action(fake, checks="../elsewhere.yaml:model")
     assert r.returncode == 1 and "outside the workspace" in r.stdout, r
+
+
+@pytest.mark.parametrize("ref", ["0123456789abcdef0123456789abcdef01234567", "v0", "main"])
+def test_the_default_image_follows_the_version_files_never_the_ref(fake, tmp_path, ref):
+    from reprocheck.host.launcher.container import read_versions, stack_tag
+
+    action_path = tmp_path / "runner" / "_work" / "_actions" / "Owner" / "Repo" / ref
+    fake.env.update(ACTION_REPOSITORY="Owner/Repo", GITHUB_ACTION_PATH=str(action_path))
+    r = action(fake, image="")
+    assert r.returncode == 0, r.stdout + r.stderr
+    (argv,) = calls(fake)
+    image = argv[argv.index("--") + 1]
+    assert image == f"ghcr.io/owner/repo:{stack_tag(read_versions())}" and ref not in image
+    # without github.action_repository, the action's own path names it
+    fake.env["ACTION_REPOSITORY"] = ""
+    r = action(fake, image="")
+    assert r.returncode == 0 and calls(fake)[-1][argv.index("--") + 1] == image, r.stdout
+
+
+def test_a_recorded_release_digest_pins_the_default_image(tmp_path):
+    from reprocheck.host.launcher.container import released_image
+
+    versions = tmp_path / "versions.env"
+    base = "REPROCHECK_VERSION=1.2.0\nTORCH_VERSION=2.14.1\nCUDA_TAG=cu130\n"
+    versions.write_text(base + "RELEASE_DIGEST=sha256:" + "a" * 64 + "\n")
+    assert released_image("o/r", versions) == "ghcr.io/o/r:1.2.0-torch2.14.1-cu130@sha256:" + "a" * 64
+    versions.write_text(base + "RELEASE_DIGEST=latest\n")
+    with pytest.raises(ValueError, match="sha256"):
+        released_image("o/r", versions)
+    with pytest.raises(ValueError, match="OWNER/REPO"):
+        released_image("o/r;rm -rf /", versions)

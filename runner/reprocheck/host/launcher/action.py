@@ -17,6 +17,7 @@ from pathlib import Path
 if __package__:
     from .. import github as gh
     from ..exitcodes import ExitCode
+    from .container import released_image
     from .derived import Derivation, DerivedError, ensure, plan_exclude
     from .launch import LaunchError, Request, plan, prepare
     from .launch_checks import OUTSIDE_INPUT, ascii_count, ascii_seed
@@ -24,6 +25,7 @@ else:  # run as a file by the Action, reprocheck not installed: `host` from this
     sys.path[0] = str(Path(__file__).resolve().parents[2])  # not this folder: its modules are not top-level names
     from host import github as gh  # type: ignore[import-not-found, no-redef]
     from host.exitcodes import ExitCode  # type: ignore[import-not-found, no-redef]
+    from host.launcher.container import released_image  # type: ignore[import-not-found, no-redef]
     from host.launcher.derived import Derivation, DerivedError, ensure, plan_exclude  # type: ignore[import-not-found, no-redef]
     from host.launcher.launch import LaunchError, Request, plan, prepare  # type: ignore[import-not-found, no-redef]
     from host.launcher.launch_checks import OUTSIDE_INPUT, ascii_count, ascii_seed  # type: ignore[import-not-found, no-redef]
@@ -56,12 +58,7 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
     seed = get("SEED").strip()
     image = get("IMAGE").strip()
     if not image and not build:
-        repo, ref = env.get("ACTION_REPOSITORY", ""), env.get("ACTION_REF", "")
-        if not repo or not ref:
-            raise LaunchError(
-                "no image to run: set the image input or build: true (a local `uses: ./` has no released image)"
-            )
-        image = f"ghcr.io/{repo.lower()}:{ref}"
+        image = _released(env)
     workspace = env.get("GITHUB_WORKSPACE") or os.getcwd()
     request = Request(
         specs=tuple(_split(get("SPEC"), "\n")),
@@ -90,6 +87,24 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
         github_summary=env.get("GITHUB_STEP_SUMMARY"),
     )
     return request, fail_on_mismatch, build
+
+
+def _released(env: dict[str, str]) -> str:
+    """The released image for the version files of the action's own checkout; never derived from the ref, which
+    may be a SHA or a moving tag that no image carries."""
+    repo = env.get("ACTION_REPOSITORY", "")
+    parts = Path(env.get("GITHUB_ACTION_PATH", "")).parts
+    if not repo and "_actions" in parts[:-2]:  # .../_actions/OWNER/REPO/REF
+        at = len(parts) - 1 - parts[::-1].index("_actions")
+        repo = "/".join(parts[at + 1 : at + 3])
+    if not repo:
+        raise LaunchError(
+            "no image to run: set the image input or build: true (a local `uses: ./` has no released image)"
+        )
+    try:
+        return released_image(repo, Path(__file__).resolve().parent / "versions.env")
+    except (OSError, ValueError, KeyError) as exc:
+        raise LaunchError(f"cannot name the released image: {exc}; set the image input") from None
 
 
 def runner_folders(env: dict[str, str]) -> tuple[str, ...]:

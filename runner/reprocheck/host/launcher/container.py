@@ -40,9 +40,30 @@ def read_versions(path: Path = VERSIONS) -> dict[str, str]:
     return values
 
 
+def stack_tag(v: dict[str, str]) -> str:
+    """The tag of this version's image: reprocheck's version, torch's and the CUDA flavour."""
+    return f"{v['REPROCHECK_VERSION']}-torch{v['TORCH_VERSION']}-{v['CUDA_TAG']}"
+
+
 def default_image() -> str:
-    v = read_versions()
-    return f"reprocheck:{v['REPROCHECK_VERSION']}-torch{v['TORCH_VERSION']}-{v['CUDA_TAG']}"
+    return f"reprocheck:{stack_tag(read_versions())}"
+
+
+REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9_.\-]+$")
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def released_image(repository: str, path: Path = VERSIONS) -> str:
+    """The image the release workflow pushed for the version files at this commit: its stack tag, whatever ref
+    (a SHA, a moving v0) the workflow named the action by; with the digest where a release recorded one."""
+    if not REPOSITORY.match(repository):
+        raise ValueError(f"{repository!r} is not an OWNER/REPO name")
+    v = read_versions(path)
+    image = f"ghcr.io/{repository.lower()}:{stack_tag(v)}"
+    digest = v.get("RELEASE_DIGEST", "")
+    if digest and not DIGEST.match(digest):
+        raise ValueError(f"RELEASE_DIGEST in {path} is not sha256:<64 hex digits>")
+    return f"{image}@{digest}" if digest else image
 
 
 def build_image(tag: str) -> None:
