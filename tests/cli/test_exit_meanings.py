@@ -50,7 +50,7 @@ def test_a_missing_optional_package_is_a_one_line_usage_error_before_any_run(spe
     )
     assert r.returncode == 2, r
     assert r.stderr.count("\n") == 1 and "safetensors is not installed" in r.stderr, r.stderr
-    assert "pip install 'reprocheck[torch]'" in r.stderr and "[1/1]" not in r.stderr
+    assert "pip install torch torchvision numpy safetensors" in r.stderr and "[1/1]" not in r.stderr
     r = _run(["run", str(spec)], spec_dir, _without(tmp_path, "numpy"))
     assert r.returncode == 2 and "numpy is not installed" in r.stderr, r
 

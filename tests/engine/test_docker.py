@@ -111,6 +111,19 @@ def test_retinanet_passes_in_the_container(image):
     assert "PASS  retinanet" in r.stdout
 
 
+def test_the_readmes_plain_docker_run_writes_a_report_as_the_host_user(image, tmp_path):
+    # The README's line for reports in a host folder: --user "$(id -u):$(id -g)", the folder mounted writable.
+    shutil.copy(EXAMPLES / "models.py", tmp_path / "models.py")
+    shutil.copy(EXAMPLES / "nondeterministic.yaml", tmp_path / "spec.yaml")
+    os.chmod(tmp_path, 0o755)
+    user = f"{os.getuid()}:{os.getgid()}"
+    cmd = ["docker", "run", "--rm", "--user", user, "-v", f"{tmp_path}:/work", "-w", "/work", image]
+    r = subprocess.run([*cmd, "run", "spec.yaml", "--report", "out/report.json"], capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    report = tmp_path / "out" / "report.json"
+    assert report.stat().st_uid == os.getuid() and json.loads(report.read_text())["checks"], r.stdout
+
+
 def test_nondeterministic_fails_in_the_container(image):
     r = docker_run(image, "run", "examples/nondeterministic.yaml")
     assert r.returncode == 1, r.stdout + r.stderr

@@ -53,7 +53,8 @@ def need_torch(baseline: bool = False) -> None:
         if importlib.util.find_spec(package) is None:
             raise UsageError(
                 f"{package} is not installed in this environment and {why} need it: install it "
-                "(pip install 'reprocheck[torch]'), or run the check in the pinned image with `reprocheck docker`"
+                "(pip install torch torchvision numpy safetensors, or reprocheck's [torch] extra), or run the check "
+                "in the pinned image with `reprocheck docker`"
             )
 
 
