@@ -158,6 +158,25 @@ class FingerprintAnswer(Message):
     fingerprint: dict[str, Any]
 
 
+class ScaffoldRequest(Message):
+    """`reprocheck init`: a model named by its source, for the input that fits it."""
+
+    op: ClassVar[str] = "scaffold"
+    source: Literal["torchvision", "timm", "huggingface", "factory"]
+    name: str  # the model, the transformers class or "module:callable"
+    config: dict[str, Any] | None = None  # huggingface: the config (model_type and fields)
+    path: str | None = None  # huggingface: a local model folder
+    base_dir: str = "."  # factory: the folder its module is imported from
+
+
+class ScaffoldAnswer(Message):
+    problem: str | None = None  # why no spec can be written (an unknown name, a model that does not build)
+    input: dict[str, Any] = {}  # the spec's `input:` mapping
+    kwargs: dict[str, Any] = {}  # the spec's `model.kwargs`
+    notes: list[str] = []  # comment lines for the spec
+    family: str = ""
+
+
 # op -> (request, answer): the helper calls, served by `python -m reprocheck.worker --OP` and `--serve`.
 OPS: dict[str, tuple[type[Message], type[Message]]] = {
     "names": (NameRequests, NameProblems),
@@ -167,8 +186,9 @@ OPS: dict[str, tuple[type[Message], type[Message]]] = {
     "fingerprint": (FingerprintRequest, FingerprintAnswer),
     "compare": (CompareRequest, CompareAnswer),
     "traces": (TracesRequest, TracesAnswer),
+    "scaffold": (ScaffoldRequest, ScaffoldAnswer),
 }
-Op = Literal["names", "verdict", "distances", "grade", "fingerprint", "compare", "traces"]
+Op = Literal["names", "verdict", "distances", "grade", "fingerprint", "compare", "traces", "scaffold"]
 
 
 def op_of(request: Message) -> str:

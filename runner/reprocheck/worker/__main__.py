@@ -26,6 +26,7 @@ def _helpers() -> dict[str, Callable[[Any], Any]]:
     from . import fingerprint, names
     from .diagnose import compare_runs, traces
     from .grade import grade
+    from .scaffold import scaffold
     from .verdict import distances, verdict
 
     def fingerprinted(r: FingerprintRequest) -> FingerprintAnswer:
@@ -39,6 +40,7 @@ def _helpers() -> dict[str, Callable[[Any], Any]]:
         "fingerprint": fingerprinted,
         "compare": compare_runs,  # diagnose: the check's own comparison of some runs
         "traces": traces,  # diagnose: what two traced runs say
+        "scaffold": scaffold,  # init: the input that fits a model
     }
 
 

@@ -16,7 +16,7 @@ from ...files import OutputTargetError
 from ..checks.invariance import KINDS as INVARIANCE_KINDS
 from ..exitcodes import ExitCode, UsageError
 from ..launcher.launch_checks import COUNT, COUNT_RULE, LaunchError, ascii_seed
-from . import upgrade
+from . import init, upgrade
 from .calibrate import cmd_calibrate
 from .crash import Terminated, closed_stdout, internal_error, on_sigterm
 from .diagnose import cmd_diagnose
@@ -36,6 +36,7 @@ class Command(str, enum.Enum):
     DIAGNOSE = "diagnose"
     CALIBRATE = "calibrate"
     UPGRADE = "upgrade"
+    INIT = "init"
 
 
 def _github_usage_error(exc: UsageError) -> None:
@@ -123,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_analyses(sub)
     upgrade.add_parser(sub, _count, _seed, [i.value for i in _isolations()])
+
+    init.add_parser(sub)
 
     env = sub.add_parser(Command.ENV.value, help="print the environment fingerprint")
     env.add_argument("--json", action="store_true")
@@ -286,6 +289,7 @@ HANDLERS = {
     Command.DIAGNOSE: cmd_diagnose,
     Command.CALIBRATE: cmd_calibrate,
     Command.UPGRADE: upgrade.cmd_upgrade,
+    Command.INIT: init.cmd_init,
 }
 
 

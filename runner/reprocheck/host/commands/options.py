@@ -57,6 +57,14 @@ class Options:
     json: bool = False
     cuda: bool = False
     deep: bool = False
+    # init
+    init_torchvision: str | None = None
+    init_timm: str | None = None
+    init_huggingface: str | None = None
+    init_factory: str | None = None
+    config: tuple[str, ...] = ()
+    path: str | None = None
+    force: bool = False
 
     @classmethod
     def parsed(cls, ns: argparse.Namespace) -> Options:
