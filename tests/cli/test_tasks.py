@@ -339,7 +339,7 @@ compare:
     {rules}
 """,
     )
-    r = reprocheck("validate", str(spec))
+    r = reprocheck("validate", "--deep", str(spec))
     assert r.code == 2 and message in r.err and "spec.yaml:6: compare.outputs." in r.err, r
     assert reprocheck("run", str(spec)).code == 2  # nothing runs
 

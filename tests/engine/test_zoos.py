@@ -99,7 +99,7 @@ def test_a_constant_output_is_called_blind_and_strict_fails_it(spec_dir, tmp_pat
 )
 def test_zoo_names_are_checked_before_anything_runs(tmp_path, model, fragment):
     spec = write_spec(tmp_path, f"version: 1\nmodel: {model}\ninput: {{random: {{shape: [1, 3, 8, 8]}}}}\n")
-    r = reprocheck("validate", str(spec))
+    r = reprocheck("validate", "--deep", str(spec))
     assert r.code == 2 and fragment in r.err and "Traceback" not in r.err, r
 
 
