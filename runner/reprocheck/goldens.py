@@ -175,8 +175,10 @@ def validate_golden(path: Path, check: str, seed: int | None = None) -> None:
     if meta.get("reprocheck.check") != check:
         raise ValueError(f"it belongs to check {meta.get('reprocheck.check')!r}, not {check!r}")
     written = meta.get("reprocheck.seed")  # absent in goldens written before seeds were recorded
+    if written is not None and not re.fullmatch(r"[0-9]{1,10}", str(written)):
+        raise ValueError("its recorded seed is not a seed (edited by hand?)")
     if seed is not None and written is not None and written != str(seed):
-        raise SeedMismatch(written, f"it was written with seed {written}, and this run uses seed {seed}")
+        raise SeedMismatch(written, f"was written with seed {written}, and this run uses seed {seed}")
 
 
 def preflight(checks: list[LoadedCheck], options: BaselineOptions) -> list[str]:

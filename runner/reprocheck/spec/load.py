@@ -139,13 +139,33 @@ def spec_files(paths: Sequence[str | Path]) -> list[tuple[Path, Path | None]]:
         if not path.is_dir():
             found.append((path, None))
             continue
-        inside = []
-        for top, dirs, files in os.walk(path):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            inside += [Path(top, f) for f in files if f.endswith(SPEC_SUFFIXES) and not f.startswith(".")]
+        inside = _walk(path)
         if not inside:
             raise SpecErrors([SpecError(path, None, "", "a folder without spec files (*.yaml, *.yml) in it")])
         found += [(p, path) for p in sorted(inside, key=lambda p: p.parts)]
+    return found
+
+
+def _walk(folder: Path) -> list[Path]:
+    """The spec files under a folder, without recursion (any depth) and without following symlinked folders; a
+    name holding a control character is refused (printed, it could act as a CI command or forge a line)."""
+    found, pending = [], [folder]
+    while pending:
+        top = pending.pop()
+        try:
+            entries = sorted(os.scandir(top), key=lambda e: e.name)
+        except OSError as exc:
+            raise SpecErrors([SpecError(top, None, "", f"cannot list the folder ({exc.strerror or exc})")]) from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if any(ord(c) < 32 or ord(c) == 127 for c in entry.name):
+                shown = ascii(entry.name)
+                raise SpecErrors([SpecError(top, None, "", f"holds {shown}, a name with a control character")])
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif entry.name.endswith(SPEC_SUFFIXES):
+                found.append(Path(entry.path))
     return found
 
 
@@ -287,7 +307,7 @@ def _named(c: LoadedCheck, name: str) -> bool:
     spec, colon, check = name.rpartition(":")
     if not colon:
         return c.name == name
-    return c.name == check and os.path.abspath(spec) == os.path.abspath(c.file)
+    return c.name == check and os.path.realpath(spec) == os.path.realpath(c.file)
 
 
 def select(loaded: list[LoadedCheck], names: Sequence[str]) -> list[LoadedCheck]:

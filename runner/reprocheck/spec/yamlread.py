@@ -3,6 +3,8 @@ the data; nesting depth and alias expansion are bounded before anything large is
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -124,17 +126,22 @@ def _parse(text: str) -> tuple[yaml.Node | None, Any]:
         loader.dispose()
 
 
+def _read_regular(path: Path) -> str:
+    """A regular file's text, at most MAX_SPEC_BYTES: never a FIFO (it would block), a device (endless) or a folder."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SpecErrors([SpecError(path, None, "", "not a regular file (a FIFO, a device or a folder)")])
+        data = f.read(MAX_SPEC_BYTES + 1)
+    if len(data) > MAX_SPEC_BYTES:
+        limit = MAX_SPEC_BYTES // 1024 // 1024
+        raise SpecErrors([SpecError(path, None, "", f"larger than {limit} MiB; a spec is a small YAML file")])
+    return data.decode("utf-8")
+
+
 def read_located(path: Path) -> tuple[Any, Located]:
     try:
-        if path.stat().st_size > MAX_SPEC_BYTES:
-            raise SpecErrors(
-                [
-                    SpecError(
-                        path, None, "", f"larger than {MAX_SPEC_BYTES // 1024 // 1024} MiB; a spec is a small YAML file"
-                    )
-                ]
-            )
-        text = path.read_text(encoding="utf-8")
+        text = _read_regular(path)
     except FileNotFoundError:
         raise SpecErrors([SpecError(path, None, "", "no such spec file (check the path)")]) from None
     except (OSError, UnicodeDecodeError) as exc:

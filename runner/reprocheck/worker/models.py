@@ -134,7 +134,8 @@ def _huggingface(spec: ModelSpec) -> Any:
     cls = getattr(transformers, hf.class_)
     kwargs = dict(spec.kwargs)  # the spec refuses trust_remote_code and local_files_only
     if hf.path is not None:
-        return cls.from_pretrained(hf.path, local_files_only=True, **kwargs)
+        # trust_remote_code=False said, not defaulted: transformers would otherwise ask on stdin (and wait)
+        return cls.from_pretrained(hf.path, local_files_only=True, trust_remote_code=False, **kwargs)
     config = dict(hf.config or {})
     config = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
     if hasattr(cls, "from_config"):  # the Auto classes

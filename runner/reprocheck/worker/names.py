@@ -63,7 +63,9 @@ def _hf_problems(i: int, req: NameRequest, lib: Any) -> list[NameProblem]:
         config_class = type(lib.AutoConfig.for_model(req.model_type))
     else:  # a folder: its config.json (plain JSON) names the class
         try:
-            config_class = type(lib.AutoConfig.from_pretrained(req.path, local_files_only=True))
+            config_class = type(
+                lib.AutoConfig.from_pretrained(req.path, local_files_only=True, trust_remote_code=False)
+            )
         except Exception:
             return []  # an unreadable folder is the run's to report, with its own cause
     model_class = getattr(lib, req.class_ or "")

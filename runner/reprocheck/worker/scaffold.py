@@ -101,7 +101,7 @@ def _huggingface(req: ScaffoldRequest) -> ScaffoldAnswer:
             + (f" (did you mean {', '.join(close)}?)" if close else "")
         )
     if req.path:
-        config = transformers.AutoConfig.from_pretrained(req.path, local_files_only=True)
+        config = transformers.AutoConfig.from_pretrained(req.path, local_files_only=True, trust_remote_code=False)
     else:
         given = dict(req.config or {})
         config = transformers.AutoConfig.for_model(given.pop("model_type"), **given)

@@ -203,7 +203,7 @@ def refuse_protected(workspace: Path, name: str, folder: Path, specs: list[Path]
     if hit:
         raise LaunchError(f"{name} would make {folder} writable, which is inside {hit}; {fix}")
     for spec in specs:
-        if folder in spec.parents:
+        if folder in spec.parents or (spec.is_dir() and (folder == spec or spec in folder.parents)):
             raise LaunchError(
                 f"{name} would make {folder} writable, which holds the spec {spec.name} (and what it loads); {fix}"
             )
