@@ -217,7 +217,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--isolation",
         choices=[i.value for i in _isolations()],
         default="auto",
-        help="fork: one zygote imports torch, each run is a fresh fork (default on Linux); "
+        help="fork: one worker process imports torch once and each run is a fresh fork of it (default on Linux); "
         "spawn: a new interpreter per run",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")

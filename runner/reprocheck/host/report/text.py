@@ -171,7 +171,8 @@ def diagnosis_lines(d: Diagnosis) -> list[str]:
         out.append(f"NOT reproducible under the check's recipe: {plural(differing, 'output')} differ")
     if d.divergence is not None:
         v = d.divergence
-        where = f"module {v.module or '(the model itself)'} ({v.type}), call {v.call + 1}"
+        nth = v.call + 1  # a module called several times in one forward (a shared block): which call
+        where = f"module {v.module or '(the model itself)'} ({v.type}), call {nth} of it in the forward"
         text = f"first divergence: {where}"
         if v.result is not None:
             text += f": {summarize(v.result)}"
