@@ -39,8 +39,14 @@ def test_a_tree_deeper_than_pythons_recursion_is_walked(tmp_path):
         deep = deep / "d"
         deep.mkdir()
     (deep / "a.yaml").write_text("version: 1\nmodel: {torchvision: resnet18}\ninput: {random: {shape: [1, 3, 8, 8]}}\n")
-    r = reprocheck("validate", "specs", cwd=tmp_path)
-    assert r.code == 0 and "ok  a" in r.out, r
+    try:
+        r = reprocheck("validate", "specs", cwd=tmp_path)
+        assert r.code == 0 and "ok  a" in r.out, r
+    finally:  # removed bottom up: pytest's own clean-up of old temporary folders recurses and would fail on it
+        (deep / "a.yaml").unlink()
+        while deep != tmp_path:
+            deep.rmdir()
+            deep = deep.parent
 
 
 @pytest.mark.parametrize("output", ["report=specs/report.json", "baseline=specs", "junit=specs/sub/j.xml"])
