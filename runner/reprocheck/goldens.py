@@ -152,9 +152,6 @@ class SeedMismatch(ValueError):
         super().__init__(message)
         self.written = written
 
-    def __str__(self) -> str:
-        return str(self.args[0])
-
 
 def validate_golden(path: Path, check: str, seed: int | None = None) -> None:
     """Raise ValueError saying why `path` is not a usable golden for `check`."""

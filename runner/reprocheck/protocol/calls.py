@@ -174,7 +174,6 @@ class ScaffoldAnswer(Message):
     input: dict[str, Any] = {}  # the spec's `input:` mapping
     kwargs: dict[str, Any] = {}  # the spec's `model.kwargs`
     notes: list[str] = []  # comment lines for the spec
-    family: str = ""
 
 
 # op -> (request, answer): the helper calls, served by `python -m reprocheck.worker --OP` and `--serve`.

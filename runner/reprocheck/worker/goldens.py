@@ -58,6 +58,10 @@ def save(
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
+def _save(outputs: Outputs, path: Path, job: GoldenJob, fingerprint: dict[str, Any] | None) -> None:
+    save(outputs, path, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint, seed=job.seed)
+
+
 def load(path: Path) -> tuple[Outputs, dict[str, Any]]:
     with safe_open(str(path), framework="pt", device="cpu") as f:
         meta = f.metadata() or {}
@@ -96,7 +100,7 @@ def check_against(
     golden = Path(job.golden)
     side = obtained_path(golden)
     if not golden.exists():
-        save(obtained, side, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint, seed=job.seed)
+        _save(obtained, side, job, fingerprint)
         return BaselineResult(
             status=BaselineStatus.MISSING,
             golden=golden,
@@ -127,7 +131,7 @@ def check_against(
             config_changed=changed,
             golden_created=info["created"],
         )
-    save(obtained, side, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint, seed=job.seed)
+    _save(obtained, side, job, fingerprint)
     causes = (
         ", ".join(d.field for d in diff[:6]) or "none: same environment, so the model, its input or the code changed"
     )
@@ -158,7 +162,7 @@ def check_against(
 
 def update(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None) -> BaselineResult:
     golden = Path(job.golden)
-    save(obtained, golden, check=job.check, config_hash=job.config_hash, fingerprint=fingerprint, seed=job.seed)
+    _save(obtained, golden, job, fingerprint)
     side = obtained_path(golden)
     if side.exists():
         side.unlink()

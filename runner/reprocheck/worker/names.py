@@ -123,6 +123,12 @@ def name_problems(request: NameRequests) -> NameProblems:
     return NameProblems(problems=problems)
 
 
+def torchvision_family(tvm: Any, name: str) -> str:
+    """Which torchvision family a model belongs to (its output's form): classification unless listed elsewhere."""
+    families = ("detection", "segmentation", "video", "optical_flow")
+    return next((f for f in families if name in tvm.list_models(module=getattr(tvm, f))), "classification")
+
+
 def _rule_problems(tvm: Any, name: str, rules: dict[str, Any]) -> list[tuple[str, str]]:
     """`compare:` rules checked against the output layout of a torchvision model's family, before anything runs:
     a rule that can only find outputs of another form (a detection rule on a classifier) is a spec error now, and so
@@ -133,14 +139,7 @@ def _rule_problems(tvm: Any, name: str, rules: dict[str, Any]) -> list[tuple[str
     from .outputs import flatten
     from .tasks import RuleError, select
 
-    family = next(
-        (
-            f
-            for f in ("detection", "segmentation", "video", "optical_flow")
-            if name in tvm.list_models(module=getattr(tvm, f))
-        ),
-        "classification",
-    )
+    family = torchvision_family(tvm, name)
     if family == "optical_flow":
         return []  # a list of flow fields: no task form to expect
     if family == "detection":

@@ -25,7 +25,6 @@ def _unknown(what: str, name: str, names: list[str]) -> ScaffoldAnswer:
     )
 
 
-FAMILIES = ("detection", "segmentation", "video", "optical_flow", "quantization")
 FIRST_LAYERS = ("Linear", "Conv1d", "Conv2d", "Conv3d", "Embedding")
 PAIR = "takes two images: write `input: {tensor: pair.pt}` holding a list of two [1, 3, H, W] tensors"
 
@@ -35,20 +34,12 @@ def _torchvision(name: str) -> ScaffoldAnswer:
 
     import torchvision.models as tvm
 
+    from .names import torchvision_family
+
     names = tvm.list_models()
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-        return ScaffoldAnswer(
-            problem=f"unknown torchvision model '{name}'" + (f" (did you mean {', '.join(close)}?)" if close else "")
-        )
-    family = next(
-        (
-            f
-            for f in ("detection", "segmentation", "video", "optical_flow", "quantization")
-            if name in tvm.list_models(module=getattr(tvm, f))
-        ),
-        "classification",
-    )
+        return _unknown("torchvision model", name, names)
+    family = torchvision_family(tvm, name)
     kwargs: dict[str, Any] = {"weights": None}
     if "weights_backbone" in inspect.signature(tvm.get_model_builder(name)).parameters:
         kwargs["weights_backbone"] = None
@@ -61,29 +52,26 @@ def _torchvision(name: str) -> ScaffoldAnswer:
     if isinstance(crop, (list, tuple)) and crop:
         side = int(crop[0])
     if family == "video":
-        return ScaffoldAnswer(input=_random([1, 3, 16, 112, 112]), kwargs=kwargs, notes=notes, family=family)
+        return ScaffoldAnswer(input=_random([1, 3, 16, 112, 112]), kwargs=kwargs, notes=notes)
     if family == "detection":
         kwargs["score_thresh"] = 0.01  # random weights score low: keep some detections to compare
         notes.append("a low score_thresh keeps detections to compare under random init")
-        return ScaffoldAnswer(input=_random([1, 3, 320, 320]), kwargs=kwargs, notes=notes, family=family)
-    return ScaffoldAnswer(input=_random([1, 3, side, side]), kwargs=kwargs, notes=notes, family=family)
+        return ScaffoldAnswer(input=_random([1, 3, 320, 320]), kwargs=kwargs, notes=notes)
+    return ScaffoldAnswer(input=_random([1, 3, side, side]), kwargs=kwargs, notes=notes)
 
 
 def _timm(name: str) -> ScaffoldAnswer:
     import timm
 
-    if name not in timm.list_models() and name.partition(".")[0] not in timm.list_models():
-        close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
-        return ScaffoldAnswer(
-            problem=f"unknown timm model '{name}'" + (f" (did you mean {', '.join(close)}?)" if close else "")
-        )
+    names = timm.list_models()
+    if name not in names and name.partition(".")[0] not in names:
+        return _unknown("timm model", name, names)
     model = timm.create_model(name, pretrained=False)
     size = list(getattr(model, "pretrained_cfg", {}).get("input_size") or (3, SIDE, SIDE))
     return ScaffoldAnswer(
         input=_random([1, *size]),
         kwargs={"pretrained": False},
         notes=["random init (pretrained: false)"],
-        family="timm",
     )
 
 
@@ -94,12 +82,7 @@ def _huggingface(req: ScaffoldRequest) -> ScaffoldAnswer:
 
     cls = getattr(transformers, req.name, None)
     if cls is None:
-        classes = [n for n in dir(transformers) if n[:1].isupper()]
-        close = difflib.get_close_matches(req.name, classes, n=3, cutoff=0.6)
-        return ScaffoldAnswer(
-            problem=f"unknown transformers class '{req.name}'"
-            + (f" (did you mean {', '.join(close)}?)" if close else "")
-        )
+        return _unknown("transformers class", req.name, [n for n in dir(transformers) if n[:1].isupper()])
     if req.path:
         config = transformers.AutoConfig.from_pretrained(req.path, local_files_only=True, trust_remote_code=False)
     else:
@@ -127,9 +110,7 @@ def _huggingface(req: ScaffoldRequest) -> ScaffoldAnswer:
         return ScaffoldAnswer(problem=f"{model_class.__name__} takes {main}: write its input by hand")
     if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in accepted:
         inputs["decoder_input_ids"] = _random([1, 4], dtype="int64", low=0, high=vocab)
-    return ScaffoldAnswer(
-        input={"kwargs": inputs}, notes=[f"{model_class.__name__}: its forward takes {main}"], family="huggingface"
-    )
+    return ScaffoldAnswer(input={"kwargs": inputs}, notes=[f"{model_class.__name__}: its forward takes {main}"])
 
 
 def _factory(req: ScaffoldRequest) -> ScaffoldAnswer:
@@ -158,7 +139,7 @@ def _factory(req: ScaffoldRequest) -> ScaffoldAnswer:
     if isinstance(first, torch.nn.Linear):
         shape = [2, first.in_features]
     elif isinstance(first, torch.nn.Embedding):
-        return ScaffoldAnswer(input=_random([2, 16], dtype="int64", low=0, high=first.num_embeddings), family="factory")
+        return ScaffoldAnswer(input=_random([2, 16], dtype="int64", low=0, high=first.num_embeddings))
     elif isinstance(first, torch.nn.Conv1d):
         shape = [2, first.in_channels, 64]
     elif isinstance(first, torch.nn.Conv3d):
@@ -169,11 +150,8 @@ def _factory(req: ScaffoldRequest) -> ScaffoldAnswer:
         return ScaffoldAnswer(
             input=_random([2, 8]),
             notes=["no first layer to read the input from: set the shape your model takes"],
-            family="factory",
         )
-    return ScaffoldAnswer(
-        input=_random(shape), notes=[f"input shaped for its first layer, {type(first).__name__}"], family="factory"
-    )
+    return ScaffoldAnswer(input=_random(shape), notes=[f"input shaped for its first layer, {type(first).__name__}"])
 
 
 def scaffold(req: ScaffoldRequest) -> ScaffoldAnswer:

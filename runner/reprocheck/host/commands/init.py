@@ -12,8 +12,6 @@ from typing import Any
 from ..exitcodes import UsageError
 from .options import Options
 
-SOURCES = ("torchvision", "timm", "huggingface", "factory")
-
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
@@ -67,8 +65,13 @@ def _config(pairs: tuple[str, ...]) -> dict[str, Any] | None:
 def _request(args: Options, base: Path) -> Any:
     from ...protocol import ScaffoldRequest
 
-    source = next(s for s in SOURCES if getattr(args, f"init_{s}"))
-    name = getattr(args, f"init_{source}")
+    given = {
+        "torchvision": args.init_torchvision,
+        "timm": args.init_timm,
+        "huggingface": args.init_huggingface,
+        "factory": args.init_factory,
+    }
+    source, name = next((s, n) for s, n in given.items() if n)  # argparse: exactly one
     if source != "huggingface" and (args.config or args.path):
         raise UsageError("--config and --path go with --huggingface only")
     config = _config(args.config)
@@ -103,7 +106,7 @@ tolerance: {atol: 0.0, rtol: 0.0}   # bitwise; `reprocheck calibrate FILE` sugge
 """
 
 
-def spec_text(args: Options, request: Any, answer: Any, command: str) -> str:
+def spec_text(request: Any, answer: Any, command: str) -> str:
     lines = [
         f"# Written by `{command}`. It runs as written:",
         "#   reprocheck run THIS_FILE     exit 0 reproducible, 1 the runs differ, 2 bad spec, 3 a run failed",
@@ -151,7 +154,7 @@ def cmd_init(args: Options) -> int:
     if answer.problem:
         raise UsageError(answer.problem)
     flag = f"--{request.source} {request.name}"
-    text = spec_text(args, request, answer, f"reprocheck init {flag}")
+    text = spec_text(request, answer, f"reprocheck init {flag}")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=base, delete=False) as f:
         f.write(text)
     try:

@@ -74,8 +74,8 @@ def cmd_validate(args: Options) -> int:
     from ..checks.names import name_errors, name_requests
 
     checks = load_checks(args.specs)
-    requests = name_requests(checks) if args.deep else []
-    if requests:  # asked of a worker: this process never imports torch
+    requests = name_requests(checks)
+    if requests and args.deep:  # asked of a worker: this process never imports torch
         need_torch()
         from ..workers.helper_client import name_problems
 
@@ -89,6 +89,6 @@ def cmd_validate(args: Options) -> int:
             f"ok  {lc.name}  ({lc.file}:{lc.line}; model {c.model.source}, input {c.input.source}, "
             f"{c.runs} runs on {c.device})"
         )
-    if not args.deep and name_requests(checks):
+    if requests and not args.deep:
         print("(keys, values and files checked; `validate --deep` also checks the names against the installed zoos)")
     return 0
