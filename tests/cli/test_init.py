@@ -106,3 +106,10 @@ def test_the_walkthrough_runs_as_the_readme_says(tmp_path):
         r = reprocheck(*shlex.split(command)[1:], cwd=tmp_path)
         assert r.code == 0, (command, r)
     assert "random: {shape: [1, 3, 224, 224]}" in (tmp_path / "my-model.yaml").read_text()
+
+
+def test_an_output_that_is_a_symlink_is_never_written_through(tmp_path):
+    (tmp_path / "spec.yaml").symlink_to(tmp_path / "elsewhere.yaml")  # dangling: exists() says no
+    r = reprocheck("init", "--torchvision", "resnet18", "-o", "spec.yaml", cwd=tmp_path)
+    assert r.code == 2 and "symbolic link" in r.err, r
+    assert not (tmp_path / "elsewhere.yaml").exists()
