@@ -98,6 +98,7 @@ class GradeJob(Message):
     tolerance: ToleranceSpec = ToleranceSpec()
     k: float
     ulps: float
+    cast: bool = False  # a dtype or autocast variant: its floating tensors cast to the old side's dtypes first
 
 
 class GradeRequest(Message):

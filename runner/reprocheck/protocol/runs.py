@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from ..spec import Check
+from ..spec import Check, CompileSpec
 from .base import Message
 
 
@@ -60,15 +60,22 @@ class RunJob(Message):
     names: list[NameRequest] = []  # the zygote answers these while it waits for "go"
     batch: int | None = None  # an invariance variant: the input at this batch size
     float64: bool = False  # the float64 reference: model and floating inputs in float64
+    dtype: str | None = None  # a dtype variant: model and floating inputs in this dtype
+    autocast: str | None = None  # an autocast variant: torch.autocast(device, this dtype) around the forward
+    compile: CompileSpec | None = None  # a compile variant: the model under torch.compile
     fold: bool = False  # fork mode: compare each later run with run 1 as it ends, and delete its outputs
 
 
 class VariantChanges(Message):
-    """What a variant changes in its check's job: the check itself (device, runs), the batch, float64."""
+    """What a variant changes in its check's job: the check itself (device, runs), the batch, float64, a dtype,
+    autocast, compile."""
 
     check: Check
     batch: int | None = None
     float64: bool = False
+    dtype: str | None = None
+    autocast: str | None = None
+    compile: CompileSpec | None = None
 
     def applied(self, job: RunJob) -> RunJob:
         return job.model_copy(update={**dict(self), "names": [], "fold": False})
@@ -90,6 +97,7 @@ class RunReport(Message):
     every_path: list[str] = []
     constants: dict[str, str] = {}
     fingerprint: dict[str, Any] | None = None
+    compiled: dict[str, Any] | None = None  # a compile variant: its settings, time, graph breaks
     # a run that raised
     stage: str | None = None
     error: str = ""

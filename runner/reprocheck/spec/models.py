@@ -166,8 +166,49 @@ class ToleranceSpec(Strict):
     )
 
 
+KIND_TOLERANCES = ("batch", "threads", "device", "compile", "dtype", "autocast")
+
+
+class InvarianceTolerance(ToleranceSpec):
+    """The invariance comparisons' tolerance, with an own one per kind of variant where given
+    (`{atol: 1.0e-6, dtype: {atol: 1.0e-2}}`)."""
+
+    batch: ToleranceSpec | None = None
+    threads: ToleranceSpec | None = None
+    device: ToleranceSpec | None = None
+    compile: ToleranceSpec | None = None
+    dtype: ToleranceSpec | None = None
+    autocast: ToleranceSpec | None = None
+
+    def for_kind(self, kind: str) -> ToleranceSpec:
+        own = getattr(self, kind, None) if kind in KIND_TOLERANCES else None
+        return own if own is not None else ToleranceSpec(atol=self.atol, rtol=self.rtol, outputs=self.outputs)
+
+
+class CompileSpec(Strict):
+    """torch.compile's arguments for the compile variant (`compile: true` is all defaults)."""
+
+    backend: str = Field(
+        "inductor",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$",
+        description="a torch.compile backend: inductor (C++/Triton kernels), aot_eager (no compiler needed), eager",
+    )
+    mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    dynamic: bool = False
+    fullgraph: bool = Field(False, description="a graph break is an error instead of a count in the report")
+
+    def label(self) -> str:
+        more = [f"mode={self.mode}"] if self.mode != "default" else []
+        more += ["dynamic"] * self.dynamic + ["fullgraph"] * self.fullgraph
+        return self.backend + (f"({', '.join(more)})" if more else "")
+
+
+Precision = Literal["float16", "bfloat16", "float64"]
+
+
 class InvarianceSpec(Strict):
-    """More comparisons, each against the check's own first run: batch sizes, CPU thread counts, a device."""
+    """More comparisons, each against the check's own first run: batch sizes, CPU thread counts, a device; and the
+    model as it is deployed (compiled, in another dtype, under autocast), graded against the float64 reference."""
 
     batch: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
         default_factory=list, max_length=16, description="batch sizes to run the check's samples at, e.g. [1, 8]"
@@ -178,12 +219,61 @@ class InvarianceSpec(Strict):
     device: str | None = Field(
         None, pattern=r"^(cpu|cuda(:\d+)?)$", description="another device to run on (cpu | cuda | cuda:N)"
     )
+    compile: CompileSpec | None = Field(
+        None, description="the model under torch.compile: true, or {backend, mode, dynamic, fullgraph}"
+    )
+    dtype: list[Precision] = Field(
+        default_factory=list,
+        max_length=3,
+        description="the model and its floating inputs cast to each dtype: float16, bfloat16, float64",
+    )
+    autocast: list[Literal["float16", "bfloat16"]] = Field(
+        default_factory=list, max_length=2, description="torch.autocast(device, dtype) around the forward"
+    )
+    require: Literal["identical", "noise", "task"] = Field(
+        "noise",
+        description="the grade compile, dtype and autocast variants must reach: identical (bitwise), noise (no "
+        "farther from the float64 reference than the check's own run, or the same under a `compare:` rule), task "
+        "(also within the tolerance for that kind)",
+    )
     reference: Literal["auto", "float64", "none"] = Field(
         "auto",
         description="when a variant differs, one more run in float64 on the CPU says which side is closer; "
-        "auto: for device variants only",
+        "auto: for device variants only (compile, dtype and autocast variants always use it)",
     )
-    tolerance: ToleranceSpec | None = Field(None, description="for these comparisons; default: the check's tolerance")
+    tolerance: InvarianceTolerance | None = Field(
+        None,
+        description="for these comparisons; default: the check's tolerance; may be given per kind, e.g. "
+        "{atol: 1.0e-6, dtype: {atol: 1.0e-2}}",
+    )
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_true(cls, v: Any) -> Any:
+        if v is True:
+            return {}
+        if v is False:
+            return None
+        return v
+
+    @field_validator("dtype", "autocast")
+    @classmethod
+    def _once_each(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"each dtype once: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _graded_needs_the_reference(self) -> InvarianceSpec:
+        if self.reference == "none" and (self.compile or self.dtype or self.autocast):
+            raise ValueError(
+                "reference: none, but compile, dtype and autocast variants are graded against the float64 reference; "
+                "remove `reference: none` (or those variants)"
+            )
+        return self
+
+    def graded(self) -> bool:
+        return bool(self.compile or self.dtype or self.autocast)
 
 
 class Check(Strict):

@@ -124,14 +124,34 @@ def _members(path: str, keys: list[str], own: set[str]) -> list[str]:
     return [k for k in keys if k.startswith(prefix) and k not in own]
 
 
+def _load(path: str) -> Any:
+    """A golden (upgrade) or a run's outputs (an invariance variant)."""
+    from . import goldens, outputs
+
+    return outputs.load(Path(path)) if path.endswith(".pt") else goldens.load(Path(path))[0]
+
+
+def _cast_like(new: Any, old: Any) -> Any:
+    """`new`'s floating tensors in the dtype of `old`'s tensor at the same path."""
+    from ..tree import Outputs
+
+    tensors = dict(new.tensors)
+    for key, t in tensors.items():
+        o = old.tensors.get(key)
+        if o is not None and t.is_floating_point() and o.is_floating_point() and t.dtype != o.dtype:
+            tensors[key] = t.to(o.dtype)
+    return Outputs(tree=new.tree, tensors=tensors)
+
+
 def grade_check(job: GradeJob) -> GradedCheck:
     from ..spec import ToleranceSpec
-    from . import compare, goldens
+    from . import compare
     from .tasks import RuleError
 
-    old, _ = goldens.load(Path(job.from_))
-    new, _ = goldens.load(Path(job.to))
-    ref = goldens.load(Path(job.reference))[0] if job.reference else None
+    old, new = _load(job.from_), _load(job.to)
+    ref = _load(job.reference) if job.reference else None
+    if job.cast:  # a dtype or autocast variant is graded in the dtypes the check itself computes in
+        new = _cast_like(new, old)
     rules, own = job.compare, job.tolerance
     try:  # exact first (what differs at all), then under the check's own rules
         comparison = compare.compare_runs([old, new], ToleranceSpec(), labels=[1, 2], rules=rules)

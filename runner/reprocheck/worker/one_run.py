@@ -64,9 +64,14 @@ def run_once(job: RunJob, run_dir: Path) -> int:
         t = time.perf_counter()
         input_seed = check.seed if job.input_seed is None else job.input_seed
         args, kwargs = inputs.build(check.input, input_seed, device, built)
-        if job.float64:  # the reference for invariance: the same computation in float64
-            built.module.double()
-            args, kwargs = _float64(args), _float64(kwargs)
+        precision = "float64" if job.float64 else job.dtype  # the float64 reference, or a dtype variant
+        if precision is not None:
+            import torch
+
+            from .deployed import cast
+
+            built.module.to(getattr(torch, precision))
+            args, kwargs = cast(args, getattr(torch, precision)), cast(kwargs, getattr(torch, precision))
         if job.batch:  # an invariance variant: the same input at another batch size
             from .batching import rebatch
 
@@ -86,8 +91,17 @@ def run_once(job: RunJob, run_dir: Path) -> int:
 
             tracer = Tracer(built.module)
 
+        module, compiled = built.module, None
+        if job.compile is not None:
+            from . import deployed
+
+            stage = "compile"
+            module, compiled = deployed.compiled(built.module, job.compile, check.recipe, run_dir)
+
         stage = "forward"
-        out = _forward(built.module, args, kwargs, check.recipe.inference_mode, device, caught, timings)
+        out = _forward(module, args, kwargs, check.recipe.inference_mode, device, caught, timings, job.autocast)
+        if compiled is not None:
+            deployed.after_forward(compiled, timings["forward"])
 
         stage = "outputs"
         flat, ignored, unmatched = outputs.prune(outputs.flatten(out), check.ignore)
@@ -107,24 +121,35 @@ def run_once(job: RunJob, run_dir: Path) -> int:
             every_path=all_paths(flat.tree)[:20] if unmatched else [],
             constants=outputs.constants(flat),
             fingerprint=fingerprint.collect(),
+            compiled=compiled,
         ).write(run_dir / "result.json")
         return 0
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        _failed(exc, stage, timings, run_dir)
+        _failed(exc, stage, timings, run_dir, job)
         return 1
 
 
 def _forward(
-    module: Any, args: Any, kwargs: Any, inference: bool, device: str, caught: list[str], timings: dict[str, float]
+    module: Any,
+    args: Any,
+    kwargs: Any,
+    inference: bool,
+    device: str,
+    caught: list[str],
+    timings: dict[str, float],
+    autocast: str | None = None,
 ) -> Any:
-    """The forward pass, timed, its warnings kept (the first 20 distinct ones)."""
+    """The forward pass (under autocast for an autocast variant), timed, its warnings kept (the first 20
+    distinct ones)."""
     import torch
+
+    from .deployed import autocast as autocast_to
 
     mode = torch.inference_mode() if inference else contextlib.nullcontext()
     t = time.perf_counter()
-    with warnings.catch_warnings(record=True) as seen, mode:
+    with warnings.catch_warnings(record=True) as seen, mode, autocast_to(device, autocast):
         warnings.simplefilter("always")
         out = module(*args, **kwargs)
         if device.startswith("cuda"):
@@ -137,11 +162,25 @@ def _forward(
     return out
 
 
-def _failed(exc: BaseException, stage: str, timings: dict[str, float], run_dir: Path) -> None:
+def _failed(exc: BaseException, stage: str, timings: dict[str, float], run_dir: Path, job: RunJob) -> None:
     """The run's report when it raised (or exited): the stage, one line, and the model's traceback where it helps."""
     from ..environment import DETERMINISM_ERROR
-    from . import models
+    from . import deployed, models
     from .outputs import UnsupportedOutput
+
+    if job.compile is not None and stage in ("compile", "forward") and deployed.is_compile_error(exc):
+        fix = deployed.COMPILE_FIX
+        if job.compile.fullgraph and "Unsupported" in type(exc).__name__:
+            fix = "fullgraph: true makes a graph break an error: remove it to count graph breaks instead"
+        RunReport(
+            ok=False,
+            stage="compile",
+            error=deployed.compile_message(exc, job.compile),
+            traceback=[],
+            hint=fix,
+            timings=timings,
+        ).write(run_dir / "result.json")
+        return
 
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
     # Our own refusal of an output says all there is to say; a model's exception needs its traceback.
@@ -166,16 +205,3 @@ def _failed(exc: BaseException, stage: str, timings: dict[str, float], run_dir: 
         timings=timings,
         unavailable=isinstance(exc, DeviceUnavailable),
     ).write(run_dir / "result.json")
-
-
-def _float64(value: Any) -> Any:
-    """Floating tensors (in lists, tuples, dicts) as float64; everything else as it is."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.double() if value.is_floating_point() else value
-    if isinstance(value, (list, tuple)):
-        return type(value)(_float64(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _float64(v) for k, v in value.items()}
-    return value

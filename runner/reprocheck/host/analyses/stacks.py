@@ -18,12 +18,11 @@ from pydantic import ValidationError
 from ...files import PACKAGE
 from ...protocol import Answer, GradedCheck, GradeJob, GradeRequest, Grades, ProtocolError
 from ...spec import LoadedCheck
+from ..checks.grades import ULPS, K
 from ..exitcodes import UsageError
 from ..report.shape import Report
 from ..workers.helper_client import boot, run_to_end, worker_cmd
 
-K = 3.0  # dist(new, ref) <= K * dist(old, ref) + eps (README "Before you upgrade" says why)
-ULPS = 4.0  # eps: this many machine epsilons of the output's dtype, times its largest |reference value|
 # Imports a python: stack must have, and what to install there when it lacks them.
 PROBE = (
     "import importlib.util, json, sys\n"

@@ -25,24 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from ...protocol import GradedCheck, GradeJob
-from ...results import OutputResult
 from ...spec import LoadedCheck
+from ..checks.grades import Grade, OutputGrade, accepted, graded_outputs
 from ..exitcodes import ExitCode, UsageError
 from ..report.shape import CheckReport as ReportedCheck
 from ..report.shape import Output as ReportedOutput
 from .stacks import Options, Side, Stack, copy_code, grade_on, probe, run_side
-
-
-class Grade(str, enum.Enum):
-    """How an output of --to compares with --from's, best first."""
-
-    IDENTICAL = "identical"
-    NOISE = "noise"  # no farther from the float64 reference than --from is (within K times, plus eps)
-    TASK = "task"  # the check's `compare:` rules judge them the same
-    CHANGED = "changed"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Verdict(str, enum.Enum):
@@ -55,24 +43,6 @@ class Verdict(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-def accepted(o: OutputGrade, require: str) -> bool:
-    """identical: bitwise only; noise (the default): identical or within noise, and for an output under a `compare:`
-    rule also task-equivalent (the rule is what "the same" means for it); task: whatever the check's own rules accept
-    (its `compare:` rules and, for the other outputs, its tolerance)."""
-    if o.grade is Grade.IDENTICAL or (require != Grade.IDENTICAL and o.grade is Grade.NOISE):
-        return True
-    return o.grade is Grade.TASK and (require == Grade.TASK or (require == Grade.NOISE and o.result.task is not None))
-
-
-@dataclass(frozen=True)
-class OutputGrade:
-    path: str
-    grade: Grade
-    result: OutputResult
-    noise: tuple[dict[str, Any], ...] = ()
-    rule: str = ""  # task-equivalent: the rule that calls them the same
 
 
 @dataclass(frozen=True)
@@ -105,10 +75,6 @@ class Upgrade:
         from ...golden_result import fingerprint_diff
 
         return [(d.field, d.expected, d.obtained) for d in fingerprint_diff(*self.fingerprints)]
-
-
-def graded_outputs(answer: GradedCheck) -> tuple[OutputGrade, ...]:
-    return tuple(OutputGrade(o.result.path, Grade(o.grade), o.result, tuple(o.noise), o.rule) for o in answer.outputs)
 
 
 def _key(lc: LoadedCheck) -> tuple[str, str]:

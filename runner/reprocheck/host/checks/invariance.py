@@ -30,6 +30,9 @@ from ...protocol import (
     Distance,
     Distances,
     DistancesRequest,
+    GradeJob,
+    GradeRequest,
+    Grades,
     RunRef,
     VerdictRequest,
 )
@@ -37,6 +40,7 @@ from ...spec import Check, LoadedCheck, ToleranceSpec
 from ..workers import isolated
 from ..workers.run_result import RunResult
 from .decision import VariantEvidence, decide_variant
+from .grades import ULPS, K, accepted, graded_outputs
 from .outcome import VariantKind, VariantResult, VariantStatus
 from .progress import Progress
 
@@ -61,6 +65,9 @@ def _variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> list[tuple[Varia
     wanted: list[tuple[VariantKind, int | str]] = [(VariantKind.BATCH, b) for b in inv.batch]
     wanted += [(VariantKind.THREADS, t) for t in inv.threads]
     wanted += [(VariantKind.DEVICE, inv.device)] if inv.device else []
+    wanted += [(VariantKind.COMPILE, inv.compile.label())] if inv.compile else []
+    wanted += [(VariantKind.DTYPE, d) for d in inv.dtype]
+    wanted += [(VariantKind.AUTOCAST, d) for d in inv.autocast]
     return [(k, v) for k, v in wanted if kinds is None or k.value in kinds]
 
 
@@ -122,6 +129,8 @@ class _VariantRunner:
 
         if kind is VariantKind.BATCH and first.samples is None:  # known from the check's own runs: nothing to run
             return failed(NO_BATCH)
+        if kind.graded:
+            return self.graded(kind, str(value), check, reference)
         self.progress.phase(f"{lc.name}: invariance {kind.value}={value}")
         folder = self.workdir / f"{kind.value}-{str(value).replace(':', '-')}"
         batch = value if kind is VariantKind.BATCH and isinstance(value, int) else None
@@ -183,6 +192,87 @@ class _VariantRunner:
             distances=distances,
         )
 
+    def graded(self, kind: VariantKind, value: str, check: Check, reference: str) -> VariantResult:
+        """A compile, dtype or autocast variant: run (a compile twice, each with fresh compile caches), its runs
+        compared with each other (compile), then graded against run 1 with the float64 reference, as `upgrade`
+        grades stacks; it passes when every output reaches `invariance.require`."""
+        lc, first, inv = self.lc, self.first, self.lc.check.invariance
+        assert inv is not None
+
+        def result(status: VariantStatus, cause: str = "", **more: Any) -> VariantResult:
+            return VariantResult(kind, value, reference, status, cause=cause, require=inv.require, **more)
+
+        what = {VariantKind.COMPILE: "compiling (a first compile can take minutes)", VariantKind.DTYPE: "in"}
+        self.progress.phase(f"{lc.name}: invariance {kind.value}={value}, {what.get(kind, 'under autocast')}")
+        folder = self.workdir / f"{kind.value}-{value.split('(', maxsplit=1)[0]}"
+        prepared = isolated.VariantRun(
+            dataclasses.replace(lc, check=check),
+            folder,
+            self.source,
+            dtype=value if kind is VariantKind.DTYPE else None,
+            autocast=value if kind is VariantKind.AUTOCAST else None,
+            compile=inv.compile if kind is VariantKind.COMPILE else None,
+            runs=COMPILED_RUNS if kind is VariantKind.COMPILE else 1,
+        )
+        runs = prepared.run_all()
+        run = runs[-1]
+        compiled = next((r.compiled for r in runs if r.compiled), None)
+        if not run.ok:
+            prepared.cancel()
+            return result(VariantStatus.ERROR, run.cause + (f"; {run.hint}" if run.hint else ""), run=run)
+        repeat = None
+        if kind is VariantKind.COMPILE:
+            request = VerdictRequest(
+                runs=[RunRef(index=i, outputs=str(r.outputs_path)) for i, r in enumerate(runs, 1)],
+                tolerance=lc.check.tolerance,
+                compare=lc.check.compare,
+            )
+            try:
+                answer = prepared.verdict(request)
+            except isolated.VerdictTimeout as exc:
+                return result(VariantStatus.ERROR, str(exc), run=run, compiled=compiled)
+            if answer.error is not None or answer.comparison is None:
+                prepared.cancel()
+                cause = answer.error.message if answer.error else "the compiled runs' comparison compared nothing"
+                return result(VariantStatus.ERROR, cause, run=run, compiled=compiled)
+            repeat = answer.comparison
+        prepared.cancel()
+        self.progress.phase(f"{lc.name}: the float64 reference")
+        self.reference_run = self.reference_run or _reference(lc, self.workdir, self.source)
+        if not self.reference_run.ok:
+            cause = f"the float64 reference run failed, so nothing can be graded: {self.reference_run.cause}"
+            return result(VariantStatus.ERROR, cause, run=run, compiled=compiled, repeat=repeat)
+        tolerance = inv.tolerance.for_kind(kind.value) if inv.tolerance else lc.check.tolerance
+        job = GradeJob(
+            name=lc.name,
+            from_=str(first.outputs_path),
+            to=str(run.outputs_path),
+            reference=str(self.reference_run.outputs_path),
+            compare=lc.check.compare,
+            tolerance=tolerance,
+            k=K,
+            ulps=ULPS,
+            cast=kind is not VariantKind.COMPILE,
+        )
+        try:
+            answer_grades = self.source.fork_answer(
+                GradeRequest(checks=[job]), Grades, self.workdir / f"grade-{folder.name}"
+            )
+        except isolated.VerdictTimeout as exc:
+            return result(VariantStatus.ERROR, str(exc), run=run, compiled=compiled, repeat=repeat)
+        graded = answer_grades.checks[0]
+        if graded.error:
+            return result(VariantStatus.ERROR, graded.error, run=run, compiled=compiled, repeat=repeat)
+        grades = graded_outputs(graded)
+        if not grades:
+            cause = f"{kind.value} variant: the outputs hold no tensor to compare"
+            return result(VariantStatus.ERROR, cause, run=run, compiled=compiled, repeat=repeat)
+        same = repeat is None or bool(repeat)
+        status = decide_variant(VariantEvidence(passed=same and all(accepted(g, inv.require) for g in grades)))
+        return result(status, run=run, compiled=compiled, repeat=repeat, grades=grades, ignored=first.ignored)
+
+
+COMPILED_RUNS = 2  # a compiled model is itself checked run to run, each run compiling afresh
 
 NO_BATCH = (
     "the input has no batch to vary: batch invariance needs one tensor or list argument, or keyword "
@@ -198,6 +288,8 @@ def _setting(lc: LoadedCheck, first: RunResult, kind: VariantKind, value: int | 
         return check, str(environment.resolve_threads(lc.check.recipe))
     if kind is VariantKind.DEVICE:
         return check.model_copy(update={"device": value}), first.device or lc.check.device
+    if kind.graded:
+        return check, "eager"
     return check, str(first.samples) if first.samples is not None else "?"
 
 

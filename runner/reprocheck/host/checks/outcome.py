@@ -14,6 +14,7 @@ from ...protocol import Distance
 from ...results import Comparison, Fragile
 from ..exitcodes import ExitCode
 from ..workers.run_result import RunResult
+from .grades import OutputGrade
 
 
 class Status(str, enum.Enum):
@@ -30,6 +31,13 @@ class VariantKind(str, enum.Enum):
     BATCH = "batch"
     THREADS = "threads"
     DEVICE = "device"
+    COMPILE = "compile"  # the model as deployed: graded against the float64 reference, as `upgrade` grades stacks
+    DTYPE = "dtype"
+    AUTOCAST = "autocast"
+
+    @property
+    def graded(self) -> bool:
+        return self in (VariantKind.COMPILE, VariantKind.DTYPE, VariantKind.AUTOCAST)
 
 
 class VariantStatus(str, enum.Enum):
@@ -53,6 +61,11 @@ class VariantResult:
     left_out: tuple[str, ...] = ()  # batch: outputs that are not per-sample, so not compared
     ignored: tuple[str, ...] = ()  # outputs the spec's `ignore:` left out (of every comparison)
     distances: tuple[Distance, ...] = ()  # from the float64 reference, for the outputs that differ
+    # compile, dtype, autocast: each output graded (identical, noise, task, changed) and the grade required
+    grades: tuple[OutputGrade, ...] = ()
+    require: str = ""
+    compiled: dict[str, Any] | None = None  # the compile's settings, time and graph breaks
+    repeat: Comparison | None = None  # compile: its own runs compared, run to run (they must agree)
 
     def __bool__(self) -> bool:
         return self.status is VariantStatus.PASS
@@ -67,6 +80,8 @@ class VariantResult:
             return f"run 1 (batch of {self.reference})", f"batch of {self.variant}"
         if self.kind is VariantKind.DEVICE:
             return f"run 1 ({self.reference})", self.variant
+        if self.kind.graded:
+            return f"run 1 ({self.reference})", self.label
         plural = {"1": ""}
         return (
             f"run 1 ({self.reference} thread{plural.get(self.reference, 's')})",

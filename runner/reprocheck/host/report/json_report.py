@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 from ... import __version__, flake
 from ...results import Kind, OutputResult
+from ..checks.grades import OutputGrade, accepted
 from ..checks.outcome import CheckResult, Status, VariantResult, exit_code
 from . import shape
 from .tasks import fragile_sentence
-from .text import blind_lines
+from .text import blind_lines, detail
 
 if TYPE_CHECKING:
     from ...diagnosis import Diagnosis
@@ -86,6 +87,23 @@ def _variant(v: VariantResult) -> shape.Variant:
             shape.ReferenceDistance(path=d.path, expected=d.expected, obtained=d.obtained) for d in v.distances
         ],
         outputs=_outputs(v.comparison),
+        require=v.require or None,
+        grades=[graded_model(g, v.require, v.names()) for g in v.grades],
+        compiled=v.compiled,
+        compiled_runs=_outputs(v.repeat),
+        compiled_reproducible=None if v.repeat is None else bool(v.repeat),
+    )
+
+
+def graded_model(g: OutputGrade, require: str, sides: tuple[str, str] = ("old stack", "new stack")) -> shape.Graded:
+    return shape.Graded(
+        path=g.path,
+        grade=g.grade.value,
+        detail=detail(g, sides),
+        noise=list(g.noise),
+        rule=g.rule,
+        accepted=accepted(g, require),
+        comparison=output_model(g.result),
     )
 
 

@@ -211,11 +211,21 @@ class ReferenceDistance(_Model):
     obtained: Num = Field(description="the variant's")
 
 
+class Graded(_Model):
+    path: str
+    grade: Literal["identical", "noise", "task", "changed"]
+    detail: str
+    noise: list[dict[str, Any]] = Field(description="per differing leaf: each side's distance from float64")
+    rule: str = Field(description="task-equivalent: the compare rule that calls them the same")
+    accepted: bool = Field(description="the grade reaches --require")
+    comparison: Output
+
+
 class Variant(_Model):
     """An invariance variant (the check run once with one thing changed) compared with the check's run 1."""
 
-    kind: Literal["batch", "threads", "device"]
-    variant: str = Field(description="the changed setting: a batch size, a thread count")
+    kind: Literal["batch", "threads", "device", "compile", "dtype", "autocast"]
+    variant: str = Field(description="the changed setting: a batch size, a thread count, a dtype, a compile backend")
     reference: str = Field(description="the check's own setting")
     status: Literal["pass", "fail", "error", "skipped"]
     cause: str = Field(description="why the variant's run failed (error), or was skipped (its device is not here)")
@@ -225,6 +235,19 @@ class Variant(_Model):
         description="for differing outputs: each side's max abs distance from a float64 CPU run"
     )
     outputs: list[Output]
+    require: str | None = Field(
+        None, description="compile, dtype, autocast: the grade each output must reach (identical, noise, task)"
+    )
+    grades: list[Graded] = Field(
+        default_factory=list, description="compile, dtype, autocast: each output graded against run 1"
+    )
+    compiled: dict[str, Any] | None = Field(
+        None, description="compile: backend, mode, the inductor settings applied, seconds, graph breaks, graphs"
+    )
+    compiled_runs: list[Output] = Field(
+        default_factory=list, description="compile: its own runs (each compiled afresh) compared with each other"
+    )
+    compiled_reproducible: bool | None = Field(None, description="compile: whether its own runs agree")
 
 
 class CheckReport(_Model):
@@ -331,16 +354,6 @@ class DiagnosisReport(_Model):
     schema_version: Literal[1]
     kind: Literal["diagnose"]
     checks: list[Diagnosed]
-
-
-class Graded(_Model):
-    path: str
-    grade: Literal["identical", "noise", "task", "changed"]
-    detail: str
-    noise: list[dict[str, Any]] = Field(description="per differing leaf: each side's distance from float64")
-    rule: str = Field(description="task-equivalent: the compare rule that calls them the same")
-    accepted: bool = Field(description="the grade reaches --require")
-    comparison: Output
 
 
 class UpgradedCheck(_Model):

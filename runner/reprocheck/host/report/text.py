@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...protocol import Distance
 from ...results import Kind, OutputResult
+from ..checks.grades import Grade, OutputGrade, accepted
 from ..checks.outcome import CheckResult, VariantResult, VariantStatus
 from . import tasks
 
@@ -232,6 +233,17 @@ INVARIANCE_REMEDY = {
     "device": "the outputs depend on the device: other kernels, other summation orders, reduced precision (TF32, "
     "fused multiply-add); the float64 reference above says which side is off; accept the difference with "
     "`invariance.tolerance`, or pin the recipe (`tf32: false`, deterministic algorithms) on both",
+    "compile": "the compiled model computes something else than eager (code that branches on "
+    "torch.compiler.is_compiling(), a backend's fused or autotuned kernels): where the difference is acceptable, "
+    "`require: task` with `invariance.tolerance.compile: {atol: ...}` accepts it; else find the compiled path that "
+    "differs (`compile: {backend: aot_eager}` compiles without inductor's kernels)",
+    "dtype": "reduced precision moves the outputs farther from the float64 reference than the check's own run: a "
+    "`compare:` rule (classification, detection, segmentation) judges them as the task does, or `require: task` "
+    "with a tolerance for this kind (`invariance.tolerance.dtype: {atol: ...}`) accepts values that close",
+    "autocast": "autocast's reduced precision moves the outputs farther from the float64 reference than the "
+    "check's own run: a `compare:` rule (classification, detection, segmentation) judges them as the task does, or "
+    "`require: task` with a tolerance for this kind (`invariance.tolerance.autocast: {atol: ...}`) accepts values "
+    "that close",
     "threads": "the outputs depend on the CPU thread count (reductions split their work by thread): run production "
     "at one pinned count (`recipe.threads`, OMP_NUM_THREADS), or accept the difference with `invariance.tolerance`",
 }
@@ -244,6 +256,8 @@ def variant_lines(v: VariantResult) -> list[str]:
         return [f"invariance {v.label}: skipped, not passed: {v.cause}"]
     if v.status is VariantStatus.ERROR and v.run is None:  # refused before it ran
         return [f"invariance {v.label}: not run: {v.cause}"]
+    if v.kind.graded and v.status is not VariantStatus.ERROR:
+        return graded_variant_lines(v)
     if v.status is VariantStatus.ERROR or v.comparison is None:
         return [f"invariance {v.label}: the variant's run failed: {v.cause}"]
     outputs = v.comparison.outputs
@@ -267,3 +281,91 @@ def reference_sentence(d: Distance, a: str, b: str) -> str:
     if d.expected > 2 * d.obtained:
         return text + f": the {a} side is off"
     return text + ": both are as far (rounding on both sides, not one wrong kernel)"
+
+
+GRADE_WORDS = {
+    Grade.IDENTICAL: "identical",
+    Grade.NOISE: "within noise",
+    Grade.TASK: "task-equivalent",
+    Grade.CHANGED: "changed",
+}
+
+
+def detail(o: OutputGrade, sides: tuple[str, str] = ("old stack", "new stack")) -> str:
+    """What the grade rests on, in one line; `sides`: the reference side and the graded one, in words."""
+    if o.grade is Grade.IDENTICAL:
+        return f"bitwise equal ({o.result.total} values)" if o.result.total else "bitwise equal"
+    tests = [t for t in o.noise if "rmse_new" in t]
+    if o.grade is Grade.NOISE and tests:
+        worst = max(tests, key=lambda t: float(t["max_new"]) / max(float(t["bound_max"]), 1e-300))
+        return (
+            f"differs by up to {num(o.result.max_abs_diff)}; from the float64 reference: max {num(worst['max_new'])} "
+            f"({sides[0]} {num(worst['max_old'])}, bound {num(worst['bound_max'])}), RMSE {num(worst['rmse_new'])} "
+            f"({sides[0]} {num(worst['rmse_old'])}, bound {num(worst['bound_rmse'])})"
+        )
+    if o.grade is Grade.TASK and o.result.task is None:
+        return f"within {o.rule}: differs by up to {num(o.result.max_abs_diff)} ({o.result.mismatched} values)"
+    text = summarize(o.result, sides).removeprefix(f"{o.result.path}: ")
+    far = [t for t in tests if not t["ok"]]
+    if o.grade is Grade.CHANGED and any(t.get("nonfinite_differ") for t in far):
+        text += "; NaN or inf where the other side holds another value: no noise bound applies there"
+    elif o.grade is Grade.CHANGED and far:
+        t = far[0]
+        text += (
+            f"; farther from the float64 reference than {sides[0]}: max {num(t['max_new'])} vs bound "
+            f"{num(t['bound_max'])}, RMSE {num(t['rmse_new'])} vs bound {num(t['bound_rmse'])}"
+        )
+    return text
+
+
+def compiled_words(info: dict[str, Any] | None) -> str:
+    """A compile's settings, time and graph breaks, in one phrase."""
+    if not info:
+        return ""
+    set_ = [k for k, on in (info.get("settings") or {}).items() if on is True]
+    text = f"compiled in {num(info.get('seconds', 0.0))}s, {plural(int(info.get('graph_breaks', 0)), 'graph break')}"
+    return text + (f", inductor {' and '.join(set_)} set" if set_ else "")
+
+
+def graded_variant_lines(v: VariantResult) -> list[str]:
+    """A compile, dtype or autocast variant: its own runs compared (compile), then its grades against run 1."""
+    a, b = v.names()
+    counts = ", ".join(f"{n} {GRADE_WORDS[g]}" for g in GRADE_WORDS if (n := sum(1 for o in v.grades if o.grade is g)))
+    extra = [compiled_words(v.compiled)] if v.compiled else []
+    extra += [f"ignored by the spec: {', '.join(v.ignored)}"] if v.ignored else []
+    tail = f" ({'; '.join(extra)})" if extra else ""
+    lines: list[str] = []
+    if v.repeat is not None and not v.repeat:
+        fails = v.repeat.failures
+        lines.append(
+            f"invariance {v.label}: the compiled model is not reproducible run to run: {len(fails)} of "
+            f"{plural(len(v.repeat.outputs), 'output')} differ between its compiled runs (each compiled afresh)"
+        )
+        lines += [f"  {summarize(o, ('compiled run 1', 'compiled run 2'))}" for o in fails[:TABLE_ROWS]]
+    below = [o for o in v.grades if not accepted(o, v.require)]
+    if not below:
+        lines.append(f"invariance {v.label}: reaches require {v.require} against {a}: {counts}{tail}")
+        lines += [f"  {x}" for x in grade_lines(tuple(o for o in v.grades if o.grade is not Grade.IDENTICAL), (a, b))]
+    else:
+        shown = ", ".join(f"{o.path or 'output'} ({GRADE_WORDS[o.grade]})" for o in below[:3])
+        lines.append(
+            f"invariance {v.label}: {len(below)} of {plural(len(v.grades), 'output')} below require {v.require} "
+            f"against {a}: {shown}{tail}"
+        )
+        lines += [f"  {x}" for x in grade_lines(v.grades, (a, b))]
+    if v.repeat is not None and not v.repeat:
+        lines.append(f"  remedy: {COMPILED_REPEAT_REMEDY}")
+    if below:
+        lines.append(f"  remedy: {INVARIANCE_REMEDY[v.kind.value]}")
+    return lines
+
+
+COMPILED_REPEAT_REMEDY = (
+    "the compiled kernels are not the same from one compile to the next (autotuning by timing, atomics): keep "
+    "`recipe.deterministic_algorithms` on (it sets inductor's `deterministic`), use `mode: default` rather than "
+    "max-autotune, or ship the compile cache the check was run with"
+)
+
+
+def grade_lines(grades: tuple[OutputGrade, ...], sides: tuple[str, str]) -> list[str]:
+    return [f"{GRADE_WORDS[o.grade]:<15} {o.path or 'output'}: {detail(o, sides)}" for o in grades[:TABLE_ROWS]]

@@ -6,17 +6,12 @@ from __future__ import annotations
 import json
 
 from ... import __version__
-from ..analyses.upgrade import Grade, OutputGrade, Upgrade, UpgradeCheck, Verdict, accepted
+from ..analyses.upgrade import Upgrade, UpgradeCheck, Verdict
+from ..checks.grades import accepted
 from . import shape
-from .json_report import output_model
-from .text import num, plural, summarize
+from .json_report import graded_model
+from .text import GRADE_WORDS, detail, plural
 
-GRADE_WORDS = {
-    Grade.IDENTICAL: "identical",
-    Grade.NOISE: "within noise",
-    Grade.TASK: "task-equivalent",
-    Grade.CHANGED: "changed",
-}
 VERDICT_WORDS = {
     Verdict.SAFE: "safe to bump",
     Verdict.CHANGED: "changed",
@@ -26,33 +21,6 @@ VERDICT_WORDS = {
 SIDES = ("old stack", "new stack")
 DIFF_ROWS = 12
 OUTPUT_ROWS = 30  # per check, in console and Markdown
-
-
-def detail(o: OutputGrade) -> str:
-    """What the grade rests on, in one line."""
-    if o.grade is Grade.IDENTICAL:
-        return f"bitwise equal ({o.result.total} values)" if o.result.total else "bitwise equal"
-    tests = [t for t in o.noise if "rmse_new" in t]
-    if o.grade is Grade.NOISE and tests:
-        worst = max(tests, key=lambda t: float(t["max_new"]) / max(float(t["bound_max"]), 1e-300))
-        return (
-            f"differs by up to {num(o.result.max_abs_diff)}; from the float64 reference: max {num(worst['max_new'])} "
-            f"(old stack {num(worst['max_old'])}, bound {num(worst['bound_max'])}), RMSE {num(worst['rmse_new'])} "
-            f"(old {num(worst['rmse_old'])}, bound {num(worst['bound_rmse'])})"
-        )
-    if o.grade is Grade.TASK and o.result.task is None:
-        return f"within {o.rule}: differs by up to {num(o.result.max_abs_diff)} ({o.result.mismatched} values)"
-    text = summarize(o.result, SIDES).removeprefix(f"{o.result.path}: ")
-    far = [t for t in tests if not t["ok"]]
-    if o.grade is Grade.CHANGED and any(t.get("nonfinite_differ") for t in far):
-        text += "; NaN or inf where the other stack holds another value: no noise bound applies there"
-    elif o.grade is Grade.CHANGED and far:
-        t = far[0]
-        text += (
-            f"; farther from the float64 reference than the old stack: max {num(t['max_new'])} vs bound "
-            f"{num(t['bound_max'])}, RMSE {num(t['rmse_new'])} vs bound {num(t['bound_rmse'])}"
-        )
-    return text
 
 
 def _counts(c: UpgradeCheck) -> str:
@@ -156,18 +124,7 @@ def upgrade_model(u: Upgrade) -> shape.UpgradeReport:
                 verdict=c.verdict,
                 message=c.message,
                 notes=list(c.notes),
-                outputs=[
-                    shape.Graded(
-                        path=g.path,
-                        grade=g.grade,
-                        detail=detail(g),
-                        noise=list(g.noise),
-                        rule=g.rule,
-                        accepted=accepted(g, o.require),
-                        comparison=output_model(g.result),
-                    )
-                    for g in c.outputs
-                ],
+                outputs=[graded_model(g, o.require) for g in c.outputs],
             )
             for c in u.checks
         ],

@@ -10,6 +10,7 @@ Isolation modes:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import subprocess
@@ -36,7 +37,7 @@ from ...protocol import (
     VerdictRequest,
     worker_check,
 )
-from ...spec import Check, LoadedCheck
+from ...spec import Check, CompileSpec, LoadedCheck
 from .helper_client import WorkerFailed, answer_kind, helper, read_answer, run_to_end, worker_cmd, worker_environment
 from .run_result import RunResult, classify, log_tail
 from .zygote import (
@@ -89,6 +90,9 @@ class CheckWorkers:
         names: list[NameRequest] | None = None,
         batch: int | None = None,
         float64: bool = False,
+        dtype: str | None = None,
+        autocast: str | None = None,
+        compile: CompileSpec | None = None,
         fold: bool = False,
     ) -> None:
         check = lc.check
@@ -111,6 +115,9 @@ class CheckWorkers:
             names=names or [],
             batch=batch,
             float64=float64,
+            dtype=dtype,
+            autocast=autocast,
+            compile=compile,
             fold=fold,
         ).write(self.job_file)
         self.run_dirs = [workdir / f"run{i}" for i in range(1, check.runs + 1)]
@@ -199,7 +206,7 @@ class CheckWorkers:
         except subprocess.TimeoutExpired:
             raise VerdictTimeout(self._too_slow()) from None
 
-    def fork_run(self, run_dir: Path, changes: VariantChanges) -> RunResult | None:
+    def fork_run(self, run_dir: Path, changes: VariantChanges, index: int = 1) -> RunResult | None:
         """One variant run, a fresh fork of this check's zygote with the job changed (batch, device, float64);
         None when there is no zygote left to fork (the caller starts a fresh worker instead)."""
         if not (self.forkable and self._alive()):
@@ -210,7 +217,7 @@ class CheckWorkers:
         if not isinstance(event, RunEvent):
             self.cancel()
             return None
-        return classify(1, run_dir, event.returncode, event.timed_out, event.duration, self.timeout)
+        return classify(index, run_dir, event.returncode, event.timed_out, event.duration, self.timeout)
 
     def fork_answer(self, request: Message, kind: type[A], folder: Path) -> A:
         """A variant's comparison ("verdict") or reference distances ("distances") in a fork of the zygote, else in
@@ -269,9 +276,9 @@ def _run_spawned(
 
 
 class VariantRun:
-    """One run of the check with one thing changed (batch, device, threads, float64), and its comparison: a fork
-    of the check's own zygote when it can be one (torch imported already), else a fresh worker. The one place
-    that chooses."""
+    """The runs of the check with one thing changed (batch, device, threads, float64, dtype, autocast, compile),
+    and their comparison: forks of the check's own zygote when they can be (torch imported already), else a fresh
+    worker. The one place that chooses. Each run is its own process, whichever."""
 
     def __init__(
         self,
@@ -281,20 +288,57 @@ class VariantRun:
         *,
         batch: int | None = None,
         float64: bool = False,
+        dtype: str | None = None,
+        autocast: str | None = None,
+        compile: CompileSpec | None = None,
+        runs: int = 1,
     ) -> None:
-        self.lc, self.folder, self.source, self.batch, self.float64 = lc, folder, source, batch, float64
+        self.lc, self.folder, self.source, self.runs = lc, folder, source, runs
+        self.batch, self.float64, self.dtype, self.autocast, self.compile = batch, float64, dtype, autocast, compile
         self.fresh: CheckWorkers | None = None
         self.forked = False
 
     def run(self) -> RunResult:
+        return self.run_all()[0]
+
+    def run_all(self) -> list[RunResult]:
+        """Every run (`runs`); stops at the first that failed."""
         if self.source.shares_environment(self.lc.check):
-            changes = VariantChanges(check=worker_check(self.lc.check), batch=self.batch, float64=self.float64)
-            run = self.source.fork_run(self.folder / "run1", changes)
-            if run is not None:
+            changes = VariantChanges(
+                check=worker_check(self.lc.check),
+                batch=self.batch,
+                float64=self.float64,
+                dtype=self.dtype,
+                autocast=self.autocast,
+                compile=self.compile,
+            )
+            results: list[RunResult] = []
+            for i in range(1, self.runs + 1):
+                run = self.source.fork_run(self.folder / f"run{i}", changes, index=i)
+                if run is None:
+                    break
+                results.append(run)
+                if not run.ok:
+                    break
+            else:
                 self.forked = True
-                return run
-        self.fresh = CheckWorkers(self.lc, self.folder, self.source.isolation, batch=self.batch, float64=self.float64)
-        return self.fresh.run()[0]
+                return results
+            if results and not results[-1].ok:
+                self.forked = True
+                return results
+        check = self.lc.check.model_copy(update={"runs": max(self.runs, 1)})
+        lc = dataclasses.replace(self.lc, check=check)
+        self.fresh = CheckWorkers(
+            lc,
+            self.folder,
+            self.source.isolation,
+            batch=self.batch,
+            float64=self.float64,
+            dtype=self.dtype,
+            autocast=self.autocast,
+            compile=self.compile,
+        )
+        return self.fresh.run()
 
     def verdict(self, request: VerdictRequest) -> VerdictAnswer:
         """Raises VerdictTimeout past the check's timeout."""

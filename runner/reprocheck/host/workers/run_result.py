@@ -40,6 +40,7 @@ class RunResult:
     ignore_unmatched: tuple[str, ...] = ()  # `ignore:` patterns that matched no output
     every_path: tuple[str, ...] = ()  # the output paths, to show when a pattern matched none
     constants: dict[str, str] = field(default_factory=dict)  # outputs whose elements are all equal: path -> value
+    compiled: dict[str, Any] | None = None  # a compile variant: its settings, compile time, graph breaks
 
     @property
     def ok(self) -> bool:
@@ -123,6 +124,7 @@ def classify(
         ignore_unmatched=tuple(result.ignore_unmatched),
         every_path=tuple(result.every_path),
         constants=result.constants,
+        compiled=result.compiled,
         **base,
     )
 
@@ -131,6 +133,7 @@ _STAGES = {
     "recipe": "applying the recipe",
     "model": "building the model",
     "input": "building the input",
+    "compile": "compiling the model",
     "forward": "running the model",
     "outputs": "saving the outputs",
 }
