@@ -332,6 +332,8 @@ def graded_variant_lines(v: VariantResult) -> list[str]:
     a, b = v.names()
     counts = ", ".join(f"{n} {GRADE_WORDS[g]}" for g in GRADE_WORDS if (n := sum(1 for o in v.grades if o.grade is g)))
     extra = [compiled_words(v.compiled)] if v.compiled else []
+    if v.repeat is not None and v.repeat:
+        extra.append(f"its {v.repeat.runs_compared} compiled runs agree")
     extra += [f"ignored by the spec: {', '.join(v.ignored)}"] if v.ignored else []
     tail = f" ({'; '.join(extra)})" if extra else ""
     lines: list[str] = []
