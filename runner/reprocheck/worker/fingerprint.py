@@ -34,6 +34,23 @@ def _driver_version() -> str | None:
     return m.group(1) if m else None
 
 
+def _cxx() -> str | None:
+    """The C++ compiler torch.compile's inductor would use on the CPU (CXX, else g++): its version line."""
+    import shutil
+    import subprocess
+
+    found = shutil.which(os.environ.get("CXX") or "g++")
+    if found is None:
+        return None
+    try:
+        done = subprocess.run(
+            [found, "--version"], capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (done.stdout.splitlines() or [found])[0][:200]
+
+
 def collect(cuda: bool | None = None) -> dict[str, Any]:
     import numpy
     import torch
@@ -58,6 +75,7 @@ def collect(cuda: bool | None = None) -> dict[str, Any]:
         "interop_threads": torch.get_num_interop_threads(),
         "mkldnn": torch.backends.mkldnn.is_available(),
         "driver": _driver_version(),
+        "cxx": _cxx(),
         "gpus": [],
         "flags": {
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),

@@ -49,7 +49,7 @@ ISOLATIONS = ("auto", "fork", "spawn")
 RUNS = (2, 1000)  # the spec's bounds on runs (spec/types.py; a test keeps the two equal)
 # --invariance values: all, none, or a kind of invariance.KINDS (a test keeps the two equal; this module
 # stays standard-library only).
-INVARIANCE = ("all", "none", "batch", "threads", "device")
+INVARIANCE = ("all", "none", "batch", "threads", "device", "compile", "dtype", "autocast")
 CONTAINER_ENV = {"HOME": "/tmp", "NO_COLOR": "1"}
 WRITABLE_ENV = "REPROCHECK_WRITABLE"  # the container's writable folders, a JSON list
 
