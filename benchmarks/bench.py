@@ -11,6 +11,10 @@ printed, and the median of the pairs is reported (the machine is noisy; a ratio 
   leaves      comparing two output sets of 100,000 scalar leaves (seconds per pair; target <= 5 s)
   compare     comparing 1 GiB of identical outputs / torch.equal on the same tensors    (target <= 2x)
   batch       `invariance: {batch: [1, 8]}` on the resnet50 check / the plain check   (target <= 1.5x)
+  compile     `invariance: {compile: true}` (inductor, two compiled runs) / the plain check, on a small MLP and on
+              resnet18 (weights null, [4, 3, 224, 224]); each pair also prints one compile's seconds (no target: the
+              cost is the compiler's, stated in the README)
+  precision   `invariance: {dtype: [bfloat16], autocast: [bfloat16]}` / the plain check, on resnet18
 """
 
 from __future__ import annotations
@@ -142,6 +146,41 @@ def bench_batch(spec: Path, pairs: int) -> None:
     )
 
 
+MLP_FACTORY = """import torch
+def build():
+    return torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+"""
+RESNET18_SPEC = """version: 1
+model: {torchvision: resnet18, kwargs: {weights: null}}
+input: {random: {shape: [4, 3, 224, 224]}}
+"""
+MLP_SPEC = """version: 1
+model: {factory: mlp.py:build}
+input: {random: {shape: [8, 64]}}
+"""
+
+
+def bench_variant(name: str, folder: Path, spec_text: str, invariance: str, pairs: int) -> None:
+    """A check with deployed variants / the same check without them; one compile's seconds from the report."""
+    import json
+
+    plain, varied = folder / f"{name}-plain.yaml", folder / f"{name}-varied.yaml"
+    plain.write_text(spec_text)
+    varied.write_text(spec_text + invariance)
+    report = folder / f"{name}.json"
+    varied_cmd = [sys.executable, "-m", "reprocheck", "run", "-q", str(varied), "--report", str(report)]
+    plain_cmd = [sys.executable, "-m", "reprocheck", "run", "-q", str(plain)]
+
+    def run_varied() -> float:
+        wall = measure(varied_cmd, ("0", "1"))[0]  # exit 1: a variant below `require` is a finding, not a failure
+        for v in json.loads(report.read_text())["checks"][0]["invariance"]:
+            extra = f", one compile {v['compiled']['seconds']:.1f} s" if v.get("compiled") else ""
+            print(f"    {v['kind']}={v['variant']}: {v['status']}{extra}")
+        return wall
+
+    paired(name, "with the variants", run_varied, "plain", lambda: measure(plain_cmd)[0], pairs, "no target")
+
+
 def bench_leaves(pairs: int) -> None:
     import torch
 
@@ -209,6 +248,13 @@ def main() -> None:
             bench_wall("resnet50", resnet, BARE_RESNET50, args.pairs)
         if "batch" in args.only:
             bench_batch(resnet, args.pairs)
+        if "compile" in args.only:
+            (Path(tmp) / "mlp.py").write_text(MLP_FACTORY)
+            bench_variant("compile-mlp", Path(tmp), MLP_SPEC, "invariance: {compile: true}\n", args.pairs)
+            bench_variant("compile-resnet18", Path(tmp), RESNET18_SPEC, "invariance: {compile: true}\n", args.pairs)
+        if "precision" in args.only:
+            both = "invariance: {dtype: [bfloat16], autocast: [bfloat16]}\n"
+            bench_variant("precision-resnet18", Path(tmp), RESNET18_SPEC, both, args.pairs)
         if "leaves" in args.only:
             bench_leaves(args.pairs)
         if "compare" in args.only:

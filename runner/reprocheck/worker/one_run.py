@@ -64,14 +64,7 @@ def run_once(job: RunJob, run_dir: Path) -> int:
         t = time.perf_counter()
         input_seed = check.seed if job.input_seed is None else job.input_seed
         args, kwargs = inputs.build(check.input, input_seed, device, built)
-        precision = "float64" if job.float64 else job.dtype  # the float64 reference, or a dtype variant
-        if precision is not None:
-            import torch
-
-            from .deployed import cast
-
-            built.module.to(getattr(torch, precision))
-            args, kwargs = cast(args, getattr(torch, precision)), cast(kwargs, getattr(torch, precision))
+        args, kwargs = _in_precision(job, built.module, args, kwargs)
         if job.batch:  # an invariance variant: the same input at another batch size
             from .batching import rebatch
 
@@ -129,6 +122,20 @@ def run_once(job: RunJob, run_dir: Path) -> int:
             raise
         _failed(exc, stage, timings, run_dir, job)
         return 1
+
+
+def _in_precision(job: RunJob, module: Any, args: Any, kwargs: Any) -> tuple[Any, Any]:
+    """The float64 reference, or a dtype variant: the model (in place) and the floating inputs in that dtype."""
+    precision = "float64" if job.float64 else job.dtype
+    if precision is None:
+        return args, kwargs
+    import torch
+
+    from .deployed import cast
+
+    dtype = getattr(torch, precision)
+    module.to(dtype)
+    return cast(args, dtype), cast(kwargs, dtype)
 
 
 def _forward(
