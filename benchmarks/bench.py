@@ -155,7 +155,7 @@ model: {torchvision: resnet18, kwargs: {weights: null}}
 input: {random: {shape: [4, 3, 224, 224]}}
 """
 MLP_SPEC = """version: 1
-model: {factory: mlp.py:build}
+model: {factory: "mlp:build"}
 input: {random: {shape: [8, 64]}}
 """
 

@@ -11,9 +11,9 @@ from helpers import planted_spec, reprocheck
 CLASSIFY = "compare:\n  outputs:\n    logits: {as: classification}\n"
 
 
-def _report(tmp_path, *args):
+def _report(tmp_path, *args, env=None):
     path = tmp_path / "r.json"
-    r = reprocheck("run", *args, "--report", str(path))
+    r = reprocheck("run", *args, "--report", str(path), env=env)
     report = json.loads(path.read_text()) if path.exists() else None
     if report is not None:
         jsonschema.validate(report, json.loads(reprocheck("schema", "--report").out))
@@ -22,7 +22,10 @@ def _report(tmp_path, *args):
 
 def test_a_small_model_compiled_with_inductor_passes_and_its_compiled_runs_agree(spec_dir, tmp_path):
     spec = planted_spec(spec_dir, "small_mlp", "invariance: {compile: true}\n")
-    r, report = _report(tmp_path, str(spec))
+    temp = tmp_path / "system-temp"  # inductor's caches and precompiled headers must stay in the runs' folders
+    temp.mkdir()
+    r, report = _report(tmp_path, str(spec), env={"TMPDIR": str(temp)})
+    assert not [p.name for p in temp.iterdir() if p.name.startswith("torchinductor")]
     assert r.code == 0, r
     assert "invariance compile=inductor: reaches require noise against run 1 (eager): 1 identical" in r.out
     assert "its 2 compiled runs agree" in r.out and "inductor deterministic and fallback_random set" in r.out
@@ -142,3 +145,40 @@ def test_invariance_selects_the_new_kinds(spec_dir):
     r = reprocheck("run", str(spec), "--invariance", "dtype")
     assert r.code == 0 and "compile=" not in r.out and "dtype=float64" in r.out, r
     assert reprocheck("run", str(spec), "--invariance", "compile").code == 1
+
+
+def test_a_model_that_poisons_its_float64_reference_is_not_within_noise(spec_dir):
+    # A bound relative to the reference would excuse anything if the model computed something else in float64.
+    r = reprocheck(
+        "run", str(planted_spec(spec_dir, "poisons_its_reference", "invariance: {compile: {backend: aot_eager}}\n"))
+    )
+    assert r.code == 1, r
+    assert "the float64 reference is far from run 1 (eager) as well" in r.out
+    r = reprocheck(
+        "run", str(planted_spec(spec_dir, "poisons_its_reference", "invariance: {dtype: [float64]}\n", name="d.yaml"))
+    )
+    assert r.code == 1, r  # the float64 variant is that very computation: it cannot pass by agreeing with it
+
+
+def test_a_model_that_never_compiles_cannot_pass_the_compile_variant(spec_dir):
+    r = reprocheck(
+        "run", str(planted_spec(spec_dir, "never_compiles", "invariance: {compile: {backend: aot_eager}}\n"))
+    )
+    assert r.code == 3, r
+    assert "the compiled model ran no compiled graph" in r.out and "Traceback" not in r.out
+
+
+def test_a_float8_output_is_graded_not_a_crash(spec_dir):
+    r = reprocheck("run", str(planted_spec(spec_dir, "float8_output", "invariance: {compile: {backend: aot_eager}}\n")))
+    assert r.code == 1, r
+    assert "output (changed)" in r.out
+
+
+def test_a_kinds_own_tolerance_applies_to_batch_and_the_checks_is_the_fallback(spec_dir):
+    r = reprocheck("run", str(planted_spec(spec_dir, "batch_dependent", "invariance: {batch: [2]}\n")))
+    assert r.code == 1, r
+    own = "invariance: {batch: [2], tolerance: {batch: {atol: 100}}}\n"
+    assert reprocheck("run", str(planted_spec(spec_dir, "batch_dependent", own, name="o.yaml"))).code == 0
+    # an entry for another kind only: the check's own tolerance still holds for this one
+    other = "tolerance: {atol: 100}\ninvariance: {batch: [2], tolerance: {dtype: {atol: 1.0e-3}}}\n"
+    assert reprocheck("run", str(planted_spec(spec_dir, "batch_dependent", other, name="c.yaml"))).code == 0

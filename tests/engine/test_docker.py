@@ -338,6 +338,24 @@ def test_invariance_runs_in_the_container(image, tmp_path):
     assert reprocheck("docker", str(spec), "--image", image, "--invariance", "none", cwd=tmp_path).code == 0
 
 
+def test_a_compiled_variant_runs_in_the_container_with_its_compiler(image, tmp_path):
+    # The image carries g++ for inductor; the container's root is read-only, so the compile caches must live in the
+    # runs' own folders (a cache in ~/.cache or /tmp/torchinductor_* elsewhere would fail or leak between runs).
+    shutil.copy(FIXTURES / "planted.py", tmp_path / "planted.py")
+    spec = write_spec(
+        tmp_path,
+        'version: 1\nmodel: {factory: "planted:small_mlp"}\ninput: {random: {shape: [4, 8]}}\n'
+        "invariance: {compile: true}\n",
+        "compiled.yaml",
+    )
+    r = reprocheck("docker", str(spec), "--image", image, "--report", "out/r.json", cwd=tmp_path)
+    assert r.code == 0, r
+    check = json.loads((tmp_path / "out" / "r.json").read_text())["checks"][0]
+    (v,) = check["invariance"]
+    assert (v["kind"], v["status"], v["compiled_reproducible"]) == ("compile", "pass", True), v
+    assert check["fingerprint"]["cxx"].startswith("g++")
+
+
 def test_task_comparison_runs_in_the_container(image, tmp_path):
     # Deterministic detections on the edge (the workspace is read-only in the container: nothing may be written
     # beside the model): compared as detections, fragile warnings, then fragile: fail, then a rule that fits nothing.

@@ -99,6 +99,7 @@ class GradeJob(Message):
     k: float
     ulps: float
     cast: bool = False  # a dtype or autocast variant: its floating tensors cast to the old side's dtypes first
+    tolerance_name: str = "the check's tolerance"  # how a report names `tolerance`
 
 
 class GradeRequest(Message):

@@ -180,9 +180,14 @@ class InvarianceTolerance(ToleranceSpec):
     dtype: ToleranceSpec | None = None
     autocast: ToleranceSpec | None = None
 
-    def for_kind(self, kind: str) -> ToleranceSpec:
+    def for_kind(self, kind: str, check: ToleranceSpec) -> ToleranceSpec:
+        """The kind's own tolerance, else this one's top level where it is given, else the check's."""
         own = getattr(self, kind, None) if kind in KIND_TOLERANCES else None
-        return own if own is not None else ToleranceSpec(atol=self.atol, rtol=self.rtol, outputs=self.outputs)
+        if own is not None:
+            return own
+        if not {"atol", "rtol", "outputs"} & self.model_fields_set:
+            return check
+        return ToleranceSpec(atol=self.atol, rtol=self.rtol, outputs=self.outputs)
 
 
 class CompileSpec(Strict):

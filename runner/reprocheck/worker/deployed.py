@@ -26,6 +26,22 @@ class CompileFailed(RuntimeError):
     """torch.compile could not compile the model (a backend error, no C++ compiler)."""
 
 
+class BackendUnavailable(CompileFailed):
+    """torch.compile refused the backend itself (not registered here, or its package missing)."""
+
+
+def fix_for(exc: BaseException) -> str:
+    if isinstance(exc, BackendUnavailable):
+        try:
+            from torch._dynamo import list_backends
+
+            here = ", ".join(list_backends())
+        except Exception:
+            here = "inductor"
+        return f"use a backend this torch has ({here}, or aot_eager and eager), or install the backend's package"
+    return COMPILE_FIX
+
+
 def cast(value: Any, dtype: Any) -> Any:
     """Floating tensors (in lists, tuples, dicts) as `dtype`; everything else as it is."""
     import torch
@@ -52,11 +68,19 @@ def compiled(module: Any, spec: CompileSpec, recipe: RecipeSpec, run_dir: Path) 
     was set, for the report."""
     import torch
 
+    cache = run_dir / "compile-cache"
     for var in CACHE_ENV:  # read when a cache is first used, so a fork may still set them
-        os.environ[var] = str(run_dir / "compile-cache" / var.split("_")[0].lower())
+        os.environ[var] = str(cache / var.split("_")[0].lower())
     settings: dict[str, Any] = {}
     if spec.backend == "inductor":
-        from torch._inductor import config
+        from torch._inductor import codecache, config
+
+        # Precompiled headers go to a folder fixed at import under the system's temporary folder, shared by every
+        # run and left behind: moved into this run's cache.
+        if hasattr(codecache, "_HEADER_DIR"):
+            codecache._HEADER_DIR = str(cache / "headers")
+            if hasattr(codecache, "_HEADER_LOCK_DIR"):
+                codecache._HEADER_LOCK_DIR = str(cache / "headers" / "locks")
 
         config.compile_threads = 1  # no pool of compile processes: fewer children, one order of work
         settings["compile_threads"] = 1
@@ -76,7 +100,7 @@ def compiled(module: Any, spec: CompileSpec, recipe: RecipeSpec, run_dir: Path) 
             dynamic=spec.dynamic, fullgraph=spec.fullgraph,
         )  # fmt: skip
     except Exception as exc:  # an unknown backend is refused here, before any call
-        raise CompileFailed(f"torch.compile(backend={spec.backend!r}) failed: {_first_line(exc)}") from None
+        raise BackendUnavailable(f"torch.compile(backend={spec.backend!r}) failed: {_first_line(exc)}") from None
     info = {
         "backend": spec.backend,
         "mode": spec.mode,
@@ -94,6 +118,18 @@ def after_forward(info: dict[str, Any], seconds: float) -> None:
     info["seconds"] = seconds
     info["graph_breaks"] = int(sum(counters["graph_break"].values()))
     info["graphs"] = int(counters["stats"].get("unique_graphs", 0))
+
+
+class NothingCompiled(RuntimeError):
+    """The compiled forward ran no compiled graph: the compile variant would compare eager with eager."""
+
+
+def check_compiled(info: dict[str, Any]) -> None:
+    if info.get("graphs", 0) == 0:
+        raise NothingCompiled(
+            "the compiled model ran no compiled graph (a forward under torch.compiler.disable, or nothing dynamo can "
+            "trace), so the compile variant would compare eager with eager; remove the disable or the compile variant"
+        )
 
 
 def is_compile_error(exc: BaseException) -> bool:

@@ -90,11 +90,16 @@ def noise(old: Any, new: Any, ref: Any, k: float, ulps: float) -> dict[str, floa
 
     if not (old.shape == new.shape == ref.shape) or not old.is_floating_point() or old.dtype != new.dtype:
         return None
-    r = ref.double()
+    eps_old = _eps(old.dtype)
+    old, new, r = old.double(), new.double(), ref.double()  # float8 has no isfinite or ==
     finite = torch.isfinite(old) & torch.isfinite(new) & torch.isfinite(r)
     o, n = old[~finite], new[~finite]
     same_elsewhere = bool(((o == n) | (o.isnan() & n.isnan())).all())
-    allow = ulps * _eps(old.dtype) * _scales(r[finite].abs())
+    scales = _scales(r[finite].abs())
+    allow = ulps * eps_old * scales
+    # The reference must be what the old side rounds: a model can compute something else in float64 (it sees the
+    # dtype), and a reference that far off would excuse any change. sqrt(eps) of the scale is far beyond rounding.
+    plausible = bool(((old[finite] - r[finite]).abs() <= math.sqrt(eps_old) * scales).all())
     eps = float(allow.max()) if allow.numel() else 0.0
     rmse_old, max_old = _distance(old[finite], r[finite])
     rmse_new, max_new = _distance(new[finite], r[finite])
@@ -112,7 +117,8 @@ def noise(old: Any, new: Any, ref: Any, k: float, ulps: float) -> dict[str, floa
         "bound_max": bound_max,
         "eps": eps,
         "nonfinite_differ": float(not same_elsewhere),
-        "ok": float(same_elsewhere and over_rmse <= k * rmse_old and over_max <= k * max_old),
+        "reference_off": float(not plausible),
+        "ok": float(plausible and same_elsewhere and over_rmse <= k * rmse_old and over_max <= k * max_old),
     }
 
 
@@ -182,7 +188,7 @@ def grade_check(job: GradeJob) -> GradedCheck:
         rule = ""
         if grade == "changed" and by_rules is not None and by_rules:
             grade = "task"
-            rule = f"the check's tolerance ({by_rules.tolerance})" if o.task is None else f"its {o.task.task} rule"
+            rule = f"{job.tolerance_name} ({by_rules.tolerance})" if o.task is None else f"its {o.task.task} rule"
         graded.append(GradedOutput(grade=grade, result=o, noise=tests, rule=rule))
     return GradedCheck(name=job.name, outputs=graded)
 

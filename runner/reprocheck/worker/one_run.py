@@ -95,6 +95,8 @@ def run_once(job: RunJob, run_dir: Path) -> int:
         out = _forward(module, args, kwargs, check.recipe.inference_mode, device, caught, timings, job.autocast)
         if compiled is not None:
             deployed.after_forward(compiled, timings["forward"])
+            stage = "compile"
+            deployed.check_compiled(compiled)
 
         stage = "outputs"
         flat, ignored, unmatched = outputs.prune(outputs.flatten(out), check.ignore)
@@ -176,7 +178,7 @@ def _failed(exc: BaseException, stage: str, timings: dict[str, float], run_dir: 
     from .outputs import UnsupportedOutput
 
     if job.compile is not None and stage in ("compile", "forward") and deployed.is_compile_error(exc):
-        fix = deployed.COMPILE_FIX
+        fix = deployed.fix_for(exc)
         if job.compile.fullgraph and "Unsupported" in type(exc).__name__:
             fix = "fullgraph: true makes a graph break an error: remove it to count graph breaks instead"
         RunReport(
@@ -194,11 +196,19 @@ def _failed(exc: BaseException, stage: str, timings: dict[str, float], run_dir: 
     from .signature import KeywordInputMismatch
 
     ours = isinstance(
-        exc, (UnsupportedOutput, DeviceUnavailable, models.Unpicklable, models.WeightsNotCached, KeywordInputMismatch)
+        exc,
+        (
+            UnsupportedOutput,
+            DeviceUnavailable,
+            models.Unpicklable,
+            models.WeightsNotCached,
+            KeywordInputMismatch,
+            deployed.NothingCompiled,
+        ),
     )
     tail = [] if ours else "".join(lines).rstrip().splitlines()[-12:]
     message = f"{type(exc).__name__}: {exc}".splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, DeviceUnavailable):
+    if isinstance(exc, (DeviceUnavailable, deployed.NothingCompiled)):
         message = str(exc)
     if isinstance(exc, SystemExit):
         message = f"the model called sys.exit({exc.code!r})"

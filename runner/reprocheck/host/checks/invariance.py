@@ -71,6 +71,14 @@ def _variants(lc: LoadedCheck, kinds: frozenset[str] | None) -> list[tuple[Varia
     return [(k, v) for k, v in wanted if kinds is None or k.value in kinds]
 
 
+def kind_tolerance(lc: LoadedCheck, kind: VariantKind) -> ToleranceSpec:
+    """`invariance.tolerance` for this kind of variant (its own entry, else the top level), else the check's."""
+    inv = lc.check.invariance
+    if inv is None or inv.tolerance is None:
+        return lc.check.tolerance
+    return inv.tolerance.for_kind(kind.value, lc.check.tolerance)
+
+
 def _request(
     lc: LoadedCheck, first: RunResult, run: RunResult, tolerance: ToleranceSpec, batch: tuple[int, int] | None
 ) -> VerdictRequest:
@@ -150,7 +158,7 @@ class _VariantRunner:
             batched = (first.samples, run.samples)
         inv = lc.check.invariance
         assert inv is not None
-        request = _request(lc, first, run, inv.tolerance or lc.check.tolerance, batched)
+        request = _request(lc, first, run, kind_tolerance(lc, kind), batched)
         try:
             answer = prepared.verdict(request)
         except isolated.VerdictTimeout as exc:
@@ -242,7 +250,7 @@ class _VariantRunner:
         if not self.reference_run.ok:
             cause = f"the float64 reference run failed, so nothing can be graded: {self.reference_run.cause}"
             return result(VariantStatus.ERROR, cause, run=run, compiled=compiled, repeat=repeat)
-        tolerance = inv.tolerance.for_kind(kind.value) if inv.tolerance else lc.check.tolerance
+        tolerance = kind_tolerance(lc, kind)
         job = GradeJob(
             name=lc.name,
             from_=str(first.outputs_path),
@@ -253,6 +261,7 @@ class _VariantRunner:
             k=K,
             ulps=ULPS,
             cast=kind is not VariantKind.COMPILE,
+            tolerance_name=f"the {kind.value} tolerance",
         )
         try:
             answer_grades = self.source.fork_answer(
