@@ -293,6 +293,8 @@ GRADE_WORDS = {
 
 def detail(o: OutputGrade, sides: tuple[str, str] = ("old stack", "new stack")) -> str:
     """What the grade rests on, in one line; `sides`: the reference side and the graded one, in words."""
+    upgrade = sides == ("old stack", "new stack")
+    than, short = ("the old stack", "old") if upgrade else (sides[0], sides[0])
     if o.grade is Grade.IDENTICAL:
         return f"bitwise equal ({o.result.total} values)" if o.result.total else "bitwise equal"
     tests = [t for t in o.noise if "rmse_new" in t]
@@ -301,7 +303,7 @@ def detail(o: OutputGrade, sides: tuple[str, str] = ("old stack", "new stack")) 
         return (
             f"differs by up to {num(o.result.max_abs_diff)}; from the float64 reference: max {num(worst['max_new'])} "
             f"({sides[0]} {num(worst['max_old'])}, bound {num(worst['bound_max'])}), RMSE {num(worst['rmse_new'])} "
-            f"({sides[0]} {num(worst['rmse_old'])}, bound {num(worst['bound_rmse'])})"
+            f"({short} {num(worst['rmse_old'])}, bound {num(worst['bound_rmse'])})"
         )
     if o.grade is Grade.TASK and o.result.task is None:
         return f"within {o.rule}: differs by up to {num(o.result.max_abs_diff)} ({o.result.mismatched} values)"
@@ -313,11 +315,12 @@ def detail(o: OutputGrade, sides: tuple[str, str] = ("old stack", "new stack")) 
             "so it cannot tell rounding from a change here: nothing is graded within noise"
         )
     elif o.grade is Grade.CHANGED and any(t.get("nonfinite_differ") for t in far):
-        text += "; NaN or inf where the other side holds another value: no noise bound applies there"
+        other = "stack" if upgrade else "side"
+        text += f"; NaN or inf where the other {other} holds another value: no noise bound applies there"
     elif o.grade is Grade.CHANGED and far:
         t = far[0]
         text += (
-            f"; farther from the float64 reference than {sides[0]}: max {num(t['max_new'])} vs bound "
+            f"; farther from the float64 reference than {than}: max {num(t['max_new'])} vs bound "
             f"{num(t['bound_max'])}, RMSE {num(t['rmse_new'])} vs bound {num(t['bound_rmse'])}"
         )
     return text
