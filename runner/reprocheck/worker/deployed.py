@@ -118,6 +118,7 @@ def after_forward(info: dict[str, Any], seconds: float) -> None:
     info["seconds"] = seconds
     info["graph_breaks"] = int(sum(counters["graph_break"].values()))
     info["graphs"] = int(counters["stats"].get("unique_graphs", 0))
+    check_compiled(info)
 
 
 class NothingCompiled(RuntimeError):

@@ -45,7 +45,7 @@ def _resolve_device(device: str) -> str:
 def run_once(job: RunJob, run_dir: Path) -> int:
     """Build, run, save. Returns the process exit code (0 ok, 1 the run raised)."""
     from ..tree import all_paths
-    from . import fingerprint, inputs, models, outputs, recipe
+    from . import deployed, fingerprint, inputs, models, outputs, recipe
 
     timings: dict[str, float] = {}
     stage = "recipe"
@@ -86,17 +86,14 @@ def run_once(job: RunJob, run_dir: Path) -> int:
 
         module, compiled = built.module, None
         if job.compile is not None:
-            from . import deployed
-
             stage = "compile"
             module, compiled = deployed.compiled(built.module, job.compile, check.recipe, run_dir)
 
         stage = "forward"
         out = _forward(module, args, kwargs, check.recipe.inference_mode, device, caught, timings, job.autocast)
         if compiled is not None:
-            deployed.after_forward(compiled, timings["forward"])
             stage = "compile"
-            deployed.check_compiled(compiled)
+            deployed.after_forward(compiled, timings["forward"])  # raises when nothing was compiled
 
         stage = "outputs"
         flat, ignored, unmatched = outputs.prune(outputs.flatten(out), check.ignore)
