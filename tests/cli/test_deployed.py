@@ -65,7 +65,7 @@ def test_a_compiled_nudge_within_the_compile_tolerance_passes_only_with_require_
     r = reprocheck("run", str(planted_spec(spec_dir, "compiled_nudged", base + "  require: task\n", name="t.yaml")))
     assert r.code == 0, r
     assert "reaches require task against run 1 (eager): 1 task-equivalent" in r.out
-    assert "within the check's tolerance" in r.out
+    assert "within the compile tolerance (atol=0.001, rtol=0)" in r.out
     # the tolerance of another kind does not accept it
     other = base.replace("{compile: {atol", "{dtype: {atol") + "  require: task\n"
     assert reprocheck("run", str(planted_spec(spec_dir, "compiled_nudged", other, name="o.yaml"))).code == 1
