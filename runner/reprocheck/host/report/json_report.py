@@ -12,7 +12,7 @@ from ..checks.grades import OutputGrade, accepted
 from ..checks.outcome import CheckResult, Status, VariantResult, exit_code
 from . import shape
 from .tasks import fragile_sentence
-from .text import blind_lines, detail
+from .text import UPGRADE_SIDES, Sides, blind_lines, detail, variant_sides
 
 if TYPE_CHECKING:
     from ...diagnosis import Diagnosis
@@ -88,14 +88,14 @@ def _variant(v: VariantResult) -> shape.Variant:
         ],
         outputs=_outputs(v.comparison),
         require=v.require or None,
-        grades=[graded_model(g, v.require, v.names()) for g in v.grades],
+        grades=[graded_model(g, v.require, variant_sides(v)) for g in v.grades],
         compiled=v.compiled,
         compiled_runs=_outputs(v.repeat),
         compiled_reproducible=None if v.repeat is None else bool(v.repeat),
     )
 
 
-def graded_model(g: OutputGrade, require: str, sides: tuple[str, str] = ("old stack", "new stack")) -> shape.Graded:
+def graded_model(g: OutputGrade, require: str, sides: Sides = UPGRADE_SIDES) -> shape.Graded:
     return shape.Graded(
         path=g.path,
         grade=g.grade.value,

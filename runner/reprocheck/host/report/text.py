@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...protocol import Distance
@@ -291,10 +293,28 @@ GRADE_WORDS = {
 }
 
 
-def detail(o: OutputGrade, sides: tuple[str, str] = ("old stack", "new stack")) -> str:
-    """What the grade rests on, in one line; `sides`: the reference side and the graded one, in words."""
-    upgrade = sides == ("old stack", "new stack")
-    than, short = ("the old stack", "old") if upgrade else (sides[0], sides[0])
+@dataclass(frozen=True)
+class Sides:
+    """The two sides of a grade, in words: the reference side and the graded one (as summaries name them), the
+    reference side in a sentence and in a parenthesis, and what either side is."""
+
+    names: tuple[str, str]
+    reference: str
+    short: str
+    each: str
+
+
+UPGRADE_SIDES = Sides(("old stack", "new stack"), "the old stack", "old", "stack")
+
+
+def variant_sides(v: VariantResult) -> Sides:
+    a, b = v.names()
+    return Sides((a, b), a, a, "side")
+
+
+def detail(o: OutputGrade, sides: Sides = UPGRADE_SIDES) -> str:
+    """What the grade rests on, in one line."""
+    first = sides.names[0]
     if o.grade is Grade.IDENTICAL:
         return f"bitwise equal ({o.result.total} values)" if o.result.total else "bitwise equal"
     tests = [t for t in o.noise if "rmse_new" in t]
@@ -302,25 +322,24 @@ def detail(o: OutputGrade, sides: tuple[str, str] = ("old stack", "new stack")) 
         worst = max(tests, key=lambda t: float(t["max_new"]) / max(float(t["bound_max"]), 1e-300))
         return (
             f"differs by up to {num(o.result.max_abs_diff)}; from the float64 reference: max {num(worst['max_new'])} "
-            f"({sides[0]} {num(worst['max_old'])}, bound {num(worst['bound_max'])}), RMSE {num(worst['rmse_new'])} "
-            f"({short} {num(worst['rmse_old'])}, bound {num(worst['bound_rmse'])})"
+            f"({first} {num(worst['max_old'])}, bound {num(worst['bound_max'])}), RMSE {num(worst['rmse_new'])} "
+            f"({sides.short} {num(worst['rmse_old'])}, bound {num(worst['bound_rmse'])})"
         )
     if o.grade is Grade.TASK and o.result.task is None:
         return f"within {o.rule}: differs by up to {num(o.result.max_abs_diff)} ({o.result.mismatched} values)"
-    text = summarize(o.result, sides).removeprefix(f"{o.result.path}: ")
+    text = summarize(o.result, sides.names).removeprefix(f"{o.result.path}: ")
     far = [t for t in tests if not t["ok"]]
     if o.grade is Grade.CHANGED and any(t.get("reference_off") for t in far):
         text += (
-            f"; the float64 reference is far from {sides[0]} as well (the model computes something else in float64), "
+            f"; the float64 reference is far from {first} as well (the model computes something else in float64), "
             "so it cannot tell rounding from a change here: nothing is graded within noise"
         )
     elif o.grade is Grade.CHANGED and any(t.get("nonfinite_differ") for t in far):
-        other = "stack" if upgrade else "side"
-        text += f"; NaN or inf where the other {other} holds another value: no noise bound applies there"
+        text += f"; NaN or inf where the other {sides.each} holds another value: no noise bound applies there"
     elif o.grade is Grade.CHANGED and far:
         t = far[0]
         text += (
-            f"; farther from the float64 reference than {than}: max {num(t['max_new'])} vs bound "
+            f"; farther from the float64 reference than {sides.reference}: max {num(t['max_new'])} vs bound "
             f"{num(t['bound_max'])}, RMSE {num(t['rmse_new'])} vs bound {num(t['bound_rmse'])}"
         )
     return text
@@ -337,15 +356,17 @@ def compiled_words(info: dict[str, Any] | None) -> str:
 
 def graded_variant_lines(v: VariantResult) -> list[str]:
     """A compile, dtype or autocast variant: its own runs compared (compile), then its grades against run 1."""
-    a, b = v.names()
-    counts = ", ".join(f"{n} {GRADE_WORDS[g]}" for g in GRADE_WORDS if (n := sum(1 for o in v.grades if o.grade is g)))
+    sides = variant_sides(v)
+    a = sides.reference
+    unrepeatable = v.repeat is not None and not v.repeat
     extra = [compiled_words(v.compiled)] if v.compiled else []
-    if v.repeat is not None and v.repeat:
+    if v.repeat is not None and not unrepeatable:
         extra.append(f"its {v.repeat.runs_compared} compiled runs agree")
     extra += [f"ignored by the spec: {', '.join(v.ignored)}"] if v.ignored else []
     tail = f" ({'; '.join(extra)})" if extra else ""
     lines: list[str] = []
-    if v.repeat is not None and not v.repeat:
+    if unrepeatable:
+        assert v.repeat is not None
         fails = v.repeat.failures
         lines.append(
             f"invariance {v.label}: the compiled model is not reproducible run to run: {len(fails)} of "
@@ -354,16 +375,16 @@ def graded_variant_lines(v: VariantResult) -> list[str]:
         lines += [f"  {summarize(o, ('compiled run 1', 'compiled run 2'))}" for o in fails[:TABLE_ROWS]]
     below = [o for o in v.grades if not accepted(o, v.require)]
     if not below:
-        lines.append(f"invariance {v.label}: reaches require {v.require} against {a}: {counts}{tail}")
-        lines += [f"  {x}" for x in grade_lines(tuple(o for o in v.grades if o.grade is not Grade.IDENTICAL), (a, b))]
+        lines.append(f"invariance {v.label}: reaches require {v.require} against {a}: {grade_counts(v.grades)}{tail}")
+        lines += [f"  {x}" for x in grade_lines([o for o in v.grades if o.grade is not Grade.IDENTICAL], sides)]
     else:
         shown = ", ".join(f"{o.path or 'output'} ({GRADE_WORDS[o.grade]})" for o in below[:3])
         lines.append(
             f"invariance {v.label}: {len(below)} of {plural(len(v.grades), 'output')} below require {v.require} "
             f"against {a}: {shown}{tail}"
         )
-        lines += [f"  {x}" for x in grade_lines(v.grades, (a, b))]
-    if v.repeat is not None and not v.repeat:
+        lines += [f"  {x}" for x in grade_lines(v.grades, sides)]
+    if unrepeatable:
         lines.append(f"  remedy: {COMPILED_REPEAT_REMEDY}")
     if below:
         lines.append(f"  remedy: {INVARIANCE_REMEDY[v.kind.value]}")
@@ -377,5 +398,12 @@ COMPILED_REPEAT_REMEDY = (
 )
 
 
-def grade_lines(grades: tuple[OutputGrade, ...], sides: tuple[str, str]) -> list[str]:
-    return [f"{GRADE_WORDS[o.grade]:<15} {o.path or 'output'}: {detail(o, sides)}" for o in grades[:TABLE_ROWS]]
+def grade_lines(grades: Sequence[OutputGrade], sides: Sides, rows: int = TABLE_ROWS) -> list[str]:
+    """One line per graded output (the first `rows`): its grade and what the grade rests on."""
+    return [f"{GRADE_WORDS[o.grade]:<15} {o.path or 'output'}: {detail(o, sides)}" for o in grades[:rows]]
+
+
+def grade_counts(grades: Sequence[OutputGrade]) -> str:
+    """How many outputs have each grade, best first: "2 identical, 1 within noise"."""
+    found = [(g, sum(1 for o in grades if o.grade is g)) for g in GRADE_WORDS]
+    return ", ".join(f"{n} {GRADE_WORDS[g]}" for g, n in found if n)

@@ -10,7 +10,7 @@ from ..analyses.upgrade import Upgrade, UpgradeCheck, Verdict
 from ..checks.grades import accepted
 from . import shape
 from .json_report import graded_model
-from .text import GRADE_WORDS, detail, plural
+from .text import GRADE_WORDS, UPGRADE_SIDES, detail, grade_counts, grade_lines, plural
 
 VERDICT_WORDS = {
     Verdict.SAFE: "safe to bump",
@@ -18,14 +18,12 @@ VERDICT_WORDS = {
     Verdict.NOT_REPRODUCIBLE: "not reproducible",
     Verdict.ERROR: "error",
 }
-SIDES = ("old stack", "new stack")
 DIFF_ROWS = 12
 OUTPUT_ROWS = 30  # per check, in console and Markdown
 
 
 def _counts(c: UpgradeCheck) -> str:
-    found = [(g, sum(1 for o in c.outputs if o.grade == g)) for g in GRADE_WORDS]
-    return ", ".join(f"{n} {GRADE_WORDS[g]}" for g, n in found if n) or "-"
+    return grade_counts(c.outputs) or "-"
 
 
 def overall(u: Upgrade) -> str:
@@ -65,8 +63,7 @@ def render_console(u: Upgrade) -> str:
         lines.append(f"{VERDICT_WORDS[c.verdict].upper():<17} {c.name} ({c.file}:{c.line}): {_counts(c)}")
         if c.message:
             lines.append(f"    {c.message}")
-        for g in c.outputs[:OUTPUT_ROWS]:
-            lines.append(f"    {GRADE_WORDS[g.grade]:<15} {g.path or 'output'}: {detail(g)}")
+        lines += [f"    {line}" for line in grade_lines(c.outputs, UPGRADE_SIDES, OUTPUT_ROWS)]
         lines += [f"    note: {n}" for n in c.notes]
     lines.append(overall(u))
     return "\n".join(lines) + "\n"
