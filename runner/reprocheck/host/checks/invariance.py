@@ -80,10 +80,11 @@ def kind_tolerance(lc: LoadedCheck, kind: VariantKind) -> ToleranceSpec:
 
 
 def _request(
-    lc: LoadedCheck, first: RunResult, run: RunResult, tolerance: ToleranceSpec, batch: tuple[int, int] | None
+    lc: LoadedCheck, runs: Sequence[RunResult], tolerance: ToleranceSpec, batch: tuple[int, int] | None = None
 ) -> VerdictRequest:
-    runs = [RunRef(index=1, outputs=str(first.outputs_path)), RunRef(index=2, outputs=str(run.outputs_path))]
-    return VerdictRequest(runs=runs, tolerance=tolerance, compare=lc.check.compare, batch=batch)
+    """The comparison of `runs` (the expected first) under the check's `compare:` rules."""
+    refs = [RunRef(index=i, outputs=str(r.outputs_path)) for i, r in enumerate(runs, 1)]
+    return VerdictRequest(runs=refs, tolerance=tolerance, compare=lc.check.compare, batch=batch)
 
 
 def _reference(lc: LoadedCheck, workdir: Path, source: isolated.CheckWorkers) -> RunResult:
@@ -158,7 +159,7 @@ class _VariantRunner:
             batched = (first.samples, run.samples)
         inv = lc.check.invariance
         assert inv is not None
-        request = _request(lc, first, run, kind_tolerance(lc, kind), batched)
+        request = _request(lc, [first, run], kind_tolerance(lc, kind), batched)
         try:
             answer = prepared.verdict(request)
         except isolated.VerdictTimeout as exc:
@@ -210,8 +211,8 @@ class _VariantRunner:
         def result(status: VariantStatus, cause: str = "", **more: Any) -> VariantResult:
             return VariantResult(kind, value, reference, status, cause=cause, require=inv.require, **more)
 
-        what = {VariantKind.COMPILE: "compiling (a first compile can take minutes)", VariantKind.DTYPE: "in"}
-        self.progress.phase(f"{lc.name}: invariance {kind.value}={value}, {what.get(kind, 'under autocast')}")
+        compiling = ", compiling (a first compile can take minutes)" if kind is VariantKind.COMPILE else ""
+        self.progress.phase(f"{lc.name}: invariance {kind.value}={value}{compiling}")
         folder = self.workdir / f"{kind.value}-{value.split('(', maxsplit=1)[0]}"
         prepared = isolated.VariantRun(
             dataclasses.replace(lc, check=check),
@@ -225,57 +226,50 @@ class _VariantRunner:
         runs = prepared.run_all()
         run = runs[-1]
         compiled = next((r.compiled for r in runs if r.compiled), None)
-        if not run.ok:
-            prepared.cancel()
-            return result(VariantStatus.ERROR, run.cause + (f"; {run.hint}" if run.hint else ""), run=run)
         repeat = None
-        if kind is VariantKind.COMPILE:
-            request = VerdictRequest(
-                runs=[RunRef(index=i, outputs=str(r.outputs_path)) for i, r in enumerate(runs, 1)],
-                tolerance=lc.check.tolerance,
-                compare=lc.check.compare,
-            )
+
+        def error(cause: str) -> VariantResult:  # what is known so far goes with it
+            prepared.cancel()
+            return result(VariantStatus.ERROR, cause, run=run, compiled=compiled, repeat=repeat)
+
+        if not run.ok:
+            return error(run.cause + (f"; {run.hint}" if run.hint else ""))
+        if kind is VariantKind.COMPILE:  # its own runs first: a compiled model must itself be reproducible
             try:
-                answer = prepared.verdict(request)
+                answer = prepared.verdict(_request(lc, runs, lc.check.tolerance))
             except isolated.VerdictTimeout as exc:
-                return result(VariantStatus.ERROR, str(exc), run=run, compiled=compiled)
+                return error(str(exc))
             if answer.error is not None or answer.comparison is None:
-                prepared.cancel()
-                cause = answer.error.message if answer.error else "the compiled runs' comparison compared nothing"
-                return result(VariantStatus.ERROR, cause, run=run, compiled=compiled)
+                return error(answer.error.message if answer.error else "the compiled runs' comparison compared nothing")
             repeat = answer.comparison
         prepared.cancel()
         self.progress.phase(f"{lc.name}: the float64 reference")
         self.reference_run = self.reference_run or _reference(lc, self.workdir, self.source)
         if not self.reference_run.ok:
-            cause = f"the float64 reference run failed, so nothing can be graded: {self.reference_run.cause}"
-            return result(VariantStatus.ERROR, cause, run=run, compiled=compiled, repeat=repeat)
-        tolerance = kind_tolerance(lc, kind)
+            return error(f"the float64 reference run failed, so nothing can be graded: {self.reference_run.cause}")
         job = GradeJob(
             name=lc.name,
             from_=str(first.outputs_path),
             to=str(run.outputs_path),
             reference=str(self.reference_run.outputs_path),
             compare=lc.check.compare,
-            tolerance=tolerance,
+            tolerance=kind_tolerance(lc, kind),
             k=K,
             ulps=ULPS,
             cast=kind is not VariantKind.COMPILE,
             tolerance_name=f"the {kind.value} tolerance",
         )
         try:
-            answer_grades = self.source.fork_answer(
+            (graded,) = self.source.fork_answer(
                 GradeRequest(checks=[job]), Grades, self.workdir / f"grade-{folder.name}"
-            )
+            ).checks
         except isolated.VerdictTimeout as exc:
-            return result(VariantStatus.ERROR, str(exc), run=run, compiled=compiled, repeat=repeat)
-        graded = answer_grades.checks[0]
+            return error(str(exc))
         if graded.error:
-            return result(VariantStatus.ERROR, graded.error, run=run, compiled=compiled, repeat=repeat)
+            return error(graded.error)
         grades = graded_outputs(graded)
         if not grades:
-            cause = f"{kind.value} variant: the outputs hold no tensor to compare"
-            return result(VariantStatus.ERROR, cause, run=run, compiled=compiled, repeat=repeat)
+            return error(f"{kind.value} variant: the outputs hold no tensor to compare")
         same = repeat is None or bool(repeat)
         status = decide_variant(VariantEvidence(passed=same and all(accepted(g, inv.require) for g in grades)))
         return result(status, run=run, compiled=compiled, repeat=repeat, grades=grades, ignored=first.ignored)

@@ -294,7 +294,9 @@ class VariantRun:
         runs: int = 1,
     ) -> None:
         self.lc, self.folder, self.source, self.runs = lc, folder, source, runs
-        self.batch, self.float64, self.dtype, self.autocast, self.compile = batch, float64, dtype, autocast, compile
+        self.changes = VariantChanges(
+            check=worker_check(lc.check), batch=batch, float64=float64, dtype=dtype, autocast=autocast, compile=compile
+        )
         self.fresh: CheckWorkers | None = None
         self.forked = False
 
@@ -304,39 +306,25 @@ class VariantRun:
     def run_all(self) -> list[RunResult]:
         """Every run (`runs`); stops at the first that failed."""
         if self.source.shares_environment(self.lc.check):
-            changes = VariantChanges(
-                check=worker_check(self.lc.check),
-                batch=self.batch,
-                float64=self.float64,
-                dtype=self.dtype,
-                autocast=self.autocast,
-                compile=self.compile,
-            )
             results: list[RunResult] = []
-            for i in range(1, self.runs + 1):
-                run = self.source.fork_run(self.folder / f"run{i}", changes, index=i)
-                if run is None:
+            while len(results) < self.runs and (not results or results[-1].ok):
+                run = self.source.fork_run(self.folder / f"run{len(results) + 1}", self.changes, len(results) + 1)
+                if run is None:  # no zygote left to fork: all of them in a fresh worker instead
                     break
                 results.append(run)
-                if not run.ok:
-                    break
-            else:
+            if results and (len(results) == self.runs or not results[-1].ok):
                 self.forked = True
                 return results
-            if results and not results[-1].ok:
-                self.forked = True
-                return results
-        check = self.lc.check.model_copy(update={"runs": max(self.runs, 1)})
-        lc = dataclasses.replace(self.lc, check=check)
+        c = self.changes
         self.fresh = CheckWorkers(
-            lc,
+            dataclasses.replace(self.lc, check=self.lc.check.model_copy(update={"runs": self.runs})),
             self.folder,
             self.source.isolation,
-            batch=self.batch,
-            float64=self.float64,
-            dtype=self.dtype,
-            autocast=self.autocast,
-            compile=self.compile,
+            batch=c.batch,
+            float64=c.float64,
+            dtype=c.dtype,
+            autocast=c.autocast,
+            compile=c.compile,
         )
         return self.fresh.run()
 
