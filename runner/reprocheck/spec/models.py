@@ -270,7 +270,7 @@ class InvarianceSpec(Strict):
 
     @model_validator(mode="after")
     def _graded_needs_the_reference(self) -> InvarianceSpec:
-        if self.reference == "none" and (self.compile or self.dtype or self.autocast):
+        if self.reference == "none" and self.graded():
             raise ValueError(
                 "reference: none, but compile, dtype and autocast variants are graded against the float64 reference; "
                 "remove `reference: none` (or those variants)"
@@ -278,6 +278,7 @@ class InvarianceSpec(Strict):
         return self
 
     def graded(self) -> bool:
+        """Whether it declares variants graded against the float64 reference (compile, dtype, autocast)."""
         return bool(self.compile or self.dtype or self.autocast)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +29,6 @@ class CompileFailed(RuntimeError):
 
 class BackendUnavailable(CompileFailed):
     """torch.compile refused the backend itself (not registered here, or its package missing)."""
-
-
-def fix_for(exc: BaseException) -> str:
-    if isinstance(exc, BackendUnavailable):
-        try:
-            from torch._dynamo import list_backends
-
-            here = ", ".join(list_backends())
-        except Exception:
-            here = "inductor"
-        return f"use a backend this torch has ({here}, or aot_eager and eager), or install the backend's package"
-    return COMPILE_FIX
 
 
 def cast(value: Any, dtype: Any) -> Any:
@@ -71,16 +60,14 @@ def compiled(module: Any, spec: CompileSpec, recipe: RecipeSpec, run_dir: Path) 
     cache = run_dir / "compile-cache"
     for var in CACHE_ENV:  # read when a cache is first used, so a fork may still set them
         os.environ[var] = str(cache / var.split("_")[0].lower())
+    # Inductor keeps more caches under the system's temporary folder (torchinductor_<user>: precompiled headers,
+    # its newer on-disk caches), shared by every run and left behind: this run's temporary folder is its own.
+    temp = cache / "tmp"
+    temp.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = tempfile.tempdir = str(temp)
     settings: dict[str, Any] = {}
     if spec.backend == "inductor":
-        from torch._inductor import codecache, config
-
-        # Precompiled headers go to a folder fixed at import under the system's temporary folder, shared by every
-        # run and left behind: moved into this run's cache.
-        if hasattr(codecache, "_HEADER_DIR"):
-            codecache._HEADER_DIR = str(cache / "headers")
-            if hasattr(codecache, "_HEADER_LOCK_DIR"):
-                codecache._HEADER_LOCK_DIR = str(cache / "headers" / "locks")
+        from torch._inductor import config
 
         config.compile_threads = 1  # no pool of compile processes: fewer children, one order of work
         settings["compile_threads"] = 1
@@ -146,11 +133,24 @@ def is_compile_error(exc: BaseException) -> bool:
     return type(exc).__module__.startswith(("torch._dynamo", "torch._inductor"))
 
 
-def compile_message(exc: BaseException, spec: CompileSpec) -> str:
+def failure(exc: BaseException, spec: CompileSpec) -> tuple[str, str]:
+    """A compile error (is_compile_error) in one line, and its fix."""
     text = _first_line(exc)
-    if isinstance(exc, CompileFailed):
-        return text
-    return f"torch.compile(backend={spec.backend!r}) failed: {text}"
+    message = text if isinstance(exc, CompileFailed) else f"torch.compile(backend={spec.backend!r}) failed: {text}"
+    if isinstance(exc, BackendUnavailable):
+        try:
+            from torch._dynamo import list_backends
+
+            here = ", ".join(list_backends())
+        except Exception:
+            here = "inductor"
+        return (
+            message,
+            f"use a backend this torch has ({here}, or aot_eager and eager), or install the backend's package",
+        )
+    if spec.fullgraph and "Unsupported" in type(exc).__name__:
+        return message, "fullgraph: true makes a graph break an error: remove it to count graph breaks instead"
+    return message, COMPILE_FIX
 
 
 def _first_line(exc: BaseException) -> str:

@@ -174,20 +174,6 @@ def _failed(exc: BaseException, stage: str, timings: dict[str, float], run_dir: 
     from . import deployed, models
     from .outputs import UnsupportedOutput
 
-    if job.compile is not None and stage in ("compile", "forward") and deployed.is_compile_error(exc):
-        fix = deployed.fix_for(exc)
-        if job.compile.fullgraph and "Unsupported" in type(exc).__name__:
-            fix = "fullgraph: true makes a graph break an error: remove it to count graph breaks instead"
-        RunReport(
-            ok=False,
-            stage="compile",
-            error=deployed.compile_message(exc, job.compile),
-            traceback=[],
-            hint=fix,
-            timings=timings,
-        ).write(run_dir / "result.json")
-        return
-
     lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
     # Our own refusal of an output says all there is to say; a model's exception needs its traceback.
     from .signature import KeywordInputMismatch
@@ -210,6 +196,9 @@ def _failed(exc: BaseException, stage: str, timings: dict[str, float], run_dir: 
     if isinstance(exc, SystemExit):
         message = f"the model called sys.exit({exc.code!r})"
     hint = DETERMINISM_HINT if DETERMINISM_ERROR in str(exc) else None
+    if job.compile is not None and stage in ("compile", "forward") and deployed.is_compile_error(exc):
+        # the compiler's own failure: its cause and the fix, not the compiler's traceback
+        stage, message, hint, tail = "compile", *deployed.failure(exc, job.compile), []
     RunReport(
         ok=False,
         stage=stage,
