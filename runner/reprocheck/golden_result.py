@@ -37,6 +37,7 @@ class BaselineStatus(str, enum.Enum):
     DRIFT = "drift"
     MISSING = "missing"
     UPDATED = "updated"
+    WRITTEN = "written"  # --missing-baseline write: this machine's key had none; written, not yet committed
     NOT_UPDATED = "not-updated"  # --update-baseline refused: the runs themselves differ or failed
 
 
@@ -59,9 +60,24 @@ class BaselineResult:
     config_changed: bool = False
     golden_created: str | None = None
     message: str = ""
+    key: str = ""  # this machine's key (cpu, cuda, cuda-sm90; "" keyless: `key: none`)
+    golden_key: str | None = None  # the key of the golden compared ("" keyless); None: none was compared
+    written: Path | None = None  # this machine's golden, written by --missing-baseline write
 
     def __bool__(self) -> bool:
-        return self.status in (BaselineStatus.MATCH, BaselineStatus.UPDATED)
+        return self.status in (BaselineStatus.MATCH, BaselineStatus.UPDATED, BaselineStatus.WRITTEN)
+
+    @property
+    def fallback(self) -> bool:
+        """Compared with a less specific golden than this machine's key (its device's, or the keyless one)."""
+        return self.golden_key is not None and self.golden_key != self.key
+
+    def which(self) -> str:
+        """Which golden, in words: `the cuda golden (fallback: none for cuda-sm90)`."""
+        if self.golden_key is None:
+            return ""
+        name = f"the {self.golden_key} golden" if self.golden_key else "the keyless golden"
+        return f"{name} (fallback: none for {self.key} yet)" if self.fallback else name
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:

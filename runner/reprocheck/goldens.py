@@ -1,12 +1,16 @@
 """Where goldens live and whether one can be used, decided before anything runs and without torch.
 
-Layout:  DIR/<spec path>/<check>.safetensors            the golden ("expected")
-         DIR/<spec path>/<check>.obtained.safetensors   written beside it on a mismatch ("obtained")
+Layout:  DIR/<spec path>/<check>.safetensors                  the golden ("expected")
+         DIR/<spec path>/<check>@<key>.safetensors            the golden of one device or GPU generation
+         DIR/<spec path>/<check>[@<key>].obtained.safetensors  written beside it on a mismatch ("obtained")
 where <spec path> is the spec file's path relative to the baseline root (--baseline-root, default the
 current folder), file name included: `a/model.yaml` and `b/model.yaml` get `DIR/a/model.yaml/` and
 `DIR/b/model.yaml/`. Every path component is escaped (any character outside [A-Za-z0-9._-] and a
 leading dot become %XX), so nothing lands outside DIR and distinct specs never share a golden.
 A spec outside the root is refused. A golden is checked from its safetensors header alone.
+A key (`baseline: {key: device|gpu}`: cpu, cuda, cuda-sm90) follows an `@`, which an escaped check name never
+holds, so a keyed golden never collides with another check's file. A machine's keys, most specific first,
+end with the keyless golden: comparing picks the first that exists.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class BaselineOptions:
     update: bool = False
     spec_root: Path = Path(".")  # goldens are laid out by the spec's path relative to this
     seed: int | None = None  # --seed, repeated in the commands that rewrite a golden
+    write_missing: bool = False  # --missing-baseline write: a check with no golden for this machine's key gets one
 
 
 SUFFIX = ".safetensors"
@@ -56,7 +61,44 @@ def _escape(component: str) -> str:
     return "%2E" + out[1:] if out.startswith(".") else out
 
 
-def golden_path(root: Path, lc: LoadedCheck, spec_root: Path = Path(".")) -> Path:
+KEY = re.compile(r"^(cpu|cuda|cuda-sm[0-9]{2,4})$")
+_CAPABILITY = re.compile(r"^([0-9]{1,2})\.([0-9]{1,2})$")
+
+
+def _generation(device: str, fingerprint: dict[str, Any] | None) -> str | None:
+    """cuda-sm90 for the GPU a CUDA run used (its compute capability, from the run's fingerprint)."""
+    index = int(device.partition(":")[2] or 0)
+    gpus = (fingerprint or {}).get("gpus") or []
+    if not isinstance(gpus, list) or index >= len(gpus) or not isinstance(gpus[index], dict):
+        return None
+    m = _CAPABILITY.match(str(gpus[index].get("capability", "")))
+    return f"cuda-sm{m.group(1)}{m.group(2)}" if m else None
+
+
+def machine_keys(kind: str, device: str, fingerprint: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """The goldens a run on `device` may use, most specific first; "" is the keyless golden."""
+    if kind == "none":
+        return ("",)
+    base = device.partition(":")[0]  # cpu, cuda
+    gen = _generation(device, fingerprint) if kind == "gpu" and base == "cuda" else None
+    return (gen, base, "") if gen else (base, "")
+
+
+def predicted_keys(lc: LoadedCheck) -> tuple[str, ...] | None:
+    """The keys known before anything runs (from the spec's device); None where only the GPU can tell."""
+    kind, device = lc.check.baseline_key, lc.check.device
+    if kind == "none":
+        return ("",)
+    if device == "auto":
+        if any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/dxg")):
+            return None  # CUDA may be there: the run decides
+        device = "cpu"
+    if kind == "gpu" and device.startswith("cuda"):
+        return None
+    return machine_keys(kind, device)
+
+
+def golden_path(root: Path, lc: LoadedCheck, spec_root: Path = Path("."), key: str = "") -> Path:
     # Lexical, not resolved: a symlinked spec keeps the place it is named by.
     spec = Path(os.path.abspath(lc.file))
     base = Path(os.path.abspath(spec_root))
@@ -67,7 +109,56 @@ def golden_path(root: Path, lc: LoadedCheck, spec_root: Path = Path(".")) -> Pat
             f"{lc.file}: the spec is outside the baseline root {base}; goldens are laid out by the "
             f"spec's path under that root (run from a folder above it, or pass --baseline-root)"
         ) from None
-    return root.joinpath(*[_escape(p) for p in rel.parts], f"{_escape(lc.name)}{SUFFIX}")
+    at = f"@{key}" if key else ""
+    return root.joinpath(*[_escape(p) for p in rel.parts], f"{_escape(lc.name)}{at}{SUFFIX}")
+
+
+def existing_goldens(root: Path, lc: LoadedCheck, spec_root: Path = Path(".")) -> dict[str, Path]:
+    """The goldens of this check on disk, by key ("" keyless); files named like a key that is none are left out."""
+    keyless = golden_path(root, lc, spec_root)
+    found = {"": keyless} if os.path.lexists(keyless) else {}
+    stem = keyless.name[: -len(SUFFIX)] + "@"
+    try:
+        names = os.listdir(keyless.parent)
+    except OSError:
+        return found
+    for name in sorted(names):
+        if name.startswith(stem) and name.endswith(SUFFIX) and not name.endswith(OBTAINED_SUFFIX):
+            key = name[len(stem) : -len(SUFFIX)]
+            if KEY.match(key):
+                found[key] = keyless.parent / name
+    return found
+
+
+@dataclass(frozen=True)
+class GoldenChoice:
+    """Which golden a check compares with on this machine, and where this machine's own golden goes."""
+
+    keys: tuple[str, ...]  # this machine's, most specific first
+    target: Path  # the golden of keys[0]: written by --update-baseline and --missing-baseline write
+    found: Path | None = None  # the most specific golden that exists
+    found_key: str | None = None
+
+    @property
+    def fallback(self) -> bool:
+        return self.found is not None and self.found_key != self.keys[0]
+
+
+def choose(root: Path, lc: LoadedCheck, spec_root: Path, keys: tuple[str, ...]) -> GoldenChoice:
+    existing = existing_goldens(root, lc, spec_root)
+    target = golden_path(root, lc, spec_root, keys[0])
+    for key in keys:
+        if key in existing:
+            return GoldenChoice(keys=keys, target=target, found=existing[key], found_key=key)
+    return GoldenChoice(keys=keys, target=target)
+
+
+def describe_keys(keys: tuple[str, ...]) -> str:
+    """`for cuda-sm90 (nor cuda, nor keyless)`: what was looked for, in words."""
+    words = [k or "keyless" for k in keys]
+    if keys == ("",):
+        return ""
+    return f" for key {words[0]}" + (f" (nor {', nor '.join(words[1:])})" if len(words) > 1 else "")
 
 
 def regenerate_command(lc: LoadedCheck, options: BaselineOptions) -> str:
@@ -178,6 +269,56 @@ def validate_golden(path: Path, check: str, seed: int | None = None) -> None:
         raise SeedMismatch(written, f"was written with seed {written}, and this run uses seed {seed}")
 
 
+def _usable(lc: LoadedCheck, key: str) -> bool:
+    """Whether a golden of this key could be this check's on some machine its device may be (keys unknown)."""
+    if key == "" or lc.check.device == "auto":
+        return True
+    return key == "cuda" or key.startswith("cuda-sm")
+
+
+def _unusable(path: Path, exc: Exception, lc: LoadedCheck, options: BaselineOptions) -> str:
+    why = exc.args[-1] if isinstance(exc, OSError) and not isinstance(exc, OutputTargetError) else str(exc)
+    return f"golden {path} cannot be used: {why}. Regenerate it with `{regenerate_command(lc, options)}`"
+
+
+def _check_preflight(lc: LoadedCheck, options: BaselineOptions) -> str | None:
+    """One check's golden problem, if any: files that cannot be used, or no golden this machine could use."""
+    keys = predicted_keys(lc)
+    existing = existing_goldens(options.root, lc, options.spec_root)
+    if keys is not None:
+        refuse_special_target(obtained_path(golden_path(options.root, lc, options.spec_root, keys[0])))
+    if options.update:
+        if keys is not None:
+            refuse_special_target(golden_path(options.root, lc, options.spec_root, keys[0]))
+        return None
+    for key, path in existing.items():
+        if keys is None or key in keys:
+            try:
+                validate_golden(path, lc.name, lc.check.seed)
+            except SeedMismatch as exc:
+                return (
+                    f"{lc.file}: check {lc.name}: golden {path} {exc}; run with --seed {exc.written} to compare "
+                    f"with it, or rewrite it with `{regenerate_command(lc, options)}`"
+                )
+            except (OutputTargetError, OSError, ValueError) as exc:
+                return _unusable(path, exc, lc, options)
+    if options.write_missing:
+        return None
+    if keys is None:
+        has = any(_usable(lc, k) for k in existing)
+    else:
+        has = any(k in existing for k in keys)
+    if has:
+        return None
+    # never a finding: a workflow whose goldens were not committed must not read as drift
+    where = golden_path(options.root, lc, options.spec_root, keys[0] if keys else "")
+    return (
+        f"{lc.file}: check {lc.name} has no golden{describe_keys(keys) if keys else ''} at {where}; write it with "
+        f"`{regenerate_command(lc, options)}` (refused if the runs themselves differ) and commit it, or let the "
+        "first run write it with --missing-baseline write"
+    )
+
+
 def preflight(checks: list[LoadedCheck], options: BaselineOptions) -> list[str]:
     """Problems with the goldens of these checks, found before anything runs (one line each)."""
     problems: list[str] = []
@@ -188,40 +329,30 @@ def preflight(checks: list[LoadedCheck], options: BaselineOptions) -> list[str]:
         except BaselineError as exc:
             problems.append(str(exc))
             continue
-        if golden in seen:
-            problems.append(
-                f"{lc.file}: check {lc.name} would share the golden {golden} with {seen[golden]} (rename one)"
-            )
-        seen[golden] = f"{lc.file} {lc.name}"
-        try:
-            refuse_special_target(obtained_path(golden))
-            if options.update:
-                refuse_special_target(golden)
-            elif os.path.lexists(golden):
-                validate_golden(golden, lc.name, lc.check.seed)
-            else:  # never a finding: a workflow whose goldens were not committed must not read as drift
+        for path in (golden, obtained_path(golden)):  # `a.obtained`'s golden is `a`'s obtained file
+            if path in seen:
                 problems.append(
-                    f"{lc.file}: check {lc.name} has no golden at {golden}; write it with "
-                    f"`{regenerate_command(lc, options)}` (refused if the runs themselves differ) and commit it"
+                    f"{lc.file}: check {lc.name} would share the golden file {path} with {seen[path]} (rename one)"
                 )
-                continue
-        except SeedMismatch as exc:
-            problems.append(
-                f"{lc.file}: check {lc.name}: golden {golden} {exc}; run with --seed {exc.written} to compare "
-                f"with it, or rewrite it with `{regenerate_command(lc, options)}`"
-            )
+            seen[path] = f"{lc.file} {lc.name}"
+        try:
+            problem = _check_preflight(lc, options)
         except (OutputTargetError, OSError, ValueError) as exc:
-            why = exc.args[-1] if isinstance(exc, OSError) and not isinstance(exc, OutputTargetError) else str(exc)
-            problems.append(
-                f"golden {golden} cannot be used: {why}. Regenerate it with `{regenerate_command(lc, options)}`"
-            )
+            problem = _unusable(golden, exc, lc, options)
+        if problem:
+            problems.append(problem)
     return problems
 
 
-def golden_job(lc: LoadedCheck, options: BaselineOptions) -> GoldenJob:
-    tolerance = lc.check.baseline or lc.check.tolerance
+def golden_job(lc: LoadedCheck, options: BaselineOptions, choice: GoldenChoice) -> GoldenJob:
+    """The golden job of a check whose run 1 ran on a machine of `choice.keys`."""
+    tolerance = lc.check.baseline_tolerance()
     return GoldenJob(
-        golden=str(golden_path(options.root, lc, options.spec_root)),
+        golden=str(choice.found or choice.target),
+        target=str(choice.target),
+        key=choice.keys[0],
+        golden_key=choice.found_key,
+        write_missing=options.write_missing,
         check=lc.name,
         config_hash=lc.config_hash,
         seed=lc.check.seed,

@@ -2,7 +2,7 @@
 
 `reprocheck run --github` (what action.yml runs inside the container) uses these to:
   * append the Markdown report to $GITHUB_STEP_SUMMARY, capped under GitHub's 1 MiB;
-  * write the step outputs (result, failed-checks, max-abs-diff, report) to $GITHUB_OUTPUT,
+  * write the step outputs (result, failed-checks, max-abs-diff, report, written-baselines) to $GITHUB_OUTPUT,
     multiline-safe with a random delimiter;
   * print one `::error file=SPEC,line=N,title=...::` per failing check (at most 10, then one summary).
 Escaping follows the runner's workflow-command rules: data escapes % CR LF; properties also : and ,.
@@ -120,7 +120,7 @@ def output_lines(name: str, value: str) -> str:
 
 
 # Every step output, as a run that could not judge anything leaves them.
-ERROR_OUTPUTS = {"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": ""}
+ERROR_OUTPUTS = {"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": "", "written-baselines": ""}
 
 
 def write_outputs(values: dict[str, str], path: str | None = None) -> None:

@@ -18,7 +18,11 @@ from .runs import NameProblems, NameRequests
 class GoldenJob(Message):
     """What the torch side needs to check or write one check's golden (made by goldens.golden_job)."""
 
-    golden: str
+    golden: str  # the golden compared: the most specific that exists, else `target`
+    target: str = ""  # this machine's own golden (its most specific key): written by update or write_missing
+    key: str = ""  # this machine's most specific key ("" keyless)
+    golden_key: str | None = None  # the key of the golden that exists; None: none exists
+    write_missing: bool = False  # --missing-baseline write
     check: str
     config_hash: str
     seed: int

@@ -166,6 +166,23 @@ class ToleranceSpec(Strict):
     )
 
 
+class BaselineSpec(ToleranceSpec):
+    """The tolerance against the stored golden outputs, and which machines share one golden (`key`)."""
+
+    key: Literal["none", "device", "gpu"] = Field(
+        "none",
+        description="none: one golden per check; device: one per device type (cpu, cuda); gpu: one per GPU "
+        "generation (cuda-sm90: CUDA and the compute capability; cpu on the CPU). Comparing picks the most "
+        "specific golden that exists: this machine's key, then its device, then the keyless one.",
+    )
+
+    def tolerance_or(self, check: ToleranceSpec) -> ToleranceSpec:
+        """This tolerance where one is given here, else the check's (`baseline: {key: gpu}` keeps the check's)."""
+        if not {"atol", "rtol", "outputs"} & self.model_fields_set:
+            return check
+        return ToleranceSpec(atol=self.atol, rtol=self.rtol, outputs=self.outputs)
+
+
 KIND_TOLERANCES = ("batch", "threads", "device", "compile", "dtype", "autocast")
 
 
@@ -294,8 +311,10 @@ class Check(Strict):
     input: InputSpec
     recipe: RecipeSpec = RecipeSpec()
     tolerance: ToleranceSpec = ToleranceSpec()
-    baseline: ToleranceSpec | None = Field(
-        None, description="Tolerance against the stored golden outputs (--baseline); default: the check's tolerance."
+    baseline: BaselineSpec | None = Field(
+        None,
+        description="Tolerance against the stored golden outputs (--baseline), default the check's tolerance; "
+        "and `key:`, goldens per device or GPU generation.",
     )
     invariance: InvarianceSpec | None = Field(None, description="More comparisons against the check's first run.")
     compare: CompareSpec = Field(
@@ -338,6 +357,14 @@ class Check(Strict):
                 "give them one batch size or remove invariance.batch"
             )
         return self
+
+    def baseline_tolerance(self) -> ToleranceSpec:
+        """The tolerance against the golden: `baseline:`'s where it gives one, else the check's."""
+        return self.tolerance if self.baseline is None else self.baseline.tolerance_or(self.tolerance)
+
+    @property
+    def baseline_key(self) -> str:
+        return "none" if self.baseline is None else self.baseline.key
 
     def config_hash(self) -> str:
         """A stable hash of what the check computes, for baselines and reports. Files count by

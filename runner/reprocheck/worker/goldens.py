@@ -16,6 +16,7 @@ Writes go through a temporary file and a rename: a killed writer never leaves ha
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 from pathlib import Path
@@ -78,17 +79,49 @@ def load(path: Path) -> tuple[Outputs, dict[str, Any]]:
 
 
 def apply(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None, runs_agree: bool) -> BaselineResult:
-    """Write the golden (--update-baseline) or compare run 1's outputs with it. Runs on the torch side."""
-    golden = Path(job.golden)
+    """Write the golden (--update-baseline, or --missing-baseline write where this machine's key has none) or
+    compare run 1's outputs with the most specific golden that exists. Runs on the torch side."""
+    target = Path(job.target or job.golden)
     if job.update:
         if not runs_agree:
-            return BaselineResult(
-                status=BaselineStatus.NOT_UPDATED,
-                golden=golden,
-                message="baseline not written: the runs themselves differ, so there is no single right answer to store",
-            )
+            return _not_written(job, target, "baseline not written")
         return update(job, obtained, fingerprint)
+    exists = job.golden_key is not None and Path(job.golden).exists()
+    if job.write_missing and (not exists or job.golden_key != job.key):
+        if not runs_agree:
+            result = check_against(job, obtained, fingerprint, runs_agree) if exists else None
+            return result or _not_written(job, target, "baseline not written")
+        return _write_missing(job, obtained, fingerprint, check_against(job, obtained, fingerprint) if exists else None)
     return check_against(job, obtained, fingerprint, runs_agree)
+
+
+def _not_written(job: GoldenJob, target: Path, what: str) -> BaselineResult:
+    return BaselineResult(
+        status=BaselineStatus.NOT_UPDATED,
+        golden=target,
+        key=job.key,
+        message=f"{what}: the runs themselves differ, so there is no single right answer to store",
+    )
+
+
+def _write_missing(
+    job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None, fallback: BaselineResult | None
+) -> BaselineResult:
+    """The first night: this machine's golden written; a fallback golden, where one exists, compared for information."""
+    target = Path(job.target)
+    _save(obtained, target, job, fingerprint)
+    side = obtained_path(target)
+    if side.exists():
+        side.unlink()
+    key = f" for key {job.key}" if job.key else ""
+    message = f"no golden{key}: written to {target}, not yet committed (commit it, or the next run writes it again)"
+    if fallback is None:
+        return BaselineResult(
+            status=BaselineStatus.WRITTEN, golden=target, written=target, key=job.key, message=message
+        )
+    verdict = "matches it" if fallback else "differs from it (reported for information, not a failure)"
+    message += f"; compared with {fallback.which()} at {fallback.golden}, run 1 {verdict}"
+    return dataclasses.replace(fallback, status=BaselineStatus.WRITTEN, written=target, obtained=None, message=message)
 
 
 def check_against(
@@ -98,15 +131,17 @@ def check_against(
     from ..spec import CompareSpec
 
     golden = Path(job.golden)
-    side = obtained_path(golden)
+    side = obtained_path(Path(job.target or job.golden))
     if not golden.exists():
         _save(obtained, side, job, fingerprint)
         return BaselineResult(
             status=BaselineStatus.MISSING,
             golden=golden,
+            key=job.key,
             obtained=side,
             message=(
-                f"no baseline at {golden}; the obtained outputs are in {side}. "
+                f"no baseline{f' for key {job.key}' if job.key else ''} at {golden}; the obtained outputs are in "
+                f"{side}. "
                 + (
                     f"Create the baseline with `{job.regenerate}` and commit it"
                     if runs_agree
@@ -126,6 +161,8 @@ def check_against(
         return BaselineResult(
             status=BaselineStatus.MATCH,
             golden=golden,
+            key=job.key,
+            golden_key=job.golden_key,
             comparison=comparison,
             fingerprint_diff=diff,
             config_changed=changed,
@@ -139,6 +176,11 @@ def check_against(
         f"outputs drifted from the baseline {golden} (created {info['created']}); obtained outputs written to {side}. "
         f"Environment differences (likely causes): {causes}."
     )
+    if job.golden_key is not None and job.golden_key != job.key:
+        message += (
+            f" That golden is a fallback ({job.golden_key or 'keyless'}; none for {job.key} yet): if the difference "
+            f"is only this machine's hardware, write this machine's own with `{job.regenerate}`."
+        )
     if changed:
         message += " The check's spec changed since the baseline was made (config hash differs)."
     if runs_agree:
@@ -151,6 +193,8 @@ def check_against(
     return BaselineResult(
         status=BaselineStatus.DRIFT,
         golden=golden,
+        key=job.key,
+        golden_key=job.golden_key,
         obtained=side,
         comparison=comparison,
         fingerprint_diff=diff,
@@ -161,9 +205,15 @@ def check_against(
 
 
 def update(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None) -> BaselineResult:
-    golden = Path(job.golden)
+    golden = Path(job.target or job.golden)
     _save(obtained, golden, job, fingerprint)
     side = obtained_path(golden)
     if side.exists():
         side.unlink()
-    return BaselineResult(status=BaselineStatus.UPDATED, golden=golden, message=f"baseline written to {golden}")
+    return BaselineResult(
+        status=BaselineStatus.UPDATED,
+        golden=golden,
+        key=job.key,
+        golden_key=job.key,
+        message=f"baseline written to {golden}",
+    )

@@ -159,7 +159,7 @@ def run_upgrade(checks: list[LoadedCheck], opts: Options) -> Upgrade:
                 from_=_golden(old, lc),
                 to=_golden(new, lc),
                 compare=lc.check.compare,
-                tolerance=lc.check.baseline or lc.check.tolerance,
+                tolerance=lc.check.baseline_tolerance(),
                 k=opts.k,
                 ulps=opts.ulps,
             )

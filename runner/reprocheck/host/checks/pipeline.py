@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ... import environment, goldens
-from ...golden_result import BaselineResult
+from ...golden_result import BaselineResult, BaselineStatus
 from ...goldens import BaselineOptions
-from ...protocol import RunRef, VerdictAnswer, VerdictRequest
+from ...protocol import GoldenJob, RunRef, VerdictAnswer, VerdictRequest
 from ...results import Comparison, Fragile
 from ...spec import LoadedCheck, SpecError
 from ..workers import isolated, zygote
@@ -150,7 +150,7 @@ def _judge(
                 compare=check.compare,
                 fragile=check.compare.fragile if all_ok else "off",
                 facts=ok[0].facts,
-                golden=goldens.golden_job(lc, baseline) if want_golden and baseline else None,
+                golden=_golden_job(lc, baseline, ok[0]) if want_golden and baseline else None,
                 fingerprint=ok[0].fingerprint,
                 all_ok=all_ok,
                 discard=session.discard,
@@ -166,6 +166,9 @@ def _judge(
         if answer.error is not None:
             j.error = answer.error.message
             j.error_line = lc.key_line("compare", "outputs", answer.error.pattern)
+        elif j.golden is not None and j.golden.status is BaselineStatus.MISSING and not j.error:
+            # known only once the GPU said its generation (key: gpu): no golden is not drift, it is no judgement
+            j.error, j.error_line = j.golden.message, lc.key_line("baseline")
     else:
         prepared.cancel()
     if ok and ok[0].ignore_unmatched and not j.error:
@@ -176,6 +179,12 @@ def _judge(
     if empty is not None and not j.error:  # nothing compared is never a pass
         j.error, j.error_line = empty[0], lc.key_line("ignore") if empty[1] else 0
     return j
+
+
+def _golden_job(lc: LoadedCheck, options: BaselineOptions, first: RunResult) -> GoldenJob:
+    """The golden this machine compares with: its keys come from where run 1 ran (device, GPU generation)."""
+    keys = goldens.machine_keys(lc.check.baseline_key, first.device or lc.check.device, first.fingerprint)
+    return goldens.golden_job(lc, options, goldens.choose(options.root, lc, options.spec_root, keys))
 
 
 def _verdict(prepared: isolated.CheckWorkers, request: VerdictRequest, keep: bool = False) -> VerdictAnswer:

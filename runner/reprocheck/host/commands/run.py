@@ -22,9 +22,19 @@ def cmd_run(args: Options) -> int:
     from ..workers.isolated import Isolation
 
     checks = checks_to_run(args)
+    if args.dry_run or not checks:  # --dry-run, or a shard left without a check
+        from .shards import list_only
+
+        return list_only(args, checks)
     golden = None
     if args.baseline:
-        golden = BaselineOptions(args.baseline, args.update_baseline, args.baseline_root or Path("."), args.seed)
+        golden = BaselineOptions(
+            args.baseline,
+            args.update_baseline,
+            args.baseline_root or Path("."),
+            args.seed,
+            write_missing=args.missing_baseline == "write",
+        )
     from ..checks.invariance import selected_kinds
 
     kinds = selected_kinds(args.invariance)

@@ -66,6 +66,12 @@ def check_output_flags(args: Options) -> None:
     prepare_output_folder(args.keep, "--keep")
     if args.update_baseline and not args.baseline:
         raise UsageError("--update-baseline needs --baseline DIR (where to write the goldens)")
+    if args.missing_baseline == "write" and not args.baseline:
+        raise UsageError("--missing-baseline write needs --baseline DIR (where to write the goldens)")
+    if args.missing_baseline == "write" and args.update_baseline:
+        raise UsageError(
+            "--missing-baseline write and --update-baseline: the second rewrites every golden; give one of them"
+        )
     if args.baseline_root is not None and not args.baseline:
         raise UsageError("--baseline-root needs --baseline DIR")
     if args.baseline is not None:

@@ -45,7 +45,8 @@ def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]
 
 
 def check_warnings(results: list[CheckResult]) -> list[tuple[str, int, str, str]]:
-    """(spec file, line, title, message) for each fragile output under `fragile: warn`, at the `compare:` line."""
+    """(spec file, line, title, message) for each fragile output under `fragile: warn` (at the `compare:` line), each
+    blind check that passed, and each golden written and not yet committed."""
     out = [
         a for r in results if r.fragile and r.fragile_policy == "warn" for a in _fragile(r, workspace_relative(r.file))
     ]
@@ -53,6 +54,10 @@ def check_warnings(results: list[CheckResult]) -> list[tuple[str, int, str, str]
         if r.blind_all and r.status is not Status.FAIL:  # a failing one is an error annotation already
             title = f"reprocheck: {r.name} cannot see a change (constant outputs)"
             out += [(workspace_relative(r.file), r.line, title, line) for line in blind_lines(r)]
+    for r in results:  # a workflow that never commits its first night's goldens must not stay silently green
+        if r.baseline is not None and r.baseline.written is not None:
+            title = f"reprocheck: {r.name}: golden written, not yet committed"
+            out.append((workspace_relative(r.file), r.line, title, r.baseline.message))
     return out
 
 
@@ -62,7 +67,7 @@ def _fragile(r: CheckResult, file: str) -> list[tuple[str, int, str, str]]:
 
 
 def step_outputs(results: list[CheckResult], report_path: str | None) -> dict[str, str]:
-    """The step's outputs: result, failed-checks, max-abs-diff, report."""
+    """The step's outputs: result, failed-checks, max-abs-diff, report, written-baselines."""
     code = exit_code(results)
     result = {0: "pass", 1: "fail"}.get(int(code), "error")
     diffs = [
@@ -76,4 +81,7 @@ def step_outputs(results: list[CheckResult], report_path: str | None) -> dict[st
         "failed-checks": ",".join(r.name for r in results if r.status is not Status.PASS),
         "max-abs-diff": num(max(diffs)) if diffs else "0",
         "report": report_path or "",
+        "written-baselines": "\n".join(
+            str(r.baseline.written) for r in results if r.baseline is not None and r.baseline.written is not None
+        ),
     }

@@ -20,6 +20,7 @@ from .text import (
     run_cause,
     summarize,
     variant_lines,
+    written_line,
 )
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ def _baseline_console(r: CheckResult) -> list[str]:
     if b is None:
         return []
     lines = [f"  baseline: {b.status.value} ({b.golden})"]
+    if b.which() and b.key:
+        lines.append(f"    compared with {b.which()}; this machine's key: {b.key}")
     if b.message:
         lines.append(f"    {b.message}")
     if b.comparison is not None and not b.comparison:
@@ -93,7 +96,7 @@ def _baseline_console(r: CheckResult) -> list[str]:
 def render_console(results: list[CheckResult], colour: bool = False) -> str:
     lines = [check_line(r, colour) for r in results]
     for r in results:
-        quiet_baseline = r.baseline is None or r.baseline.status.value == "match"
+        quiet_baseline = r.baseline is None or (r.baseline.status.value == "match" and not r.baseline.fallback)
         quiet = not r.notes and not r.blind and not r.ignored and not r.invariance and not r.fragile
         if r.status is Status.PASS and quiet and quiet_baseline:
             continue
@@ -127,6 +130,9 @@ def render_console(results: list[CheckResult], colour: bool = False) -> str:
         f"{plural(len(results), 'check')}: {counts[Status.PASS]} passed, {counts[Status.FAIL]} failed, "
         f"{plural(counts[Status.ERROR], 'error')}",
     ]
+    written = written_line(results)
+    if written:
+        lines.append(written)
     return "\n".join(lines) + "\n"
 
 

@@ -155,6 +155,10 @@ def baseline_model(b: BaselineResult) -> shape.Baseline:
     return shape.Baseline(
         status=b.status.value,
         golden=str(b.golden),
+        key=b.key,
+        golden_key=b.golden_key,
+        fallback=b.fallback,
+        written=str(b.written) if b.written else None,
         obtained=str(b.obtained) if b.obtained else None,
         golden_created=b.golden_created,
         config_changed=b.config_changed,

@@ -21,6 +21,7 @@ from .text import (
     run_cause,
     summarize,
     variant_lines,
+    written_line,
 )
 
 # Headroom under GitHub's cap (github.SUMMARY_LIMIT) for the line that says sections were left out.
@@ -59,6 +60,7 @@ def render_markdown(results: list[CheckResult]) -> str:
         "",
         f"{plural(len(results), 'check')}: **{counts[Status.PASS]} passed**, **{counts[Status.FAIL]} failed**, "
         f"**{plural(counts[Status.ERROR], 'error')}**",
+        *(["", f":warning: {written_line(results)}"] if written_line(results) else []),
         "",
         "| check | result | runs | device | seed | max abs diff | time |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -85,7 +87,7 @@ def render_markdown(results: list[CheckResult]) -> str:
 
 def _quiet(r: CheckResult) -> bool:
     """A pass with nothing to say gets its summary row only."""
-    quiet_baseline = r.baseline is None or r.baseline.status.value == "match"
+    quiet_baseline = r.baseline is None or (r.baseline.status.value == "match" and not r.baseline.fallback)
     quiet = not r.notes and quiet_baseline and not flake_line(r) and not r.invariance and not r.fragile
     return r.status is Status.PASS and quiet and not r.blind and not r.ignored
 
@@ -134,9 +136,12 @@ def _section(r: CheckResult) -> str:
 
 def _baseline_lines(r: CheckResult) -> list[str]:
     b = r.baseline
-    if b is None or b.status.value == "match":
+    if b is None or (b.status.value == "match" and not b.fallback):
         return []
-    body = ["", f"**Baseline:** {b.status.value} ({_code(str(b.golden))})", ""]
+    status = "written, not yet committed" if b.status.value == "written" else b.status.value
+    body = ["", f"**Baseline:** {status} ({_code(str(b.written or b.golden))})", ""]
+    if b.which() and b.key:
+        body += [f"Compared with {_md(b.which())}; this machine's key: {_code(b.key)}.", ""]
     if b.message:
         body.append(_md(b.message))
     if b.comparison is not None and not b.comparison:

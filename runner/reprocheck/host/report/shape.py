@@ -195,8 +195,12 @@ class FingerprintDiff(_Model):
 
 
 class Baseline(_Model):
-    status: Literal["match", "drift", "missing", "updated", "not-updated"]
-    golden: str
+    status: Literal["match", "drift", "missing", "updated", "written", "not-updated"]
+    golden: str = Field(description="the golden compared (or written)")
+    key: str = Field(description="this machine's baseline key: cpu, cuda, cuda-sm90; empty for key: none")
+    golden_key: str | None = Field(description="the key of the golden compared, empty for the keyless one; null: none")
+    fallback: bool = Field(description="compared with a less specific golden than this machine's key")
+    written: str | None = Field(description="this machine's golden, written by --missing-baseline write")
     obtained: str | None
     golden_created: str | None
     config_changed: bool

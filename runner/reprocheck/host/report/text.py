@@ -219,6 +219,14 @@ def diagnosis_lines(d: Diagnosis) -> list[str]:
     return out
 
 
+def written_line(results: Sequence[CheckResult]) -> str | None:
+    """The first night's goldens (--missing-baseline write), counted where the totals are: never silently green."""
+    n = sum(1 for r in results if r.baseline is not None and r.baseline.written is not None)
+    if not n:
+        return None
+    return f"{plural(n, 'golden')} written, not yet committed: commit the baseline folder (or upload it) to keep them"
+
+
 def flake_line(r: CheckResult) -> str | None:
     """The flake statement, for checks of three runs or more (two runs: the comparison says it all)."""
     c = r.comparison
