@@ -133,10 +133,17 @@ def use_model_cache(cache: str | None) -> None:
 
 
 def checks_to_run(args: Options) -> list[LoadedCheck]:
-    """Output targets checked, specs loaded, --runs/--device applied, --check selected, torch present."""
-    check_output_flags(args)
+    """Output targets checked, specs loaded, --runs/--device applied, --check selected, --shard taken, torch
+    present. Under --dry-run (or for a shard without a check) only what names the checks: nothing made, no torch."""
+    from .shards import take_shard
+
+    if not args.dry_run:
+        check_output_flags(args)
     strict = True if args.strict else None
     checks = selected_checks(args.specs, args.check, runs=args.runs, device=args.device, strict=strict, seed=args.seed)
+    checks = take_shard(checks, args)
+    if args.dry_run or not checks:
+        return checks
     if args.command != "docker":  # the container mounts it (launcher/launch.py)
         use_model_cache(args.model_cache)
     writable = os.environ.get("REPROCHECK_WRITABLE")  # set by the launch policy in the container

@@ -14,12 +14,11 @@ from .options import Options
 
 
 def cmd_matrix(args: Options) -> int:
-    """{"include": [{"check", "spec", "line", "device", "runs"}]} for `strategy.matrix: ${{ fromJSON(...) }}`."""
-    checks = selected_checks(args.specs, args.check)
-    include = [
-        {"check": lc.name, "spec": str(lc.file), "line": lc.line, "device": lc.check.device, "runs": lc.check.runs}
-        for lc in checks
-    ]
+    """{"include": [{"name", "check", "spec", "line", "device", "runs", "checks"}]} for `strategy.matrix: ${{
+    fromJSON(...) }}`: one entry per check, or with more checks than --max-jobs, per balanced group of them."""
+    from .shards import matrix_include
+
+    include = matrix_include(selected_checks(args.specs, args.check), args)
     text = json.dumps({"include": include}, separators=(",", ":"))
     print(text)
     if args.github_output:

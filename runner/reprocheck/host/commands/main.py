@@ -16,7 +16,7 @@ from ...files import OutputTargetError
 from ..checks.invariance import KINDS as INVARIANCE_KINDS
 from ..exitcodes import ExitCode, UsageError
 from ..launcher.launch_checks import COUNT, COUNT_RULE, LaunchError, ascii_seed
-from . import init, upgrade
+from . import init, shards, upgrade
 from .calibrate import cmd_calibrate
 from .crash import Terminated, closed_stdout, internal_error, on_sigterm
 from .diagnose import cmd_diagnose
@@ -79,6 +79,9 @@ def _seed(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc).strip()) from None
 
 
+CHECK_HELP = "only this check: NAME (in every spec) or SPEC:NAME (that spec's); repeatable"
+
+
 def die(message: str, code: int = ExitCode.USAGE) -> NoReturn:
     for line in message.splitlines():
         print(f"reprocheck: error: {line}", file=sys.stderr)
@@ -100,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--keep", type=Path, metavar="DIR", help="keep each run's outputs and logs in DIR")
     # `upgrade`'s float64 reference: every run with the model and floating inputs in float64. Not for checks.
     run.add_argument("--reference-float64", action="store_true", help=argparse.SUPPRESS)
+    shards.add_run_options(run)
 
     _add_docker(sub)
     val = sub.add_parser(
@@ -172,7 +176,7 @@ def _add_analyses(sub: Any) -> None:
         help="find why a check is irreproducible: first diverging module, seed sensitivity, recipe ablation",
     )
     diag.add_argument("specs", nargs="+", metavar="SPEC")
-    diag.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
+    diag.add_argument("--check", action="append", default=[], metavar="[SPEC:]NAME", help=CHECK_HELP)
     diag.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
     diag.add_argument("--report", type=Path, metavar="FILE", help="write the JSON diagnosis here")
     diag.add_argument("--summary", type=Path, metavar="FILE", help="write the Markdown diagnosis here")
@@ -185,7 +189,7 @@ def _add_analyses(sub: Any) -> None:
         help="run each check N times (and its invariance variants) and print the smallest tolerances that pass",
     )
     cal.add_argument("specs", nargs="+", metavar="SPEC")
-    cal.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
+    cal.add_argument("--check", action="append", default=[], metavar="[SPEC:]NAME", help=CHECK_HELP)
     cal.add_argument("--runs", type=_count, default=20, help="runs per check (default 20)")
     cal.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
     cal.add_argument("--report", type=Path, metavar="FILE", help="also write the suggestions as JSON")
@@ -196,13 +200,14 @@ def _add_analyses(sub: Any) -> None:
 
     mat = sub.add_parser(Command.MATRIX.value, help="print the checks as JSON for a GitHub Actions strategy.matrix")
     mat.add_argument("specs", nargs="+", metavar="SPEC")
-    mat.add_argument("--check", action="append", default=[], metavar="NAME", help="only these checks (repeatable)")
+    mat.add_argument("--check", action="append", default=[], metavar="[SPEC:]NAME", help=CHECK_HELP)
     mat.add_argument("--github-output", metavar="NAME", help="also write the JSON to $GITHUB_OUTPUT under this name")
+    shards.add_matrix_options(mat)
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("specs", nargs="+", metavar="SPEC", help="spec file(s)")
-    p.add_argument("--check", action="append", default=[], metavar="NAME", help="run only this check (repeatable)")
+    p.add_argument("--check", action="append", default=[], metavar="[SPEC:]NAME", help=CHECK_HELP)
     p.add_argument("--runs", type=_count, help="runs per check (>= 2), overriding the spec")
     p.add_argument("--device", help="cpu | cuda | cuda:N | auto, overriding the spec")
     _add_seed(p)

@@ -34,6 +34,9 @@ class Options:
     require_devices: bool = False
     keep: Path | None = None
     reference_float64: bool = False
+    shard: str | None = None  # K/N, parsed by shards.shard (a bad form is one UsageError line)
+    dry_run: bool = False
+    timings: Path | None = None  # run --shard, matrix: an earlier report's durations
     # docker
     image: str | None = None
     build: bool = False
@@ -52,6 +55,7 @@ class Options:
     to_device: str | None = None
     # matrix, schema, env
     github_output: str | None = None
+    max_jobs: str | None = None  # parsed by shards.max_jobs
     output: Path | None = None
     report_schema: bool = False
     json: bool = False
