@@ -501,11 +501,11 @@ def test_a_recorded_release_digest_pins_the_default_image(tmp_path):
     from reprocheck.host.launcher.container import released_image
 
     versions = tmp_path / "versions.env"
-    base = "REPROCHECK_VERSION=1.2.0\nTORCH_VERSION=2.14.1\nCUDA_TAG=cu130\n"
-    versions.write_text(base + "RELEASE_DIGEST=sha256:" + "a" * 64 + "\n")
+    base = "REPROCHECK_VERSION=1.2.0\nTORCH_VERSION=2.14.1\nFLAVOURS=cu130,cpu\nDEFAULT_FLAVOUR=cu130\n"
+    versions.write_text(base + "RELEASE_DIGEST_CU130=sha256:" + "a" * 64 + "\n")
     assert released_image("o/r", versions) == "ghcr.io/o/r:1.2.0-torch2.14.1-cu130@sha256:" + "a" * 64
-    versions.write_text(base + "RELEASE_DIGEST=latest\n")
-    with pytest.raises(ValueError, match="sha256"):
+    versions.write_text(base + "RELEASE_DIGEST_CU130=latest\n")
+    with pytest.raises(ValueError, match=r"RELEASE_DIGEST_CU130 .* sha256"):
         released_image("o/r", versions)
     with pytest.raises(ValueError, match="OWNER/REPO"):
         released_image("o/r;rm -rf /", versions)

@@ -56,10 +56,18 @@ def test_labels_carry_the_versions(image):
         ).stdout
     )
     v = versions()
+    flavour = v["DEFAULT_FLAVOUR"]  # what docker/build.sh builds unless told
     assert labels["io.reprocheck.torch.version"] == v["TORCH_VERSION"]
     assert labels["io.reprocheck.torchvision.version"] == v["TORCHVISION_VERSION"]
-    assert labels["io.reprocheck.cuda.version"] == v["CUDA_VERSION"]
-    assert labels["io.reprocheck.cudnn.version"] == v["CUDNN_VERSION"]
+    assert labels["io.reprocheck.cuda.version"] == v[f"{flavour.upper()}_CUDA_VERSION"]
+    assert labels["io.reprocheck.cudnn.version"] == v[f"{flavour.upper()}_CUDNN_VERSION"]
+    assert labels["io.reprocheck.driver.min"] == v[f"{flavour.upper()}_MIN_DRIVER"]
+    assert labels["io.reprocheck.flavour"] == flavour
+    # the same, as the processes inside see it (the CUDA preflight names the driver the image needs)
+    env = python_in(
+        image, "import os; print(*(os.environ[f'REPROCHECK_{k}'] for k in ('FLAVOUR', 'CUDA', 'MIN_DRIVER')))"
+    )
+    assert env == [flavour, v[f"{flavour.upper()}_CUDA_VERSION"], v[f"{flavour.upper()}_MIN_DRIVER"]]
     assert labels["org.opencontainers.image.version"] == v["REPROCHECK_VERSION"]
 
 
@@ -73,7 +81,7 @@ def test_installed_stack_matches_the_labels(image):
     assert (
         out[0].startswith(v["TORCH_VERSION"])
         and out[1].startswith(v["TORCHVISION_VERSION"])
-        and out[2] == v["CUDA_VERSION"]
+        and out[2] == v[f"{v['DEFAULT_FLAVOUR'].upper()}_CUDA_VERSION"]
     )
 
 
