@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import reprocheck, write_spec
+from helpers import ROOT, reprocheck, write_spec
 from reprocheck.host import github
 from reprocheck.host.launcher import launch
 from reprocheck.host.report import markdown
@@ -509,3 +509,190 @@ def test_a_recorded_release_digest_pins_the_default_image(tmp_path):
         released_image("o/r", versions)
     with pytest.raises(ValueError, match="OWNER/REPO"):
         released_image("o/r;rm -rf /", versions)
+
+
+# --- flavours of the image (docker/versions.env: FLAVOURS, <FLAVOUR>_*, RELEASED_FLAVOURS) -------------------------
+
+
+def _released_action(fake, tmp_path, **inputs):
+    """The Action's step naming the released image (no image input), as a workflow using owner/repo@ref runs it."""
+    action_path = tmp_path / "runner" / "_work" / "_actions" / "Owner" / "Repo" / "v0"
+    fake.env.update(ACTION_REPOSITORY="Owner/Repo", GITHUB_ACTION_PATH=str(action_path))
+    return action(fake, image="", **inputs)
+
+
+def _image_of(argv: list[str]) -> str:
+    return argv[argv.index("--") + 1]
+
+
+def _versions_copy(tmp_path: Path, **changes: str) -> Path:
+    """docker/versions.env copied, with some lines changed: the repository's file is never edited."""
+    lines = (ROOT / "docker" / "versions.env").read_text().splitlines()
+    for key, value in changes.items():
+        assert any(line.startswith(f"{key}=") for line in lines), key
+        lines = [f"{key}={value}" if line.startswith(f"{key}=") else line for line in lines]
+    path = tmp_path / f"versions-{len(list(tmp_path.glob('versions-*.env')))}.env"  # a new file each time
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_each_flavour_names_its_own_tag_and_the_default_tag_is_unchanged(fake, tmp_path):
+    from reprocheck.host.launcher.container import read_versions
+
+    v = read_versions()
+    stack = f"{v['REPROCHECK_VERSION']}-torch{v['TORCH_VERSION']}"
+    assert v["DEFAULT_FLAVOUR"] == "cu130" and v["FLAVOURS"].split(",") == ["cu130", "cu126", "cpu"]
+    for flavour, gpus, tag in [
+        ("", "none", "cu130"),  # today's tag: cpu is not released yet
+        ("", "all", "cu130"),
+        ("cu130", "all", "cu130"),
+        ("cu126", "1", "cu126"),
+        ("cpu", "none", "cpu"),
+    ]:
+        r = _released_action(fake, tmp_path, flavour=flavour, gpus=gpus)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert _image_of(calls(fake)[-1]) == f"ghcr.io/owner/repo:{stack}-{tag}", (flavour, gpus)
+    # reprocheck docker chooses the same way, its images being local builds (docker/build.sh --flavour F)
+    for flags, tag in [((), "cu130"), (("--flavour", "cu126"), "cu126"), (("--flavour=cpu",), "cpu")]:
+        d = reprocheck("docker", "specs/model.yaml", *flags, cwd=fake.ws, env=fake.env)
+        assert d.code == 0, d
+        assert _image_of(calls(fake)[-1]) == f"reprocheck:{stack}-{tag}"
+
+
+def test_the_action_wires_the_flavour_input_through_the_environment():
+    import yaml
+
+    action_yml = yaml.safe_load((ROOT / "action.yml").read_text())
+    assert action_yml["inputs"]["flavour"]["default"] == ""
+    assert action_yml["runs"]["steps"][0]["env"]["INPUT_FLAVOUR"] == "${{ inputs.flavour }}"
+
+
+def test_the_cpu_flavour_with_gpus_is_refused(fake, tmp_path):
+    r = _released_action(fake, tmp_path, flavour="cpu", gpus="all")
+    assert r.returncode == 1 and calls(fake) == [], r
+    assert "flavour cpu has no CUDA, so it cannot use gpus 'all'" in r.stdout and outputs(fake)["result"] == "error"
+    d = reprocheck("docker", "specs/model.yaml", "--flavour", "cpu", "--gpus", "2", cwd=fake.ws, env=fake.env)
+    assert d.code == 2 and "--flavour cpu has no CUDA" in d.err and "Traceback" not in d.err, d
+    assert calls(fake) == []
+
+
+@pytest.mark.parametrize(
+    "value", ["cu999", "CPU", "Cu130", "-cpu", "--privileged", "cpu --privileged", "cu130,cpu", "cu130;id", "../cpu"]
+)
+def test_a_bad_flavour_is_refused_before_anything_runs(fake, tmp_path, value):
+    r = _released_action(fake, tmp_path, flavour=value)
+    assert r.returncode == 1 and calls(fake) == [], r
+    assert (
+        r.stdout.startswith("::error title=reprocheck::input flavour") and "is not one of cu130, cu126, cpu" in r.stdout
+    )
+    d = reprocheck("docker", "specs/model.yaml", f"--flavour={value}", cwd=fake.ws, env=fake.env)
+    assert d.code == 2 and "--flavour" in d.err and "Traceback" not in d.err, d
+    assert calls(fake) == []
+
+
+def test_a_flavour_and_an_image_together_are_refused(fake, tmp_path):
+    r = action(fake, image="reprocheck:test", flavour="cu126")
+    assert r.returncode == 1 and calls(fake) == [] and "not both" in r.stdout, r
+    d = reprocheck("docker", "specs/model.yaml", "--image", "x:y", "--flavour", "cu126", cwd=fake.ws, env=fake.env)
+    assert d.code == 2 and "--image and --flavour" in d.err, d
+
+
+def test_gpus_none_stays_on_cu130_until_a_release_publishes_cpu(tmp_path):
+    from reprocheck.host.launcher.container import choose_flavour, read_versions, released_image
+
+    today = read_versions(_versions_copy(tmp_path))
+    assert choose_flavour(today, None, "none") == "cu130" and choose_flavour(today, None, "all") == "cu130"
+    released = _versions_copy(tmp_path, RELEASED_FLAVOURS="cu130,cpu")
+    assert choose_flavour(read_versions(released), None, "none") == "cpu"
+    assert choose_flavour(read_versions(released), None, "1") == "cu130"  # GPUs asked for: a CUDA flavour
+    assert choose_flavour(read_versions(released), "cu126", "none") == "cu126"  # asked for: what was asked
+    assert released_image("o/r", released).endswith("-cpu")
+    assert released_image("o/r", released, gpus="all").endswith("-cu130")
+    # a recorded digest is a release too, and pins that flavour's image
+    digest = "sha256:" + "b" * 64
+    pinned = _versions_copy(tmp_path, RELEASE_DIGEST_CPU=digest)
+    assert released_image("o/r", pinned) == f"{released_image('o/r', released)}@{digest}"
+    assert "@" not in released_image("o/r", pinned, flavour="cu126")
+
+
+def _docker_copy(tmp_path: Path) -> Path:
+    """docker/ (scripts, pins, locks) in a scratch tree: build.sh and lock.sh work from their folder's parent."""
+    import shutil
+
+    shutil.copytree(ROOT / "docker", tmp_path / "tree" / "docker")
+    return tmp_path / "tree" / "docker"
+
+
+def test_build_sh_refuses_a_flavour_without_its_lock_in_one_line(tmp_path):
+    import subprocess
+
+    docker = _docker_copy(tmp_path)
+    (docker / "requirements-cpu.lock").unlink(missing_ok=True)
+    env = {**os.environ, "PATH": f"{tmp_path / 'no-docker'}{os.pathsep}/usr/bin:/bin"}  # no engine needed
+
+    def build(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(docker / "build.sh"), *args], capture_output=True, text=True, env=env)
+
+    r = build("--flavour", "cpu")  # not --print: the lock is checked before any docker command
+    assert r.returncode == 1 and r.stdout == "", r
+    assert r.stderr.strip().splitlines() == [
+        "build.sh: no lock for flavour cpu (docker/requirements-cpu.lock); "
+        "generate it with: docker/lock.sh --flavour cpu"
+    ]
+    r = build("--print")
+    assert r.returncode == 0 and r.stdout.strip().endswith("-torch2.14.1-cu130"), r  # the default tag, unchanged
+    (docker / "requirements-cpu.lock").write_text("torch==2.14.1+cpu \\\n    --hash=sha256:" + "c" * 64 + "\n")
+    r = build("--print", "--flavour", "cpu")
+    assert r.returncode == 0 and r.stdout.strip().endswith("-torch2.14.1-cpu"), r
+    # a flavour is a listed name before it names anything: no option, no shell, no bash subscript
+    for bad in ("CPU", "cu999", "-x", "a[$(touch " + str(tmp_path / "pwned") + ")]", "cpu x"):
+        r = build("--print", "--flavour", bad)
+        assert r.returncode == 2 and "--flavour must be one of cu130, cu126, cpu" in r.stderr, (bad, r)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_lock_sh_takes_each_flavours_torch_from_its_own_index(tmp_path):
+    import subprocess
+
+    docker = _docker_copy(tmp_path)
+
+    def command(*args: str) -> str:
+        r = subprocess.run(["bash", str(docker / "lock.sh"), "--print", *args], capture_output=True, text=True)
+        assert r.returncode == 0, r
+        return r.stdout.strip()
+
+    default = command()
+    assert "--index-url https://pypi.org/simple" in default and "--extra-index-url" not in default
+    assert default.endswith("--output-file docker/requirements.lock")  # today's lock, as before
+    for flavour in ("cu126", "cpu"):
+        line = command("--flavour", flavour)
+        assert f"--extra-index-url https://download.pytorch.org/whl/{flavour} " in line, line
+        assert f"--output-file docker/requirements-{flavour}.lock" in line and "--emit-index-url" in line
+        assert "--index-strategy first-index" in line  # torch only from the flavour's index, never PyPI's
+    r = subprocess.run(["bash", str(docker / "lock.sh"), "--flavour", "gpu"], capture_output=True, text=True)
+    assert r.returncode == 2 and "must be one of" in r.stderr
+
+
+def test_build_true_builds_the_chosen_flavour_with_a_checked_argument(fake, tmp_path):
+    stub = tmp_path / "action" / "docker" / "build.sh"
+    stub.parent.mkdir(parents=True)
+    stub.write_text('printf "%s\\n" "$@" > "$(dirname "$0")/args"; echo reprocheck:built\n')
+    fake.env.update(GITHUB_ACTION_PATH=str(tmp_path / "action"))
+    fake.env.pop("REPROCHECK_LOCAL_BASE", None)
+    r = action(fake, image="", build="true", flavour="cu126", gpus="1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (stub.parent / "args").read_text().splitlines() == ["--flavour", "cu126"]
+    assert _image_of(calls(fake)[-1]) == "reprocheck:built"
+    r = action(fake, image="", build="true")
+    assert r.returncode == 0 and (stub.parent / "args").read_text().splitlines() == ["--flavour", "cu130"], r
+
+
+def test_the_release_workflow_builds_every_flavour():
+    import yaml
+
+    from reprocheck.host.launcher.container import flavours, read_versions
+
+    job = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())["jobs"]["image"]
+    assert job["strategy"]["matrix"]["flavour"] == list(flavours(read_versions()))
+    scripts = "\n".join(step.get("run", "") for step in job["steps"])
+    assert "${{" not in scripts and 'build.sh --flavour "$FLAVOUR"' in scripts  # the value through env only

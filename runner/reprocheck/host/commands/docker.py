@@ -26,9 +26,15 @@ def cmd_docker(args: Options) -> int:
     def absolute(path: object) -> str | None:  # command-line paths are relative to the current folder
         return os.path.abspath(str(path)) if path else None
 
+    if args.image and args.flavour:
+        raise UsageError("--image and --flavour: give one (--flavour picks the pinned image of that flavour)")
+    try:  # chosen as the Action chooses (container.choose_flavour); None where --image names the image
+        flavour = None if args.image else container.choose_flavour(container.read_versions(), args.flavour, args.gpus)
+    except ValueError as exc:
+        raise UsageError(f"--{exc}" if args.flavour else str(exc)) from None
     request = launch.Request(
         specs=tuple(os.path.abspath(s) for s in args.specs),
-        image=args.image or container.default_image(),
+        image=args.image or container.default_image(flavour),
         workspace=args.workspace or Path.cwd(),
         # SPEC:NAME names its spec from here, as the specs are
         checks=tuple(_spec_absolute(c) for c in args.check),
@@ -64,6 +70,6 @@ def cmd_docker(args: Options) -> int:
     try:
         plan = launch.plan(request)
         check_output_flags(args)
-        return container.run(plan, build=args.build, derivation=derivation)
+        return container.run(plan, build=args.build, derivation=derivation, flavour=flavour)
     except (launch.LaunchError, container.ContainerError, derived.DerivedError) as exc:
         raise UsageError(str(exc)) from None

@@ -146,6 +146,11 @@ def _add_docker(sub: Any) -> None:
     )
     dock.add_argument(
         "--requirements",
+    dock.add_argument(
+        "--flavour",
+        metavar="cu130|cu126|cpu",
+        help="the pinned image's flavour: a CUDA build, or cpu (default cu130; not with --image; cpu not with --gpus)",
+    )
         action="append",
         default=[],
         metavar="FILE",

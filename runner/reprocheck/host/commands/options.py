@@ -40,6 +40,7 @@ class Options:
     # docker
     image: str | None = None
     build: bool = False
+    flavour: str | None = None  # checked against docker/versions.env's FLAVOURS by container.choose_flavour
     requirements: tuple[str, ...] = ()
     install: tuple[str, ...] = ()
     gpus: str = "none"

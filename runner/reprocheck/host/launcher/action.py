@@ -17,7 +17,7 @@ from pathlib import Path
 if __package__:
     from .. import github as gh
     from ..exitcodes import ExitCode
-    from .container import released_image
+    from .container import build_args, choose_flavour, read_versions, released_image
     from .derived import Derivation, DerivedError, ensure, plan_exclude
     from .launch import LaunchError, Request, plan, prepare
     from .launch_checks import OUTSIDE_INPUT, ascii_count, ascii_seed
@@ -25,12 +25,13 @@ else:  # run as a file by the Action, reprocheck not installed: `host` from this
     sys.path[0] = str(Path(__file__).resolve().parents[2])  # not this folder: its modules are not top-level names
     from host import github as gh  # type: ignore[import-not-found, no-redef]
     from host.exitcodes import ExitCode  # type: ignore[import-not-found, no-redef]
-    from host.launcher.container import released_image  # type: ignore[import-not-found, no-redef]
+    from host.launcher.container import build_args, choose_flavour, read_versions, released_image  # type: ignore[import-not-found, no-redef]
     from host.launcher.derived import Derivation, DerivedError, ensure, plan_exclude  # type: ignore[import-not-found, no-redef]
     from host.launcher.launch import LaunchError, Request, plan, prepare  # type: ignore[import-not-found, no-redef]
     from host.launcher.launch_checks import OUTSIDE_INPUT, ascii_count, ascii_seed  # type: ignore[import-not-found, no-redef]
 
 ERRORS = (ExitCode.USAGE, ExitCode.RUN_FAILED, ExitCode.INTERNAL)
+VERSIONS = Path(__file__).resolve().parent / "versions.env"  # the image's pins at the action's own commit
 
 
 def _boolean(name: str, value: str) -> bool:
@@ -44,8 +45,8 @@ def _split(text: str, separators: str) -> list[str]:
     return [v.strip() for v in re.split(f"[{re.escape(separators)}]", text) if v.strip()]
 
 
-def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
-    """The Action's inputs (INPUT_*) -> (request, fail_on_mismatch, build)."""
+def action_request(env: dict[str, str]) -> tuple[Request, bool, str | None]:
+    """The Action's inputs (INPUT_*) -> (request, fail_on_mismatch, the flavour to build or None to pull)."""
 
     def get(name: str, default: str = "") -> str:
         return env.get(f"INPUT_{name}", default)
@@ -57,8 +58,10 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
     runs = get("RUNS").strip()
     seed = get("SEED").strip()
     image = get("IMAGE").strip()
+    gpus = get("GPUS", "none").strip() or "none"
+    flavour = _flavour(get("FLAVOUR").strip(), gpus, image)
     if not image and not build:
-        image = _released(env)
+        image = _released(env, flavour, gpus)
     workspace = env.get("GITHUB_WORKSPACE") or os.getcwd()
     request = Request(
         specs=tuple(_split(get("SPEC"), "\n")),
@@ -68,7 +71,7 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
         runs=ascii_count("input runs", runs) if runs else None,
         seed=ascii_seed("input seed", seed) if seed else None,
         device=get("DEVICE").strip() or None,
-        gpus=get("GPUS", "none").strip() or "none",
+        gpus=gpus,
         network=get("NETWORK", "none").strip() or "none",
         report=get("REPORT", "reprocheck/report.json").strip() or None,
         junit=get("JUNIT").strip() or None,
@@ -86,10 +89,21 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, bool]:
         github_output=env.get("GITHUB_OUTPUT"),
         github_summary=env.get("GITHUB_STEP_SUMMARY"),
     )
-    return request, fail_on_mismatch, build
+    return request, fail_on_mismatch, flavour if build else None
 
 
-def _released(env: dict[str, str]) -> str:
+def _flavour(flavour: str, gpus: str, image: str) -> str:
+    """The flavour input, checked against the action's versions.env before it is used anywhere; the image input
+    names an image itself, so the two together are refused. Empty: the default (cpu for gpus none once released)."""
+    if flavour and image:
+        raise LaunchError("set either the image input or the flavour input, not both (flavour picks a released image)")
+    try:
+        return choose_flavour(read_versions(VERSIONS), flavour or None, gpus)
+    except (OSError, KeyError, ValueError) as exc:
+        raise LaunchError(f"input {exc}" if flavour else f"cannot read the image's flavours: {exc}") from None
+
+
+def _released(env: dict[str, str], flavour: str, gpus: str) -> str:
     """The released image for the version files of the action's own checkout; never derived from the ref, which
     may be a SHA or a moving tag that no image carries."""
     repo = env.get("ACTION_REPOSITORY", "")
@@ -102,7 +116,7 @@ def _released(env: dict[str, str]) -> str:
             "no image to run: set the image input or build: true (a local `uses: ./` has no released image)"
         )
     try:
-        return released_image(repo, Path(__file__).resolve().parent / "versions.env")
+        return released_image(repo, VERSIONS, flavour, gpus)
     except (OSError, ValueError, KeyError) as exc:
         raise LaunchError(f"cannot name the released image: {exc}; set the image input") from None
 
@@ -140,10 +154,9 @@ def _die(message: str) -> int:
     return 1
 
 
-def _build(action_path: Path) -> str:
+def _build(action_path: Path, flavour: str) -> str:
     script = action_path / "docker" / "build.sh"
-    args = ["bash", str(script)] + (["--local"] if os.environ.get("REPROCHECK_LOCAL_BASE") else [])
-    proc = subprocess.run(args, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.run(build_args(script, flavour), stdout=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise LaunchError(f"building the image from {script.parent / 'Dockerfile'} failed (exit {proc.returncode})")
     return proc.stdout.strip().splitlines()[-1]
@@ -155,7 +168,7 @@ def run_action(env: dict[str, str]) -> int:
     try:
         request, fail_on_mismatch, build = action_request(env)
         if build:
-            request = replace(request, image=_build(Path(env.get("GITHUB_ACTION_PATH", "."))))
+            request = replace(request, image=_build(Path(env.get("GITHUB_ACTION_PATH", ".")), build))
         p = plan(request)
         derivation = Derivation(
             request.image,
