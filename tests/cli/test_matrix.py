@@ -146,7 +146,7 @@ def test_spec_and_name_runs_only_that_spec_check(tmp_path):
     # The identity's spec is compared as a path; a spec not loaded is refused with what exists.
     assert dry_run("a", "b", "--check", "./b/../b/model.yaml:model", cwd=tmp_path) == ["b/model.yaml:model"]
     r = reprocheck("run", "a", "--check", "b/model.yaml:model", "--dry-run", cwd=tmp_path)
-    assert r.code == 2 and "no check named 'b/model.yaml:model'" in r.err and "model" in r.err, r
+    assert r.code == 2 and "no check named 'b/model.yaml:model' (did you mean 'a/model.yaml:model'?)" in r.err, r
     # The real report is a timings file: the missing check costs the median, one job holds both.
     include = matrix("a", "b", "--timings", "r.json", "--max-jobs", "1", cwd=tmp_path)
     both = ["a/model.yaml:model", "b/model.yaml:model"]

@@ -316,8 +316,10 @@ def select(loaded: list[LoadedCheck], names: Sequence[str]) -> list[LoadedCheck]
         return loaded
     missing = [n for n in names if not any(_named(c, n) for c in loaded)]
     if missing:
-        have = list(dict.fromkeys(c.name for c in loaded))
-        close = difflib.get_close_matches(missing[0].rpartition(":")[2], have, n=1)
+        # SPEC:NAME is answered with the identities, a bare name with the names
+        whole = ":" in missing[0]
+        have = list(dict.fromkeys(f"{c.file}:{c.name}" if whole else c.name for c in loaded))
+        close = difflib.get_close_matches(missing[0], have, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"checks here: {', '.join(have)}"
         raise SpecErrors([SpecError("command line", None, "--check", f"no check named '{missing[0]}' ({hint})")])
     return [c for c in loaded if any(_named(c, n) for n in names)]
