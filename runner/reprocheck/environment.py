@@ -19,6 +19,8 @@ CUBLAS_WORKSPACE_CONFIG = ":4096:8"
 # drops it) and the runner's tokens; GitHub's file commands, where a model could set the step's outputs or the next
 # steps' environment.
 DROPPED_PREFIXES = ("REPROCHECK_", "ACTIONS_")
+# The image's own facts, set by its Dockerfile, not a protocol detail: the CUDA preflight names what the image needs.
+KEPT = ("REPROCHECK_FLAVOUR", "REPROCHECK_CUDA", "REPROCHECK_MIN_DRIVER")
 DROPPED = ("GITHUB_OUTPUT", "GITHUB_ENV", "GITHUB_PATH", "GITHUB_STATE", "GITHUB_STEP_SUMMARY", "GITHUB_TOKEN")
 # torch.load is weights-only in every worker, whatever a caller passes (torch.hub and torch.export pass False).
 WEIGHTS_ONLY_ENV = "TORCH_FORCE_WEIGHTS_ONLY_LOAD"
@@ -57,7 +59,7 @@ def worker_env(seed: int, recipe: RecipeSpec, threads: int, base: Mapping[str, s
 def scrub_environment(env: MutableMapping[str, str]) -> None:
     """Remove what model code must not see from `env` (os.environ or a dict), in place; torch.load weights-only."""
     for key in list(env):
-        if key in DROPPED or key.startswith(DROPPED_PREFIXES):
+        if key in DROPPED or (key.startswith(DROPPED_PREFIXES) and key not in KEPT):
             del env[key]
     env[WEIGHTS_ONLY_ENV] = "1"
     env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)

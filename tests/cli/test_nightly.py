@@ -149,3 +149,68 @@ def test_a_check_named_like_an_obtained_file_is_refused(spec_dir):
     )
     r = run(spec, "--update-baseline")
     assert r.code == 2 and "would share the golden file" in r.err, r
+
+
+# The CUDA preflight. No GPU here: each state is simulated by a recorded `nvidia-smi` on PATH (its real output
+# format) and the image's variables, while this torch (a CUDA 13.0 build) really finds no CUDA. On a GPU machine
+# tests/gpu/run_gpu_checks.sh runs `reprocheck env --cuda` for real.
+H100_SMI = "0, NVIDIA H100 80GB HBM3, 9.0, {driver}\n"
+NO_DRIVER = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.\n"  # noqa: E501
+
+
+def fake_smi(folder, stdout, code=0):
+    bin_dir = folder / "fake-bin"
+    bin_dir.mkdir(exist_ok=True)
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text(f"#!/bin/sh\ncat <<'EOF'\n{stdout}EOF\nexit {code}\n")
+    smi.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def cuda_run(spec_dir, env):
+    spec = planted_spec(spec_dir, "loaded_weights")
+    return reprocheck("run", str(spec), "--device", "cuda", env=env, cwd=spec_dir)
+
+
+def test_an_old_driver_is_named_with_the_version_cuda_needs(spec_dir):
+    env = fake_smi(spec_dir, H100_SMI.format(driver="550.54.15"))
+    r = cuda_run(spec_dir, env)
+    line = "the NVIDIA driver 550.54.15 is older than CUDA 13.0 needs (>= 580.65.06)"
+    assert r.code == 3 and line in r.out and "cu126 flavour" in r.out and "run 2/2" not in r.err, r
+    e = reprocheck("env", "--cuda", env=env)
+    assert e.code == 3 and f"cuda: not usable: {line}" in e.out, e
+    # Inside the image its own figures are named (the cu126 flavour: CUDA 12.6, driver >= 560.28.03).
+    image = {**env, "REPROCHECK_FLAVOUR": "cu126", "REPROCHECK_CUDA": "12.6", "REPROCHECK_MIN_DRIVER": "560.28.03"}
+    e = reprocheck("env", "--cuda", env=image)
+    assert "older than CUDA 12.6 needs (>= 560.28.03): update the host's driver" in e.out, e
+
+
+def test_no_gpu_visible_names_the_flag_that_gives_one(spec_dir):
+    env = {"PATH": "/usr/bin:/bin"}  # no nvidia-smi, no /dev/nvidiactl, no driver: a container started without GPUs
+    r = cuda_run(spec_dir, {**env, "REPROCHECK_FLAVOUR": "cu130"})
+    assert r.code == 3 and "no NVIDIA GPU is visible inside the container" in r.out and "gpus: all" in r.out, r
+    assert "NVIDIA Container Toolkit" in r.out
+    e = reprocheck("env", "--cuda", env=env)
+    assert e.code == 3 and "no NVIDIA GPU is visible to this process" in e.out, e
+    e = reprocheck(
+        "env", "--cuda", env={**fake_smi(spec_dir, H100_SMI.format(driver="580.95.05")), "CUDA_VISIBLE_DEVICES": ""}
+    )
+    assert e.code == 3 and "CUDA_VISIBLE_DEVICES='' hides every GPU" in e.out, e
+
+
+def test_a_driver_that_does_not_answer_and_a_gpu_torch_cannot_use_are_said_as_such(spec_dir):
+    e = reprocheck("env", "--cuda", env=fake_smi(spec_dir, NO_DRIVER, code=9))
+    assert e.code == 3 and "nvidia-smi fails: NVIDIA-SMI has failed because it couldn't communicate" in e.out, e
+    e = reprocheck("env", "--cuda", "--json", env=fake_smi(spec_dir, H100_SMI.format(driver="580.95.05")))
+    pre = json.loads(e.out)["cuda_preflight"]
+    assert e.code == 3 and not pre["usable"], e
+    assert (
+        "torch.cuda.is_available() is False although this machine shows 0: NVIDIA H100 80GB HBM3 (sm 9.0)"
+        in (pre["lines"][-1])
+    )
+
+
+def test_a_cpu_check_never_runs_the_cuda_preflight(spec_dir):
+    # An nvidia-smi that would fail the preflight is never asked by a CPU check (nor is CUDA initialised).
+    r = reprocheck("run", str(planted_spec(spec_dir, "loaded_weights")), env=fake_smi(spec_dir, NO_DRIVER, 9))
+    assert r.code == 0, r

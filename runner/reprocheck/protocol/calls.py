@@ -162,6 +162,8 @@ class FingerprintRequest(Message):
 
 class FingerprintAnswer(Message):
     fingerprint: dict[str, Any]
+    cuda: list[str] = []  # with cuda: the CUDA preflight's facts and verdict, one line each
+    cuda_usable: bool = True
 
 
 class ScaffoldRequest(Message):

@@ -30,7 +30,16 @@ def _helpers() -> dict[str, Callable[[Any], Any]]:
     from .verdict import distances, verdict
 
     def fingerprinted(r: FingerprintRequest) -> FingerprintAnswer:
-        return FingerprintAnswer(fingerprint=fingerprint.collect(cuda=r.cuda))
+        if not r.cuda:
+            return FingerprintAnswer(fingerprint=fingerprint.collect(cuda=r.cuda))
+        from . import cuda_preflight
+
+        facts = cuda_preflight.gather()  # before collect, which initialises CUDA where it can
+        return FingerprintAnswer(
+            fingerprint=fingerprint.collect(cuda=True),
+            cuda=cuda_preflight.verdict_lines(facts),
+            cuda_usable=not cuda_preflight.problems(facts),
+        )
 
     return {
         "names": names.name_problems,

@@ -25,7 +25,7 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _driver_version() -> str | None:
+def driver_version() -> str | None:
     try:
         text = Path("/proc/driver/nvidia/version").read_text()
     except OSError:
@@ -74,7 +74,7 @@ def collect(cuda: bool | None = None) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "interop_threads": torch.get_num_interop_threads(),
         "mkldnn": torch.backends.mkldnn.is_available(),
-        "driver": _driver_version(),
+        "driver": driver_version(),
         "cxx": _cxx(),
         "gpus": [],
         "flags": {

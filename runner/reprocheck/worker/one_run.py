@@ -29,16 +29,13 @@ def _resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceUnavailable(
-                f"device {device} is not available on this machine: torch.cuda.is_available() is False "
-                "(use device: cpu or auto, or run on a machine with a GPU)"
-            )
         index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise DeviceUnavailable(
-                f"device {device} does not exist: this machine has {torch.cuda.device_count()} GPU(s)"
-            )
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            from . import cuda_preflight
+
+            # each missing part named with its fix, before the model is built (reprocheck env --cuda says the same)
+            found = cuda_preflight.problems(cuda_preflight.gather(), device)
+            raise DeviceUnavailable(f"device {device} cannot be used: " + "; ".join(found or ["CUDA is not usable"]))
     return device
 
 

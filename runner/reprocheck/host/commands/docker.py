@@ -50,6 +50,7 @@ def cmd_docker(args: Options) -> int:
         junit=absolute(args.junit),
         baseline=absolute(args.baseline),
         update_baseline=args.update_baseline,
+        missing_baseline=args.missing_baseline,
         invariance=tuple(args.invariance or ()),
         require_devices=args.require_devices,
         strict=args.strict,

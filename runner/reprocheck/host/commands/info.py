@@ -52,9 +52,11 @@ def cmd_env(args: Options) -> int:
     # The environment as a worker sees it: read on the torch side, in a helper process.
     with tempfile.TemporaryDirectory(prefix="reprocheck-env-") as tmp:
         request = FingerprintRequest(cuda=args.cuda or None)
-        fp = helper(Path(tmp), request, FingerprintAnswer, worker_environment(dict(os.environ))).fingerprint
+        answer = helper(Path(tmp), request, FingerprintAnswer, worker_environment(dict(os.environ)))
+    fp = answer.fingerprint
     if args.json:
-        print(json.dumps(fp, indent=2))
+        extra = {"cuda_preflight": {"usable": answer.cuda_usable, "lines": answer.cuda}} if args.cuda else {}
+        print(json.dumps({**fp, **extra}, indent=2))
     else:
         for key, value in fp.items():
             if isinstance(value, dict):
@@ -62,4 +64,7 @@ def cmd_env(args: Options) -> int:
                     print(f"{key}.{k}: {v}")
             else:
                 print(f"{key}: {value}")
-    return 0
+        for line in answer.cuda:
+            print(line)
+    # --cuda: a nightly's first step fails here, naming what is missing, before any check runs
+    return 3 if args.cuda and not answer.cuda_usable else 0

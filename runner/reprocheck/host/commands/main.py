@@ -133,7 +133,12 @@ def _parser() -> argparse.ArgumentParser:
 
     env = sub.add_parser(Command.ENV.value, help="print the environment fingerprint")
     env.add_argument("--json", action="store_true")
-    env.add_argument("--cuda", action="store_true", help="also query the GPUs (initialises CUDA)")
+    env.add_argument(
+        "--cuda",
+        action="store_true",
+        help="also query the GPUs (initialises CUDA) and say whether CUDA is usable here, each missing part with its "
+        "fix (exit 3 when it is not)",
+    )
     return p
 
 
@@ -142,15 +147,15 @@ def _add_docker(sub: Any) -> None:
     _add_run_options(dock)
     dock.add_argument("--image", help="image to run (default: the pinned image for this version)")
     dock.add_argument(
-        "--build", action="store_true", help="build the image from this source tree's docker/Dockerfile first"
-    )
-    dock.add_argument(
-        "--requirements",
-    dock.add_argument(
         "--flavour",
         metavar="cu130|cu126|cpu",
         help="the pinned image's flavour: a CUDA build, or cpu (default cu130; not with --image; cpu not with --gpus)",
     )
+    dock.add_argument(
+        "--build", action="store_true", help="build the image from this source tree's docker/Dockerfile first"
+    )
+    dock.add_argument(
+        "--requirements",
         action="append",
         default=[],
         metavar="FILE",
@@ -246,6 +251,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="goldens are laid out by each spec's path relative to DIR (default: the current folder)",
     )
     p.add_argument("--update-baseline", action="store_true", help="write (or rewrite) the goldens in --baseline DIR")
+    p.add_argument(
+        "--missing-baseline",
+        choices=("error", "write"),
+        default="error",
+        help="a check with no golden for this machine's key: error (default, exit 2), or write it (the first night; "
+        "each written golden is a warning until committed) and compare every check that has one",
+    )
     p.add_argument(
         "--github",
         action="store_true",

@@ -30,6 +30,7 @@ class Options:
     baseline: Path | None = None
     baseline_root: Path | None = None
     update_baseline: bool = False
+    missing_baseline: str = "error"  # error | write
     invariance: tuple[str, ...] | None = None
     require_devices: bool = False
     keep: Path | None = None
@@ -39,8 +40,8 @@ class Options:
     timings: Path | None = None  # run --shard, matrix: an earlier report's durations
     # docker
     image: str | None = None
-    build: bool = False
     flavour: str | None = None  # checked against docker/versions.env's FLAVOURS by container.choose_flavour
+    build: bool = False
     requirements: tuple[str, ...] = ()
     install: tuple[str, ...] = ()
     gpus: str = "none"

@@ -79,6 +79,7 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, str | None]:
         # "all" is what reprocheck does by default: no flag, so both launchers give the same command line.
         invariance=tuple(k for k in _split(get("INVARIANCE", "all"), ",\n") if k != "all"),
         update_baseline=update,
+        missing_baseline=get("MISSING_BASELINE", "error").strip() or "error",
         require_devices=require_devices,
         model_cache=get("MODEL_CACHE").strip() or None,
         # Outside the workspace only when the workflow says so (a self-hosted runner's own weights folder).

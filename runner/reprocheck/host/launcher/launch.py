@@ -74,6 +74,7 @@ class Request:
     junit: str | None = None
     baseline: str | None = None
     update_baseline: bool = False
+    missing_baseline: str = "error"  # error | write
     invariance: tuple[str, ...] = ()
     require_devices: bool = False
     strict: bool = False
@@ -256,8 +257,12 @@ def _writable(req: Request, workspace: Path, args: list[str]) -> dict[Path, str]
         args += ["--baseline", str(path), "--baseline-root", str(workspace)]
         if req.update_baseline:
             args.append("--update-baseline")
-    elif req.update_baseline:
-        raise LaunchError("update-baseline needs a baseline folder (where to write the goldens)")
+        if req.missing_baseline == "write":
+            args += ["--missing-baseline", "write"]
+    elif req.update_baseline or req.missing_baseline == "write":
+        raise LaunchError("update-baseline and missing-baseline: write need a baseline folder (where to write goldens)")
+    if req.missing_baseline not in ("error", "write"):
+        raise LaunchError(f"missing-baseline must be error or write, got {req.missing_baseline!r}")
     return flags
 
 
