@@ -192,6 +192,7 @@ def test_a_grouped_entry_reaches_the_container_through_the_actions_inputs(fake):
         (["matrix", "--timings", "bad/deep"], "not valid JSON"),
         (["matrix", "--timings", "bad/latin1"], "not valid JSON"),
         (["matrix", "--timings", "bad/list"], "no list of checks"),
+        (["matrix", "--timings", "bad/large"], "larger than 16 MiB; keep only what it reads: jq"),
         (["matrix", "--timings", "bad/checks-dict"], "no list of checks"),
         (["matrix", "--timings", "bad/entry"], "checks[1] has no file, name and duration_s"),
         (["matrix", "--timings", "bad/negative"], "checks[0] has no file, name and duration_s"),
@@ -222,6 +223,8 @@ def test_bad_shards_jobs_and_timings_are_one_line_exit_2(tmp_path, args, says):
     }
     for name, text in files.items():
         (bad / name).write_text(text)
+    with open(bad / "large", "w") as f:
+        f.truncate(16 * 1024 * 1024 + 1)  # sparse: no time to write
     (bad / "latin1").write_bytes(b'{"checks": [{"file": "\xe9"}]}')
     (tmp_path / "good.json").write_text(json.dumps({"checks": [entry]}))
     r = reprocheck(args[0], "many.yaml", *args[1:], cwd=tmp_path, timeout=60)

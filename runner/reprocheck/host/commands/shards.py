@@ -25,7 +25,10 @@ from ..exitcodes import UsageError
 from .options import Options
 
 MAX_JOBS = 256  # GitHub refuses a matrix of more jobs
-MAX_TIMINGS_BYTES = 64 * 1024 * 1024
+# Parsed, a file of this size may take some hundreds of MiB (millions of tiny JSON values); a report of a few
+# thousand checks fits, and a larger one can be cut to what is read (TRIM).
+MAX_TIMINGS_BYTES = 16 * 1024 * 1024
+TRIM = "jq '{checks: [.checks[] | {file, name, duration_s}]}'"
 MAX_SECONDS = 1e9  # a duration above this is not one
 _COUNT = re.compile(r"[0-9]{1,9}")
 _SHARD = re.compile(r"([0-9]{1,9})/([0-9]{1,9})")
@@ -125,6 +128,17 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a number")
 
 
+_KEPT = frozenset({"checks", "file", "name", "duration_s"})
+_NOTHING: dict[str, Any] = {}  # shared, never changed
+
+
+def _kept(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Each JSON object as parsed: only the keys read here, so that the rest is dropped as soon as it is parsed (a
+    file of millions of tiny objects would otherwise take gigabytes)."""
+    kept = {k: v for k, v in pairs if k in _KEPT}
+    return kept or _NOTHING
+
+
 def _read_bounded(path: Path) -> bytes:
     """A regular file's bytes, at most MAX_TIMINGS_BYTES: never a FIFO (it would block) or a device (endless)."""
     try:
@@ -136,7 +150,8 @@ def _read_bounded(path: Path) -> bytes:
     except OSError as exc:
         raise UsageError(f"--timings {path}: cannot read it ({exc.strerror or exc})") from None
     if len(data) > MAX_TIMINGS_BYTES:
-        raise UsageError(f"--timings {path}: larger than {MAX_TIMINGS_BYTES // 1024 // 1024} MiB; not a report")
+        limit = MAX_TIMINGS_BYTES // 1024 // 1024
+        raise UsageError(f"--timings {path}: larger than {limit} MiB; keep only what it reads: {TRIM} REPORT")
     return data
 
 
@@ -156,7 +171,7 @@ def read_timings(path: Path) -> Timings:
     data = _read_bounded(path)
     what = "is not a reprocheck JSON report (`reprocheck run --report FILE`)"
     try:
-        report = json.loads(data, parse_constant=_no_constant)
+        report = json.loads(data, parse_constant=_no_constant, object_pairs_hook=_kept)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, NaN, nested past the parser's stack
         raise UsageError(f"--timings {path}: {what}: not valid JSON") from None
     entries = report.get("checks") if isinstance(report, dict) else None
