@@ -85,6 +85,8 @@ def test_the_container_gets_least_privilege(fake):
         ({"gpus": "-1"}, "gpus must be none, all or a positive count"),
         ({"device": "cuda --privileged"}, "device must be cpu"),
         ({"update_baseline": "true"}, "update-baseline needs a baseline folder"),
+        ({"missing_baseline": "write"}, "missing-baseline: write needs a baseline folder"),
+        ({"missing_baseline": "yes", "baseline": "goldens"}, "missing-baseline must be error or write, got 'yes'"),
         ({"spec": "specs/missing.yaml"}, "no such file"),
     ],
 )
@@ -696,3 +698,10 @@ def test_the_release_workflow_builds_every_flavour():
     assert job["strategy"]["matrix"]["flavour"] == list(flavours(read_versions()))
     scripts = "\n".join(step.get("run", "") for step in job["steps"])
     assert "${{" not in scripts and 'build.sh --flavour "$FLAVOUR"' in scripts  # the value through env only
+
+
+def test_the_first_night_reaches_the_container_as_one_flag(fake):
+    r = action(fake, report="out/r.json", baseline="goldens", missing_baseline="write")
+    assert r.returncode == 0, r
+    (argv,) = calls(fake)
+    assert argv[argv.index("--missing-baseline") + 1] == "write" and "--update-baseline" not in argv

@@ -247,6 +247,8 @@ def _writable(req: Request, workspace: Path, args: list[str]) -> dict[Path, str]
                 )
             flags[path.parent] = flag.lstrip("-")
             args += [flag, str(path)]
+    if req.missing_baseline not in ("error", "write"):
+        raise LaunchError(f"missing-baseline must be error or write, got {req.missing_baseline!r}")
     if req.baseline:
         path = inside_workspace(workspace, "baseline", req.baseline)
         if path == workspace:
@@ -259,10 +261,10 @@ def _writable(req: Request, workspace: Path, args: list[str]) -> dict[Path, str]
             args.append("--update-baseline")
         if req.missing_baseline == "write":
             args += ["--missing-baseline", "write"]
-    elif req.update_baseline or req.missing_baseline == "write":
-        raise LaunchError("update-baseline and missing-baseline: write need a baseline folder (where to write goldens)")
-    if req.missing_baseline not in ("error", "write"):
-        raise LaunchError(f"missing-baseline must be error or write, got {req.missing_baseline!r}")
+    elif req.update_baseline:
+        raise LaunchError("update-baseline needs a baseline folder (where to write the goldens)")
+    elif req.missing_baseline == "write":
+        raise LaunchError("missing-baseline: write needs a baseline folder (where to write the goldens)")
     return flags
 
 
