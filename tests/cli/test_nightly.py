@@ -214,3 +214,24 @@ def test_a_cpu_check_never_runs_the_cuda_preflight(spec_dir):
     # An nvidia-smi that would fail the preflight is never asked by a CPU check (nor is CUDA initialised).
     r = reprocheck("run", str(planted_spec(spec_dir, "loaded_weights")), env=fake_smi(spec_dir, NO_DRIVER, 9))
     assert r.code == 0, r
+
+
+def test_the_example_nightly_lists_on_a_hosted_runner_and_writes_the_first_night():
+    import yaml
+
+    from helpers import ROOT
+
+    flow = yaml.safe_load((ROOT / "examples" / "workflows" / "nightly-gpu.yml").read_text())
+    plan, check = flow["jobs"]["plan"], flow["jobs"]["check"]
+    assert plan["runs-on"] == "ubuntu-latest"  # listing needs no torch, GPU or image
+    listing = " ".join(s.get("run", "") for s in plan["steps"])
+    assert "reprocheck matrix" in listing and "--max-jobs" in listing and "--timings" in listing
+    assert "docker" not in listing and "torch" not in listing.replace("without torch", "")
+    steps = {s.get("id"): s for s in check["steps"]}
+    assert "env --cuda" in " ".join(s.get("run", "") for s in check["steps"])
+    repro = steps["repro"]["with"]
+    assert repro["checks"] == "${{ matrix.check }}" and repro["spec"] == "${{ matrix.spec }}"
+    assert "write" in repro["missing-baseline"] and repro["baseline"] == "baselines"
+    assert "written-baselines" in " ".join(str(s.get("if", "")) for s in check["steps"])
+    # the spec it runs keeps one golden per GPU generation
+    assert "baseline: {key: gpu}" in (ROOT / "examples" / "suite.yaml").read_text()
