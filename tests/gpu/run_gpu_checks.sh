@@ -21,7 +21,9 @@ expect() {  # expect CODE ARGS...
   echo "=== exit $got"
   [ "$got" -eq "$want" ] || { echo "!!! expected $want"; fail=1; }
 }
-"$py" -m reprocheck env --cuda
+expect 0 env --cuda
+# The preflight names what hides the GPU (exit 3 before the model is built).
+CUDA_VISIBLE_DEVICES= expect 3 run tests/gpu/baseline_keyed.yaml --device cuda
 # RetinaNet on CUDA, its detections compared as detections (examples/retinanet.yaml's compare:).
 tasks=$(mktemp -d)
 expect 0 run examples/retinanet.yaml --device cuda --report "$tasks/retinanet.json"
@@ -53,6 +55,21 @@ print("baseline:", check["baseline"]["status"], "max abs diff vs CPU golden:",
       max((o["max_abs_diff"] for o in check["baseline"]["outputs"]), default=0))
 print("fields that differ from the CPU golden:", [d["field"] for d in check["baseline"]["fingerprint_diff"]])
 assert check["fingerprint"]["gpus"], "the fingerprint must name the GPU"
+PY
+[ $? -eq 0 ] || fail=1
+
+# Goldens per GPU generation: the CPU's, then the first night writes this GPU's (cuda-sm<capability>) and the next
+# compares with it, not with the CPU's.
+keyed=$(mktemp -d)
+expect 0 run tests/gpu/baseline_keyed.yaml --device cpu --baseline "$keyed" --update-baseline
+expect 0 run tests/gpu/baseline_keyed.yaml --device cuda --baseline "$keyed" --missing-baseline write --report "$keyed/first.json"
+expect 0 run tests/gpu/baseline_keyed.yaml --device cuda --baseline "$keyed" --report "$keyed/second.json"
+"$py" - "$keyed/first.json" "$keyed/second.json" <<'PY'
+import json, sys
+first, second = (json.load(open(p))["checks"][0]["baseline"] for p in sys.argv[1:])
+print("first night:", first["status"], first["written"], "then:", second["status"], second["golden_key"])
+assert first["status"] == "written" and first["key"].startswith("cuda-sm")
+assert second["status"] == "match" and second["golden_key"] == first["key"] and not second["fallback"]
 PY
 [ $? -eq 0 ] || fail=1
 
