@@ -71,7 +71,7 @@ def _generation(device: str, fingerprint: dict[str, Any] | None) -> str | None:
     gpus = (fingerprint or {}).get("gpus") or []
     if not isinstance(gpus, list) or index >= len(gpus) or not isinstance(gpus[index], dict):
         return None
-    m = _CAPABILITY.match(str(gpus[index].get("capability", "")))
+    m = _CAPABILITY.fullmatch(str(gpus[index].get("capability", "")))
     return f"cuda-sm{m.group(1)}{m.group(2)}" if m else None
 
 
@@ -125,7 +125,7 @@ def existing_goldens(root: Path, lc: LoadedCheck, spec_root: Path = Path(".")) -
     for name in sorted(names):
         if name.startswith(stem) and name.endswith(SUFFIX) and not name.endswith(OBTAINED_SUFFIX):
             key = name[len(stem) : -len(SUFFIX)]
-            if KEY.match(key):
+            if KEY.fullmatch(key):
                 found[key] = keyless.parent / name
     return found
 
@@ -276,6 +276,21 @@ def _usable(lc: LoadedCheck, key: str) -> bool:
     return key == "cuda" or key.startswith("cuda-sm")
 
 
+def _symlinked_folder(root: Path, folder: Path) -> Path | None:
+    """The first folder from `root` down to `folder` that is a symbolic link (the root itself is checked where it is
+    given); model code and reports then never write through one into a place outside the baseline."""
+    try:
+        parts = folder.relative_to(root).parts
+    except ValueError:
+        return None
+    here = root
+    for part in parts:
+        here = here / part
+        if os.path.islink(here):
+            return here
+    return None
+
+
 def _unusable(path: Path, exc: Exception, lc: LoadedCheck, options: BaselineOptions) -> str:
     why = exc.args[-1] if isinstance(exc, OSError) and not isinstance(exc, OutputTargetError) else str(exc)
     return f"golden {path} cannot be used: {why}. Regenerate it with `{regenerate_command(lc, options)}`"
@@ -284,12 +299,21 @@ def _unusable(path: Path, exc: Exception, lc: LoadedCheck, options: BaselineOpti
 def _check_preflight(lc: LoadedCheck, options: BaselineOptions) -> str | None:
     """One check's golden problem, if any: files that cannot be used, or no golden this machine could use."""
     keys = predicted_keys(lc)
+    keyless = golden_path(options.root, lc, options.spec_root)
+    folder = _symlinked_folder(options.root, keyless.parent)
+    if folder is not None:
+        return _unusable(
+            keyless, ValueError(f"{folder} is a symbolic link: goldens are never written through one"), lc, options
+        )
     existing = existing_goldens(options.root, lc, options.spec_root)
     if keys is not None:
-        refuse_special_target(obtained_path(golden_path(options.root, lc, options.spec_root, keys[0])))
+        target = golden_path(options.root, lc, options.spec_root, keys[0])
+        for path in (obtained_path(target), target) if options.update else (obtained_path(target),):
+            try:
+                refuse_special_target(path)
+            except (OutputTargetError, OSError) as exc:
+                return _unusable(target, exc, lc, options)
     if options.update:
-        if keys is not None:
-            refuse_special_target(golden_path(options.root, lc, options.spec_root, keys[0]))
         return None
     for key, path in existing.items():
         if keys is None or key in keys:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import subprocess
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 # outside the image; the image states its own (REPROCHECK_MIN_DRIVER, from docker/versions.env).
 MINOR_COMPAT = {"13": "580.65.06", "12": "525.60.13", "11": "450.80.02"}
 HIDDEN = ("", "-1", "none", "NoDevFiles")  # CUDA_VISIBLE_DEVICES values that hide every GPU
+OUTPUT_LIMIT = 64 * 1024
 QUERY = ["--query-gpu=index,name,compute_cap,driver_version", "--format=csv,noheader"]
 
 
@@ -53,23 +56,41 @@ def parse_smi(stdout: str) -> list[str]:
     return gpus
 
 
+def _limit_output() -> None:
+    # nvidia-smi is whatever PATH names: it writes at most OUTPUT_LIMIT bytes (more ends it), read as text below
+    resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_LIMIT, OUTPUT_LIMIT))
+
+
+def _printable(text: str) -> str:
+    return re.sub(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", "?", text)
+
+
 def _smi(facts: Facts) -> None:
     found = shutil.which("nvidia-smi")
     if found is None:
         return
-    try:
-        done = subprocess.run(
-            [found, *QUERY], capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL, check=False
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        facts.smi, facts.smi_error = "failed", str(exc)[:200]
+    with tempfile.TemporaryFile() as out:
+        try:
+            code = subprocess.run(
+                [found, *QUERY],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=20,
+                check=False,
+                preexec_fn=_limit_output,
+            ).returncode
+        except (OSError, subprocess.SubprocessError) as exc:
+            facts.smi, facts.smi_error = "failed", _printable(str(exc))[:200]
+            return
+        out.seek(0)
+        text = _printable(out.read(OUTPUT_LIMIT).decode("utf-8", errors="replace"))
+    if code != 0:
+        lines = text.strip().splitlines()
+        facts.smi, facts.smi_error = "failed", (lines[0] if lines else f"exit {code}")[:200]
         return
-    if done.returncode != 0:
-        text = (done.stdout + done.stderr).strip().splitlines()
-        facts.smi, facts.smi_error = "failed", (text[0] if text else f"exit {done.returncode}")[:200]
-        return
-    facts.smi, facts.smi_gpus = "ok", parse_smi(done.stdout)
-    rows = [r.split(",") for r in done.stdout.splitlines() if r.count(",") >= 3]
+    facts.smi, facts.smi_gpus = "ok", parse_smi(text)
+    rows = [r.split(",") for r in text.splitlines() if r.count(",") >= 3]
     if rows and facts.driver is None:
         facts.driver = rows[0][3].strip()[:32] or None
 
@@ -91,7 +112,7 @@ def gather() -> Facts:
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         facts.available = torch.cuda.is_available()
-    facts.why = next((str(w.message).splitlines()[0][:300] for w in seen if "CUDA" in str(w.message)), "")
+    facts.why = next((_printable(str(w.message).splitlines()[0][:300]) for w in seen if "CUDA" in str(w.message)), "")
     facts.count = torch.cuda.device_count() if facts.available else 0
     return facts
 
@@ -125,6 +146,11 @@ def _no_gpu(facts: Facts) -> str:
 
 def problems(facts: Facts, device: str = "cuda") -> list[str]:
     """Why `device` cannot be used, one line each, the fix in it; empty when it can."""
+    if facts.available:  # whatever the build says (a ROCm torch has no CUDA version and runs torch.cuda)
+        index = int(device.partition(":")[2] or 0)
+        if index >= facts.count:
+            return [f"device {device} does not exist: {facts.count} GPU(s) are visible to this process"]
+        return []
     if facts.cuda_build is None:
         fix = (
             "this is the image's cpu flavour: use a CUDA flavour (flavour: cu130, or cu126 for CUDA 12 drivers)"
@@ -133,13 +159,8 @@ def problems(facts: Facts, device: str = "cuda") -> list[str]:
             ", or run the check in the pinned image with `reprocheck docker --gpus all`"
         )
         return [f"this torch ({facts.torch}) is built without CUDA: {fix}"]
-    if facts.visible is not None and facts.visible.strip() in HIDDEN and not facts.available:
+    if facts.visible is not None and facts.visible.strip() in HIDDEN:
         return [_no_gpu(facts)]
-    if facts.available:
-        index = int(device.partition(":")[2] or 0)
-        if index >= facts.count:
-            return [f"device {device} does not exist: {facts.count} GPU(s) are visible to this process"]
-        return []
     out: list[str] = []
     seen_gpu = facts.smi == "ok" and bool(facts.smi_gpus)
     if not seen_gpu and facts.driver is None and not facts.device_nodes and facts.smi != "failed":

@@ -200,6 +200,17 @@ def costs(checks: Sequence[LoadedCheck], timings: Path | None) -> list[float]:
     return [fill if s is None else s for s in found]
 
 
+def _listable(ids: list[str]) -> None:
+    """A grouped entry names its checks in one comma-separated `check` (the Action splits on commas and newlines,
+    and trims): an identity that would split or change there is refused, not silently run as another."""
+    for i in ids:
+        if "," in i or i != i.strip():
+            raise UsageError(
+                f"matrix: the check {i!r} cannot be listed in a grouped job: its spec path has a comma or begins or "
+                "ends with a space, which the Action's checks input splits or trims; rename the spec file"
+            )
+
+
 def matrix_include(checks: Sequence[LoadedCheck], args: Options) -> list[dict[str, object]]:
     """One entry per job. One check: check (its name), spec, line, device, runs as they are. Several: check is
     their identities joined with commas (what the Action's `checks:` input takes), spec the spec files one per line
@@ -210,6 +221,8 @@ def matrix_include(checks: Sequence[LoadedCheck], args: Options) -> list[dict[st
     for members in group(costs(checks, args.timings), jobs):
         mine = [checks[i] for i in members]
         first, ids = mine[0], [identity(lc) for lc in mine]
+        if len(mine) > 1:
+            _listable(ids)
         devices = {lc.check.device for lc in mine}
         runs = {lc.check.runs for lc in mine}
         include.append(

@@ -77,7 +77,7 @@ def _baseline_console(r: CheckResult) -> list[str]:
     b = r.baseline
     if b is None:
         return []
-    lines = [f"  baseline: {b.status.value} ({b.golden})"]
+    lines = [f"  baseline: {b.status.value} ({b.written or b.golden})"]
     if b.which() and b.key:
         lines.append(f"    compared with {b.which()}; this machine's key: {b.key}")
     if b.message:
