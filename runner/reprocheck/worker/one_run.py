@@ -35,7 +35,9 @@ def _resolve_device(device: str) -> str:
 
             # each missing part named with its fix, before the model is built (reprocheck env --cuda says the same)
             found = cuda_preflight.problems(cuda_preflight.gather(), device)
-            raise DeviceUnavailable(f"device {device} cannot be used: " + "; ".join(found or ["CUDA is not usable"]))
+            raise DeviceUnavailable(
+                f"device {device} is not available on this machine: " + "; ".join(found or ["CUDA is not usable"])
+            )
     return device
 
 
