@@ -122,7 +122,8 @@ def test_cuda_device_without_a_gpu_is_a_clear_run_failure(tmp_path):
         tmp_path, "version: 1\ndevice: cuda\nmodel: {factory: 'models:build'}\ninput: {random: {shape: [2]}}\n"
     )
     r = reprocheck("run", str(spec))
-    assert r.code == 3 and "torch.cuda.is_available() is False" in r.out
+    # the CUDA preflight's line: this machine has no NVIDIA driver or device at all
+    assert r.code == 3 and "device cuda is not available on this machine: no NVIDIA GPU is visible" in r.out, r
     spec = write_spec(
         tmp_path, "version: 1\ndevice: auto\nmodel: {factory: 'models:build'}\ninput: {random: {shape: [2]}}\n"
     )
