@@ -305,7 +305,6 @@ def _check_preflight(lc: LoadedCheck, options: BaselineOptions) -> str | None:
         return _unusable(
             keyless, ValueError(f"{folder} is a symbolic link: goldens are never written through one"), lc, options
         )
-    existing = existing_goldens(options.root, lc, options.spec_root)
     if keys is not None:
         target = golden_path(options.root, lc, options.spec_root, keys[0])
         for path in (obtained_path(target), target) if options.update else (obtained_path(target),):
@@ -315,6 +314,7 @@ def _check_preflight(lc: LoadedCheck, options: BaselineOptions) -> str | None:
                 return _unusable(target, exc, lc, options)
     if options.update:
         return None
+    existing = existing_goldens(options.root, lc, options.spec_root)
     for key, path in existing.items():
         if keys is None or key in keys:
             try:

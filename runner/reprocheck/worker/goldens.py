@@ -26,7 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..files import atomic_write
-from ..golden_result import BaselineResult, BaselineStatus, fingerprint_diff
+from ..golden_result import BaselineResult, BaselineStatus, FieldDiff, fingerprint_diff
 from ..goldens import FORMAT, obtained_path
 from ..protocol import GoldenJob
 from ..tree import Outputs
@@ -84,23 +84,24 @@ def apply(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None,
     target = Path(job.target or job.golden)
     if job.update:
         if not runs_agree:
-            return _not_written(job, target, "baseline not written")
+            return _not_written(job, target)
         return update(job, obtained, fingerprint)
     exists = job.golden_key is not None and Path(job.golden).exists()
     if job.write_missing and (not exists or job.golden_key != job.key):
         if not runs_agree:
             result = check_against(job, obtained, fingerprint, runs_agree) if exists else None
-            return result or _not_written(job, target, "baseline not written")
-        return _write_missing(job, obtained, fingerprint, check_against(job, obtained, fingerprint) if exists else None)
+            return result or _not_written(job, target)
+        fallback = check_against(job, obtained, fingerprint, save_obtained=False) if exists else None
+        return _write_missing(job, obtained, fingerprint, fallback)
     return check_against(job, obtained, fingerprint, runs_agree)
 
 
-def _not_written(job: GoldenJob, target: Path, what: str) -> BaselineResult:
+def _not_written(job: GoldenJob, target: Path) -> BaselineResult:
     return BaselineResult(
         status=BaselineStatus.NOT_UPDATED,
         golden=target,
         key=job.key,
-        message=f"{what}: the runs themselves differ, so there is no single right answer to store",
+        message="baseline not written: the runs themselves differ, so there is no single right answer to store",
     )
 
 
@@ -111,7 +112,7 @@ def _write_missing(
     target = Path(job.target)
     _save(obtained, target, job, fingerprint)
     side = obtained_path(target)
-    if side.exists():
+    if side.exists():  # a stale one from an earlier failure would mislead
         side.unlink()
     key = f" for key {job.key}" if job.key else ""
     message = f"no golden{key}: written to {target}, not yet committed (commit it, or the next run writes it again)"
@@ -125,7 +126,11 @@ def _write_missing(
 
 
 def check_against(
-    job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None, runs_agree: bool = True
+    job: GoldenJob,
+    obtained: Outputs,
+    fingerprint: dict[str, Any] | None,
+    runs_agree: bool = True,
+    save_obtained: bool = True,  # False: this machine's golden is written instead (the first night)
 ) -> BaselineResult:
     """Compare run 1's outputs with the golden; write the obtained file beside it on any failure."""
     from ..spec import CompareSpec
@@ -168,7 +173,33 @@ def check_against(
             config_changed=changed,
             golden_created=info["created"],
         )
-    _save(obtained, side, job, fingerprint)
+    if save_obtained:
+        _save(obtained, side, job, fingerprint)
+    message = _drift_message(job, info, side, diff, changed, runs_agree)
+    return BaselineResult(
+        status=BaselineStatus.DRIFT,
+        golden=golden,
+        key=job.key,
+        golden_key=job.golden_key,
+        obtained=side,
+        comparison=comparison,
+        fingerprint_diff=diff,
+        config_changed=changed,
+        golden_created=info["created"],
+        message=message,
+    )
+
+
+def _drift_message(
+    job: GoldenJob,
+    info: dict[str, Any],
+    side: Path,
+    diff: tuple[FieldDiff, ...],
+    changed: bool,
+    runs_agree: bool,
+) -> str:
+    """What a drift says: the likely causes, a fallback golden, a changed spec, and what can be done."""
+    golden = Path(job.golden)
     causes = (
         ", ".join(d.field for d in diff[:6]) or "none: same environment, so the model, its input or the code changed"
     )
@@ -190,18 +221,7 @@ def check_against(
             " The runs themselves differ, so no golden can be written yet: make them agree first "
             "(`reprocheck diagnose` finds the first module that diverges)."
         )
-    return BaselineResult(
-        status=BaselineStatus.DRIFT,
-        golden=golden,
-        key=job.key,
-        golden_key=job.golden_key,
-        obtained=side,
-        comparison=comparison,
-        fingerprint_diff=diff,
-        config_changed=changed,
-        golden_created=info["created"],
-        message=message,
-    )
+    return message
 
 
 def update(job: GoldenJob, obtained: Outputs, fingerprint: dict[str, Any] | None) -> BaselineResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..checks.outcome import CheckResult, Status, VariantStatus, exit_code
 from ..github import workspace_relative
-from .text import blind_lines, fragile_lines, num, own_runs_failed, run_cause, summarize, variant_lines
+from .text import blind_lines, fragile_lines, num, own_runs_failed, run_cause, summarize, variant_lines, written
 
 
 def check_failures(results: list[CheckResult]) -> list[tuple[str, int, str, str]]:
@@ -54,10 +54,9 @@ def check_warnings(results: list[CheckResult]) -> list[tuple[str, int, str, str]
         if r.blind_all and r.status is not Status.FAIL:  # a failing one is an error annotation already
             title = f"reprocheck: {r.name} cannot see a change (constant outputs)"
             out += [(workspace_relative(r.file), r.line, title, line) for line in blind_lines(r)]
-    for r in results:  # a workflow that never commits its first night's goldens must not stay silently green
-        if r.baseline is not None and r.baseline.written is not None:
-            title = f"reprocheck: {r.name}: golden written, not yet committed"
-            out.append((workspace_relative(r.file), r.line, title, r.baseline.message))
+    for r, b in written(results):  # a workflow that never commits its first night's goldens must not stay green
+        title = f"reprocheck: {r.name}: golden written, not yet committed"
+        out.append((workspace_relative(r.file), r.line, title, b.message))
     return out
 
 
@@ -81,7 +80,5 @@ def step_outputs(results: list[CheckResult], report_path: str | None) -> dict[st
         "failed-checks": ",".join(r.name for r in results if r.status is not Status.PASS),
         "max-abs-diff": num(max(diffs)) if diffs else "0",
         "report": report_path or "",
-        "written-baselines": "\n".join(
-            str(r.baseline.written) for r in results if r.baseline is not None and r.baseline.written is not None
-        ),
+        "written-baselines": "\n".join(str(b.written) for _, b in written(results)),
     }

@@ -60,7 +60,7 @@ def render_markdown(results: list[CheckResult]) -> str:
         "",
         f"{plural(len(results), 'check')}: **{counts[Status.PASS]} passed**, **{counts[Status.FAIL]} failed**, "
         f"**{plural(counts[Status.ERROR], 'error')}**",
-        *(["", f":warning: {written_line(results)}"] if written_line(results) else []),
+        *(["", f":warning: {line}"] if (line := written_line(results)) else []),
         "",
         "| check | result | runs | device | seed | max abs diff | time |",
         "| --- | --- | --- | --- | --- | --- | --- |",

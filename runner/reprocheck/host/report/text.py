@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ...golden_result import BaselineResult
 from ...protocol import Distance
 from ...results import Kind, OutputResult
 from ..checks.grades import Grade, OutputGrade, accepted
@@ -219,9 +220,14 @@ def diagnosis_lines(d: Diagnosis) -> list[str]:
     return out
 
 
+def written(results: Sequence[CheckResult]) -> list[tuple[CheckResult, BaselineResult]]:
+    """The checks whose golden --missing-baseline write wrote (the first night), with their baseline verdict."""
+    return [(r, r.baseline) for r in results if r.baseline is not None and r.baseline.written is not None]
+
+
 def written_line(results: Sequence[CheckResult]) -> str | None:
-    """The first night's goldens (--missing-baseline write), counted where the totals are: never silently green."""
-    n = sum(1 for r in results if r.baseline is not None and r.baseline.written is not None)
+    """The first night's goldens, counted where the totals are: never silently green."""
+    n = len(written(results))
     if not n:
         return None
     return f"{plural(n, 'golden')} written, not yet committed: commit the baseline folder (or upload it) to keep them"
