@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source docker/versions.env
+source docker/flavour.sh
 [ -f docker/base-digest.env ] && source docker/base-digest.env   # BASE_IMAGE pinned by digest, if resolved
 flavour="$DEFAULT_FLAVOUR" local=false print=false
 while [ $# -gt 0 ]; do
@@ -22,18 +23,14 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-# Checked before it names a variable: only a listed lowercase name (bash would evaluate a subscript in ${!name}).
-[[ "$flavour" =~ ^[a-z][a-z0-9]{0,15}$ && ",$FLAVOURS," == *",$flavour,"* ]] \
-  || { echo "build.sh: --flavour must be one of ${FLAVOURS//,/, }" >&2; exit 2; }
-key="${flavour^^}"
-pin() { local name="${key}_$1"; printf '%s' "${!name-}"; }
+check_flavour build.sh "$flavour"
 lock="$(pin LOCK)"
 [ -n "$lock" ] && [ -f "$lock" ] || {
   echo "build.sh: no lock for flavour $flavour (${lock:-${key}_LOCK unset}); generate it with: docker/lock.sh --flavour $flavour" >&2
   exit 1
 }
 # cuDNN as the lock resolved it (none for cpu); where versions.env pins one, the two must agree.
-cudnn=$(sed -nE 's/^nvidia-cudnn-cu[0-9]+==([^ ]+).*/\1/p' "$lock" | head -n1)
+cudnn=$(lock_cudnn "$lock")
 [ -z "$(pin CUDNN_VERSION)" ] || [ "$cudnn" = "$(pin CUDNN_VERSION)" ] \
   || { echo "build.sh: $lock has cuDNN ${cudnn:-none}, docker/versions.env pins ${key}_CUDNN_VERSION=$(pin CUDNN_VERSION)" >&2; exit 1; }
 tag="reprocheck:${REPROCHECK_VERSION}-torch${TORCH_VERSION}-${flavour}"
