@@ -7,16 +7,37 @@ import enum
 from dataclasses import dataclass
 from pathlib import Path
 
+from .pictures import Picture
 from .results import Comparison, OutputResult
 
 
 @dataclass(frozen=True)
+class OpFinding:
+    """The first aten op whose output differs between two traced runs, or where their op sequences part."""
+
+    op: str  # aten::name.overload
+    module: str  # the module it ran in, by dotted path; "" is the model itself
+    module_call: int  # which call of that module (1: its first in the forward)
+    index: int  # its place among the ops of that call (1: the first)
+    position: int  # its place among all the forward's ops (0-based)
+    location: str | None = None  # the model's source line that ran it
+    parted: bool = False  # the sequences part here: the other run ran something else (`other`)
+    other: str = ""
+    result: OutputResult | None = None  # its outputs compared, from the targeted re-run
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Divergence:
-    call: int  # position in the order modules finished
+    call: int  # the module's position in the order modules finished
     module: str  # dotted path; "" is the model itself
     type: str
-    result: OutputResult | None  # the worst differing leaf of that module's output
+    result: OutputResult | None  # the worst differing leaf of that module's output (from the targeted re-run)
     detail: str = ""
+    module_call: int = 1  # which call of that module (1: its first in the forward)
+    op: OpFinding | None = None
+    stopped: str = ""  # the trace stopped before the end (a cap): why; what was found so far stands
+    found: bool = True  # False: no module's output differs in what was traced (only `op` or `stopped` say more)
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,8 @@ class Diagnosis:
     nondeterministic_ops: tuple[str, ...]
     check_seed: int  # the seed the check ran with (`seed` above is the sensitivity to other seeds)
     error: str | None = None  # the runs under the check's own recipe failed
+    skipped: tuple[str, ...] = ()  # recipe parts not varied, and why (cuDNN and TF32 on a CPU)
+    pictures: tuple[Picture, ...] = ()  # --pictures: where the two traced runs differ, drawn
 
     @property
     def exit_code(self) -> int:

@@ -1,5 +1,6 @@
 """The helper calls: each op's request and answer (the verdict, the float64 distances, the upgrade canary's
-grades, diagnose's comparison and traces, the fingerprint), and the table of them (`OPS`)."""
+grades, diagnose's comparison and traces, the fingerprint, the pictures of --pictures), and the table of them
+(`OPS`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import Field
 
 from ..diagnosis import Divergence
 from ..golden_result import BaselineResult
+from ..pictures import LIMIT, Picture
 from ..results import Comparison, Fragile, OutputResult
 from ..spec import Check, CompareSpec, ToleranceSpec
 from .base import Message, ProtocolError
@@ -146,13 +148,17 @@ class TracesRequest(Message):
     op: ClassVar[str] = "traces"
     runs: list[str]  # traced run folders
     tolerance: ToleranceSpec
-    diverge: bool = False  # find the first module whose output differs between the first two
+    diverge: bool = False  # find the first module and op whose output differs between the first two
+    captured: bool = False  # the runs are a targeted re-run's: compare what they kept
 
 
 class TracesAnswer(Message):
     divergence: Divergence | None = None
     training: list[dict[str, str]] = []  # per trace: module path -> type, for those in training mode
     params: list[dict[str, str]] = []  # per trace: parameter name -> digest
+    module_result: OutputResult | None = None  # captured: the module call's output compared
+    op_result: OutputResult | None = None  # captured: the op's outputs compared
+    capture_note: str = ""  # captured: what could not be compared, and why
 
 
 class FingerprintRequest(Message):
@@ -184,6 +190,30 @@ class ScaffoldAnswer(Message):
     notes: list[str] = []  # comment lines for the spec
 
 
+# -- --pictures
+
+
+class DrawRequest(Message):
+    """Draw what differs between two saved output sets (worker/pictures.py) into `folder`, from the files alone."""
+
+    op: ClassVar[str] = "draw"
+    folder: str  # an existing folder the host checked (never a symlink)
+    prefix: str  # the pictures' file names start with it (pictures.safe_name: the check's place and name)
+    expected: str  # run 1's outputs.pt, or a golden (.safetensors)
+    obtained: str  # the other side's
+    names: tuple[str, str] = ("run 1", "run 2")  # how the pictures name the two sides
+    reference: str | None = None  # a float64 reference's outputs: each side's error against it is drawn
+    check: Check | None = None  # its compare: rules, and its input (rebuilt, to draw boxes and masks on)
+    input_seed: int | None = None  # the seed the input was built with (default the check's)
+    paths: list[str] = []  # the outputs to draw (those the comparison found differing); empty: every one that differs
+    limit: int = LIMIT
+
+
+class DrawAnswer(Message):
+    pictures: list[Picture] = []
+    notes: list[str] = []  # what was not drawn, and why
+
+
 # op -> (request, answer): the helper calls, served by `python -m reprocheck.worker --OP` and `--serve`.
 OPS: dict[str, tuple[type[Message], type[Message]]] = {
     "names": (NameRequests, NameProblems),
@@ -194,8 +224,9 @@ OPS: dict[str, tuple[type[Message], type[Message]]] = {
     "compare": (CompareRequest, CompareAnswer),
     "traces": (TracesRequest, TracesAnswer),
     "scaffold": (ScaffoldRequest, ScaffoldAnswer),
+    "draw": (DrawRequest, DrawAnswer),
 }
-Op = Literal["names", "verdict", "distances", "grade", "fingerprint", "compare", "traces", "scaffold"]
+Op = Literal["names", "verdict", "distances", "grade", "fingerprint", "compare", "traces", "scaffold", "draw"]
 
 
 def op_of(request: Message) -> str:

@@ -49,13 +49,30 @@ def worker_check(check: Check) -> Check:
     return check.model_copy(update={"runs": Check.model_fields["runs"].default})
 
 
+class Capture(Message):
+    """A targeted re-run keeps these tensors and nothing else: one module call's output and one op's outputs."""
+
+    module: str | None = None  # dotted path ("" the model itself)
+    module_call: int = 1  # 1: the module's first call in the forward
+    op: int | None = None  # the op's place among all the forward's ops (0-based)
+
+
+class TraceJob(Message):
+    """What a traced run records (diagnose, upgrade): fingerprints of each module's output and, with `ops`, of each
+    aten op's; or, with `capture`, the tensors a targeted re-run keeps."""
+
+    ops: bool = True
+    max_mb: int = 256  # the trace file's cap: past it, recording stops and the trace says so
+    capture: Capture | None = None
+
+
 class RunJob(Message):
     """What a worker runs: the check (through `worker_check`), from where, and how."""
 
     check: Check
     base_dir: str  # the spec's folder: relative paths resolve from it
     threads: int
-    trace: bool = False  # record each module's output (diagnose)
+    trace: TraceJob | None = None  # fingerprints of each module's and op's output (diagnose, upgrade)
     input_seed: int | None = None  # the input's own seed, where it differs from the check's (diagnose)
     names: list[NameRequest] = []  # the zygote answers these while it waits for "go"
     batch: int | None = None  # an invariance variant: the input at this batch size

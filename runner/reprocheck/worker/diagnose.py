@@ -1,6 +1,6 @@
 """The torch half of `reprocheck diagnose` (host/analyses/diagnose.py runs the runs and decides): the check's own
-comparison of some runs' outputs, and what two traced runs say (the first diverging module, which modules ran in
-training mode, the parameters' digests). Answers are plain data for the host."""
+comparison of some runs' outputs, and what traced runs say (the first diverging module and op, which modules ran in
+training mode, the parameters' digests; a targeted re-run's kept tensors compared). Answers are plain data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 from ..protocol import CompareAnswer, CompareRequest, RuleProblem, TracesAnswer, TracesRequest
 from ..results import RuleError
 from . import compare, outputs
-from .probe import first_divergence, load_trace
+from .probe import read_meta
+from .trace_diff import captured, first_divergence
 
 
 def compare_runs(request: CompareRequest) -> CompareAnswer:
@@ -23,10 +24,14 @@ def compare_runs(request: CompareRequest) -> CompareAnswer:
 
 
 def traces(request: TracesRequest) -> TracesAnswer:
-    """Each trace's training modules and parameter digests, and (with diverge) the first module whose output
-    differs between the first two."""
-    loaded = [load_trace(Path(d)) for d in request.runs]
-    divergence = first_divergence(loaded[0], loaded[1], request.tolerance) if request.diverge else None
+    """Each trace's training modules and parameter digests; with diverge, what differs first between the first two;
+    with captured, the targeted re-run's kept tensors compared."""
+    runs = [Path(d) for d in request.runs]
+    if request.captured:
+        module, op, note = captured(runs[0], runs[1], request.tolerance)
+        return TracesAnswer(module_result=module, op_result=op, capture_note=note)
+    meta = [read_meta(d) for d in runs]
+    divergence = first_divergence(runs[0], runs[1]) if request.diverge else None
     return TracesAnswer(
-        divergence=divergence, training=[t["training"] for t in loaded], params=[t["params"] for t in loaded]
+        divergence=divergence, training=[m["training"] for m in meta], params=[m["params"] for m in meta]
     )

@@ -78,10 +78,10 @@ def run_once(job: RunJob, run_dir: Path) -> int:
             check_module_keywords(built.module, list(check.input.kwargs))
 
         tracer = None
-        if job.trace:
+        if job.trace is not None:
             from .probe import Tracer
 
-            tracer = Tracer(built.module)
+            tracer = Tracer(built.module, job.trace, run_dir)
 
         module, compiled = built.module, None
         if job.compile is not None:
@@ -89,7 +89,8 @@ def run_once(job: RunJob, run_dir: Path) -> int:
             module, compiled = deployed.compiled(built.module, job.compile, check.recipe, run_dir)
 
         stage = "forward"
-        out = _forward(module, args, kwargs, check.recipe.inference_mode, device, caught, timings, job.autocast)
+        with tracer.recording() if tracer is not None else contextlib.nullcontext():
+            out = _forward(module, args, kwargs, check.recipe.inference_mode, device, caught, timings, job.autocast)
         if compiled is not None:
             stage = "compile"
             deployed.after_forward(compiled, timings["forward"])  # raises when nothing was compiled
@@ -98,7 +99,7 @@ def run_once(job: RunJob, run_dir: Path) -> int:
         flat, ignored, unmatched = outputs.prune(outputs.flatten(out), check.ignore)
         outputs.save(flat, run_dir / "outputs.pt")
         if tracer is not None:
-            tracer.save(run_dir / "trace.pt")
+            tracer.save()
         RunReport(
             ok=True,
             device=device,

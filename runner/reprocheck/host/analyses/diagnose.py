@@ -1,8 +1,10 @@
 """`reprocheck diagnose`: why a check is (or would be) irreproducible.
 
 Three probes, each from isolated runs, each a result object for the reports:
-  * first divergence: two traced runs (forward hooks on every module); the first module, in the
-    order modules finish, whose output differs, with its stats;
+  * first divergence: two traced runs, which keep only fingerprints (every module's output, every aten op's
+    output: worker/probe.py), so memory and disk stay bounded; the first module, in the order modules finish,
+    and the first op whose output differs (or where the two runs part); then a targeted re-run keeps the tensors
+    of that module call and that op alone, for their numbers;
   * seed sensitivity: a run with another seed; if the outputs change they depend on RNG, and the
     usual causes found in the model are named (modules in training mode, parameters that change
     with the seed, i.e. random init rather than loaded weights);
@@ -22,9 +24,10 @@ from typing import Any
 
 from ... import environment
 from ...diagnosis import Ablation, Diagnosis, Divergence, Effect, SeedSensitivity
-from ...protocol import CompareAnswer, CompareRequest, TracesAnswer, TracesRequest, worker_check
+from ...protocol import Capture, CompareAnswer, CompareRequest, TraceJob, TracesAnswer, TracesRequest, worker_check
 from ...results import Comparison, RuleError
 from ...spec import Check, LoadedCheck, RecipeSpec
+from ..checks.pictures import Traced
 from ..workers import isolated
 from ..workers.helper_client import Helpers, worker_environment
 from ..workers.run_result import RunResult
@@ -38,14 +41,19 @@ DETERMINISM_MARK = environment.DETERMINISM_ERROR
 class _Runner:
     """diagnose's runs (isolated, like a check's), and the torch side's answers about them (one helper process)."""
 
-    def __init__(self, lc: LoadedCheck, root: Path, isolation: isolated.Isolation, helpers: Helpers) -> None:
+    pictures = Traced()  # --pictures: draws the traced runs (this default draws nothing)
+
+    def __init__(
+        self, lc: LoadedCheck, root: Path, isolation: isolated.Isolation, helpers: Helpers, max_trace_mb: int
+    ) -> None:
         self.lc, self.root, self.isolation, self.count, self.helpers = lc, root, isolation, 0, helpers
+        self.max_trace_mb = max_trace_mb
 
     def run(
         self,
         runs: int,
         *,
-        trace: bool = False,
+        trace: TraceJob | None = None,
         env: dict[str, str] | None = None,
         input_seed: int | None = None,
         **changes: Any,
@@ -68,13 +76,20 @@ class _Runner:
         assert answer.comparison is not None
         return answer.comparison
 
-    def traces(self, runs: list[RunResult], diverge: bool = False) -> TracesAnswer:
-        request = TracesRequest(runs=[str(r.run_dir) for r in runs], tolerance=self.lc.check.tolerance, diverge=diverge)
+    def traces(self, runs: list[RunResult], diverge: bool = False, captured: bool = False) -> TracesAnswer:
+        tolerance = self.lc.check.tolerance
+        request = TracesRequest(
+            runs=[str(r.run_dir) for r in runs], tolerance=tolerance, diverge=diverge, captured=captured
+        )
         return self.helpers.ask(request, TracesAnswer)
 
 
 def _outputs(runs: list[RunResult]) -> list[Path]:
     return [r.outputs_path for r in runs if r.ok]
+
+
+# Recipe parts that act on CUDA alone (cuDNN, TF32, cuBLAS): varied only where the runs use a GPU.
+CUDA_ONLY = frozenset({"cudnn_benchmark", "cudnn_deterministic", "tf32", "cublas_workspace"})
 
 
 # Each variation: (knob, what it does, how to run the pair). Applied in this order.
@@ -126,12 +141,19 @@ def diagnose(
     lc: LoadedCheck,
     isolation: isolated.Isolation = isolated.Isolation.AUTO,
     progress: Callable[[str], None] | None = None,
+    max_trace_mb: int = 256,
+    pictures: Path | None = None,
 ) -> Diagnosis:
     say = progress or (lambda text: None)
     root = Path(tempfile.mkdtemp(prefix="reprocheck-diagnose-"))
     try:
         with Helpers(worker_environment(environment.worker_env(lc.check.seed, lc.check.recipe, 1))) as helpers:
-            return _diagnose(lc, _Runner(lc, root, isolation, helpers), say)
+            runner = _Runner(lc, root, isolation, helpers, max_trace_mb)
+            runner.pictures = Traced(lc, pictures, helpers)
+            found = _diagnose(lc, runner, say)
+            for note in runner.pictures.notes:
+                say(note)
+            return dataclasses.replace(found, pictures=runner.pictures.pictures)
     except RuleError as exc:  # a compare rule that fits no output: the check cannot be judged
         line = lc.key_line("compare", "outputs", exc.pattern)
         return Diagnosis(
@@ -142,8 +164,8 @@ def diagnose(
 
 
 def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagnosis:
-    say("two traced runs with the check's own recipe")
-    traced = r.run(2, trace=True)
+    say("two traced runs with the check's own recipe (a fingerprint of every module's and op's output)")
+    traced = r.run(2, trace=TraceJob(max_mb=r.max_trace_mb))
     ops = []
     failed = next((x for x in traced if not x.ok), None)
     if failed is not None or len(traced) < 2:
@@ -164,16 +186,19 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
             f"run {failed.index if failed else 2} {cause}",
         )
     base = _outputs(traced)
+    r.pictures.draw(traced)
     comparison = r.compare(base)
     found = r.traces(traced[:2], diverge=not comparison)
-    divergence = found.divergence
+    for run in traced:  # their fingerprints are read: the disk they hold is free for the next runs
+        (run.run_dir / "trace.jsonl").unlink(missing_ok=True)
+    divergence = found.divergence if found.divergence is None else _pinpoint(r, found.divergence, say)
     params_a, training_a = found.params[0], found.training[0]
 
     other = (lc.check.seed + 1) % 2**32
     say(f"a run with seed {other}")
     # Only the RNG seed changes: the hash seed and a random input stay, or they would change the outputs too.
     keep_hash = {"PYTHONHASHSEED": str(lc.check.seed)} if lc.check.recipe.hash_seed else None
-    seeded = r.run(1, trace=True, seed=other, env=keep_hash, input_seed=lc.check.seed)
+    seeded = r.run(1, trace=TraceJob(ops=False), seed=other, env=keep_hash, input_seed=lc.check.seed)
     seed = None
     if seeded and seeded[0].ok:
         params_s = r.traces(seeded[:1]).params[0]
@@ -190,14 +215,47 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
         )
         seed = dataclasses.replace(seed, causes=causes(seed, lc, runs_differ=not comparison))
 
-    ablations = _ablations(r, base, say) if comparison else _repairs(r, say)
-    return _finish(lc, r, say, comparison, divergence, seed, ablations, ops)
+    cuda = any((x.device or "").startswith("cuda") for x in traced)
+    ablations = _ablations(r, base, say, cuda) if comparison else _repairs(r, say, cuda)
+    skipped = (
+        () if cuda else (f"{', '.join(sorted(CUDA_ONLY))} not varied: the runs are on the CPU, where they do nothing",)
+    )
+    return dataclasses.replace(_finish(lc, r, say, comparison, divergence, seed, ablations, ops), skipped=skipped)
 
 
-def _ablations(r: _Runner, base: list[Path], say: Callable[[str], None]) -> list[Ablation]:
+def _pinpoint(r: _Runner, d: Divergence, say: Callable[[str], None]) -> Divergence:
+    """The targeted re-run: two more runs keep only the diverging module call's and op's tensors, which give the
+    finding its numbers (the traces hold fingerprints only)."""
+    op = d.op if d.op is not None and not d.op.parted else None
+    if not d.found and op is None:
+        return d
+    what = [f"module {d.module or '(the model itself)'}, call {d.module_call}"] if d.found else []
+    what += [f"op {op.position + 1} ({op.op})"] if op is not None else []
+    say(f"a targeted re-run keeping the tensors of {' and '.join(what)} only")
+    capture = Capture(module=d.module if d.found else None, module_call=d.module_call, op=op and op.position)
+    runs = r.run(2, trace=TraceJob(capture=capture))
+    bad = next((x for x in runs if not x.ok), None)
+    if bad is not None or len(runs) < 2:
+        note = f"the targeted re-run failed (run {bad.index} {bad.cause})" if bad else "the targeted re-run did not run"
+        return dataclasses.replace(d, detail="; ".join(x for x in (d.detail, note) if x))
+    answer = r.traces(runs, captured=True)
+    notes = [d.detail, answer.capture_note]
+    if d.found and answer.module_result is not None and answer.module_result:
+        notes.append("in the targeted re-run this module's output agreed within the check's tolerance")
+    return dataclasses.replace(
+        d,
+        result=answer.module_result if d.found else None,
+        op=dataclasses.replace(op, result=answer.op_result) if op is not None else d.op,
+        detail="; ".join(x for x in notes if x),
+    )
+
+
+def _ablations(r: _Runner, base: list[Path], say: Callable[[str], None], cuda: bool) -> list[Ablation]:
     """Reproducible under the recipe: vary one part at a time and see which ones break it."""
     ablations = []
     for knob, description, vary in VARIATIONS:
+        if knob in CUDA_ONLY and not cuda:
+            continue
         say(f"ablation: {description}")
         pair, runs = vary(r, base)
         bad = next((x for x in runs if not x.ok), None)
@@ -209,7 +267,7 @@ def _ablations(r: _Runner, base: list[Path], say: Callable[[str], None]) -> list
     return ablations
 
 
-def _repairs(r: _Runner, say: Callable[[str], None]) -> list[Ablation]:
+def _repairs(r: _Runner, say: Callable[[str], None], cuda: bool) -> list[Ablation]:
     """Not reproducible under the check's recipe: turn each part it has off back on, alone, and see
     which one fixes it."""
     full, mine = RecipeSpec(threads=r.lc.check.recipe.threads), r.lc.check.recipe
@@ -225,7 +283,7 @@ def _repairs(r: _Runner, say: Callable[[str], None]) -> list[Ablation]:
         "inference_mode",
         "cublas_workspace",
     ):
-        if getattr(mine, knob) == getattr(full, knob):
+        if getattr(mine, knob) == getattr(full, knob) or (knob in CUDA_ONLY and not cuda):
             continue
         description = f"{knob} set back to {getattr(full, knob)!r} (the full recipe)"
         say(f"repair: {description}")

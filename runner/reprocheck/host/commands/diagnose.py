@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 
 from ..exitcodes import UsageError
-from .common import need_torch, selected_checks, use_model_cache, write_files
+from .common import need_torch, pictures_folder, selected_checks, use_model_cache, write_files, write_page
 from .options import Options
 from .targets import check_output_flags
 
@@ -27,17 +27,26 @@ def cmd_diagnose(args: Options) -> int:
         errors = name_errors(checks, name_problems(name_requests(checks), Path(tmp)))
     if errors:
         raise UsageError("\n".join(str(e) for e in errors), errors)
+    from ..report import html
     from ..workers.isolated import Isolation
 
     results = []
-    for lc in checks:
-        print(f"diagnosing {lc.name} ({lc.file})", file=sys.stderr, flush=True)
-        results.append(
-            diagnose(lc, Isolation(args.isolation), lambda text: print(f"  {text}", file=sys.stderr, flush=True))
+    with pictures_folder(args) as drawn:
+        for lc in checks:
+            print(f"diagnosing {lc.name} ({lc.file})", file=sys.stderr, flush=True)
+            results.append(
+                diagnose(
+                    lc,
+                    Isolation(args.isolation),
+                    lambda text: print(f"  {text}", file=sys.stderr, flush=True),
+                    max_trace_mb=args.max_trace_mb,
+                    pictures=drawn,
+                )
+            )
+        renderers = report.DIAGNOSIS_RENDERERS
+        sys.stdout.write(renderers[report.Format.CONSOLE](results))
+        write_files(
+            args, lambda: renderers[report.Format.JSON](results), lambda: renderers[report.Format.MARKDOWN](results)
         )
-    renderers = report.DIAGNOSIS_RENDERERS
-    sys.stdout.write(renderers[report.Format.CONSOLE](results))
-    write_files(
-        args, lambda: renderers[report.Format.JSON](results), lambda: renderers[report.Format.MARKDOWN](results)
-    )
+        write_page(args, lambda: html.render_diagnosis(results, drawn))
     return max((d.exit_code for d in results), default=0)

@@ -22,7 +22,7 @@ from .crash import Terminated, closed_stdout, internal_error, on_sigterm
 from .diagnose import cmd_diagnose
 from .docker import cmd_docker
 from .info import cmd_env, cmd_matrix, cmd_schema
-from .options import Options
+from .options import Options, add_page_options
 from .run import cmd_run, cmd_validate
 
 
@@ -191,8 +191,16 @@ def _add_analyses(sub: Any) -> None:
     diag.add_argument("--report", type=Path, metavar="FILE", help="write the JSON diagnosis here")
     diag.add_argument("--summary", type=Path, metavar="FILE", help="write the Markdown diagnosis here")
     diag.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
+    diag.add_argument(
+        "--max-trace-mb",
+        type=_count,
+        default=256,
+        metavar="MB",
+        help="cap on each traced run's trace file (default 256): past it, tracing stops and says so",
+    )
     _add_seed(diag)
     _add_model_cache(diag)
+    add_page_options(diag)
 
     cal = sub.add_parser(
         Command.CALIBRATE.value,
@@ -272,6 +280,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         f"({', '.join(INVARIANCE_KINDS)}); repeatable",
     )
     _add_require_devices(p)
+    add_page_options(p)
 
 
 def _add_seed(p: argparse.ArgumentParser) -> None:

@@ -26,6 +26,8 @@ class Options:
     strict: bool = False
     model_cache: str | None = None
     github: bool = False
+    pictures: Path | None = None  # run, diagnose, upgrade: what differs, drawn into this folder
+    html: Path | None = None  # run, diagnose, upgrade: one self-contained page
     # run
     baseline: Path | None = None
     baseline_root: Path | None = None
@@ -38,6 +40,8 @@ class Options:
     shard: str | None = None  # K/N, parsed by shards.shard (a bad form is one UsageError line)
     dry_run: bool = False
     timings: Path | None = None  # run --shard, matrix: an earlier report's durations
+    # diagnose
+    max_trace_mb: int = 256
     # docker
     image: str | None = None
     flavour: str | None = None  # checked against docker/versions.env's FLAVOURS by container.choose_flavour
@@ -79,3 +83,20 @@ class Options:
         assert not unknown, f"options the parser gives but Options lacks: {sorted(unknown)}"
         lists = {k: tuple(v) for k, v in given.items() if isinstance(v, list)}
         return cls(**{**given, **lists})
+
+
+def add_page_options(p: argparse.ArgumentParser) -> None:
+    """--pictures and --html (run, docker, diagnose, upgrade)."""
+    p.add_argument(
+        "--pictures",
+        type=Path,
+        metavar="DIR",
+        help="draw what differs into DIR as PNG files (boxes of both runs, masks, |difference| heatmaps, top-k "
+        "bars, the error against a float64 reference), from the outputs the runs saved",
+    )
+    p.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="write one self-contained HTML page: the verdict, each check's outputs and its pictures (inlined)",
+    )

@@ -15,10 +15,13 @@ from .tasks import fragile_sentence
 from .text import UPGRADE_SIDES, Sides, blind_lines, detail, variant_sides
 
 if TYPE_CHECKING:
-    from ...diagnosis import Diagnosis
+    from ...diagnosis import Diagnosis, Divergence
     from ...golden_result import BaselineResult
     from ...results import Comparison
     from ..workers.run_result import RunResult
+
+
+SCHEMA_VERSION = 2  # of the run report and the diagnosis (shape.py says what changed)
 
 
 def output_model(o: OutputResult) -> shape.Output:
@@ -30,17 +33,20 @@ def output_model(o: OutputResult) -> shape.Output:
         )
     elif o.kind is Kind.VALUES and not o.exact and (o.needed_atol is not None or o.needed_rtol is not None):
         passing = shape.PassingTolerance(atol=o.needed_atol, rtol=o.needed_rtol)
+    task = o.judged_by_task  # its elementwise statistics are not measured: max_matched_diff is its measure
     return shape.Output(
         path=o.path,
         status=o.kind.value,
         shape=list(o.shape),
         dtype=o.dtype,
+        unit=o.unit,
         total=o.total,
         mismatched=o.mismatched,
         mismatch_percent=round(o.mismatch_percent, 4),
-        max_abs_diff=o.max_abs_diff,
-        max_rel_diff=o.max_rel_diff,
-        mean_abs_diff=o.mean_abs_diff,
+        max_abs_diff=None if task else o.max_abs_diff,
+        max_rel_diff=None if task else o.max_rel_diff,
+        mean_abs_diff=None if task else o.mean_abs_diff,
+        max_matched_diff=o.max_matched_diff if task and o.kind is not Kind.STRUCTURE else None,
         first_index=list(o.first_index) if o.first_index is not None else None,
         expected_value=o.expected_value,
         obtained_value=o.obtained_value,
@@ -175,7 +181,7 @@ def report_model(results: list[CheckResult]) -> shape.Report:
     return shape.Report(
         tool="reprocheck",
         version=__version__,
-        schema_version=1,
+        schema_version=SCHEMA_VERSION,
         exit_code=int(exit_code(results)),
         summary=shape.Summary(
             checks=len(results), passed=counts[Status.PASS], fail=counts[Status.FAIL], error=counts[Status.ERROR]
@@ -192,6 +198,34 @@ def _compared(c: Comparison | None) -> shape.Compared | None:
     return None if c is None else shape.Compared(passed=bool(c), outputs=_outputs(c))
 
 
+def _divergence(v: Divergence) -> shape.FirstDivergence:
+    o = v.op
+    return shape.FirstDivergence(
+        found=v.found,
+        call=v.call,
+        module_call=v.module_call,
+        module=v.module,
+        type=v.type,
+        detail=v.detail,
+        output=output_model(v.result) if v.result is not None else None,
+        op=None
+        if o is None
+        else shape.FirstOp(
+            op=o.op,
+            module=o.module,
+            module_call=o.module_call,
+            index=o.index,
+            position=o.position,
+            location=o.location,
+            parted=o.parted,
+            other=o.other,
+            detail=o.detail,
+            output=output_model(o.result) if o.result is not None else None,
+        ),
+        stopped=v.stopped,
+    )
+
+
 def diagnosis_model(d: Diagnosis) -> shape.Diagnosed:
     v, s = d.divergence, d.seed
     return shape.Diagnosed(
@@ -202,15 +236,7 @@ def diagnosis_model(d: Diagnosis) -> shape.Diagnosed:
         reproducible=d.reproducible,
         error=d.error,
         comparison=_compared(d.comparison),
-        first_divergence=None
-        if v is None
-        else shape.FirstDivergence(
-            call=v.call,
-            module=v.module,
-            type=v.type,
-            detail=v.detail,
-            output=output_model(v.result) if v.result is not None else None,
-        ),
+        first_divergence=None if v is None else _divergence(v),
         seed_sensitivity=None
         if s is None
         else shape.SeedSensitivity(
@@ -234,6 +260,7 @@ def diagnosis_model(d: Diagnosis) -> shape.Diagnosed:
             for a in d.ablations
         ],
         nondeterministic_ops=list(d.nondeterministic_ops),
+        not_varied=list(d.skipped),
     )
 
 
@@ -242,7 +269,7 @@ def render_diagnosis_json(diagnoses: list[Diagnosis]) -> str:
         shape.DiagnosisReport(
             tool="reprocheck",
             version=__version__,
-            schema_version=1,
+            schema_version=SCHEMA_VERSION,
             kind="diagnose",
             checks=[diagnosis_model(d) for d in diagnoses],
         )

@@ -55,7 +55,9 @@ class DetectionStats(_Model):
     missing: list[Detection] = Field(description="expected only; the first 20")
     extra: list[Detection] = Field(description="obtained only; the first 20")
     label_changes: list[Detection] = Field(description="matched boxes with another label; the first 20")
-    max_score_diff: Num
+    max_score_diff: Num | None = Field(
+        description="the largest score difference between matched detections; null: none"
+    )
     max_box_shift: Num | None = Field(None, description="pixels, over matched pairs")
     min_iou: Num | None = None
     score_change_count: int | None = None
@@ -65,6 +67,12 @@ class DetectionStats(_Model):
         None, description="max_shift (pixels), atol, changed, visibility_changed (keypoints with x, y, v)"
     )
     keypoint_scores: dict[str, Num] | None = Field(None, description="max_diff, changed")
+    changed_pair_count: int = Field(description="matched pairs that changed (label, score, mask, keypoints), each once")
+    score_scale: Num | None = Field(description="the largest |score| of either run; null: no scores")
+    iou_needed: Num | None = Field(
+        description="the iou (0.5 or more) at which the missing and extra detections would all match with their "
+        "labels; null: at none"
+    )
 
 
 class ClassChange(_Model):
@@ -85,9 +93,11 @@ class ClassificationStats(_Model):
     samples: int
     classes: int
     top_k: int
-    changed_count: int
+    changed_count: int = Field(description="samples that changed (their classes, NaN in one run only, or scores)")
+    class_change_count: int = Field(description="of them, samples whose top-k classes changed")
+    nan_change_count: int = Field(description="samples with NaN in one run only")
     changed: list[ClassChange] = Field(description="the first 20")
-    max_score_diff: Num
+    max_score_diff: Num | None = Field(description="the largest score difference of any sample; null: no sample")
     score_atol: float | None = Field(None, description="the bound on every score; null: only the classes count")
 
 
@@ -112,7 +122,9 @@ class SegmentationStats(_Model):
     min_agreement: float
     class_iou: list[ClassIou] = Field(description="classes involved in changes, lowest IoU first")
     regions: list[Region] = Field(description="per sample with changes, the bounding box of the changed pixels")
-    max_score_diff: Num = Field(0.0, description="the largest class-score difference (0 for label maps)")
+    max_score_diff: Num | None = Field(
+        None, description="the largest class-score difference; null for an integer label map (no scores)"
+    )
 
 
 class Task(_Model):
@@ -143,12 +155,27 @@ class Output(_Model):
     status: Literal["match", "values", "structure"]
     shape: list[int]
     dtype: str
-    total: int
-    mismatched: int
+    unit: Literal["values", "detections", "samples", "pixels"] = Field(
+        description="what total and mismatched count: values (compared elementwise), or what the output's compare "
+        "rule judges: detections, samples or pixels"
+    )
+    total: int = Field(
+        description="values; detections: every detection of either run, a matched pair once (expected + extra); "
+        "samples; pixels"
+    )
+    mismatched: int = Field(
+        description="of total, never more: values beyond tolerance; detections missing, extra, or in a matched pair "
+        "that changed (label, score, mask, keypoints; a pair once); samples or pixels whose class changed"
+    )
     mismatch_percent: float
-    max_abs_diff: Num
-    max_rel_diff: Num
-    mean_abs_diff: Num
+    max_abs_diff: Num | None = Field(description="elementwise outputs; null for a task output (see max_matched_diff)")
+    max_rel_diff: Num | None = Field(description="elementwise outputs; null for a task output")
+    mean_abs_diff: Num | None = Field(description="elementwise outputs; null for a task output")
+    max_matched_diff: Num | None = Field(
+        description="task outputs: the largest value difference between matched items: a box coordinate (pixels) or "
+        "a score of matched detections, a class score of any sample or pixel; null: nothing matched (every "
+        "detection missing or extra), no scores (a label map), a structure change, or an elementwise output"
+    )
     first_index: list[int] | None
     expected_value: Num | None
     obtained_value: Num | None
@@ -288,12 +315,13 @@ class Summary(_Model):
 
 
 class Report(_Model):
-    """reprocheck's JSON report (`--report FILE`), schema_version 1."""
+    """reprocheck's JSON report (`--report FILE`), schema_version 2 (2: outputs carry `unit` and `max_matched_diff`;
+    a task output's counts are detections, samples or pixels, and its elementwise statistics null)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, title="reprocheck report (schema_version 1)")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, title="reprocheck report (schema_version 2)")
     tool: Literal["reprocheck"]
     version: str
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     exit_code: int
     summary: Summary
     checks: list[CheckReport]
@@ -304,12 +332,29 @@ class Compared(_Model):
     outputs: list[Output]
 
 
+class FirstOp(_Model):
+    op: str = Field(description="aten::name.overload; '' where the runs part at a module's end")
+    module: str = Field(description="the module it ran in; '' is the model itself")
+    module_call: int = Field(description="which call of that module (1: its first in the forward)")
+    index: int = Field(description="its place among the ops of that call (1: the first)")
+    position: int = Field(description="its place among all the forward's aten ops (0-based)")
+    location: str | None = Field(description="the model's source line that ran it; null: not recorded")
+    parted: bool = Field(description="the runs' op sequences part here (the finding is where, not a value)")
+    other: str = Field(description="with parted: what the other run ran here")
+    detail: str
+    output: Output | None = Field(description="its worst differing output, from the targeted re-run")
+
+
 class FirstDivergence(_Model):
-    call: int = Field(description="the module's position in the order modules finished")
+    found: bool = Field(description="a module's output differs; false: only op, detail or stopped say more")
+    call: int = Field(description="the module's position in the order modules finished (0-based)")
+    module_call: int = Field(description="which call of the module (1: its first in the forward)")
     module: str = Field(description="dotted path; '' is the model itself")
     type: str
     detail: str
-    output: Output | None = Field(description="the worst differing leaf of that module's output")
+    output: Output | None = Field(description="the worst differing leaf of that module's output (targeted re-run)")
+    op: FirstOp | None = Field(description="the first aten op whose output differs, or where the sequences part")
+    stopped: str = Field(description="why tracing stopped before the forward's end (a cap); '' when it did not")
 
 
 class TrainingModule(_Model):
@@ -348,14 +393,16 @@ class Diagnosed(_Model):
     seed_sensitivity: SeedSensitivity | None
     ablations: list[Ablation]
     nondeterministic_ops: list[str]
+    not_varied: list[str] = Field(description="recipe parts not varied, and why (cuDNN and TF32 on a CPU)")
 
 
 class DiagnosisReport(_Model):
-    """`reprocheck diagnose --report FILE`, schema_version 1."""
+    """`reprocheck diagnose --report FILE`, schema_version 2 (its outputs as the run report's; the first divergence
+    is the first bitwise difference in the traces, with its op, and its numbers come from a targeted re-run)."""
 
     tool: Literal["reprocheck"]
     version: str
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     kind: Literal["diagnose"]
     checks: list[Diagnosed]
 
@@ -388,11 +435,11 @@ class Fingerprints(_Model):
 
 
 class UpgradeReport(_Model):
-    """`reprocheck upgrade --report FILE`, schema_version 1."""
+    """`reprocheck upgrade --report FILE`, schema_version 2 (its outputs as the run report's)."""
 
     tool: Literal["reprocheck"]
     version: str
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     kind: Literal["upgrade"]
     exit_code: int
     from_: str = Field(alias="from")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...golden_result import BaselineResult
 from ...protocol import Distance
-from ...results import Kind, OutputResult
+from ...results import SAFETY, Comparison, Kind, OutputResult
 from ..checks.grades import Grade, OutputGrade, accepted
 from ..checks.outcome import CheckResult, VariantResult, VariantStatus
 from . import tasks
@@ -17,7 +17,7 @@ from . import tasks
 TABLE_ROWS = 20  # per failing check, in console and Markdown
 
 if TYPE_CHECKING:
-    from ...diagnosis import Diagnosis
+    from ...diagnosis import Diagnosis, Divergence, OpFinding
 
 
 def num(x: float | None) -> str:
@@ -75,7 +75,7 @@ def summarize(o: OutputResult, names: tuple[str, str] | None = None) -> str:
 
 def remedy(o: OutputResult) -> str:
     if o.task is not None and o.kind is not Kind.STRUCTURE:
-        return tasks.REMEDY[o.task.task]
+        return tasks.remedy(o)
     if o.kind is Kind.STRUCTURE:
         return (
             "the output's structure changes between runs, so no tolerance helps: something before it varies "
@@ -93,10 +93,18 @@ def remedy(o: OutputResult) -> str:
             "`reprocheck diagnose`"
         )
     parts = []
-    if o.needed_atol is not None:
-        parts.append(f"atol: {o.needed_atol:.3g} (with rtol {o.tolerance.rtol:g})")
-    if o.needed_rtol is not None:
-        parts.append(f"rtol: {o.needed_rtol:.3g} (with atol {o.tolerance.atol:g})")
+    if o.needed_atol is not None and not o.blind_atol():
+        parts.append(f"atol: {tasks.up(o.needed_atol)} (with rtol {o.tolerance.rtol:g})")
+    if o.needed_rtol is not None and not o.blind_rtol():
+        parts.append(f"rtol: {tasks.up(o.needed_rtol)} (with atol {o.tolerance.atol:g})")
+    if not parts:  # what would pass is as large as the values themselves: a blind check, never proposed
+        return (
+            f"no tolerance can honestly fix it: {o.path} differs by up to {num(o.max_abs_diff)} while its largest "
+            f"|value| is {num(o.magnitude)}, so a tolerance that passes it (with calibrate's {SAFETY:g}x margin) "
+            "would pass any output of that scale; find why the runs differ: an unseeded random source, a "
+            "nondeterministic kernel, or (boxes, indices) a decision before it; `reprocheck diagnose` finds the "
+            "first module that diverges"
+        )
     return (
         "would pass with tolerance " + " or ".join(parts) + f" for {o.path!r}; "
         "but first ask why the runs differ: run-to-run nondeterminism usually means a nondeterministic kernel or an "
@@ -139,17 +147,20 @@ def output_rows(outs: list[OutputResult]) -> list[list[str]]:
     rows = [["output", "result", "shape", "dtype", "mismatched", "max abs", "max rel", "first at", "passing tolerance"]]
     for o in outs[:TABLE_ROWS]:
         passing = "-" if o.kind is Kind.STRUCTURE or o.exact or o.needed_atol is None else f"atol {num(o.needed_atol)}"
+        if o.needed_atol is not None and o.blind_atol():
+            passing = "none (blind)"  # as large as the values: not a tolerance anyone should set
         if o.task is not None:
             passing = f"as {o.task.task}"
+        counts = f"{o.mismatched}/{o.total}" + (f" {o.unit}" if o.judged_by_task else "")
         rows.append(
             [
                 o.path,
                 o.kind.value,
                 str(list(o.shape)) if o.shape or o.total else "-",
                 o.dtype or "-",
-                f"{o.mismatched}/{o.total}" if o.kind is not Kind.STRUCTURE else "-",
+                counts if o.kind is not Kind.STRUCTURE else "-",
                 _max_abs(o),
-                num(o.max_rel_diff) if o.task is None else "-",
+                num(o.max_rel_diff) if not o.judged_by_task else "-",
                 str(list(o.first_index)) if o.first_index is not None else "-",
                 passing if o.kind is not Kind.MATCH else "-",
             ]
@@ -158,9 +169,96 @@ def output_rows(outs: list[OutputResult]) -> list[list[str]]:
 
 
 def _max_abs(o: OutputResult) -> str:
+    if o.judged_by_task:  # not elementwise: the largest difference between matched items, or why there is none
+        if o.kind is Kind.STRUCTURE:
+            return "-"
+        return "none matched" if o.max_matched_diff is None else f"matched: {num(o.max_matched_diff)}"
     if not o.nonfinite:
         return num(o.max_abs_diff)
     return "NaN/inf" if o.nonfinite == o.mismatched else f"{num(o.max_abs_diff)}+NaN/inf"
+
+
+def ordinal(n: int) -> str:
+    tail = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{tail}"
+
+
+def _module(path: str) -> str:
+    return f"module {path}" if path else "the model itself"
+
+
+def divergence_lines(v: Divergence, names: tuple[str, str] | None = None) -> list[str]:
+    """Where two traced runs first differ: the module, the op, or where their sequences part; in words."""
+    out = []
+    if v.found:
+        # A module can run several times in one forward (a shared block): which of its calls, in words.
+        where = f"{_module(v.module)} ({v.type}), in its {ordinal(v.module_call)} call in the forward"
+        text = f"first divergence: {where}"
+        if v.result is not None:
+            text += f": {summarize(v.result, names)}"
+        out.append(text + (f" ({v.detail})" if v.detail else ""))
+    elif v.detail:
+        out.append(f"first divergence: {v.detail}")
+    if v.op is not None:
+        out.append("  " + op_line(v.op, v, names))
+    if v.stopped:
+        found = "what is above is what the trace held" if (v.found or v.op) else "no difference in what it held"
+        out.append(f"  tracing stopped: {v.stopped}; {found}")
+    return out
+
+
+def op_line(o: OpFinding, v: Divergence | None = None, names: tuple[str, str] | None = None) -> str:
+    at = f" at {o.location}" if o.location else ""
+    if o.parted:
+        return f"the op sequences part at op {o.position + 1} of the forward{at}: {o.detail}"
+    inside = f"in {_module(o.module)}'s {ordinal(o.module_call)} call, its {ordinal(o.index)} op"
+    if v is not None and v.found and o.module != v.module and not o.module.startswith(v.module + "."):
+        inside += f" (before {_module(v.module)} ran: its input already differed)"
+    text = f"first differing op: {o.op} {inside} (op {o.position + 1} of the forward){at}"
+    if o.result is not None:
+        text += f": {summarize(o.result, names)}"
+    return text + (f" ({o.detail})" if o.detail else "")
+
+
+def _extent(o: OutputResult) -> str:
+    """How much an output holds, in its unit: "2 samples, 2000 values", "6 detections", "1000 values"."""
+    counted = tasks.counted(o)
+    if o.unit in ("samples", "pixels") and o.shape:
+        return f"{counted}, {plural(math.prod(o.shape), 'value')}"
+    return counted
+
+
+def _differs(o: OutputResult) -> str:
+    """How far the values of an output differ: elementwise, or between a task output's matched items."""
+    if not o.judged_by_task:
+        return f"differs by up to {num(o.max_abs_diff)}"
+    if o.max_matched_diff is None:
+        return f"no matched {o.unit} to measure"
+    return f"differs by up to {num(o.max_matched_diff)} between matched {o.unit}"
+
+
+def difference_words(o: OutputResult) -> str:
+    """What differs in a failing output, in its unit: "output 0: 1 of 6 detections differ"."""
+    where = f"output {o.path}" if o.path else "output"
+    if o.kind is Kind.STRUCTURE:
+        return f"{where}: its structure differs"
+    if o.nonfinite and not o.judged_by_task:
+        return f"{where}: {o.mismatched} of {tasks.counted(o)} differ, {o.nonfinite} NaN/inf in one run only"
+    return f"{where}: {o.mismatched} of {tasks.counted(o)} differ"
+
+
+def difference_cell(c: Comparison | None) -> str:
+    """A check's largest value difference (elementwise, or between a task output's matched items; "none measured"
+    where there is none) and, when it failed, what differs in its worst output first: never a bare 0 beside a
+    failure."""
+    if c is None:
+        return "-"
+    d = c.largest_diff
+    fails = c.failures
+    if not fails:
+        return "-" if d is None else num(d)
+    worst = max(fails, key=lambda o: o.severity())
+    return f"{difference_words(worst)}; largest difference {'none measured' if d is None else num(d)}"
 
 
 def diagnosis_lines(d: Diagnosis) -> list[str]:
@@ -174,15 +272,7 @@ def diagnosis_lines(d: Diagnosis) -> list[str]:
         differing = len(d.comparison.failures) if d.comparison is not None else 0
         out.append(f"NOT reproducible under the check's recipe: {plural(differing, 'output')} differ")
     if d.divergence is not None:
-        v = d.divergence
-        nth = v.call + 1  # a module called several times in one forward (a shared block): which call
-        where = f"module {v.module or '(the model itself)'} ({v.type}), call {nth} of it in the forward"
-        text = f"first divergence: {where}"
-        if v.result is not None:
-            text += f": {summarize(v.result)}"
-        if v.detail:
-            text += f": {v.detail}"
-        out.append(text)
+        out += divergence_lines(d.divergence)
     if d.seed is not None:
         s = d.seed
         if s.sensitive:
@@ -192,8 +282,8 @@ def diagnosis_lines(d: Diagnosis) -> list[str]:
         out += [f"  likely cause: {c}" for c in s.causes]
     repairing = d.reproducible is False
     for a in d.ablations:
-        if repairing:
-            verdict = "still differs" if a.effect.differs else "FIXES it"
+        if repairing:  # the fix itself is said once, below
+            verdict = "still differs" if a.effect.differs else "the runs agree"
         else:
             verdict = "BREAKS reproducibility" if a.effect.differs else "no effect"
         detail = f" ({a.error})" if a.error else ""
@@ -209,6 +299,7 @@ def diagnosis_lines(d: Diagnosis) -> list[str]:
                 "no part of the recipe fixes it: genuine nondeterminism (see the first divergence); "
                 "ablations need a reproducible check, so none were run"
             )
+    out += [f"not varied: {x}" for x in d.skipped]
     broken = [a.knob for a in d.ablations if a.effect.differs]
     if broken and not repairing:
         out.append(f"knobs that matter for this model: {', '.join(broken)} (keep them on in the recipe)")
@@ -330,12 +421,12 @@ def detail(o: OutputGrade, sides: Sides = UPGRADE_SIDES) -> str:
     """What the grade rests on, in one line."""
     first = sides.names[0]
     if o.grade is Grade.IDENTICAL:
-        return f"bitwise equal ({o.result.total} values)" if o.result.total else "bitwise equal"
+        return f"bitwise equal ({_extent(o.result)})" if o.result.total else "bitwise equal"
     tests = [t for t in o.noise if "rmse_new" in t]
     if o.grade is Grade.NOISE and tests:
         worst = max(tests, key=lambda t: float(t["max_new"]) / max(float(t["bound_max"]), 1e-300))
         return (
-            f"differs by up to {num(o.result.max_abs_diff)}; from the float64 reference: max {num(worst['max_new'])} "
+            f"{_differs(o.result)}; from the float64 reference: max {num(worst['max_new'])} "
             f"({first} {num(worst['max_old'])}, bound {num(worst['bound_max'])}), RMSE {num(worst['rmse_new'])} "
             f"({sides.short} {num(worst['rmse_old'])}, bound {num(worst['bound_rmse'])})"
         )

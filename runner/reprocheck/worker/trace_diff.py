@@ -1,0 +1,147 @@
+"""Two traces (probe.py) compared position by position, streamed: the first module, in the order modules finish,
+whose output differs; the first aten op whose output differs; or the first place where the two sequences part
+(another op, another module: a data-dependent branch, another torch version), which is itself the finding. And a
+targeted re-run's kept tensors, compared with the check's tolerance."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..diagnosis import Divergence, OpFinding
+from ..results import OutputResult
+from . import compare
+from .probe import CAPTURE_FILE, TRACE_FILE
+
+
+class _Trace:
+    """One trace file read record by record, its source lines collected on the way."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / TRACE_FILE
+        self.locations: list[str] = []
+        self.stopped = ""
+        self.ops = 0
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        with self.path.open(encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a run killed mid-line: the trace ends there
+                    self.stopped = "the trace ends in a partial line (the run was stopped)"
+                    return
+                if "L" in record:
+                    self.locations.append(str(record["L"]))
+                elif "stop" in record:
+                    self.stopped = str(record["stop"])
+                    return
+                else:
+                    yield record
+
+    def where(self, record: dict[str, Any]) -> str | None:
+        i = record.get("l")
+        return self.locations[i] if isinstance(i, int) and 0 <= i < len(self.locations) else None
+
+
+def _said(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "nothing (its trace ends)"
+    if "o" in r:
+        return f"{r['o']} in {r['m'] or '(the model itself)'}"
+    return f"the end of module {r['M'] or '(the model itself)'}'s call {r['c']}"
+
+
+def _op(r: dict[str, Any], trace: _Trace, position: int, **more: Any) -> OpFinding:
+    return OpFinding(
+        op=str(r["o"]),
+        module=r["m"],
+        module_call=r["c"],
+        index=r["i"],
+        position=position,
+        location=trace.where(r),
+        **more,
+    )
+
+
+def _same_step(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    if "o" in a:
+        return "o" in b and (a["o"], a["m"], a["c"]) == (b["o"], b["m"], b["c"])
+    return "M" in b and (a["M"], a["c"]) == (b["M"], b["c"])
+
+
+def first_divergence(run_a: Path, run_b: Path) -> Divergence | None:
+    """None where the traces agree to the end; else what differs first (see the module's docstring)."""
+    ta, tb = _Trace(run_a), _Trace(run_b)
+    ops = modules = 0
+    op: OpFinding | None = None
+    ia, ib = ta.records(), tb.records()
+    while True:
+        a, b = next(ia, None), next(ib, None)
+        if a is None and b is None:
+            break
+        if a is None or b is None or not _same_step(a, b):
+            if ta.stopped or tb.stopped:
+                break  # one trace was cut: nothing past it is compared
+            parted = _parting(a, b, ta, tb, ops)
+            return Divergence(
+                call=modules, module="", type="", result=None, op=op or parted, found=False, detail=parted.detail
+            )
+        if "o" in a:
+            if op is None and a["f"] != b["f"]:
+                op = _op(a, ta, ops)
+            ops += 1
+            continue
+        if a["f"] != b["f"]:
+            detail = "" if [x[0] for x in a["f"]] == [x[0] for x in b["f"]] else "its outputs differ in structure"
+            return Divergence(
+                call=modules, module=a["M"], type=a["t"], result=None, module_call=a["c"], op=op, detail=detail
+            )
+        modules += 1
+    stopped = ta.stopped or tb.stopped
+    if op is None and not stopped:
+        return None
+    return Divergence(call=modules, module="", type="", result=None, op=op, stopped=stopped, found=False)
+
+
+def _parting(a: dict[str, Any] | None, b: dict[str, Any] | None, ta: _Trace, tb: _Trace, ops: int) -> OpFinding:
+    """Where the sequences part: run 1's step there, and what run 2 did instead."""
+    detail = f"the runs part here: run 1 ran {_said(a)}, run 2 ran {_said(b)}"
+    first, trace = (a, ta) if a is not None and "o" in a else (b, tb)
+    if first is not None and "o" in first:
+        return _op(first, trace, ops, parted=True, other=_said(b if first is a else a), detail=detail)
+    path = (a or b or {}).get("M", "")
+    return OpFinding(
+        op="",
+        module=path,
+        module_call=(a or b or {}).get("c", 1),
+        index=0,
+        position=ops,
+        parted=True,
+        other=_said(b),
+        detail=detail,
+    )
+
+
+def captured(run_a: Path, run_b: Path, tolerance: Any) -> tuple[OutputResult | None, OutputResult | None, str]:
+    """A targeted re-run's two captures compared: (the module's worst differing leaf, the op's, what is missing)."""
+    import torch
+
+    a, b = (torch.load(d / CAPTURE_FILE, map_location="cpu", weights_only=True) for d in (run_a, run_b))
+    notes = [f"{k.split('|')[1]} of the {k.split('|')[0]} was too large to keep" for k in a["too_large"]]
+    worst: dict[str, OutputResult | None] = {"module": None, "op": None}
+    for key, ta in a["tensors"].items():
+        tb = b["tensors"].get(key)
+        kind, leaf = key.split("|", 1)
+        if tb is None:
+            notes.append(f"the re-run's second run did not reach the {kind}")
+            continue
+        r = compare.compare_tensors(leaf, ta, tb, compare.tolerance_for(leaf, tolerance))
+        seen = worst[kind]
+        if seen is None or (seen and not r) or (not r and r.severity() > seen.severity()):
+            worst[kind] = r
+    if not a["tensors"]:
+        notes.append("the targeted re-run did not reach the module or op (the forward took another path)")
+    return worst["module"], worst["op"], "; ".join(dict.fromkeys(notes))
