@@ -90,6 +90,14 @@ def suite(tmp_path: Path) -> Path:
     return write_spec(tmp_path, SPEC)
 
 
+def _line_of(text: str) -> int:
+    return next(i for i, line in enumerate((FIXTURES / "stacks.py").read_text().splitlines(), 1) if text in line)
+
+
+def md_of(out: Path) -> str:
+    return (out / "upgrade.md").read_text()
+
+
 def _grades(report: dict) -> dict[str, dict[str, str]]:
     return {c["name"]: {o["path"]: o["grade"] for o in c["outputs"]} for c in report["checks"]}
 
@@ -144,6 +152,15 @@ def test_two_torch_versions_graded_output_by_output(old_python: str, suite: Path
     versioned = next(c for c in report["checks"] if c["name"] == "versioned")["outputs"][0]
     assert "farther from the float64 reference than the old stack" in versioned["detail"]
     assert versioned["comparison"]["mismatched"] == 16
+    # Which op the new stack changed: each side traced, the traces compared position by position.
+    change = next(c for c in report["checks"] if c["name"] == "versioned")["first_change"]
+    assert change["op"]["op"].startswith("aten::mul") and not change["op"]["parted"], change
+    assert change["op"]["location"].endswith(f"stacks.py:{_line_of('1.001 if NEW')}"), change
+    new_torch = report["fingerprints"]["to"]["torch"]
+    assert f"torch {new_torch} changed aten::mul" in r.out and f"torch {new_torch} changed aten::mul" in md_of(out)
+    reordered = next(c for c in report["checks"] if c["name"] == "reordered")["first_change"]
+    assert reordered["op"]["op"].startswith("aten::add"), reordered  # the first partial sum, within noise
+    assert next(c for c in report["checks"] if c["name"] == "conv")["first_change"] is None  # identical: not traced
     flaky = next(c for c in report["checks"] if c["name"] == "flaky-on-new")
     assert "not reproducible on the new stack" in flaky["message"] and sys.executable in flaky["message"]
     broken = next(c for c in report["checks"] if c["name"] == "broken-on-new")

@@ -66,6 +66,25 @@ def _op(r: dict[str, Any], trace: _Trace, position: int, **more: Any) -> OpFindi
     )
 
 
+def _fingerprints_differ(fa: list[Any], fb: list[Any]) -> str:
+    """What the fingerprints of the first differing output say: shape, or norm and non-finite counts (the trace's
+    only numbers; a targeted re-run, where there is one, gives the elementwise ones)."""
+    for i, (x, y) in enumerate(zip(fa, fb, strict=False)):
+        if x == y:
+            continue
+        if x is None or y is None:
+            return f"out{i}: readable in one run only"
+        if x[3] != y[3] or x[4] != y[4]:
+            return f"out{i}: shape {x[3]} {x[4]} vs {y[3]} {y[4]}"
+        bad = f", non-finite values {x[2]} vs {y[2]}" if x[2] != y[2] else ""
+        return f"out{i}: norm {_g(x[1])} vs {_g(y[1])}{bad} (bits differ)"
+    return f"{len(fa)} vs {len(fb)} outputs"
+
+
+def _g(x: Any) -> str:
+    return "non-finite" if x is None else f"{x:.9g}"
+
+
 def _same_step(a: dict[str, Any], b: dict[str, Any]) -> bool:
     if "o" in a:
         return "o" in b and (a["o"], a["m"], a["c"]) == (b["o"], b["m"], b["c"])
@@ -91,7 +110,7 @@ def first_divergence(run_a: Path, run_b: Path) -> Divergence | None:
             )
         if "o" in a:
             if op is None and a["f"] != b["f"]:
-                op = _op(a, ta, ops)
+                op = _op(a, ta, ops, detail=_fingerprints_differ(a["f"], b["f"]))
             ops += 1
             continue
         if a["f"] != b["f"]:

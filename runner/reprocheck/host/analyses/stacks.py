@@ -11,12 +11,12 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 from ...files import PACKAGE
-from ...protocol import Answer, GradedCheck, GradeJob, GradeRequest, Grades, ProtocolError
+from ...protocol import Answer, GradedCheck, GradeJob, GradeRequest, Grades, Message, ProtocolError, op_of
 from ...spec import LoadedCheck
 from ..checks.grades import ULPS, K
 from ..exitcodes import UsageError
@@ -74,6 +74,7 @@ class Options:
     model_cache: str | None = None
     gpus: str = "none"
     workspace: Path = field(default_factory=Path.cwd)
+    pictures: Path | None = None  # draw what changed here (on the --to stack, from both stacks' goldens)
 
 
 def copy_code(dest: Path) -> Path:
@@ -148,9 +149,17 @@ def _side_args(checks: list[LoadedCheck], opts: Options, device: str | None, flo
 
 
 def run_side(
-    stack: Stack, checks: list[LoadedCheck], opts: Options, out: Path, code: Path, device: str | None, float64: bool
+    stack: Stack,
+    checks: list[LoadedCheck],
+    opts: Options,
+    out: Path,
+    code: Path,
+    device: str | None,
+    float64: bool,
+    trace: bool = False,
 ) -> Side:
-    """The checks on one stack, goldens (run 1's outputs) into out/goldens; the console report kept in out/log."""
+    """The checks on one stack, goldens (run 1's outputs) into out/goldens; the console report kept in out/log; with
+    trace, every run traced and its folder kept in out/runs."""
     out.mkdir(parents=True, exist_ok=True)
     specs = list(dict.fromkeys(os.path.abspath(lc.file) for lc in checks))
     report, goldens, log = out / "report.json", out / "goldens", out / "log.txt"
@@ -160,10 +169,11 @@ def run_side(
             argv += ["--baseline", str(goldens), "--baseline-root", "/", "--update-baseline", "--report", str(report)]
             if opts.model_cache:
                 argv += ["--model-cache", opts.model_cache]
+            argv += ["--keep", str(out / "runs"), "--trace-ops"] if trace else []
             sys.stderr.flush()
             code_ = subprocess.run(argv, env=_stack_env(code), stdout=stdout, stdin=subprocess.DEVNULL).returncode
         else:
-            code_ = _run_image(stack, checks, opts, specs, report, goldens, code, device, float64, stdout)
+            code_ = _run_image(stack, checks, opts, specs, (report, goldens), code, (device, float64, trace), stdout)
     text = log.read_text(errors="replace")
     parsed = None
     if report.is_file():
@@ -181,15 +191,14 @@ def _run_image(
     checks: list[LoadedCheck],
     opts: Options,
     specs: list[str],
-    report: Path,
-    goldens: Path,
+    files: tuple[Path, Path],
     code: Path,
-    device: str | None,
-    float64: bool,
+    how: tuple[str | None, bool, bool],
     stdout: Any,
 ) -> int:
     from ..launcher import launch
 
+    (report, goldens), (device, float64, trace) = files, how
     request = launch.Request(
         specs=tuple(specs),
         image=stack.value,
@@ -209,6 +218,7 @@ def _run_image(
         allow_outside_cache=True,
         float64=float64,
         code=str(code),
+        trace=str(report.parent / "runs") if trace else None,
     )
     try:
         plan = launch.plan(request)
@@ -221,10 +231,18 @@ def _run_image(
 
 def grade_on(stack: Stack, jobs: list[GradeJob], folder: Path, code: Path, opts: Options) -> list[GradedCheck]:
     """The grading helper (grade.py) on a stack; its answer, one entry per job."""
+    return ask_on(stack, GradeRequest(checks=jobs), Grades, folder, code, opts, "grading").checks
+
+
+A = TypeVar("A", bound=Message)
+
+
+def ask_on(stack: Stack, request: Message, kind: type[A], folder: Path, code: Path, opts: Options, what: str) -> A:
+    """One helper call (protocol.OPS) on a stack, in `folder` (writable in a container, nothing else is)."""
     folder.mkdir(parents=True, exist_ok=True)
-    request, answer, log = folder / "request.json", folder / "answer.json", folder / "log.txt"
-    GradeRequest(checks=jobs).write(request)
-    helper = worker_cmd("--grade", str(request), str(answer), python=stack.value)
+    path, answer, log = folder / "request.json", folder / "answer.json", folder / "log.txt"
+    request.write(path)
+    helper = worker_cmd(f"--{op_of(request)}", str(path), str(answer), python=stack.value)
     if stack.kind == "python":  # a worker like any other: its own session, what it leaves behind ended with it
         run_to_end(helper, _stack_env(code), log, timeout=None)
     else:
@@ -247,8 +265,8 @@ def grade_on(stack: Stack, jobs: list[GradeJob], folder: Path, code: Path, opts:
             subprocess.run(plan.docker_argv(), stdout=out, stderr=out, stdin=subprocess.DEVNULL)
     if not answer.is_file():
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-        raise RuntimeError(f"the grading helper on {stack} did not answer:\n{tail}")
+        raise RuntimeError(f"the {what} helper on {stack} did not answer:\n{tail}")
     try:
-        return Answer.read(answer).value(Grades).checks
+        return Answer.read(answer).value(kind)
     except ProtocolError as exc:
-        raise RuntimeError(f"the grading helper on {stack} failed: {exc}") from None
+        raise RuntimeError(f"the {what} helper on {stack} failed: {exc}") from None

@@ -15,6 +15,7 @@ Nothing here writes goldens of yours: every file lives in a temporary folder, re
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import shutil
@@ -24,13 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...protocol import GradedCheck, GradeJob
+from ...diagnosis import Divergence
+from ...files import atomic_write
+from ...pictures import Picture, safe_name
+from ...protocol import DrawAnswer, DrawRequest, GradedCheck, GradeJob, TracesAnswer, TracesRequest, worker_check
 from ...spec import LoadedCheck
 from ..checks.grades import Grade, OutputGrade, accepted, graded_outputs
+from ..checks.pictures import checked
 from ..exitcodes import ExitCode, UsageError
 from ..report.shape import CheckReport as ReportedCheck
 from ..report.shape import Output as ReportedOutput
-from .stacks import Options, Side, Stack, copy_code, grade_on, probe, run_side
+from .stacks import Options, Side, Stack, ask_on, copy_code, grade_on, probe, run_side
 
 
 class Verdict(str, enum.Enum):
@@ -55,6 +60,8 @@ class UpgradeCheck:
     message: str = ""
     outputs: tuple[OutputGrade, ...] = ()
     notes: tuple[str, ...] = ()
+    pictures: tuple[Picture, ...] = ()  # --pictures: what changed between the stacks, drawn
+    change: Divergence | None = None  # where a traced run on each stack first differs: the op that changed
 
     @property
     def exit_code(self) -> ExitCode:
@@ -111,6 +118,9 @@ def _side_verdict(side: Side, lc: LoadedCheck, which: str, stack: Stack) -> Upgr
 
 
 def _how(o: ReportedOutput) -> str:
+    if o.unit != "values":  # judged by its compare rule: counts in its unit, and what matched differs by
+        matched = "nothing matched" if o.max_matched_diff is None else f"matched differ by {_g(o.max_matched_diff)}"
+        return f"{o.mismatched} of {o.total} {o.unit}; {matched}"
     # A NaN in one run only, or a sign of zero, differs by "0": its detail says how
     return o.detail if o.max_abs_diff == 0 and o.detail else f"max abs diff {_g(o.max_abs_diff)}"
 
@@ -182,16 +192,86 @@ def run_upgrade(checks: list[LoadedCheck], opts: Options) -> Upgrade:
             if again:
                 regraded = grade_on(opts.target, [jobs[k] for k in again], root / "grade-reference", code, opts)
                 answers.update(zip(again, regraded, strict=True))
+        changes = _changes(unequal, opts, root, code, notes) if unequal else {}
         results = []
         for lc in checks:
             k = _key(lc)
             if k in decided:
                 results.append(decided[k])
                 continue
-            results.append(graded_check(lc, answers[k], opts.require, tuple(notes[k])))
+            verdict = graded_check(lc, answers[k], opts.require, tuple(notes[k]))
+            results.append(dataclasses.replace(verdict, change=changes.get(k)))
+        if opts.pictures is not None:
+            results = [
+                _drawn(i, lc, c, jobs.get(_key(lc)), opts, root, code)
+                for i, (lc, c) in enumerate(zip(checks, results, strict=True))
+            ]
         return Upgrade(opts, (_fingerprint(old), _fingerprint(new)), tuple(results))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _changes(
+    checks: list[LoadedCheck], opts: Options, root: Path, code: Path, notes: dict[tuple[str, str], list[str]]
+) -> dict[tuple[str, str], Divergence | None]:
+    """For each check whose outputs changed: a traced run on each stack (fingerprints of every module's and op's
+    output), the two traces compared on the --to stack: the first op whose output changed, or where they part."""
+    _say(opts, f"traced runs on both stacks, for {len(checks)} check(s): the first op that changed")
+    for which, stack, device in (("old", opts.source, opts.from_device), ("new", opts.target, opts.to_device)):
+        run_side(stack, checks, opts, root / f"traced-{which}", code, device, False, trace=True)
+    found: dict[tuple[str, str], Divergence | None] = {}
+    for i, lc in enumerate(checks):
+        runs = [_traced_run(root / f"traced-{which}" / "runs", lc) for which in ("old", "new")]
+        if None in runs:
+            notes[_key(lc)].append("no traced run on both stacks, so the op that changed is not named")
+            continue
+        request = TracesRequest(runs=[str(r) for r in runs], tolerance=lc.check.tolerance, diverge=True)
+        folder = root / f"traced-diff-{i}"
+        found[_key(lc)] = ask_on(opts.target, request, TracesAnswer, folder, code, opts, "trace comparison").divergence
+    return found
+
+
+def _traced_run(runs: Path, lc: LoadedCheck) -> Path | None:
+    """Run 1's folder of this check in a traced side run (workdir NNN-name): None when it did not finish traced, or
+    two checks of that name make it ambiguous."""
+    found = [d / "run1" for d in sorted(runs.glob(f"[0-9][0-9][0-9]-{lc.name}"))]
+    ok = [d for d in found if (d / "trace.jsonl").is_file() and (d / "trace-meta.json").is_file()]
+    return ok[0] if len(found) == 1 and ok else None
+
+
+def _drawn(
+    index: int, lc: LoadedCheck, c: UpgradeCheck, job: GradeJob | None, opts: Options, root: Path, code: Path
+) -> UpgradeCheck:
+    """A graded check's outputs that are not identical, drawn on the --to stack from both stacks' goldens (and the
+    float64 reference, where one was run), then copied into --pictures."""
+    changed = [o.path for o in c.outputs if o.grade is not Grade.IDENTICAL]
+    if job is None or not changed or opts.pictures is None:
+        return c
+    folder = root / f"draw-{index + 1:03d}"
+    (folder / "pictures").mkdir(parents=True, exist_ok=True)
+    request = DrawRequest(
+        folder=str(folder / "pictures"),
+        prefix=safe_name("upgrade", f"{index + 1:03d}", lc.name),
+        expected=job.from_,
+        obtained=job.to,
+        names=(f"--from {opts.source}", f"--to {opts.target}"),
+        reference=job.reference,
+        check=worker_check(lc.check),
+        paths=changed,
+    )
+    try:
+        answer = ask_on(opts.target, request, DrawAnswer, folder, code, opts, "drawing")
+    except RuntimeError as exc:
+        return dataclasses.replace(c, notes=(*c.notes, f"pictures: not drawn ({str(exc).splitlines()[0]})"))
+    kept = checked(folder / "pictures", answer.pictures)
+    for p in kept:
+        _copy(folder / "pictures" / p.file, opts.pictures / p.file)
+    return dataclasses.replace(c, pictures=kept, notes=(*c.notes, *answer.notes))
+
+
+def _copy(source: Path, target: Path) -> None:
+    data = source.read_bytes()
+    atomic_write(target, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def _not_identical(answer: GradedCheck) -> bool:

@@ -12,14 +12,16 @@ from pathlib import Path
 from ... import environment, goldens
 from ...golden_result import BaselineResult, BaselineStatus
 from ...goldens import BaselineOptions
-from ...protocol import GoldenJob, RunRef, VerdictAnswer, VerdictRequest
+from ...pictures import Picture
+from ...protocol import DrawAnswer, DrawRequest, GoldenJob, RunRef, TraceJob, VerdictAnswer, VerdictRequest
 from ...results import Comparison, Fragile
 from ...spec import LoadedCheck, SpecError
 from ..workers import isolated, zygote
 from ..workers.run_result import RunResult
+from . import pictures
 from .decision import Evidence, decide
 from .findings import blind_outputs, nothing_compared, recipe_parts_off
-from .invariance import has_variants, run_variants
+from .invariance import has_variants, reference_outputs, run_variants
 from .outcome import CheckResult, VariantResult
 from .progress import Progress
 
@@ -48,11 +50,17 @@ class Session:
     require_devices: bool = False  # a device variant whose device is not here is an error, not a skip
     float64: bool = False  # every run in float64 (model and floating inputs): the upgrade canary's reference
     progress: Progress = field(default_factory=Progress)
+    pictures: Path | None = None  # draw what differs here (the outputs stay on disk until the check is drawn)
+    trace: bool = False  # every run records its modules' and ops' fingerprints (upgrade's traced side)
+
+    @property
+    def trace_job(self) -> TraceJob | None:
+        return TraceJob() if self.trace else None
 
     @property
     def discard(self) -> bool:
-        """Each later run's outputs are deleted once compared (nothing is kept)."""
-        return self.keep is None
+        """Each later run's outputs are deleted once compared (nothing is kept, nothing is drawn)."""
+        return self.keep is None and self.pictures is None
 
 
 @dataclass
@@ -79,6 +87,11 @@ def run_check(lc: LoadedCheck, prepared: isolated.CheckWorkers, session: Session
     variants: tuple[VariantResult, ...] = ()
     if all_ok and not j.error:  # a check that could not be judged is not varied either
         variants = run_variants(lc, ok[0], prepared, session.invariance, session.require_devices, session.progress)
+    drawn: tuple[Picture, ...] = ()
+    if session.pictures is not None and ok:
+        session.progress.phase(f"{check.name}: drawing what differs")
+        drawn, said = _draw(lc, prepared, ok, comparison, variants, session.pictures)
+        j.notes += said
     prepared.cancel()
     status = decide(
         Evidence(
@@ -125,7 +138,27 @@ def run_check(lc: LoadedCheck, prepared: isolated.CheckWorkers, session: Session
         ignored=ok[0].ignored if ok else (),
         blind=blind,
         blind_all=blind_all,
+        pictures=drawn,
     )
+
+
+def _draw(
+    lc: LoadedCheck,
+    prepared: isolated.CheckWorkers,
+    ok: list[RunResult],
+    comparison: Comparison | None,
+    variants: tuple[VariantResult, ...],
+    folder: Path,
+) -> tuple[tuple[Picture, ...], list[str]]:
+    """The pictures of the check's runs and failed variants, drawn in a fork of its zygote (else a helper)."""
+
+    def ask(request: DrawRequest, name: str) -> DrawAnswer:
+        return prepared.fork_answer(request, DrawAnswer, prepared.workdir / name)
+
+    tag = prepared.workdir.name  # its place and name: same-named checks of two files stay apart
+    runs, notes = pictures.draw_runs(lc, tag, ok, comparison, folder, ask)
+    more, said = pictures.draw_variants(lc, tag, ok[0], variants, reference_outputs(prepared.workdir), folder, ask)
+    return runs + more, notes + said
 
 
 def _judge(
@@ -155,7 +188,8 @@ def _judge(
                 all_ok=all_ok,
                 discard=session.discard,
             ),
-            keep=all_ok and has_variants(lc, session.invariance),  # its zygote forks them
+            # its zygote forks the variants, and draws the pictures
+            keep=all_ok and (has_variants(lc, session.invariance) or session.pictures is not None),
         )
         j.error = answer.timeout
         j.comparison = None if j.error else answer.comparison
@@ -207,7 +241,12 @@ def run_all(
                 first
                 if (i == 0 and first is not None)
                 else isolated.CheckWorkers(
-                    lc, workdir_for(workroot, i, lc), session.isolation, fold=session.discard, float64=session.float64
+                    lc,
+                    workdir_for(workroot, i, lc),
+                    session.isolation,
+                    fold=session.discard,
+                    float64=session.float64,
+                    trace=session.trace_job,
                 )
             )
             result = run_check(lc, prepared, session)
@@ -246,6 +285,7 @@ def run_session(checks: list[LoadedCheck], session: Session) -> list[CheckResult
             names=requests,
             fold=session.discard,
             float64=session.float64,
+            trace=session.trace_job,
         )
         errors = name_errors(checks, first.name_problems(requests))
         if errors:
@@ -253,5 +293,5 @@ def run_session(checks: list[LoadedCheck], session: Session) -> list[CheckResult
         return run_all(checks, root, session, first)
     finally:
         zygote.cancel_all()  # whatever ended us, no worker outlives this process
-        if session.discard:
+        if session.keep is None:
             shutil.rmtree(root, ignore_errors=True)

@@ -103,6 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--keep", type=Path, metavar="DIR", help="keep each run's outputs and logs in DIR")
     # `upgrade`'s float64 reference: every run with the model and floating inputs in float64. Not for checks.
     run.add_argument("--reference-float64", action="store_true", help=argparse.SUPPRESS)
+    # `upgrade`'s traces: every run records its modules' and ops' fingerprints (kept with --keep). Not for checks.
+    run.add_argument("--trace-ops", action="store_true", help=argparse.SUPPRESS)
     shards.add_run_options(run)
 
     _add_docker(sub)

@@ -37,6 +37,7 @@ class Options:
     require_devices: bool = False
     keep: Path | None = None
     reference_float64: bool = False
+    trace_ops: bool = False  # upgrade's traced side runs
     shard: str | None = None  # K/N, parsed by shards.shard (a bad form is one UsageError line)
     dry_run: bool = False
     timings: Path | None = None  # run --shard, matrix: an earlier report's durations

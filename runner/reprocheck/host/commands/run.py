@@ -10,7 +10,16 @@ from typing import TYPE_CHECKING
 
 from ...goldens import BaselineOptions
 from ..exitcodes import UsageError
-from .common import checks_to_run, load_checks, need_torch, run_checks, write_files
+from .common import (
+    checks_to_run,
+    load_checks,
+    need_torch,
+    page_outputs,
+    pictures_folder,
+    run_checks,
+    write_files,
+    write_page,
+)
 from .options import Options
 
 if TYPE_CHECKING:
@@ -38,23 +47,27 @@ def cmd_run(args: Options) -> int:
     from ..checks.invariance import selected_kinds
 
     kinds = selected_kinds(args.invariance)
-    session = pipeline.Session(
-        Isolation(args.isolation),
-        args.keep,
-        golden,
-        kinds,
-        args.require_devices,
-        args.reference_float64,
-    )
-    results, crash = run_checks(args, checks, session)
-    _write_reports(args, results)
+    with pictures_folder(args) as drawn:
+        session = pipeline.Session(
+            Isolation(args.isolation),
+            args.keep,
+            golden,
+            kinds,
+            args.require_devices,
+            args.reference_float64,
+            pictures=drawn,
+            trace=args.trace_ops,
+        )
+        results, crash = run_checks(args, checks, session)
+        _write_reports(args, results, drawn)
     if crash is not None:
         raise crash
     return int(outcome.exit_code(results))
 
 
-def _write_reports(args: Options, results: list[outcome.CheckResult]) -> None:
+def _write_reports(args: Options, results: list[outcome.CheckResult], drawn: Path | None) -> None:
     from .. import report
+    from ..report import html
 
     if not results:
         return
@@ -68,6 +81,7 @@ def _write_reports(args: Options, results: list[outcome.CheckResult]) -> None:
         from ...files import atomic_write_text
 
         atomic_write_text(args.junit, report.render(report.Format.JUNIT, results))
+    write_page(args, lambda: html.render_run(results, drawn))
     if args.github:
         from .. import github
         from ..report import annotate
@@ -76,8 +90,9 @@ def _write_reports(args: Options, results: list[outcome.CheckResult]) -> None:
             github.emit(line)
         for line in github.error_annotations(annotate.check_warnings(results), level="warning"):
             github.emit(line)
-        github.append_summary(report.render(report.Format.MARKDOWN, results))
-        github.write_outputs(annotate.step_outputs(results, str(args.report) if args.report else None))
+        page, where = page_outputs(args, sum(len(r.pictures) for r in results))
+        github.append_summary(report.render(report.Format.MARKDOWN, results) + where)
+        github.write_outputs({**annotate.step_outputs(results, str(args.report) if args.report else None), **page})
 
 
 def cmd_validate(args: Options) -> int:

@@ -3,7 +3,8 @@
 Both build the same `docker run` from the same request, here:
   * the workspace (the Action's $GITHUB_WORKSPACE, or the current folder) is mounted read-only at
     the same path, so paths in specs and messages read the same inside and out;
-  * only the folders that receive --report / --summary and the baseline folder are writable, and
+  * only the folders that receive --report / --summary / --junit / --html, the --pictures folder and the
+    baseline folder are writable, and
     each must be inside the workspace (symlinks resolved first), so nothing outside it is reachable;
   * under GitHub, only the $GITHUB_OUTPUT and $GITHUB_STEP_SUMMARY files are mounted, not their
     folder (which also holds the step's env and path files);
@@ -72,6 +73,8 @@ class Request:
     report: str | None = None
     summary: str | None = None
     junit: str | None = None
+    html: str | None = None  # --html: one self-contained page
+    pictures: str | None = None  # --pictures: a folder of PNG files
     baseline: str | None = None
     update_baseline: bool = False
     missing_baseline: str = "error"  # error | write
@@ -87,6 +90,7 @@ class Request:
     github_summary: str | None = None
     float64: bool = False  # the upgrade canary's float64 reference run
     code: str | None = None  # `upgrade`: a folder holding only reprocheck's package, read-only, first on PYTHONPATH
+    trace: str | None = None  # `upgrade`: every run traced, its folder kept here (writable)
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,8 @@ def _writable(req: Request, workspace: Path, args: list[str]) -> dict[Path, str]
     """The folders the container may write (the report's, the summary's, the baseline), each with the option that
     asked for it; their options added to `args`."""
     flags: dict[Path, str] = {}
-    for flag, value in (("--report", req.report), ("--summary", req.summary), ("--junit", req.junit)):
+    files = (("--report", req.report), ("--summary", req.summary), ("--junit", req.junit), ("--html", req.html))
+    for flag, value in files:
         if value:
             path = inside_workspace(workspace, flag.lstrip("-"), value)
             if path == workspace or path.is_dir():
@@ -247,6 +252,12 @@ def _writable(req: Request, workspace: Path, args: list[str]) -> dict[Path, str]
                 )
             flags[path.parent] = flag.lstrip("-")
             args += [flag, str(path)]
+    if req.trace:
+        flags[_pictures_folder(workspace, req.trace)] = "trace"
+        args += ["--keep", str(_pictures_folder(workspace, req.trace)), "--trace-ops"]
+    if req.pictures:
+        flags[_pictures_folder(workspace, req.pictures)] = "pictures"
+        args += ["--pictures", str(_pictures_folder(workspace, req.pictures))]
     if req.missing_baseline not in ("error", "write"):
         raise LaunchError(f"missing-baseline must be error or write, got {req.missing_baseline!r}")
     if req.baseline:
@@ -266,6 +277,19 @@ def _writable(req: Request, workspace: Path, args: list[str]) -> dict[Path, str]
     elif req.missing_baseline == "write":
         raise LaunchError("missing-baseline: write needs a baseline folder (where to write the goldens)")
     return flags
+
+
+def _pictures_folder(workspace: Path, value: str) -> Path:
+    """The pictures folder: inside the workspace, not the workspace itself, never a symlink or a file."""
+    given = workspace / value
+    if os.path.islink(given) or (os.path.lexists(given) and not os.path.isdir(given)):
+        raise LaunchError(f"pictures {value!r} is not a folder (a symlink or a file is never written through)")
+    path = inside_workspace(workspace, "pictures", value)
+    if path == workspace:
+        raise LaunchError(
+            "pictures is the workspace itself, which the container gets read-only; use a folder inside it"
+        )
+    return path
 
 
 def _github(req: Request, workspace: Path, env: dict[str, str]) -> list[Mount]:

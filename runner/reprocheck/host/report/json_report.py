@@ -198,7 +198,7 @@ def _compared(c: Comparison | None) -> shape.Compared | None:
     return None if c is None else shape.Compared(passed=bool(c), outputs=_outputs(c))
 
 
-def _divergence(v: Divergence) -> shape.FirstDivergence:
+def divergence_model(v: Divergence) -> shape.FirstDivergence:
     o = v.op
     return shape.FirstDivergence(
         found=v.found,
@@ -236,7 +236,7 @@ def diagnosis_model(d: Diagnosis) -> shape.Diagnosed:
         reproducible=d.reproducible,
         error=d.error,
         comparison=_compared(d.comparison),
-        first_divergence=None if v is None else _divergence(v),
+        first_divergence=None if v is None else divergence_model(v),
         seed_sensitivity=None
         if s is None
         else shape.SeedSensitivity(

@@ -416,6 +416,10 @@ class UpgradedCheck(_Model):
     message: str
     notes: list[str]
     outputs: list[Graded]
+    first_change: FirstDivergence | None = Field(
+        description="where a traced run on each stack first differs (the op that changed, or where the op "
+        "sequences part); null: every output identical, or no traced run on both stacks (a note says why)"
+    )
 
 
 class StackDifference(_Model):

@@ -9,7 +9,7 @@ from ... import __version__
 from ..analyses.upgrade import Upgrade, UpgradeCheck, Verdict
 from ..checks.grades import accepted
 from . import shape
-from .json_report import graded_model
+from .json_report import divergence_model, graded_model
 from .text import GRADE_WORDS, UPGRADE_SIDES, detail, grade_counts, grade_lines, plural
 
 VERDICT_WORDS = {
@@ -64,9 +64,37 @@ def render_console(u: Upgrade) -> str:
         if c.message:
             lines.append(f"    {c.message}")
         lines += [f"    {line}" for line in grade_lines(c.outputs, UPGRADE_SIDES, OUTPUT_ROWS)]
+        lines += [f"    {line}" for line in change_lines(u, c)]
         lines += [f"    note: {n}" for n in c.notes]
     lines.append(overall(u))
     return "\n".join(lines) + "\n"
+
+
+def change_lines(u: Upgrade, c: UpgradeCheck) -> list[str]:
+    """What the new stack changed first, in words: "torch X changed aten::op in module M", then the details."""
+    v = c.change
+    if v is None:
+        return []
+    torch = u.fingerprints[1].get("torch") or str(u.options.target)
+    o = v.op
+    if o is not None and not o.parted:
+        where = f"module {o.module}" if o.module else "the model itself"
+        at = f" (op {o.position + 1} of the forward, at {o.location})" if o.location else f" (op {o.position + 1})"
+        head = f"torch {torch} changed {o.op} in {where}{at}"
+    elif o is not None:
+        head = f"with torch {torch} the op sequences part at op {o.position + 1}: {o.detail}"
+    elif v.found:
+        head = f"torch {torch} changed the output of module {v.module or '(the model itself)'} ({v.type})"
+    else:
+        head = f"the traces agree as far as they go: {v.stopped or v.detail}"
+    lines = [head]
+    if o is not None and o.detail and not o.parted:
+        lines.append(f"  {o.detail}")
+    if v.found and o is not None:
+        lines.append(f"  first module whose output changed: {v.module or '(the model itself)'} ({v.type})")
+    if v.stopped and (o is not None or v.found):
+        lines.append(f"  tracing stopped: {v.stopped}")
+    return lines
 
 
 def _md(text: str) -> str:
@@ -93,7 +121,8 @@ def render_markdown(u: Upgrade) -> str:
             lines.append(f"| {_md(c.name)} | - | {VERDICT_WORDS[c.verdict]} | {_md(c.message)} |")
         for g in c.outputs[:OUTPUT_ROWS]:
             lines.append(f"| {_md(c.name)} | `{_md(g.path or 'output')}` | {GRADE_WORDS[g.grade]} | {_md(detail(g))} |")
-    notes = [f"- {c.name}: {n}" for c in u.checks for n in c.notes]
+    notes = [f"- {c.name}: {line.strip()}" for c in u.checks for line in change_lines(u, c)]
+    notes += [f"- {c.name}: {n}" for c in u.checks for n in c.notes]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
@@ -102,7 +131,7 @@ def upgrade_model(u: Upgrade) -> shape.UpgradeReport:
     return shape.UpgradeReport(
         tool="reprocheck",
         version=__version__,
-        schema_version=1,
+        schema_version=2,  # its outputs as the run report's (json_report.SCHEMA_VERSION)
         kind="upgrade",
         exit_code=int(u.exit_code),
         from_=str(o.source),
@@ -122,6 +151,7 @@ def upgrade_model(u: Upgrade) -> shape.UpgradeReport:
                 message=c.message,
                 notes=list(c.notes),
                 outputs=[graded_model(g, o.require) for g in c.outputs],
+                first_change=None if c.change is None else divergence_model(c.change),
             )
             for c in u.checks
         ],
