@@ -88,7 +88,8 @@ def nan_aware_diff(e: Any, o: Any) -> Any:
     diff = torch.where(one, torch.full_like(diff, float("inf")), diff)
     # inf - inf is NaN: equal infinities are equal, others differ
     same_inf = e.isinf() & (e == o)
-    return torch.where(same_inf, torch.zeros_like(diff), diff.nan_to_num(nan=float("inf")))
+    # posinf stays inf: nan_to_num would otherwise make it the largest finite double (1.8e308), a false number
+    return torch.where(same_inf, torch.zeros_like(diff), diff.nan_to_num(nan=float("inf"), posinf=float("inf")))
 
 
 def children(node: dict[str, Any], path: str) -> list[tuple[str, dict[str, Any]]]:
