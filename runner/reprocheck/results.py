@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import fnmatch
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,11 @@ from .flake import rate as flake_rate
 
 if TYPE_CHECKING:
     from .spec import ToleranceSpec
+
+SAFETY = 4.0  # calibrate suggests this many times the largest difference observed; remedies draw the same line
+
+# What an output's `total` and `mismatched` count: elements compared elementwise, or what a `compare:` rule judges.
+UNITS = ("values", "detections", "samples", "pixels")
 
 
 class Kind(str, enum.Enum):
@@ -91,9 +97,9 @@ class OutputResult:
     expected_run: int = 1
     shape: tuple[int, ...] = ()
     dtype: str = ""
-    total: int = 0
-    mismatched: int = 0
-    max_abs_diff: float = 0.0
+    total: int = 0  # in `unit`: values, or (a task output) detections, samples or pixels
+    mismatched: int = 0  # of `total`, never more
+    max_abs_diff: float = 0.0  # elementwise outputs only: a task output's measure is max_matched_diff
     max_rel_diff: float = 0.0
     mean_abs_diff: float = 0.0
     first_index: tuple[int, ...] | None = None
@@ -111,6 +117,10 @@ class OutputResult:
     nonfinite: int = 0  # of `mismatched`: NaN or infinity in one run where the other has another value
     python: bool = False  # a Python number in the output: compared, but it says nothing of the model's tensors
     members: tuple[str, ...] = ()  # a detection: the tensor leaves it judged (else the output is its own leaf)
+    unit: str = "values"  # what total and mismatched count (UNITS)
+    # A task output: the largest value difference between matched items (a box coordinate in pixels or a score of
+    # matched detections; a class score of any sample or pixel); None: nothing matched, or no values to measure.
+    max_matched_diff: float | None = None
 
     def __bool__(self) -> bool:
         return self.kind is Kind.MATCH
@@ -123,10 +133,32 @@ class OutputResult:
     def leaves(self) -> tuple[str, ...]:
         return self.members or (self.path,)
 
+    @property
+    def judged_by_task(self) -> bool:
+        """Compared by a `compare:` rule (its counts are detections, samples or pixels), not elementwise."""
+        return self.unit != "values"
+
+    @property
+    def largest_diff(self) -> float | None:
+        """The largest value difference measured: an elementwise output's max_abs_diff, a task output's
+        max_matched_diff; None where none was measured (a structure change, nothing matched)."""
+        if self.kind is Kind.STRUCTURE:
+            return None
+        return self.max_matched_diff if self.judged_by_task else self.max_abs_diff
+
+    def blind_atol(self) -> bool:
+        """The smallest passing atol, with calibrate's margin (SAFETY), reaches the output's own scale (its largest
+        |value|): a tolerance that large passes any output of that scale, so no remedy proposes it."""
+        return self.needed_atol is not None and self.max_abs_diff > 0 and self.needed_atol * SAFETY >= self.magnitude
+
+    def blind_rtol(self) -> bool:
+        """The smallest passing rtol, with the same margin, reaches 1: as large as each value itself."""
+        return self.needed_rtol is not None and self.needed_rtol > 0 and self.needed_rtol * SAFETY >= 1.0
+
     def severity(self) -> tuple[int, float, float]:
         rank = {Kind.MATCH: 0, Kind.VALUES: 1, Kind.STRUCTURE: 2}[self.kind]
         if self.task is not None:  # task findings (missing detections, changed samples) count before magnitudes
-            return (rank, float(self.mismatched), self.max_abs_diff)
+            return (rank, float(self.mismatched), self.largest_diff or 0.0)
         return (rank, self.max_abs_diff, float(self.mismatched))
 
 
@@ -154,7 +186,15 @@ class Comparison:
 
     @property
     def max_abs_diff(self) -> float:
-        return max((o.max_abs_diff for o in self.outputs), default=0.0)
+        """Elementwise outputs' largest |difference| only (0 for task outputs): see largest_diff."""
+        return max((o.max_abs_diff for o in self.outputs if not o.judged_by_task), default=0.0)
+
+    @property
+    def largest_diff(self) -> float | None:
+        """The largest value difference measured in any output: elementwise, or between a task output's matched
+        items; None when none was measured (every output a structure change, or task outputs with nothing matched)."""
+        found = [d for d in (o.largest_diff for o in self.outputs) if d is not None]
+        return max(found, key=lambda d: math.inf if math.isnan(d) else d) if found else None
 
 
 def output_from_dict(d: dict[str, Any]) -> OutputResult:

@@ -120,7 +120,8 @@ def output_lines(name: str, value: str) -> str:
 
 
 # Every step output, as a run that could not judge anything leaves them.
-ERROR_OUTPUTS = {"result": "error", "failed-checks": "", "max-abs-diff": "0", "report": "", "written-baselines": ""}
+# (max-abs-diff "none": nothing was measured, as report/annotate.py writes it.)
+ERROR_OUTPUTS = {"result": "error", "failed-checks": "", "max-abs-diff": "none", "report": "", "written-baselines": ""}
 
 
 def write_outputs(values: dict[str, str], path: str | None = None) -> None:

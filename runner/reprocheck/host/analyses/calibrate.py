@@ -19,11 +19,11 @@ import math
 from dataclasses import dataclass, field
 
 from ... import __version__
-from ...results import Kind, OutputResult
+from ...results import SAFETY, Kind, OutputResult
 from ..checks.outcome import CheckResult
 from ..report import shape
 
-SAFETY = 4.0  # times the largest difference observed
+# SAFETY (results.py): times the largest difference observed; the run's remedies draw the same line
 SPREAD = 10.0  # outputs within this factor of the smallest suggestion share the check-wide atol
 EPS = {
     "float64": 2.220446049250313e-16,

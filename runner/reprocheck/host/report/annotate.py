@@ -3,6 +3,8 @@ outputs. The I/O itself (workflow commands, $GITHUB_OUTPUT) is ../github.py."""
 
 from __future__ import annotations
 
+import math
+
 from ..checks.outcome import CheckResult, Status, VariantStatus, exit_code
 from ..github import workspace_relative
 from .text import blind_lines, fragile_lines, num, own_runs_failed, run_cause, summarize, variant_lines, written
@@ -65,20 +67,29 @@ def _fragile(r: CheckResult, file: str) -> list[tuple[str, int, str, str]]:
     return [(file, r.compare_line or r.line, title, line) for line in fragile_lines(r)]
 
 
+def max_abs_diff(results: list[CheckResult]) -> str:
+    """The step's `max-abs-diff`: the largest value difference measured in any check, run to run or against its
+    golden: an elementwise output's largest |difference|, a task output's (compare:) largest difference between
+    matched items (box coordinates and scores of matched detections, class scores); "none" when nothing was
+    measured (no comparison, or task outputs with nothing matched: every detection missing or extra), never a 0
+    standing in for a difference that could not be measured."""
+    diffs = [
+        d
+        for r in results
+        for c in (r.comparison, r.baseline.comparison if r.baseline is not None else None)
+        if c is not None and (d := c.largest_diff) is not None
+    ]
+    return num(max(diffs, key=lambda d: math.inf if math.isnan(d) else d)) if diffs else "none"
+
+
 def step_outputs(results: list[CheckResult], report_path: str | None) -> dict[str, str]:
     """The step's outputs: result, failed-checks, max-abs-diff, report, written-baselines."""
     code = exit_code(results)
     result = {0: "pass", 1: "fail"}.get(int(code), "error")
-    diffs = [
-        c.max_abs_diff
-        for r in results
-        for c in (r.comparison, r.baseline.comparison if r.baseline is not None else None)
-        if c is not None
-    ]
     return {
         "result": result,
         "failed-checks": ",".join(r.name for r in results if r.status is not Status.PASS),
-        "max-abs-diff": num(max(diffs)) if diffs else "0",
+        "max-abs-diff": max_abs_diff(results),
         "report": report_path or "",
         "written-baselines": "\n".join(str(b.written) for _, b in written(results)),
     }

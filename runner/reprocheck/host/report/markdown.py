@@ -11,9 +11,9 @@ from .text import (
     TABLE_ROWS,
     blind_lines,
     diagnosis_lines,
+    difference_cell,
     flake_line,
     fragile_lines,
-    num,
     output_rows,
     own_runs_failed,
     plural,
@@ -62,11 +62,11 @@ def render_markdown(results: list[CheckResult]) -> str:
         f"**{plural(counts[Status.ERROR], 'error')}**",
         *(["", f":warning: {line}"] if (line := written_line(results)) else []),
         "",
-        "| check | result | runs | device | seed | max abs diff | time |",
+        "| check | result | runs | device | seed | largest difference | time |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
-        diff = num(r.comparison.max_abs_diff) if r.comparison is not None else "-"
+        diff = _md(difference_cell(r.comparison))
         ok_runs = sum(1 for x in r.runs if x.ok)
         head.append(
             f"| {_code(r.name)} | {_ICONS[r.status]} | {ok_runs}/{r.runs_requested}"

@@ -3,9 +3,10 @@ that changed class; and outputs on a decision boundary (fragile). Shared by ever
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from ...results import Fragile, OutputResult
+from ...results import SAFETY, Fragile, OutputResult
 
 SHOWN = 3  # examples written out per kind of finding; the JSON report has up to 20
 
@@ -63,13 +64,40 @@ def detection(o: OutputResult, a: str, b: str) -> str:
             )
         if s.get("keypoint_scores") and s["keypoint_scores"]["changed"]:
             parts.append(f"{s['keypoint_scores']['changed']} keypoint score sets changed")
-        head = f"since {a}, " if golden else f"detections differ between {a} and {b}: "
-        return f"{o.path}: {head}" + "; ".join(parts)
+        differ = f"{o.mismatched} of {_count(o.total)} differ"
+        head = f"since {a}, {differ}: " if golden else f"{differ} between {a} and {b}: "
+        return f"{o.path}: {head}" + "; ".join(parts) + f"; {matched_words(o)}"
+    if not s["expected"]:
+        return f"{o.path}: no detections in either run"
     shift = f", max box shift {_n(s.get('max_box_shift'))} px" if s.get("matched") else ""
-    return (
-        f"{o.path}: {_count(s['expected'])} match (IoU >= {s['iou']:g}{shift}, "
-        f"max score diff {_n(s['max_score_diff'])})"
-    )
+    score = f", max score diff {_n(s['max_score_diff'])}" if s["max_score_diff"] is not None else ""
+    return f"{o.path}: {_count(s['expected'])} match (IoU >= {s['iou']:g}{shift}{score})"
+
+
+UNITS = {"detections": "detection", "samples": "sample", "pixels": "pixel", "values": "value"}
+
+
+def counted(o: OutputResult, n: int | None = None) -> str:
+    """A count in the output's unit: "3 detections", "1 sample", "2000 values"."""
+    n = o.total if n is None else n
+    return f"{n} {_plural(n, UNITS.get(o.unit, 'value'))}"
+
+
+def matched_words(o: OutputResult) -> str:
+    """What max_matched_diff measured, or why there is none: never a bare 0 beside a failure."""
+    assert o.task is not None
+    s, d = o.task.stats, o.max_matched_diff
+    if o.task.task == "detection":
+        if d is None:
+            return "no detection matched, so no value difference to measure"
+        if d == 0:
+            return "the boxes and scores of matched detections are equal (largest difference 0)"
+        score, shift = s.get("max_score_diff") or 0.0, s.get("max_box_shift") or 0.0
+        what = "a score" if score >= shift else "a box coordinate, px"
+        return f"largest difference between matched detections {_n(d)} ({what})"
+    if d is None:
+        return "an integer label map: no scores to measure" if o.unit == "pixels" else "no sample to measure"
+    return f"largest score difference {_n(d)}"
 
 
 def _box(d: dict[str, Any]) -> str:
@@ -131,7 +159,7 @@ def segmentation(o: OutputResult, a: str, b: str) -> str:
     s = o.task.stats
     agree = f"agreement {100 * s['agreement']:.4g}%, min_agreement {100 * s['min_agreement']:.4g}%"
     if not s["changed_pixels"]:
-        return f"{o.path}: all {s['pixels']} pixels have the same class (max score diff {_n(s.get('max_score_diff'))})"
+        return f"{o.path}: all {s['pixels']} pixels have the same class ({matched_words(o)})"
     where = "; ".join(
         f"sample {r['sample']} rows {r['rows'][0]}–{r['rows'][1]}, cols {r['cols'][0]}–{r['cols'][1]}"
         for r in s["regions"][:SHOWN]
@@ -140,7 +168,7 @@ def segmentation(o: OutputResult, a: str, b: str) -> str:
     verdict = "" if not o else " (within min_agreement)"
     return (
         f"{o.path}: {s['changed_pixels']} of {s['pixels']} pixels changed class between {a} and {b}{verdict} "
-        f"({agree}); changed region: {where}; lowest class IoU: {worst}"
+        f"({agree}); changed region: {where}; lowest class IoU: {worst}; {matched_words(o)}"
     )
 
 
@@ -151,15 +179,105 @@ def sentence(o: OutputResult, a: str, b: str) -> str:
     )
 
 
-REMEDY = {
-    "detection": "the detections themselves change between runs: a score near the threshold, an NMS tie, or "
-    "nondeterminism before them; run `reprocheck diagnose` to find the first module that diverges",
-    "classification": "the predicted classes change: the class scores vary between runs by more than the gap "
-    "between the classes; find the nondeterminism with `reprocheck diagnose`",
-    "segmentation": "pixels change class between runs: the class scores vary by more than the gap between the two "
-    "best classes there; find the nondeterminism with `reprocheck diagnose`, or lower `min_agreement` if a few "
-    "boundary pixels are acceptable",
+MIN_AGREEMENT = 0.99  # the lowest min_agreement a remedy proposes: below it, whole regions change class
+LOOSEST_IOU = 0.5  # the lowest iou or mask_iou a remedy proposes (COCO's loosest match)
+CAUSE = {
+    "detection": "a score near the threshold, an NMS tie, or nondeterminism before them",
+    "classification": "the class scores vary between runs by more than the gap between the classes",
+    "segmentation": "the class scores vary by more than the gap between the two best classes there",
 }
+
+
+def up(x: float) -> str:
+    """x rounded up to three significant digits: a tolerance printed from it still passes x."""
+    if x <= 0 or not math.isfinite(x):
+        return f"{x:g}"
+    step = 10 ** (math.floor(math.log10(x)) - 2)
+    return f"{math.ceil(x / step - 1e-9) * step:.3g}"
+
+
+def down(x: float, digits: int = 3) -> str:
+    """x rounded down (a threshold printed from it still accepts x)."""
+    return f"{math.floor(x * 10**digits) / 10**digits:g}"
+
+
+def _blind(need: float, scale: float | None) -> bool:
+    """A bound that, with calibrate's margin, reaches the values' own scale accepts any value: never proposed."""
+    return not math.isfinite(need) or (scale is not None and need * SAFETY >= scale)
+
+
+def _detection_knobs(o: OutputResult) -> tuple[list[str], list[str]]:
+    """The detection rule's knobs that would pass what changed, and what no knob can honestly accept."""
+    assert o.task is not None
+    s, knobs, refused = o.task.stats, [], []
+    if s["label_change_count"]:
+        refused.append(f"{_count(s['label_change_count'])} changed label, and no rule accepts another class")
+    if s["missing_count"] or s["extra_count"]:
+        if s.get("iou_needed") is not None:
+            knobs.append(f"iou: {s['iou_needed']:g} (their scores are then compared too)")
+        else:
+            lost = s["missing_count"] + s["extra_count"]
+            refused.append(f"{_count(lost)} in one run only, with no same-label counterpart at IoU >= {LOOSEST_IOU:g}")
+    scores = [s["max_score_diff"] if s.get("score_change_count") else 0.0]
+    if s.get("keypoint_scores") and s["keypoint_scores"]["changed"]:
+        scores.append(float(s["keypoint_scores"]["max_diff"]))
+    if max(scores) > 0:
+        if _blind(max(scores), s.get("score_scale")):
+            refused.append(f"scores change by up to {_n(max(scores))} (largest |score| {_n(s.get('score_scale'))})")
+        else:
+            knobs.append(f"score_atol: {up(max(scores))}")
+    if s.get("masks") and s["masks"]["changed"]:
+        m = float(s["masks"]["min_iou"])
+        if m >= LOOSEST_IOU:
+            knobs.append(f"mask_iou: {down(m)}")
+        else:
+            refused.append(f"masks overlap at IoU down to {m:.3g}")
+    k = s.get("keypoints") or {}
+    if k.get("visibility_changed"):
+        refused.append(f"{k['visibility_changed']} keypoint sets change visibility")
+    elif k.get("changed"):
+        shift = float(k["max_shift"])
+        if _blind(shift, o.magnitude or None):
+            refused.append(f"keypoints move by up to {_n(shift)} px (largest box coordinate {_n(o.magnitude)})")
+        else:
+            knobs.append(f"keypoint_atol: {up(shift)}")
+    return knobs, refused
+
+
+def _knobs(o: OutputResult) -> tuple[list[str], list[str]]:
+    assert o.task is not None
+    s = o.task.stats
+    if o.task.task == "detection":
+        return _detection_knobs(o)
+    if o.task.task == "segmentation":
+        if s["agreement"] >= MIN_AGREEMENT:
+            return [f"min_agreement: {down(s['agreement'], 4)}"], []
+        return [], [f"{100 * (1 - s['agreement']):.3g}% of the pixels change class"]
+    refused = []
+    if s["class_change_count"]:
+        refused.append(f"{counted(o, s['class_change_count'])} changed class, and no rule accepts another class")
+    if s["nan_change_count"]:
+        refused.append(f"{counted(o, s['nan_change_count'])} hold NaN in one run only")
+    if refused or o.max_matched_diff is None:
+        return [], refused
+    if _blind(o.max_matched_diff, o.magnitude or None):
+        return [], [f"scores change by up to {_n(o.max_matched_diff)} (largest |score| {_n(o.magnitude)})"]
+    return [f"score_atol: {up(o.max_matched_diff)}"], []
+
+
+def remedy(o: OutputResult) -> str:
+    """A failing task output's remedy: the rule's own knobs that would pass it, never a bound as large as the values
+    themselves; else why no tolerance can honestly fix it. Either way, where to look."""
+    assert o.task is not None
+    knobs, refused = _knobs(o)
+    find = f"{CAUSE[o.task.task]}; `reprocheck diagnose` finds the first module that diverges"
+    if refused or not knobs:
+        why = "; ".join(refused) or "what changed is not a value a rule bounds"
+        return f"no tolerance can honestly fix it ({why}): find why the runs differ: {find}"
+    return (
+        f"would pass with {' and '.join(knobs)} in its compare rule ({o.task.pattern!r}), if differences that large "
+        f"are acceptable; but first ask why the runs differ: {find}"
+    )
 
 
 def fragile_sentence(f: Fragile) -> str:

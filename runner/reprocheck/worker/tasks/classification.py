@@ -6,6 +6,8 @@ positive or not. What changed is counted in `stats` with the first ITEMS samples
 first differing rank, and run 1's gap between that rank and the next (the top-1/top-2 margin at rank 1).
 NaN follows the elementwise rule: NaN at the same places in both runs is equal, NaN in one run only changes the
 sample. With `score_atol` the scores themselves are bounded too; the largest score difference is always reported.
+The result counts samples (unit "samples"): `total` samples, `mismatched` the samples that changed; every sample is
+matched with itself, so `max_matched_diff` is the largest score difference (None with no sample).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
     k = rule.top_k or 1
     dim = -1 if rule.dim is None else rule.dim
     classes = exp_t.shape[dim]
-    base = sel.fields(exp_t, runs)
+    base = {**sel.fields(exp_t, runs), "unit": "samples"}
     if classes > 1 and k > classes:
         raise RuleError(
             sel.pattern,
@@ -71,12 +73,14 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
         bad |= (diff > rule.score_atol).any(dim=1)
     differ = bad.nonzero().flatten().tolist()
     changes = [_change(s, ranks_differ, nan_one, ev, ec, oc, diff, kk, lead) for s in differ[:ITEMS]]
-    max_diff = float(diff.max()) if diff.numel() else 0.0
+    max_diff = float(diff.max()) if diff.numel() else None
     stats = {
         "samples": int(e.shape[0]),
         "classes": int(classes),
         "top_k": k,
         "changed_count": len(differ),
+        "class_change_count": int(ranks_differ.sum()),
+        "nan_change_count": int(nan_one.sum()),
         "changed": changes,
         "max_score_diff": max_diff,
         "score_atol": rule.score_atol,
@@ -85,7 +89,8 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
         kind=Kind.VALUES if differ else Kind.MATCH,
         total=int(e.shape[0]),
         mismatched=len(differ),
-        max_abs_diff=max_diff,
+        max_abs_diff=max_diff or 0.0,
+        max_matched_diff=max_diff,
         magnitude=float(e.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).abs().max()) if e.numel() else 0.0,
         task=TaskResult("classification", sel.pattern, stats),
         **base,

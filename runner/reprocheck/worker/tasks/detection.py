@@ -6,6 +6,11 @@ labels (a label change: the same box, another class). Matched pairs must also ag
 (mask IoU >= `mask_iou`, masks binarised at 0.5 like torchvision's) and keypoints (`keypoint_atol` pixels).
 What is left unmatched is missing (expected only) or extra (obtained only). Everything found is counted in `stats`
 with the first ITEMS cases (label, score, box); report/tasks.py words it.
+
+The result counts detections (unit "detections"): `total` is every detection of either run, a matched pair once
+(expected + extra); `mismatched` is each detection missing or extra, and each matched pair that changed (label,
+score, mask, keypoints), a pair once whatever changed in it; so it never exceeds `total`. `max_matched_diff` is the
+largest difference of a box coordinate (pixels) or a score between matched detections (None: nothing matched).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .select import DETECTION_KEYS, RuleError, Selected, nan_aware_diff
 ITEMS = 20
 MAX_PAIRS = 16_000_000  # detections of one run x the other's: the IoU matrix stays under 128 MiB
 IOU, SCORE_ATOL, KEYPOINT_ATOL = 0.99, 1e-4, 1.0
+LOOSEST_IOU = 0.5  # the loosest IoU a remedy proposes (COCO's loosest match): below it, boxes hardly overlap
 
 
 def parse(d: dict[str, Any], name: str, keys: tuple[str, ...] = DETECTION_KEYS) -> tuple[dict[str, Any] | None, str]:
@@ -135,6 +141,7 @@ def compare(
         shape=(exp["boxes"].shape[0],),
         dtype=str(exp["boxes"].dtype).replace("torch.", ""),
         total=exp["boxes"].shape[0],
+        unit="detections",
         members=tuple(join_path(sel.path, k) for k in exp),  # what blindness is judged on (host/checks/findings.py)
     )
     # Run 2 is read for every detection key, so a key that became a tensor (or stopped being one) is a difference.
@@ -162,10 +169,40 @@ def compare(
         "missing_count": len(missing),
         "extra_count": len(extra),
         "label_change_count": len(relabelled),
+        "score_scale": _scale(exp, obt, "scores"),
+        "iou_needed": _iou_needed(exp, obt, iou_np, missing, extra) if not relabelled else None,
     }
+    _unmatched(exp, obt, iou_np, missing, extra, relabelled, stats)
+    every = pairs + relabelled
+    changed = _matched(exp, obt, every, iou, rule, iou_min, score_atol, stats)
+    changed |= set(range(len(pairs), len(every)))  # a label change is a changed pair (once, whatever else changed)
+    findings = len(missing) + len(extra) + len(changed)
+    stats["changed_pair_count"] = len(changed)
+    measured = [d for d in (stats.get("max_box_shift"), stats["max_score_diff"]) if d is not None]
+    result = OutputResult(
+        kind=Kind.VALUES if findings else Kind.MATCH,
+        mismatched=findings,
+        max_matched_diff=max(measured) if measured else None,
+        magnitude=_scale(exp, obt, "boxes") or 0.0,
+        task=TaskResult("detection", sel.pattern, stats),
+        **{**base, "total": int(base["total"]) + len(extra)},  # every detection of either run, a pair once
+    )
+    return result, every
+
+
+def _unmatched(
+    exp: dict[str, Any],
+    obt: dict[str, Any],
+    iou_np: Any,
+    missing: list[int],
+    extra: list[int],
+    relabelled: list[tuple[int, int]],
+    stats: dict[str, Any],
+) -> None:
+    """The first ITEMS missing, extra and relabelled detections into `stats`, each missing or extra one with the IoU
+    of the nearest unmatched detection of the other run (what explains it)."""
 
     def best(i: int | None, j: int | None) -> float:
-        # how close the nearest unmatched detection of the other run comes (explains a missing/extra one)
         if i is not None:
             row = iou_np[i, extra] if extra else []
             return round(float(max(row, default=0.0)), 4)
@@ -184,18 +221,33 @@ def compare(
         }
         for i, j in relabelled[:ITEMS]
     ]
-    every = pairs + relabelled
-    findings, max_score = _matched(exp, obt, every, iou, rule, iou_min, score_atol, stats)
-    findings += len(missing) + len(extra) + len(relabelled)
-    stats["max_score_diff"] = max_score
-    result = OutputResult(
-        kind=Kind.VALUES if findings else Kind.MATCH,
-        mismatched=findings,
-        max_abs_diff=max_score,
-        task=TaskResult("detection", sel.pattern, stats),
-        **base,
-    )
-    return result, every
+
+
+def _scale(exp: dict[str, Any], obt: dict[str, Any], key: str) -> float | None:
+    """The largest finite |value| of `key` in either run (None: no such key, or no finite value)."""
+    if key not in exp:
+        return None
+    values = [t[t.isfinite()].abs().max() for t in (exp[key].double(), obt[key].double()) if bool(t.isfinite().any())]
+    return float(max(values)) if values else None
+
+
+def _iou_needed(
+    exp: dict[str, Any], obt: dict[str, Any], iou_np: Any, missing: list[int], extra: list[int]
+) -> float | None:
+    """The IoU threshold (rounded down, at least LOOSEST_IOU) at which every missing and extra detection would match
+    one to one with the same label; None when none would (different counts, other labels, boxes too far apart)."""
+    import math
+
+    if not missing or len(missing) != len(extra):
+        return None
+    sub = iou_np[missing][:, extra]
+    allowed = sub >= LOOSEST_IOU
+    if "labels" in exp:
+        allowed &= (exp["labels"][missing][:, None] == obt["labels"][extra][None, :]).numpy()
+    found = match(sub, allowed)
+    if len(found) != len(missing):
+        return None
+    return math.floor(min(float(sub[i, j]) for i, j in found) * 1000) / 1000
 
 
 def _matched(
@@ -207,52 +259,62 @@ def _matched(
     iou_min: float,
     score_atol: float,
     stats: dict[str, Any],
-) -> tuple[int, float]:
-    """The matched pairs compared (boxes, scores, masks, keypoints) into `stats`: how many changed, the largest
-    score difference."""
+) -> set[int]:
+    """The matched pairs compared (boxes, scores, masks, keypoints) into `stats`, the largest box and score
+    differences among them included (None where nothing was measured); the positions in `every` of the pairs that
+    changed, each once."""
     import torch
 
-    findings, max_score = 0, 0.0
+    stats["max_score_diff"] = None
     if not every:
-        return 0, 0.0
+        return set()
     ei = torch.tensor([i for i, _ in every])
     oi = torch.tensor([j for _, j in every])
     shift = nan_aware_diff(exp["boxes"][ei], obt["boxes"][oi]).amax(dim=1)
     stats["max_box_shift"] = float(shift.max())
     stats["min_iou"] = round(float(iou[ei, oi].min()), 6)
+    changed: set[int] = set()
     if "scores" in exp:
         diffs = nan_aware_diff(exp["scores"][ei], obt["scores"][oi])
-        max_score = float(diffs.max())
+        stats["max_score_diff"] = float(diffs.max())
         bad = [k for k in diffs.argsort(descending=True).tolist() if diffs[k] > score_atol]
         stats["score_changes"] = [
             {**item(exp, every[k][0]), "obtained_score": float(obt["scores"][every[k][1]])} for k in bad[:ITEMS]
         ]
         stats["score_change_count"] = len(bad)
-        findings += len(bad)
+        changed.update(bad)
     if "masks" in exp:
         mask_min = iou_min if rule.mask_iou is None else rule.mask_iou
         mious = [_mask_iou(exp["masks"][i], obt["masks"][j]) for i, j in every]
-        changed = [(every[k], m) for k, m in enumerate(mious) if m < mask_min]
-        stats["masks"] = {"min_iou": round(min(mious), 6), "threshold": mask_min, "changed": len(changed)}
-        findings += len(changed)
+        moved = [k for k, m in enumerate(mious) if m < mask_min]
+        stats["masks"] = {"min_iou": round(min(mious), 6), "threshold": mask_min, "changed": len(moved)}
+        changed.update(moved)
     if "keypoints" in exp:
-        k_atol = KEYPOINT_ATOL if rule.keypoint_atol is None else rule.keypoint_atol
-        ek, ok = exp["keypoints"][ei], obt["keypoints"][oi]
-        per = nan_aware_diff(ek[..., :2], ok[..., :2]).norm(dim=-1).amax(dim=1)
-        moved = per > k_atol
-        stats["keypoints"] = {"max_shift": float(per.max()), "atol": k_atol, "changed": int(moved.sum())}
-        if ek.shape[-1] >= 3:  # visibility (x, y, v): a keypoint turning visible or hidden is a change
-            vis = nan_aware_diff(ek[..., 2], ok[..., 2]).amax(dim=1) > score_atol
-            stats["keypoints"]["visibility_changed"] = int(vis.sum())
-            moved = moved | vis
-            stats["keypoints"]["changed"] = int(moved.sum())
-        findings += int(moved.sum())
+        changed.update(_keypoints(exp, obt, ei, oi, rule, score_atol, stats))
     if "keypoints_scores" in exp:
         ks = nan_aware_diff(exp["keypoints_scores"][ei], obt["keypoints_scores"][oi])
         per = ks.amax(dim=1) if ks.dim() > 1 else ks
         stats["keypoint_scores"] = {"max_diff": float(per.max()), "changed": int((per > score_atol).sum())}
-        findings += int((per > score_atol).sum())
-    return findings, max_score
+        changed.update((per > score_atol).nonzero().flatten().tolist())
+    return changed
+
+
+def _keypoints(
+    exp: dict[str, Any], obt: dict[str, Any], ei: Any, oi: Any, rule: Any, score_atol: float, stats: dict[str, Any]
+) -> list[int]:
+    """The matched pairs' keypoints compared into stats["keypoints"]: the positions of the pairs whose keypoints
+    moved beyond keypoint_atol or changed visibility."""
+    k_atol = KEYPOINT_ATOL if rule.keypoint_atol is None else rule.keypoint_atol
+    ek, ok = exp["keypoints"][ei], obt["keypoints"][oi]
+    per = nan_aware_diff(ek[..., :2], ok[..., :2]).norm(dim=-1).amax(dim=1)
+    moved = per > k_atol
+    stats["keypoints"] = {"max_shift": float(per.max()), "atol": k_atol, "changed": int(moved.sum())}
+    if ek.shape[-1] >= 3:  # visibility (x, y, v): a keypoint turning visible or hidden is a change
+        vis = nan_aware_diff(ek[..., 2], ok[..., 2]).amax(dim=1) > score_atol
+        stats["keypoints"]["visibility_changed"] = int(vis.sum())
+        moved = moved | vis
+        stats["keypoints"]["changed"] = int(moved.sum())
+    return [int(k) for k in moved.nonzero().flatten().tolist()]
 
 
 def _form_difference(exp: dict[str, Any], obt: dict[str, Any] | None, problem: str) -> str:

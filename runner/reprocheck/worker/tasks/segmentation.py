@@ -2,7 +2,9 @@
 -3; one class is a binary mask, decided at 0; an integer output is already a label map), their agreement against
 `min_agreement`, per-class IoU between the two runs, and where the changed pixels are (a bounding box per sample). A
 pixel whose class scores are NaN in one run only has changed (the elementwise NaN rule); the largest score
-difference is reported."""
+difference is reported. The result counts pixels (unit "pixels"): `total` pixels, `mismatched` those whose class
+changed; every pixel is matched with itself, so `max_matched_diff` is the largest class-score difference (None for an
+integer label map, which has no scores, or with no pixel)."""
 
 from __future__ import annotations
 
@@ -33,16 +35,16 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
     rule = sel.rule
     dim = -3 if rule.dim is None else rule.dim
     need = 1.0 if rule.min_agreement is None else rule.min_agreement
-    base = sel.fields(exp_t, runs)
+    base = {**sel.fields(exp_t, runs), "unit": "pixels"}
     form = form_changed(exp_t, obt_t)
     if form:
         return OutputResult(kind=Kind.STRUCTURE, detail=form, **base)
     le, lo = labels(exp_t, dim), labels(obt_t, dim)
     changed = le != lo
-    max_diff = 0.0
+    max_diff: float | None = None  # a label map has no scores to measure
     if exp_t.is_floating_point():
         diff = nan_aware_diff(exp_t, obt_t)
-        max_diff = float(diff.max()) if diff.numel() else 0.0
+        max_diff = float(diff.max()) if diff.numel() else None
         nan_changed = (exp_t.isnan() ^ obt_t.isnan()).any(dim=dim)
         changed = changed | nan_changed.reshape(changed.shape)
     pixels, n_changed = changed.numel(), int(changed.sum())
@@ -87,7 +89,8 @@ def compare(sel: Selected, exp_t: Any, obt_t: Any, runs: tuple[int, int]) -> Out
         kind=Kind.VALUES if agreement < need else Kind.MATCH,
         total=pixels,
         mismatched=n_changed,
-        max_abs_diff=max_diff,
+        max_abs_diff=max_diff or 0.0,
+        max_matched_diff=max_diff,
         magnitude=float(exp_t.double().nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).abs().max())
         if exp_t.numel()
         else 0.0,
