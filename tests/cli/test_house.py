@@ -194,7 +194,7 @@ def _import_graph() -> dict[str, set[str]]:
     return graph
 
 
-HEAVY = ("torch", "numpy", "safetensors", "torchvision", "timm", "transformers", "PIL")
+HEAVY = ("torch", "numpy", "safetensors", "torchvision", "timm", "transformers", "PIL", "matplotlib")
 
 
 def _imports(path: Path) -> list[tuple[int, int, str]]:

@@ -2,7 +2,7 @@
 
     python -m reprocheck.worker JOB.json RUN_DIR                 # one run, in this process
     python -m reprocheck.worker JOB.json --fork TIMEOUT DIR...   # the zygote: torch imported once, a fork per run
-    python -m reprocheck.worker --names|--verdict|--distances|--grade|--fingerprint REQUEST ANSWER  # one helper call
+    python -m reprocheck.worker --OP REQUEST ANSWER                  # one helper call (protocol.OPS)
     python -m reprocheck.worker --serve                          # helper calls, one JSON line each on stdin
 
 Requests, answers (protocol.Answer) and the lines on the streams are the models of protocol.py.
@@ -26,6 +26,7 @@ def _helpers() -> dict[str, Callable[[Any], Any]]:
     from . import fingerprint, names
     from .diagnose import compare_runs, traces
     from .grade import grade
+    from .pictures import draw
     from .scaffold import scaffold
     from .verdict import distances, verdict
 
@@ -50,6 +51,7 @@ def _helpers() -> dict[str, Callable[[Any], Any]]:
         "compare": compare_runs,  # diagnose: the check's own comparison of some runs
         "traces": traces,  # diagnose: what two traced runs say
         "scaffold": scaffold,  # init: the input that fits a model
+        "draw": draw,  # --pictures: what differs, drawn from the saved outputs
     }
 
 

@@ -169,6 +169,7 @@ def _answer_in_fork(path: Path, fn: Callable[[], Message], timeout: float) -> No
 def _serve_variants(job: RunJob, timeout: float) -> None:
     """After the verdict, while the parent asks: invariance variants (batch, device, the float64 reference), each a
     fresh fork of the same untouched zygote with the job changed, and their comparisons (each in a fork too)."""
+    from .pictures import draw
     from .verdict import distances
 
     for line in sys.stdin:
@@ -176,7 +177,7 @@ def _serve_variants(job: RunJob, timeout: float) -> None:
             return
         command = read_command(line)
         if isinstance(command, Call):
-            fns: dict[str, Callable[[Any], Message]] = {"distances": distances, "verdict": verdict}
+            fns: dict[str, Callable[[Any], Message]] = {"distances": distances, "verdict": verdict, "draw": draw}
             fn, request = fns[command.op], command.parsed()
             _answer_in_fork(Path(command.answer), functools.partial(fn, request), timeout)
             _event(AnsweredEvent(op=command.op))
