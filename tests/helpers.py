@@ -126,3 +126,41 @@ def in_process(*commands: list[str], cwd: Path | None = None, env: dict | None =
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+# --- --pictures and --html (tests/cli/test_pictures.py, tests/engine/test_page_in_a_browser.py) -------------------
+
+BOX_MISSING, BOX_EXTRA, BOX_MATCHED = (0xD6, 0x27, 0x28), (0x1F, 0x77, 0xB4), (0x2C, 0xA0, 0x2C)  # worker/drawing.py
+
+
+def pictured_folder(folder: Path) -> Path:
+    """The planted models of tests/fixtures/pictured.py and planted.py, an input image, and a spec of a detection
+    check whose run 2 loses, relabels and adds a detection (detect.yaml)."""
+    from PIL import Image
+
+    shutil.copy(FIXTURES / "pictured.py", folder / "pictured.py")
+    shutil.copy(FIXTURES / "planted.py", folder / "planted.py")
+    pixels = bytes((x * 4 + y) % 256 for y in range(300) for x in range(320) for _ in range(3))
+    Image.frombytes("RGB", (320, 300), pixels).save(folder / "street.png")
+    rule = 'compare:\n  outputs:\n    "*": {as: detection}\n'
+    write_spec(
+        folder,
+        f'version: 1\nmodel:\n  factory: "pictured:dets_differ"\ninput:\n  image: street.png\n{rule}',
+        "detect.yaml",
+    )
+    return folder
+
+
+def png_colours(path: Path) -> set[tuple[int, int, int]]:
+    """A valid PNG's colours."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        img.verify()
+    with Image.open(path) as img:
+        return {c for _, c in img.convert("RGB").getcolors(maxcolors=1 << 22)}
+
+
+def near_colour(found: set[tuple[int, int, int]], colour: tuple[int, int, int], by: int = 12) -> bool:
+    return any(all(abs(a - b) <= by for a, b in zip(c, colour, strict=True)) for c in found)

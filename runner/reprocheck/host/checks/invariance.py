@@ -87,12 +87,18 @@ def _request(
     return VerdictRequest(runs=refs, tolerance=tolerance, compare=lc.check.compare, batch=batch)
 
 
+REFERENCE = "reference-float64"  # the float64 reference run's folder, in the check's work folder
+
+
+def reference_outputs(workdir: Path) -> Path:
+    """Where the check's float64 reference run (if one ran) left its outputs."""
+    return workdir / REFERENCE / "run1" / "outputs.pt"
+
+
 def _reference(lc: LoadedCheck, workdir: Path, source: isolated.CheckWorkers) -> RunResult:
     """The check's computation in float64 on the CPU, once per check."""
     check = lc.check.model_copy(update={"runs": 1, "device": "cpu"})
-    variant = isolated.VariantRun(
-        dataclasses.replace(lc, check=check), workdir / "reference-float64", source, float64=True
-    )
+    variant = isolated.VariantRun(dataclasses.replace(lc, check=check), workdir / REFERENCE, source, float64=True)
     run = variant.run()
     variant.cancel()
     return run

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import golden_result
+from ...pictures import Picture
 from ...protocol import Distance
 from ...results import Comparison, Fragile
 from ..exitcodes import ExitCode
@@ -115,6 +116,7 @@ class CheckResult:
     ignored: tuple[str, ...] = ()  # outputs `ignore:` left out of every comparison
     blind: tuple[str, ...] = ()  # compared outputs that are constant: the check cannot see a change there
     blind_all: bool = False  # every compared output is constant (`strict: true` fails the check)
+    pictures: tuple[Picture, ...] = ()  # --pictures: what differs, drawn (file names in the pictures folder)
 
     @property
     def failed_run(self) -> RunResult | None:

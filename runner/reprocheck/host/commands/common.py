@@ -9,8 +9,10 @@ import dataclasses
 import importlib.util
 import json
 import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -107,6 +109,42 @@ def write_files(args: Options, json_text: Callable[[], str], markdown: Callable[
         atomic_write_text(args.report, json_text())
     if args.summary:
         atomic_write_text(args.summary, markdown())
+
+
+@contextlib.contextmanager
+def pictures_folder(args: Options) -> Iterator[Path | None]:
+    """Where the pictures go: --pictures DIR (checked before anything ran), or for --html alone a temporary folder
+    (its pictures are inlined into the page, then it goes); None when neither is asked."""
+    if args.pictures is not None:
+        yield args.pictures.absolute()
+        return
+    if args.html is None:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="reprocheck-pictures-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_page(args: Options, render: Callable[[], str]) -> None:
+    """--html, written whole or not at all."""
+    if args.html:
+        from ...files import atomic_write_text
+
+        atomic_write_text(args.html, render())
+
+
+def page_outputs(args: Options, drawn: int) -> tuple[dict[str, str], str]:
+    """Under GitHub: the `html` and `pictures` step outputs, and the summary's line saying where they are."""
+    outputs = {"html": str(args.html or ""), "pictures": str(args.pictures or "")}
+    said = []
+    if args.pictures:
+        said.append(f"{drawn} picture{'' if drawn == 1 else 's'} of what differs in `{args.pictures}`")
+    if args.html:
+        said.append(f"the page (verdict, outputs, pictures) in `{args.html}`")
+    return outputs, ("\n\nreprocheck wrote " + " and ".join(said) + ".\n" if said else "")
 
 
 def checked_model_cache(cache: str, homes: tuple[str, ...] = (), credentials: bool = True) -> str:

@@ -58,12 +58,15 @@ def check_output_flags(args: Options) -> None:
     prepare_output_file(args.report, "--report")
     prepare_output_file(args.summary, "--summary")
     prepare_output_file(args.junit, "--junit")
-    given = [(f, p) for f, p in (("--report", args.report), ("--summary", args.summary), ("--junit", args.junit)) if p]
+    prepare_output_file(args.html, "--html")
+    files = (("--report", args.report), ("--summary", args.summary), ("--junit", args.junit), ("--html", args.html))
+    given = [(f, p) for f, p in files if p]
     for i, (flag, path) in enumerate(given):
         twin = next((f for f, p in given[:i] if os.path.realpath(p) == os.path.realpath(path)), None)
         if twin:
             raise UsageError(f"{flag} {path} is also {twin}'s file: give each report its own file")
     prepare_output_folder(args.keep, "--keep")
+    prepare_output_folder(args.pictures, "--pictures")
     if args.update_baseline and not args.baseline:
         raise UsageError("--update-baseline needs --baseline DIR (where to write the goldens)")
     if args.missing_baseline == "write" and not args.baseline:

@@ -4,13 +4,14 @@ the session run (upgrade.py), the reports written, the exit code (0 safe to bump
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from ..exitcodes import UsageError
-from .options import Options
+from .options import Options, add_page_options
 
 
 def add_parser(
@@ -67,6 +68,7 @@ def add_parser(
     p.add_argument("--summary", type=Path, metavar="FILE", help="write the Markdown report here (fits a PR comment)")
     p.add_argument("--github", action="store_true", help="annotations at each changed check's line, the step summary")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    add_page_options(p)
 
 
 def _positive(name: str, value: float | None, default: float) -> float:
@@ -112,14 +114,21 @@ def cmd_upgrade(args: Options) -> int:
         model_cache=cache,
         gpus=args.gpus,
     )
-    result = run_upgrade(checks, opts)
-    print(fmt.render_console(result), end="", flush=True)
-    write_files(args, lambda: fmt.render_json(result), lambda: fmt.render_markdown(result))
+    from ..report import html
+    from .common import page_outputs, pictures_folder, write_page
+
+    with pictures_folder(args) as drawn:
+        result = run_upgrade(checks, dataclasses.replace(opts, pictures=drawn))
+        print(fmt.render_console(result), end="", flush=True)
+        write_files(args, lambda: fmt.render_json(result), lambda: fmt.render_markdown(result))
+        write_page(args, lambda: html.render_upgrade(result, drawn))
     if args.github:
         from .. import github
 
         for line in github.error_annotations(fmt.failures(result)):
             github.emit(line)
-        github.append_summary(fmt.render_markdown(result))
-        github.write_outputs({"result": "pass" if result.exit_code == 0 else "fail", "report": str(args.report or "")})
+        page, where = page_outputs(args, sum(len(c.pictures) for c in result.checks))
+        github.append_summary(fmt.render_markdown(result) + where)
+        verdict = {"result": "pass" if result.exit_code == 0 else "fail", "report": str(args.report or "")}
+        github.write_outputs({**verdict, **page})
     return int(result.exit_code)
