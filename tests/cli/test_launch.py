@@ -36,6 +36,10 @@ def test_the_action_and_reprocheck_docker_launch_the_same_container(fake):
         "3",
         "--device",
         "cpu",
+        "--html",  # the Action's defaults
+        "reprocheck/report.html",
+        "--pictures",
+        "reprocheck/pictures",
         "--github",
         cwd=fake.ws,
         env=fake.env,
@@ -46,7 +50,7 @@ def test_the_action_and_reprocheck_docker_launch_the_same_container(fake):
 
 
 def test_the_container_gets_least_privilege(fake):
-    assert action(fake, report="out/r.json", baseline="goldens").returncode == 0
+    assert action(fake, report="out/r.json", baseline="goldens", html="", pictures="").returncode == 0
     (argv,) = calls(fake)
     m = mounts(argv)
     ws = str(fake.ws.resolve())
@@ -323,8 +327,24 @@ def test_writable_folders_are_dedicated_output_folders(fake, inputs, fragment):
     assert calls(fake) == []
 
 
+def test_the_page_and_the_pictures_are_written_by_default_and_a_symlinked_pictures_folder_is_refused(fake):
+    assert action(fake, report="out/r.json").returncode == 0
+    (argv,) = calls(fake)
+    ws = str(fake.ws.resolve())
+    assert argv[argv.index("--html") + 1] == f"{ws}/reprocheck/report.html"
+    assert argv[argv.index("--pictures") + 1] == f"{ws}/reprocheck/pictures"
+    m = mounts(argv)
+    assert m[f"{ws}/reprocheck"] is True and m[f"{ws}/reprocheck/pictures"] is True
+    (fake.ws / "elsewhere").mkdir()
+    (fake.ws / "pics").symlink_to(fake.ws / "elsewhere")
+    r = action(fake, pictures="pics")
+    assert r.returncode != 0 and "pictures 'pics' is not a folder" in r.stdout + r.stderr
+    r = action(fake, pictures=".")
+    assert r.returncode != 0 and "pictures is the workspace itself" in r.stdout + r.stderr
+
+
 def test_the_container_is_told_its_writable_folders(fake):
-    assert action(fake, report="out/r.json", baseline="goldens").returncode == 0
+    assert action(fake, report="out/r.json", baseline="goldens", html="", pictures="").returncode == 0
     (argv,) = calls(fake)
     env = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--env")
     ws = fake.ws.resolve()
@@ -453,6 +473,10 @@ def test_seed_junit_folders_and_spec_checks_reach_the_container_from_both_launch
         "--github",
         "--report",
         "reprocheck/report.json",
+        "--html",
+        "reprocheck/report.html",
+        "--pictures",
+        "reprocheck/pictures",
         cwd=fake.ws,
         env=fake.env,
     )

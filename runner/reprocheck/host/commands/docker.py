@@ -48,6 +48,8 @@ def cmd_docker(args: Options) -> int:
         report=absolute(args.report),
         summary=absolute(args.summary),
         junit=absolute(args.junit),
+        html=absolute(args.html),
+        pictures=absolute(args.pictures),
         baseline=absolute(args.baseline),
         update_baseline=args.update_baseline,
         missing_baseline=args.missing_baseline,

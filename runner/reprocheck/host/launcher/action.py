@@ -75,6 +75,8 @@ def action_request(env: dict[str, str]) -> tuple[Request, bool, str | None]:
         network=get("NETWORK", "none").strip() or "none",
         report=get("REPORT", "reprocheck/report.json").strip() or None,
         junit=get("JUNIT").strip() or None,
+        html=get("HTML", "reprocheck/report.html").strip() or None,
+        pictures=get("PICTURES", "reprocheck/pictures").strip() or None,
         baseline=get("BASELINE").strip() or None,
         # "all" is what reprocheck does by default: no flag, so both launchers give the same command line.
         invariance=tuple(k for k in _split(get("INVARIANCE", "all"), ",\n") if k != "all"),
