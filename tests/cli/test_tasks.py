@@ -96,10 +96,13 @@ def test_a_label_that_flips_is_reported_as_a_label_change(spec_dir, tmp_path):
     )
     assert r.code == 1, r
     assert (
-        "0: detections differ between run 1 and run 2: 1 of 6 detections changed label: "
-        "3 → 17 at IoU 1 (score 0.8 at [30, 120, 90, 200])" in r.out
+        "0: 1 of 6 detections differ between run 1 and run 2: 1 of 6 detections changed label: "
+        "3 → 17 at IoU 1 (score 0.8 at [30, 120, 90, 200]); the boxes and scores of matched detections are equal "
+        "(largest difference 0)" in r.out
     )
-    stats = data["checks"][0]["outputs"][0]["task"]["stats"]
+    out = data["checks"][0]["outputs"][0]
+    assert (out["unit"], out["mismatched"], out["total"], out["max_matched_diff"]) == ("detections", 1, 6, 0.0)
+    stats = out["task"]["stats"]
     assert stats["label_change_count"] == 1 and stats["missing_count"] == stats["extra_count"] == 0
     change = stats["label_changes"][0]
     assert (change["label"], change["to"], change["box"]) == (3, 17, [30.0, 120.0, 90.0, 200.0])
@@ -138,7 +141,9 @@ def test_a_drift_from_the_golden_is_in_task_words(spec_dir):
     assert reprocheck("run", str(spec), "--baseline", str(bl), cwd=spec_dir).code == 0
     r = reprocheck("run", str(spec), "--baseline", str(bl), cwd=spec_dir, env={"PLANTED_VARIANT": "drop"})
     assert r.code == 1, r
-    assert "0: since the baseline, 1 detection disappeared (label 5 score 0.5 at [140, 150, 220, 230])" in r.out
+    assert (
+        "0: since the baseline, 1 of 6 detections differ: 1 detection disappeared (label 5 score 0.5 at [140, " in r.out
+    )
 
 
 def test_task_rules_apply_to_invariance_variants(spec_dir):
