@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..diagnosis import Divergence
 from ..protocol import CompareAnswer, CompareRequest, RuleProblem, TracesAnswer, TracesRequest
 from ..results import RuleError
 from . import compare, outputs
 from .probe import read_meta
-from .trace_diff import captured, first_divergence
+from .trace_diff import Unreadable, captured, first_divergence
 
 
 def compare_runs(request: CompareRequest) -> CompareAnswer:
@@ -28,10 +29,15 @@ def traces(request: TracesRequest) -> TracesAnswer:
     with captured, the targeted re-run's kept tensors compared."""
     runs = [Path(d) for d in request.runs]
     if request.captured:
-        module, op, note = captured(runs[0], runs[1], request.tolerance)
+        try:
+            module, op, note = captured(runs[0], runs[1], request.tolerance)
+        except Unreadable as exc:
+            return TracesAnswer(capture_note=f"the targeted re-run's capture is unreadable ({exc})")
         return TracesAnswer(module_result=module, op_result=op, capture_note=note)
     meta = [read_meta(d) for d in runs]
-    divergence = first_divergence(runs[0], runs[1]) if request.diverge else None
-    return TracesAnswer(
-        divergence=divergence, training=[m["training"] for m in meta], params=[m["params"] for m in meta]
-    )
+    try:
+        divergence = first_divergence(runs[0], runs[1]) if request.diverge else None
+    except Unreadable as exc:  # the model shares the traced run's process: its files are only evidence
+        why = f"a trace is unreadable ({exc}): no module or op is named"
+        divergence = Divergence(call=0, module="", type="", result=None, found=False, stopped=why)
+    return TracesAnswer(divergence=divergence, training=[m[0] for m in meta], params=[m[1] for m in meta])

@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import stat
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -145,7 +146,8 @@ class Tracer:
             for path, module in model.named_modules():
                 try:
                     module.register_forward_pre_hook(self._enter(path))
-                    module.register_forward_hook(self._leave(path))
+                    # also when its forward raises (and the parent catches it): the op stack stays true
+                    module.register_forward_hook(self._leave(path), always_call=True)
                 except (RuntimeError, AttributeError):
                     pass  # scripted modules may refuse hooks
 
@@ -254,10 +256,39 @@ class Tracer:
             atomic_write(self.run_dir / CAPTURE_FILE, lambda tmp: torch.save(payload, tmp))
 
 
-def read_meta(run_dir: Path) -> dict[str, Any]:
-    """A traced run's training modules, parameter digests and op count (the worker's own file, read back)."""
-    meta: dict[str, Any] = json.loads((run_dir / META_FILE).read_text(encoding="utf-8"))
-    return meta
+class Unreadable(Exception):
+    """A file the traced run left is not what the tracer writes (the model's code shares its process)."""
+
+
+MAX_LINE = 1 << 20  # the tracer's own lines are far shorter
+MAX_TRACE_BYTES = 1 << 40
+
+
+def open_regular(path: Path, limit: int) -> Any:
+    """A file the run wrote, opened only if it is a regular file (not a link, a FIFO, a device) within `limit` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise Unreadable(f"{path.name}: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
+        raise Unreadable(f"{path.name} is not a regular file within {limit} bytes")
+    return os.fdopen(fd, "rb")
+
+
+def read_meta(run_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """A traced run's training modules and parameter digests, read back; empty where the file is not the tracer's
+    (the model shares the run's process), so nothing is flagged from it."""
+    try:
+        with open_regular(run_dir / META_FILE, 64 << 20) as f:
+            meta = json.loads(f.read())
+        training, params = meta["training"], meta["params"]
+    except (Unreadable, ValueError, TypeError, KeyError):
+        return {}, {}
+    if not all(isinstance(x, dict) and all(isinstance(v, str) for v in x.values()) for x in (training, params)):
+        return {}, {}
+    return {str(k): v for k, v in training.items()}, {str(k): v for k, v in params.items()}
 
 
 _SKIP: dict[Any, bool] = {}

@@ -6,6 +6,8 @@ targeted re-run's kept tensors, compared with the check's tolerance."""
 from __future__ import annotations
 
 import json
+import pickle
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,30 +15,54 @@ from typing import Any
 from ..diagnosis import Divergence, OpFinding
 from ..results import OutputResult
 from . import compare
-from .probe import CAPTURE_FILE, TRACE_FILE
+from .probe import CAPTURE_FILE, MAX_CAPTURE_BYTES, MAX_LINE, MAX_TRACE_BYTES, TRACE_FILE, Unreadable, open_regular
+
+
+def _text(x: Any) -> str:
+    """A name from the trace, printable: a module path or file name must not write lines into a report."""
+    return "".join(c if c.isprintable() else "?" for c in str(x))[:300]
+
+
+def _record(line: bytes) -> dict[str, Any]:
+    record = json.loads(line)
+    if not isinstance(record, dict):
+        raise Unreadable("a trace line is not a record")
+    if "o" in record or "M" in record:
+        op = "o" in record
+        for key, kind in (
+            ("o" if op else "M", str),
+            ("c", int),
+            ("f", list),
+            *((("m", str), ("i", int)) if op else ()),
+        ):
+            if not isinstance(record.get(key), kind):
+                raise Unreadable(f"a trace record lacks {key!r}")
+    return record
 
 
 class _Trace:
     """One trace file read record by record, its source lines collected on the way."""
 
-    def __init__(self, run_dir: Path) -> None:
-        self.path = run_dir / TRACE_FILE
+    def __init__(self, run_dir: Path, limit: int = MAX_TRACE_BYTES) -> None:
+        self.path, self.limit = run_dir / TRACE_FILE, limit
         self.locations: list[str] = []
         self.stopped = ""
         self.ops = 0
 
     def records(self) -> Iterator[dict[str, Any]]:
-        with self.path.open(encoding="utf-8") as f:
-            for line in f:
+        with open_regular(self.path, self.limit) as f:
+            while line := f.readline(MAX_LINE):
                 try:
-                    record = json.loads(line)
+                    if not line.endswith(b"\n"):
+                        raise ValueError("no line end")
+                    record = _record(line)
                 except ValueError:  # a run killed mid-line: the trace ends there
                     self.stopped = "the trace ends in a partial line (the run was stopped)"
                     return
                 if "L" in record:
-                    self.locations.append(str(record["L"]))
+                    self.locations.append(_text(record["L"]))
                 elif "stop" in record:
-                    self.stopped = str(record["stop"])
+                    self.stopped = _text(record["stop"])
                     return
                 else:
                     yield record
@@ -50,14 +76,14 @@ def _said(r: dict[str, Any] | None) -> str:
     if r is None:
         return "nothing (its trace ends)"
     if "o" in r:
-        return f"{r['o']} in {r['m'] or '(the model itself)'}"
-    return f"the end of module {r['M'] or '(the model itself)'}'s call {r['c']}"
+        return f"{_text(r['o'])} in {_text(r['m']) or '(the model itself)'}"
+    return f"the end of module {_text(r['M']) or '(the model itself)'}'s call {r['c']}"
 
 
 def _op(r: dict[str, Any], trace: _Trace, position: int, **more: Any) -> OpFinding:
     return OpFinding(
-        op=str(r["o"]),
-        module=r["m"],
+        op=_text(r["o"]),
+        module=_text(r["m"]),
         module_call=r["c"],
         index=r["i"],
         position=position,
@@ -116,7 +142,13 @@ def first_divergence(run_a: Path, run_b: Path) -> Divergence | None:
         if a["f"] != b["f"]:
             detail = "" if [x[0] for x in a["f"]] == [x[0] for x in b["f"]] else "its outputs differ in structure"
             return Divergence(
-                call=modules, module=a["M"], type=a["t"], result=None, module_call=a["c"], op=op, detail=detail
+                call=modules,
+                module=_text(a["M"]),
+                type=_text(a.get("t", "")),
+                result=None,
+                module_call=a["c"],
+                op=op,
+                detail=detail,
             )
         modules += 1
     stopped = ta.stopped or tb.stopped
@@ -131,7 +163,7 @@ def _parting(a: dict[str, Any] | None, b: dict[str, Any] | None, ta: _Trace, tb:
     first, trace = (a, ta) if a is not None and "o" in a else (b, tb)
     if first is not None and "o" in first:
         return _op(first, trace, ops, parted=True, other=_said(b if first is a else a), detail=detail)
-    path = (a or b or {}).get("M", "")
+    path = _text((a or b or {}).get("M", ""))
     return OpFinding(
         op="",
         module=path,
@@ -144,16 +176,39 @@ def _parting(a: dict[str, Any] | None, b: dict[str, Any] | None, ta: _Trace, tb:
     )
 
 
+def _capture(path: Path) -> dict[str, Any]:
+    """A targeted re-run's kept tensors: a regular file, whose stored (uncompressed) entries fit the cap, loaded
+    weights-only; the shape the tracer writes, or Unreadable."""
+    import torch
+
+    with open_regular(path, MAX_CAPTURE_BYTES + (1 << 20)) as f:
+        try:
+            with zipfile.ZipFile(f) as z:
+                if sum(i.file_size for i in z.infolist()) > MAX_CAPTURE_BYTES + (1 << 20):
+                    raise Unreadable("the capture unpacks to more than the capture cap")
+            f.seek(0)
+            payload = torch.load(f, map_location="cpu", weights_only=True)
+        except (zipfile.BadZipFile, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+            raise Unreadable(f"the capture is not the tracer's: {_text(exc)[:120]}") from None
+    ok = isinstance(payload, dict) and isinstance(payload.get("tensors"), dict)
+    if not ok or not isinstance(payload.get("too_large"), list):
+        raise Unreadable("the capture is not the tracer's")
+    payload["too_large"] = [k for k in payload["too_large"] if isinstance(k, str) and k.count("|") >= 1]
+    return payload
+
+
 def captured(run_a: Path, run_b: Path, tolerance: Any) -> tuple[OutputResult | None, OutputResult | None, str]:
     """A targeted re-run's two captures compared: (the module's worst differing leaf, the op's, what is missing)."""
     import torch
 
-    a, b = (torch.load(d / CAPTURE_FILE, map_location="cpu", weights_only=True) for d in (run_a, run_b))
-    notes = [f"{k.split('|')[1]} of the {k.split('|')[0]} was too large to keep" for k in a["too_large"]]
+    a, b = (_capture(d / CAPTURE_FILE) for d in (run_a, run_b))
+    notes = [f"{_text(k.split('|')[1])} of the {k.split('|')[0]} was too large to keep" for k in a["too_large"]]
     worst: dict[str, OutputResult | None] = {"module": None, "op": None}
     for key, ta in a["tensors"].items():
         tb = b["tensors"].get(key)
         kind, leaf = key.split("|", 1)
+        if kind not in worst or not isinstance(ta, torch.Tensor) or not isinstance(tb, torch.Tensor):
+            raise Unreadable("the capture holds something the tracer does not keep")
         if tb is None:
             notes.append(f"the re-run's second run did not reach the {kind}")
             continue

@@ -27,6 +27,7 @@ from ...diagnosis import Ablation, Diagnosis, Divergence, Effect, SeedSensitivit
 from ...protocol import Capture, CompareAnswer, CompareRequest, TraceJob, TracesAnswer, TracesRequest, worker_check
 from ...results import Comparison, RuleError
 from ...spec import Check, LoadedCheck, RecipeSpec
+from ...spec.types import MAX_TIMEOUT
 from ..checks.pictures import Traced
 from ..workers import isolated
 from ..workers.helper_client import Helpers, worker_environment
@@ -87,6 +88,8 @@ class _Runner:
 def _outputs(runs: list[RunResult]) -> list[Path]:
     return [r.outputs_path for r in runs if r.ok]
 
+
+TRACE_SLOWDOWN = 10
 
 # Recipe parts that act on CUDA alone (cuDNN, TF32, cuBLAS): varied only where the runs use a GPU.
 CUDA_ONLY = frozenset({"cudnn_benchmark", "cudnn_deterministic", "tf32", "cublas_workspace"})
@@ -165,7 +168,7 @@ def diagnose(
 
 def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagnosis:
     say("two traced runs with the check's own recipe (a fingerprint of every module's and op's output)")
-    traced = r.run(2, trace=TraceJob(max_mb=r.max_trace_mb))
+    traced = r.run(2, trace=TraceJob(max_mb=r.max_trace_mb), timeout=_traced_timeout(lc))
     ops = []
     failed = next((x for x in traced if not x.ok), None)
     if failed is not None or len(traced) < 2:
@@ -217,10 +220,13 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
 
     cuda = any((x.device or "").startswith("cuda") for x in traced)
     ablations = _ablations(r, base, say, cuda) if comparison else _repairs(r, say, cuda)
-    skipped = (
-        () if cuda else (f"{', '.join(sorted(CUDA_ONLY))} not varied: the runs are on the CPU, where they do nothing",)
-    )
+    skipped = () if cuda else (f"{', '.join(sorted(CUDA_ONLY))}: the runs are on the CPU, where they do nothing",)
     return dataclasses.replace(_finish(lc, r, say, comparison, divergence, seed, ablations, ops), skipped=skipped)
+
+
+def _traced_timeout(lc: LoadedCheck) -> float:
+    """Recording every op costs tens of microseconds each: a traced run gets ten times the check's timeout."""
+    return float(min(lc.check.timeout * TRACE_SLOWDOWN, MAX_TIMEOUT))
 
 
 def _pinpoint(r: _Runner, d: Divergence, say: Callable[[str], None]) -> Divergence:
@@ -233,7 +239,7 @@ def _pinpoint(r: _Runner, d: Divergence, say: Callable[[str], None]) -> Divergen
     what += [f"op {op.position + 1} ({op.op})"] if op is not None else []
     say(f"a targeted re-run keeping the tensors of {' and '.join(what)} only")
     capture = Capture(module=d.module if d.found else None, module_call=d.module_call, op=op and op.position)
-    runs = r.run(2, trace=TraceJob(capture=capture))
+    runs = r.run(2, trace=TraceJob(capture=capture), timeout=_traced_timeout(r.lc))
     bad = next((x for x in runs if not x.ok), None)
     if bad is not None or len(runs) < 2:
         note = f"the targeted re-run failed (run {bad.index} {bad.cause})" if bad else "the targeted re-run did not run"

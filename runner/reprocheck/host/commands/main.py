@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import re
 import signal
 import sys
 import threading
@@ -69,6 +70,12 @@ EXIT_CODES = """exit codes (when several apply, the highest wins):
 def _count(text: str) -> int:
     if not COUNT.fullmatch(text):
         raise argparse.ArgumentTypeError(f"{COUNT_RULE}, got {text!r}")
+    return int(text)
+
+
+def _megabytes(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,7}", text) or not 1 <= int(text) <= 1_048_576:
+        raise argparse.ArgumentTypeError(f"must be a whole number of megabytes from 1 to 1048576, got {text!r}")
     return int(text)
 
 
@@ -195,7 +202,7 @@ def _add_analyses(sub: Any) -> None:
     diag.add_argument("--isolation", choices=[i.value for i in _isolations()], default="auto")
     diag.add_argument(
         "--max-trace-mb",
-        type=_count,
+        type=_megabytes,
         default=256,
         metavar="MB",
         help="cap on each traced run's trace file (default 256): past it, tracing stops and says so",

@@ -211,7 +211,8 @@ def op_line(o: OpFinding, v: Divergence | None = None, names: tuple[str, str] | 
     at = f" at {o.location}" if o.location else ""
     if o.parted:
         return f"the op sequences part at op {o.position + 1} of the forward{at}: {o.detail}"
-    inside = f"in {_module(o.module)}'s {ordinal(o.module_call)} call, its {ordinal(o.index)} op"
+    owner = f"module {o.module}'s {ordinal(o.module_call)} call" if o.module else "the model's own forward"
+    inside = f"in {owner}, its {ordinal(o.index)} op"
     if v is not None and v.found and o.module != v.module and not o.module.startswith(v.module + "."):
         inside += f" (before {_module(v.module)} ran: its input already differed)"
     text = f"first differing op: {o.op} {inside} (op {o.position + 1} of the forward){at}"
