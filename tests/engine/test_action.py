@@ -53,7 +53,15 @@ def test_no_input_expressions_inside_run_scripts():
     action = yaml.safe_load((ROOT / "action.yml").read_text())
     for step in action["runs"]["steps"]:
         assert "${{" not in step.get("run", ""), "inputs must reach the shell through env:"
-    assert set(action["outputs"]) == {"result", "failed-checks", "max-abs-diff", "report", "written-baselines"}
+    assert set(action["outputs"]) == {
+        "result",
+        "failed-checks",
+        "max-abs-diff",
+        "report",
+        "written-baselines",
+        "html",
+        "pictures",
+    }
     assert {"spec", "checks", "runs", "device", "gpus", "image", "report", "fail-on-mismatch", "network"} <= set(
         action["inputs"]
     )
