@@ -71,3 +71,21 @@ def atomic_write(path: Path, write: Callable[[str], Any]) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+class NotRegular(OSError):
+    """A file that is not a regular file within its size (a link, a FIFO, a device, a folder, too large)."""
+
+
+def open_regular(path: Path, limit: int) -> Any:
+    """`path` opened for reading, only if it is a regular file (never followed through a link, never a FIFO that
+    would block or a device that never ends) of at most `limit` bytes. Raises NotRegular (an OSError)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise NotRegular(f"{path.name}: {exc.strerror or exc}") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
+        raise NotRegular(f"{path.name} is not a regular file within {limit} bytes")
+    return os.fdopen(fd, "rb")

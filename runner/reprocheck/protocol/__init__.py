@@ -42,6 +42,9 @@ from .calls import (
     op_of,
 )
 from .runs import (
+    CAPTURE_FILE,
+    META_FILE,
+    TRACE_FILE,
     Capture,
     NameProblem,
     NameProblems,
@@ -67,9 +70,12 @@ from .streams import (
 )
 
 __all__ = [
+    "CAPTURE_FILE",
     "COMMAND",
     "EVENT",
+    "META_FILE",
     "OPS",
+    "TRACE_FILE",
     "Answer",
     "AnsweredEvent",
     "Call",

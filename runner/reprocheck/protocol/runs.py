@@ -49,6 +49,12 @@ def worker_check(check: Check) -> Check:
     return check.model_copy(update={"runs": Check.model_fields["runs"].default})
 
 
+# What a traced run leaves in its folder (worker/probe.py writes them; diagnose and upgrade find them).
+TRACE_FILE = "trace.jsonl"
+META_FILE = "trace-meta.json"
+CAPTURE_FILE = "capture.pt"
+
+
 class Capture(Message):
     """A targeted re-run keeps these tensors and nothing else: one module call's output and one op's outputs."""
 

@@ -18,18 +18,15 @@ import hashlib
 import json
 import math
 import os
-import stat
 import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..protocol import TraceJob
+from ..files import NotRegular, open_regular
+from ..protocol import CAPTURE_FILE, META_FILE, TRACE_FILE, TraceJob
 
-TRACE_FILE = "trace.jsonl"
-META_FILE = "trace-meta.json"
-CAPTURE_FILE = "capture.pt"
 MAX_TRACE_MB = 256  # per traced run, unless the job says otherwise
 MAX_CAPTURE_BYTES = 512 * 2**20
 # Their outputs are uninitialised memory: different in every run, and meaningless.
@@ -248,7 +245,7 @@ class Tracer:
 
         if self.sink is not None:
             self.sink.close()
-        meta = {"training": self.training, "params": self.params, "ops": self.ops}
+        meta = {"training": self.training, "params": self.params}
         atomic_write_text(self.run_dir / META_FILE, json.dumps(meta))
         if self.job.capture is not None:
             kept = {k: v for k, v in self.captured.items() if v is not None}
@@ -264,24 +261,19 @@ MAX_LINE = 1 << 20  # the tracer's own lines are far shorter
 MAX_TRACE_BYTES = 1 << 40
 
 
-def open_regular(path: Path, limit: int) -> Any:
-    """A file the run wrote, opened only if it is a regular file (not a link, a FIFO, a device) within `limit` bytes."""
+def open_run_file(path: Path, limit: int) -> Any:
+    """A file the traced run wrote, opened only as files.open_regular allows; else Unreadable."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise Unreadable(f"{path.name}: {exc.strerror or exc}") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-        os.close(fd)
-        raise Unreadable(f"{path.name} is not a regular file within {limit} bytes")
-    return os.fdopen(fd, "rb")
+        return open_regular(path, limit)
+    except NotRegular as exc:
+        raise Unreadable(str(exc)) from None
 
 
 def read_meta(run_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
     """A traced run's training modules and parameter digests, read back; empty where the file is not the tracer's
     (the model shares the run's process), so nothing is flagged from it."""
     try:
-        with open_regular(run_dir / META_FILE, 64 << 20) as f:
+        with open_run_file(run_dir / META_FILE, 64 << 20) as f:
             meta = json.loads(f.read())
         training, params = meta["training"], meta["params"]
     except (Unreadable, ValueError, TypeError, KeyError):

@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from ..diagnosis import Divergence, OpFinding
+from ..pictures import printable
+from ..protocol import CAPTURE_FILE, TRACE_FILE
 from ..results import OutputResult
 from . import compare
-from .probe import CAPTURE_FILE, MAX_CAPTURE_BYTES, MAX_LINE, MAX_TRACE_BYTES, TRACE_FILE, Unreadable, open_regular
+from .probe import MAX_CAPTURE_BYTES, MAX_LINE, MAX_TRACE_BYTES, Unreadable, open_run_file
 
 
 def _text(x: Any) -> str:
     """A name from the trace, printable: a module path or file name must not write lines into a report."""
-    return "".join(c if c.isprintable() else "?" for c in str(x))[:300]
+    return printable(str(x), 300)
 
 
 def _record(line: bytes) -> dict[str, Any]:
@@ -47,10 +49,9 @@ class _Trace:
         self.path, self.limit = run_dir / TRACE_FILE, limit
         self.locations: list[str] = []
         self.stopped = ""
-        self.ops = 0
 
     def records(self) -> Iterator[dict[str, Any]]:
-        with open_regular(self.path, self.limit) as f:
+        with open_run_file(self.path, self.limit) as f:
             while line := f.readline(MAX_LINE):
                 try:
                     if not line.endswith(b"\n"):
@@ -181,7 +182,7 @@ def _capture(path: Path) -> dict[str, Any]:
     weights-only; the shape the tracer writes, or Unreadable."""
     import torch
 
-    with open_regular(path, MAX_CAPTURE_BYTES + (1 << 20)) as f:
+    with open_run_file(path, MAX_CAPTURE_BYTES + (1 << 20)) as f:
         try:
             with zipfile.ZipFile(f) as z:
                 if sum(i.file_size for i in z.infolist()) > MAX_CAPTURE_BYTES + (1 << 20):

@@ -24,7 +24,16 @@ from typing import Any
 
 from ... import environment
 from ...diagnosis import Ablation, Diagnosis, Divergence, Effect, SeedSensitivity
-from ...protocol import Capture, CompareAnswer, CompareRequest, TraceJob, TracesAnswer, TracesRequest, worker_check
+from ...protocol import (
+    TRACE_FILE,
+    Capture,
+    CompareAnswer,
+    CompareRequest,
+    TraceJob,
+    TracesAnswer,
+    TracesRequest,
+    worker_check,
+)
 from ...results import Comparison, RuleError
 from ...spec import Check, LoadedCheck, RecipeSpec
 from ...spec.types import MAX_TIMEOUT
@@ -193,7 +202,7 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
     comparison = r.compare(base)
     found = r.traces(traced[:2], diverge=not comparison)
     for run in traced:  # their fingerprints are read: the disk they hold is free for the next runs
-        (run.run_dir / "trace.jsonl").unlink(missing_ok=True)
+        (run.run_dir / TRACE_FILE).unlink(missing_ok=True)
     divergence = found.divergence if found.divergence is None else _pinpoint(r, found.divergence, say)
     params_a, training_a = found.params[0], found.training[0]
 

@@ -28,7 +28,17 @@ from typing import Any
 from ...diagnosis import Divergence
 from ...files import atomic_write
 from ...pictures import Picture, safe_name
-from ...protocol import DrawAnswer, DrawRequest, GradedCheck, GradeJob, TracesAnswer, TracesRequest, worker_check
+from ...protocol import (
+    META_FILE,
+    TRACE_FILE,
+    DrawAnswer,
+    DrawRequest,
+    GradedCheck,
+    GradeJob,
+    TracesAnswer,
+    TracesRequest,
+    worker_check,
+)
 from ...spec import LoadedCheck
 from ..checks.grades import Grade, OutputGrade, accepted, graded_outputs
 from ..checks.pictures import checked
@@ -235,7 +245,7 @@ def _traced_run(runs: Path, lc: LoadedCheck) -> Path | None:
     """Run 1's folder of this check in a traced side run (workdir NNN-name): None when it did not finish traced, or
     two checks of that name make it ambiguous."""
     found = [d / "run1" for d in sorted(runs.glob(f"[0-9][0-9][0-9]-{lc.name}"))]
-    ok = [d for d in found if (d / "trace.jsonl").is_file() and (d / "trace-meta.json").is_file()]
+    ok = [d for d in found if (d / TRACE_FILE).is_file() and (d / META_FILE).is_file()]
     return ok[0] if len(found) == 1 and ok else None
 
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import base64
 import html
-import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ... import __version__
+from ...files import open_regular
 from ...pictures import MAX_INLINE_BYTES, NAME, Picture
 from ..checks.outcome import CheckResult, Status, exit_code
 from .console import render_console
@@ -85,14 +84,10 @@ def _inline(folder: Path, name: str) -> str | None:
     if not NAME.match(name):
         return None
     try:
-        fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with open_regular(folder / name, MAX_INLINE_BYTES) as f:
+            data = f.read(MAX_INLINE_BYTES + 1)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_INLINE_BYTES:
-            return None
-        data = f.read(MAX_INLINE_BYTES + 1)
     if not data.startswith(PNG) or len(data) > MAX_INLINE_BYTES:
         return None
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
