@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from reprocheck.host.analyses import calibrate
 from reprocheck.host.checks.grades import Grade, OutputGrade
 from reprocheck.host.checks.outcome import CheckResult, Status
 from reprocheck.host.report import annotate, json_report, tasks, text
@@ -118,8 +119,14 @@ def test_the_summary_cell_says_what_differs_first():
 
 
 def test_rounding_up_passes_what_it_rounds_and_down_accepts_it():
-    for x in (1e-4, 0.0123451, 3.0, 0.99999, 307.2, 1.5e-7):
+    for x in (1e-4, 0.0123451, 3.0, 0.99999, 307.2, 1.5e-7, 0.1 + 0.2, 1e300, 1.7e308):
         assert x <= float(tasks.up(x)) < x * 1.011
+    # the sign of zero needs the smallest subnormal: printing it must neither crash nor round to 0
+    for x in (5e-324, 1e-310, 2.2250738585072014e-308):
+        assert float(tasks.up(x)) >= x > 0
+    assert tasks.up(5e-324) == "5e-324" and tasks.up(100.0) == "100" and tasks.up(7e-5) == "7e-5"
+    for x in (5e-324, 1e-320, 0.0123, 0.1 + 0.2, 3.3e-5):  # calibrate's two-digit rounding, the same promise
+        assert x <= calibrate._round_up(x) <= max(x * 1.1, x)
     assert tasks.down(0.90581) == "0.905" and tasks.down(0.99996, 4) == "0.9999"
 
 

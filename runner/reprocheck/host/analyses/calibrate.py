@@ -14,6 +14,7 @@ the check would be blind. A sign-of-zero difference (-0.0 vs 0.0) gets the small
 
 from __future__ import annotations
 
+import decimal
 import json
 import math
 from dataclasses import dataclass, field
@@ -83,10 +84,10 @@ def _fmt(x: float) -> str:
 
 def _round_up(x: float) -> float:
     """Up to two significant digits, never down: the suggestion must still pass what was observed."""
-    if x <= 0:
-        return 0.0
-    exponent = math.floor(math.log10(x)) - 1
-    return math.ceil(x / 10**exponent) * 10**exponent
+    if x <= 0 or not math.isfinite(x):
+        return max(x, 0.0)
+    d = decimal.Decimal(repr(x))  # exact decimal arithmetic: a subnormal's power of ten would underflow to 0
+    return float(d.quantize(decimal.Decimal(1).scaleb(d.adjusted() - 1), rounding=decimal.ROUND_CEILING))
 
 
 def _need(o: OutputResult, where: str) -> Need | None:

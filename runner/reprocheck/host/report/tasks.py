@@ -3,6 +3,7 @@ that changed class; and outputs on a decision boundary (fragile). Shared by ever
 
 from __future__ import annotations
 
+import decimal
 import math
 from typing import Any
 
@@ -189,16 +190,25 @@ CAUSE = {
 
 
 def up(x: float) -> str:
-    """x rounded up to three significant digits: a tolerance printed from it still passes x."""
+    """x rounded up to three significant digits: a tolerance printed from it still passes x (subnormals too)."""
     if x <= 0 or not math.isfinite(x):
         return f"{x:g}"
-    step = 10 ** (math.floor(math.log10(x)) - 2)
-    return f"{math.ceil(x / step - 1e-9) * step:.3g}"
+    d = decimal.Decimal(repr(x))  # the shortest text that reads back as x; rounding it up never reads back below x
+    quantum = decimal.Decimal(1).scaleb(d.adjusted() - 2)
+    return _text(d.quantize(quantum, rounding=decimal.ROUND_CEILING))
 
 
 def down(x: float, digits: int = 3) -> str:
-    """x rounded down (a threshold printed from it still accepts x)."""
-    return f"{math.floor(x * 10**digits) / 10**digits:g}"
+    """x rounded down to `digits` decimals (a threshold printed from it still accepts x)."""
+    if not math.isfinite(x):
+        return f"{x:g}"
+    d = decimal.Decimal(repr(x))
+    return _text(d.quantize(decimal.Decimal(1).scaleb(-digits), rounding=decimal.ROUND_FLOOR))
+
+
+def _text(d: decimal.Decimal) -> str:
+    n = d.normalize()
+    return f"{n:f}" if n == 0 or decimal.Decimal("1e-4") <= abs(n) < decimal.Decimal("1e6") else f"{n:e}"
 
 
 def _blind(need: float, scale: float | None) -> bool:
