@@ -67,6 +67,7 @@ def test_a_detection_pair_changed_in_label_and_score_counts_once():
     assert o.max_matched_diff == pytest.approx(0.4)
     assert annotate.step_outputs([_check(c)], None)["max-abs-diff"] == "0.4"
     assert "no tolerance can honestly fix it (1 detection changed label" in text.remedy(o)
+    assert "1 matched score changed by up to 0.4" in text.summarize(o)
 
 
 def test_empty_detections_in_both_runs_match_with_nothing_measured():

@@ -50,21 +50,22 @@ def detection(o: OutputResult, a: str, b: str) -> str:
             parts.append(f"{_count(s['extra_count'])} {verb} ({new})")
         if s.get("score_change_count"):
             parts.append(
-                f"{s['score_change_count']} matched scores changed by up to {_n(s['max_score_diff'])} "
+                f"{_many(s['score_change_count'], 'matched score')} changed by up to {_n(s['max_score_diff'])} "
                 f"(score_atol {s['score_atol']:g})"
             )
         if s.get("masks") and s["masks"]["changed"]:
             m = s["masks"]
-            parts.append(f"{m['changed']} masks changed (mask IoU down to {m['min_iou']:.3g} < {m['threshold']:g})")
+            iou = f"mask IoU down to {m['min_iou']:.3g} < {m['threshold']:g}"
+            parts.append(f"{_many(m['changed'], 'mask')} changed ({iou})")
         if s.get("keypoints") and s["keypoints"]["changed"]:
             k = s["keypoints"]
             vis = f", {k['visibility_changed']} changed visibility" if k.get("visibility_changed") else ""
             parts.append(
-                f"{k['changed']} keypoint sets changed (moved by up to {_n(k['max_shift'])} px, keypoint_atol "
+                f"{_many(k['changed'], 'keypoint set')} changed (moved by up to {_n(k['max_shift'])} px, keypoint_atol "
                 f"{k['atol']:g}{vis})"
             )
         if s.get("keypoint_scores") and s["keypoint_scores"]["changed"]:
-            parts.append(f"{s['keypoint_scores']['changed']} keypoint score sets changed")
+            parts.append(f"{_many(s['keypoint_scores']['changed'], 'keypoint score set')} changed")
         differ = f"{o.mismatched} of {_count(o.total)} differ"
         head = f"since {a}, {differ}: " if golden else f"{differ} between {a} and {b}: "
         return f"{o.path}: {head}" + "; ".join(parts) + f"; {matched_words(o)}"
@@ -123,7 +124,11 @@ def _plural(n: int, word: str) -> str:
 
 
 def _count(n: int) -> str:
-    return f"{n} detection" + ("" if n == 1 else "s")
+    return _many(n, "detection")
+
+
+def _many(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def classification(o: OutputResult, a: str, b: str) -> str:
