@@ -1,6 +1,7 @@
 """--pictures and --html through the real CLI, on planted models: the pictures show both runs, the page is one
 self-contained file that escapes whatever a model or a spec names."""
 
+import json
 import os
 import re
 from pathlib import Path
@@ -37,11 +38,13 @@ def detection_spec(folder: Path) -> Path:
 def test_a_failing_detection_check_draws_both_runs_boxes_and_one_page(pictured):
     r = reprocheck(
         "run", str(detection_spec(pictured)), "--pictures", str(pictured / "pics"), "--html", str(pictured / "p.html"),
-        "-q",
+        "--report", str(pictured / "r.json"), "-q",
     )  # fmt: skip
     assert r.code == 1, r
     (picture,) = sorted((pictured / "pics").iterdir())
     assert picture.name == "001-detect-0-detection.png"
+    (listed,) = json.loads((pictured / "r.json").read_text())["checks"][0]["pictures"]
+    assert listed["file"] == picture.name and listed["output"] == "0" and listed["caption"]
     found = colours(picture)
     # run 1's box that run 2 lost (red, solid), run 2's box that run 1 lacks (blue, dashed), and the matched ones
     assert near(found, MISSING) and near(found, EXTRA) and near(found, MATCHED), picture
@@ -126,9 +129,13 @@ def test_a_pictures_folder_that_is_a_symlink_or_a_file_is_refused_before_anythin
 
 def test_diagnose_draws_its_traced_runs_and_writes_its_page(pictured):
     pics, page = pictured / "pics", pictured / "d.html"
-    r = reprocheck("diagnose", str(detection_spec(pictured)), "--pictures", str(pics), "--html", str(page))
+    report = pictured / "d.json"
+    r = reprocheck(
+        "diagnose", str(detection_spec(pictured)), "--pictures", str(pics), "--html", str(page), "--report", str(report)
+    )  # fmt: skip
     assert r.code == 1, r
     (picture,) = list(pics.iterdir())
+    assert [p["file"] for p in json.loads(report.read_text())["checks"][0]["pictures"]] == [picture.name]
     assert picture.name.startswith("diagnose-detect-") and picture.name.endswith("-0-detection.png")
     assert near(colours(picture), MISSING) and near(colours(picture), EXTRA)
     text = page.read_text()

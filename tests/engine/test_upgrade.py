@@ -119,6 +119,10 @@ def test_two_torch_versions_graded_output_by_output(old_python: str, suite: Path
         str(out / "upgrade.json"),
         "--summary",
         str(out / "upgrade.md"),
+        "--pictures",
+        str(out / "pics"),
+        "--html",
+        str(out / "upgrade.html"),
         "--github",
         cwd=tmp_path,
         env={
@@ -183,7 +187,16 @@ def test_two_torch_versions_graded_output_by_output(old_python: str, suite: Path
     assert "result=fail" in step_output.read_text()
     # upgrade writes no goldens: nothing new beside the spec but the reports asked for.
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "out"])
-    assert sorted(p.name for p in out.iterdir()) == ["upgrade.json", "upgrade.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["pics", "upgrade.html", "upgrade.json", "upgrade.md"]
+    # What changed between the stacks, drawn on the --to stack from both goldens; identical outputs are not drawn,
+    # nor detections every one of which still matches under the check's rule (no box to show missing or moved).
+    drawn = {c["name"]: [p["file"] for p in c["pictures"]] for c in report["checks"]}
+    assert drawn["conv"] == drawn["detector"] == [], drawn
+    assert all(drawn[n] for n in ("reordered", "versioned", "tolerant")), drawn
+    assert sorted(p.name for p in (out / "pics").iterdir()) == sorted(f for files in drawn.values() for f in files)
+    assert all(f.startswith("upgrade-003-versioned-") for f in drawn["versioned"]), drawn
+    page = (out / "upgrade.html").read_text()
+    assert page.count("data:image/png;base64,") == sum(map(len, drawn.values())) and "versioned" in page
 
 
 def test_require_chooses_how_strict_safe_is(old_python: str, suite: Path, tmp_path: Path) -> None:

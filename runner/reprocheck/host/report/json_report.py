@@ -15,8 +15,11 @@ from .tasks import fragile_sentence
 from .text import UPGRADE_SIDES, Sides, blind_lines, detail, variant_sides
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ...diagnosis import Diagnosis, Divergence
     from ...golden_result import BaselineResult
+    from ...pictures import Picture
     from ...results import Comparison
     from ..workers.run_result import RunResult
 
@@ -137,7 +140,12 @@ def check_model(r: CheckResult) -> shape.CheckReport:
         fragile=[shape.Fragile(**dataclasses.asdict(f), message=fragile_sentence(f)) for f in r.fragile],
         fragile_policy=r.fragile_policy,
         error=f"{r.file}:{r.error_line}: {r.error}" if r.error else "",
+        pictures=picture_models(r.pictures),
     )
+
+
+def picture_models(pictures: Sequence[Picture]) -> list[shape.PictureFile]:
+    return [shape.PictureFile(file=p.file, output=p.output, caption=p.caption) for p in pictures]
 
 
 def _flake(r: CheckResult) -> shape.Flake | None:
@@ -261,6 +269,7 @@ def diagnosis_model(d: Diagnosis) -> shape.Diagnosed:
         ],
         nondeterministic_ops=list(d.nondeterministic_ops),
         not_varied=list(d.skipped),
+        pictures=picture_models(d.pictures),
     )
 
 

@@ -281,6 +281,12 @@ class Variant(_Model):
     compiled_reproducible: bool | None = Field(None, description="compile: whether its own runs agree")
 
 
+class PictureFile(_Model):
+    file: str = Field(description="its name inside the --pictures folder")
+    output: str = Field(description="the output path it shows; '' for none in particular")
+    caption: str
+
+
 class CheckReport(_Model):
     name: str
     file: str
@@ -304,6 +310,7 @@ class CheckReport(_Model):
     fragile: list[Fragile] = Field(description="outputs on a decision boundary (compare.fragile)")
     fragile_policy: Literal["warn", "fail", "off"]
     error: str = Field(description="why the runs could not be judged (a compare rule that fits no output); '' if none")
+    pictures: list[PictureFile] = Field(description="--pictures: what differs, drawn; empty without the flag")
 
 
 class Summary(_Model):
@@ -394,6 +401,7 @@ class Diagnosed(_Model):
     ablations: list[Ablation]
     nondeterministic_ops: list[str]
     not_varied: list[str] = Field(description="recipe parts not varied, and why (cuDNN and TF32 on a CPU)")
+    pictures: list[PictureFile] = Field(description="--pictures: the two traced runs' difference, drawn")
 
 
 class DiagnosisReport(_Model):
@@ -420,6 +428,7 @@ class UpgradedCheck(_Model):
         description="where a traced run on each stack first differs (the op that changed, or where the op "
         "sequences part); null: every output identical, or no traced run on both stacks (a note says why)"
     )
+    pictures: list[PictureFile] = Field(description="--pictures: what changed between the stacks, drawn")
 
 
 class StackDifference(_Model):

@@ -9,7 +9,7 @@ from ... import __version__
 from ..analyses.upgrade import Upgrade, UpgradeCheck, Verdict
 from ..checks.grades import accepted
 from . import shape
-from .json_report import divergence_model, graded_model
+from .json_report import divergence_model, graded_model, picture_models
 from .text import GRADE_WORDS, UPGRADE_SIDES, detail, grade_counts, grade_lines, plural
 
 VERDICT_WORDS = {
@@ -152,6 +152,7 @@ def upgrade_model(u: Upgrade) -> shape.UpgradeReport:
                 notes=list(c.notes),
                 outputs=[graded_model(g, o.require) for g in c.outputs],
                 first_change=None if c.change is None else divergence_model(c.change),
+                pictures=picture_models(c.pictures),
             )
             for c in u.checks
         ],
