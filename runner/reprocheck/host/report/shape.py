@@ -153,7 +153,7 @@ class Output(_Model):
 
     path: str = Field(description="the leaf's output path, e.g. 0.boxes")
     status: Literal["match", "values", "structure"]
-    shape: list[int]
+    shape: list[int] = Field(description="the expected run's shape; a detection output: [its detection count]")
     dtype: str
     unit: Literal["values", "detections", "samples", "pixels"] = Field(
         description="what total and mismatched count: values (compared elementwise), or what the output's compare "
