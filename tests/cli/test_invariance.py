@@ -5,7 +5,7 @@ import json
 import jsonschema
 import pytest
 
-from helpers import EXAMPLES, ROOT, planted_spec, reprocheck, write_spec
+from helpers import EXAMPLES, FIXTURES, ROOT, planted_spec, reprocheck, write_spec
 from reprocheck.host.checks import invariance
 from reprocheck.host.launcher import launch
 
@@ -16,11 +16,21 @@ def test_a_thread_dependent_model_passes_run_to_run_and_fails_when_asked(spec_di
     plain = planted_spec(spec_dir, "thread_dependent", "recipe: {threads: 2}\n", name="plain.yaml")
     assert reprocheck("run", str(plain)).code == 0  # deterministic at one thread count
     spec = planted_spec(spec_dir, "thread_dependent", INVARIANT)
-    r = reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md"))
+    keep = tmp_path / "kept"
+    r = reprocheck(
+        "run", str(spec), "--report", str(tmp_path / "r.json"), "--summary", str(tmp_path / "s.md"), "--keep", str(keep)
+    )  # fmt: skip
     assert r.code == 1, r
     assert "invariance: threads=1, threads=4 differ" in r.out
     assert "invariance threads=1: 1 of 2 outputs differ between run 1 (2 threads) and 1 thread" in r.out
     assert "remedy: the outputs depend on the CPU thread count" in r.out
+    # Down to the op: a traced run at 2 threads and one at each variant's count, compared position by position.
+    # The planted sum is computed outside torch: the first op whose output differs is the tensor made of it.
+    line = next(i for i, t in enumerate((FIXTURES / "planted.py").read_text().splitlines(), 1) if "np.cumsum(np.a" in t)
+    op = "first differing op: aten::lift_fresh in the model's own forward, its 7th op (op 7 of the forward) at "
+    for n in (1, 4):
+        said = r.out.split(f"invariance threads={n}:", 1)[1].split("remedy:", 1)[0]
+        assert op in said and f"planted.py:{line} (out0: norm " in said, r
     report = json.loads((tmp_path / "r.json").read_text())
     schema = json.loads(reprocheck("schema", "--report").out)
     jsonschema.validate(report, schema)
@@ -28,7 +38,13 @@ def test_a_thread_dependent_model_passes_run_to_run_and_fails_when_asked(spec_di
     assert [(v["variant"], v["reference"], v["status"]) for v in variants] == [("1", "2", "fail"), ("4", "2", "fail")]
     outs = {o["path"]: o["status"] for o in variants[0]["outputs"]}
     assert outs == {"total": "values", "scaled": "match"}
-    assert "**Invariance**" in (tmp_path / "s.md").read_text()
+    change = variants[1]["first_change"]
+    assert change["op"]["op"] == "aten::lift_fresh" and change["op"]["location"].endswith(f"planted.py:{line}")
+    assert "bits differ" in change["op"]["detail"] and variants[1]["first_change_note"] == ""
+    md = (tmp_path / "s.md").read_text()
+    assert "aten::lift\\_fresh" in md and "**Invariance**" in md
+    # The traces are evidence read once: no trace file is left, even in a kept folder.
+    assert keep.is_dir() and not list(keep.rglob("trace*"))
 
 
 def test_a_thread_independent_model_passes(spec_dir):

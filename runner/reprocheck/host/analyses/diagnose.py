@@ -36,7 +36,6 @@ from ...protocol import (
 )
 from ...results import Comparison, RuleError
 from ...spec import Check, LoadedCheck, RecipeSpec
-from ...spec.types import MAX_TIMEOUT
 from ..checks.pictures import Traced
 from ..workers import isolated
 from ..workers.helper_client import Helpers, worker_environment
@@ -97,8 +96,6 @@ class _Runner:
 def _outputs(runs: list[RunResult]) -> list[Path]:
     return [r.outputs_path for r in runs if r.ok]
 
-
-TRACE_SLOWDOWN = 10
 
 # Recipe parts that act on CUDA alone (cuDNN, TF32, cuBLAS): varied only where the runs use a GPU.
 CUDA_ONLY = frozenset({"cudnn_benchmark", "cudnn_deterministic", "tf32", "cublas_workspace"})
@@ -177,7 +174,7 @@ def diagnose(
 
 def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagnosis:
     say("two traced runs with the check's own recipe (a fingerprint of every module's and op's output)")
-    traced = r.run(2, trace=TraceJob(max_mb=r.max_trace_mb), timeout=_traced_timeout(lc))
+    traced = r.run(2, trace=TraceJob(max_mb=r.max_trace_mb), timeout=isolated.traced_timeout(lc.check))
     ops = []
     failed = next((x for x in traced if not x.ok), None)
     if failed is not None or len(traced) < 2:
@@ -233,11 +230,6 @@ def _diagnose(lc: LoadedCheck, r: _Runner, say: Callable[[str], None]) -> Diagno
     return dataclasses.replace(_finish(lc, r, say, comparison, divergence, seed, ablations, ops), skipped=skipped)
 
 
-def _traced_timeout(lc: LoadedCheck) -> float:
-    """Recording every op costs tens of microseconds each: a traced run gets ten times the check's timeout."""
-    return float(min(lc.check.timeout * TRACE_SLOWDOWN, MAX_TIMEOUT))
-
-
 def _pinpoint(r: _Runner, d: Divergence, say: Callable[[str], None]) -> Divergence:
     """The targeted re-run: two more runs keep only the diverging module call's and op's tensors, which give the
     finding its numbers (the traces hold fingerprints only)."""
@@ -248,7 +240,7 @@ def _pinpoint(r: _Runner, d: Divergence, say: Callable[[str], None]) -> Divergen
     what += [f"op {op.position + 1} ({op.op})"] if op is not None else []
     say(f"a targeted re-run keeping the tensors of {' and '.join(what)} only")
     capture = Capture(module=d.module if d.found else None, module_call=d.module_call, op=op and op.position)
-    runs = r.run(2, trace=TraceJob(capture=capture), timeout=_traced_timeout(r.lc))
+    runs = r.run(2, trace=TraceJob(capture=capture), timeout=isolated.traced_timeout(r.lc.check))
     bad = next((x for x in runs if not x.ok), None)
     if bad is not None or len(runs) < 2:
         note = f"the targeted re-run failed (run {bad.index} {bad.cause})" if bad else "the targeted re-run did not run"

@@ -20,12 +20,15 @@ keeps the zygote's. In spawn mode every variant is a fresh interpreter. The comp
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ... import environment
+from ...diagnosis import Divergence
 from ...protocol import (
     Distance,
     Distances,
@@ -34,10 +37,14 @@ from ...protocol import (
     GradeRequest,
     Grades,
     RunRef,
+    TraceJob,
+    TracesAnswer,
+    TracesRequest,
     VerdictRequest,
 )
 from ...spec import Check, LoadedCheck, ToleranceSpec
 from ..workers import isolated
+from ..workers.helper_client import WorkerFailed, helper
 from ..workers.run_result import RunResult
 from .decision import VariantEvidence, decide_variant
 from .grades import ULPS, K, accepted, graded_outputs
@@ -118,7 +125,10 @@ def run_variants(
     if not variants:
         return ()
     runner = _VariantRunner(lc, first, source.workdir, require_devices, source, progress)
-    return tuple(runner.one(kind, value) for kind, value in variants)
+    try:
+        return tuple(runner.one(kind, value) for kind, value in variants)
+    finally:  # the traces are read: their disk is free
+        shutil.rmtree(runner.workdir / TRACED, ignore_errors=True)
 
 
 @dataclass
@@ -130,6 +140,7 @@ class _VariantRunner:
     source: isolated.CheckWorkers
     progress: Progress
     reference_run: RunResult | None = None  # the float64 reference, run once for all variants that need it
+    traced_check: RunResult | None = None  # a traced run at the check's own setting, once for all variants
 
     def one(self, kind: VariantKind, value: int | str) -> VariantResult:
         """One variant run and compared with run 1; every way it can end is a VariantResult, never an exception."""
@@ -194,6 +205,9 @@ class _VariantRunner:
             self.reference_run = self.reference_run or _reference(lc, self.workdir, self.source)
             if self.reference_run.ok:
                 distances = _distances(first, run, self.reference_run, self.workdir, batched, self.source)
+        change, change_note = None, ""
+        if not comparison and kind is not VariantKind.BATCH:
+            change, change_note = self.first_change(kind, value, check)
         status = decide_variant(VariantEvidence(passed=bool(comparison)))
         return VariantResult(
             kind,
@@ -205,7 +219,42 @@ class _VariantRunner:
             left_out=left_out,
             ignored=first.ignored,
             distances=distances,
+            change=change,
+            change_note=change_note,
         )
+
+    def first_change(self, kind: VariantKind, value: int | str, check: Check) -> tuple[Divergence | None, str]:
+        """Threads, device: where the forward first differs, module and aten op: a traced run at the check's
+        setting (once for all variants) and one at the variant's, fingerprints compared position by position.
+        Batch variants are not traced: every op's output has another batch size, so nothing aligns."""
+        lc = self.lc
+        self.progress.phase(f"{lc.name}: invariance {kind.value}={value}: traced runs, the first op that differs")
+        folder = self.workdir / TRACED
+        if self.traced_check is None:
+            self.traced_check = _traced(lc, lc.check, folder / "check", self.source.isolation)
+        side = _traced(lc, check, folder / f"{kind.value}-{_safe(value)}", self.source.isolation)
+        for which, run in (("the check's setting", self.traced_check), (f"{kind.value}={value}", side)):
+            if not run.ok:
+                return None, f"the op that differs is not named: the traced run at {which} failed ({run.cause})"
+        request = TracesRequest(
+            runs=[str(self.traced_check.run_dir), str(side.run_dir)], tolerance=kind_tolerance(lc, kind), diverge=True
+        )
+        try:
+            answer = helper(
+                folder / f"traces-{kind.value}-{_safe(value)}",
+                request,
+                TracesAnswer,
+                self.source.env,
+                timeout=isolated.traced_timeout(lc.check),
+            )
+        except (subprocess.TimeoutExpired, WorkerFailed) as exc:
+            return None, f"the op that differs is not named: comparing the traces failed ({str(exc).splitlines()[0]})"
+        if answer.divergence is None:
+            return (
+                None,
+                "the op that differs is not named: the traced runs agree (the difference is not in the forward)",
+            )
+        return answer.divergence, ""
 
     def graded(self, kind: VariantKind, value: str, check: Check, reference: str) -> VariantResult:
         """A compile, dtype or autocast variant: run (a compile twice, each with fresh compile caches), its runs
@@ -279,6 +328,23 @@ class _VariantRunner:
         same = repeat is None or bool(repeat)
         status = decide_variant(VariantEvidence(passed=same and all(accepted(g, inv.require) for g in grades)))
         return result(status, run=run, compiled=compiled, repeat=repeat, grades=grades, ignored=first.ignored)
+
+
+TRACED = "traced"  # the traced runs of threads and device variants, under the check's folder
+
+
+def _safe(value: int | str) -> str:
+    return str(value).replace(":", "-").replace("/", "-")
+
+
+def _traced(lc: LoadedCheck, check: Check, folder: Path, isolation: isolated.Isolation) -> RunResult:
+    """One run of `check` in a fresh worker (its own thread count and device), recording fingerprints."""
+    traced = check.model_copy(update={"runs": 1, "timeout": isolated.traced_timeout(check)})
+    workers = isolated.CheckWorkers(dataclasses.replace(lc, check=traced), folder, isolation, trace=TraceJob())
+    try:
+        return workers.run()[0]
+    finally:
+        workers.cancel()
 
 
 COMPILED_RUNS = 2  # a compiled model is itself checked run to run, each run compiling afresh

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import golden_result
+from ...diagnosis import Divergence
 from ...pictures import Picture
 from ...protocol import Distance
 from ...results import Comparison, Fragile
@@ -67,6 +68,9 @@ class VariantResult:
     require: str = ""
     compiled: dict[str, Any] | None = None  # the compile's settings, time and graph breaks
     repeat: Comparison | None = None  # compile: its own runs compared, run to run (they must agree)
+    # threads, device, when it differs: where a traced run at each setting first differs (module, op); or why not
+    change: Divergence | None = None
+    change_note: str = ""
 
     def __bool__(self) -> bool:
         return self.status is VariantStatus.PASS

@@ -101,6 +101,8 @@ def _variant(v: VariantResult) -> shape.Variant:
         compiled=v.compiled,
         compiled_runs=_outputs(v.repeat),
         compiled_reproducible=None if v.repeat is None else bool(v.repeat),
+        first_change=None if v.change is None else divergence_model(v.change),
+        first_change_note=v.change_note,
     )
 
 

@@ -279,6 +279,12 @@ class Variant(_Model):
         default_factory=list, description="compile: its own runs (each compiled afresh) compared with each other"
     )
     compiled_reproducible: bool | None = Field(None, description="compile: whether its own runs agree")
+    first_change: FirstDivergence | None = Field(
+        None,
+        description="threads, device, when they differ: where a traced run at each setting first differs (module, "
+        "op, or where the op sequences part); null: not traced (batch, a pass) or not found (first_change_note)",
+    )
+    first_change_note: str = Field("", description="why the op that differs is not named, when it was looked for")
 
 
 class PictureFile(_Model):

@@ -377,6 +377,10 @@ def variant_lines(v: VariantResult) -> list[str]:
     lines = [f"invariance {v.label}: {len(fails)} of {plural(len(outputs), 'output')} differ between {a} and {b}{note}"]
     lines += [f"  {summarize(o, (a, b))}" for o in fails[:TABLE_ROWS]]
     lines += [f"  {reference_sentence(d, a, b)}" for d in v.distances]
+    if v.change is not None:  # a traced run at each setting: where the forward first differs
+        lines += [f"  {line}" for line in divergence_lines(v.change, (a, b))]
+    elif v.change_note:
+        lines.append(f"  {v.change_note}")
     lines.append(f"  remedy: {INVARIANCE_REMEDY[v.kind.value]}")
     return lines
 

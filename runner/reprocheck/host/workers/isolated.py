@@ -39,6 +39,7 @@ from ...protocol import (
     worker_check,
 )
 from ...spec import Check, CompileSpec, LoadedCheck
+from ...spec.types import MAX_TIMEOUT
 from .helper_client import WorkerFailed, answer_kind, helper, read_answer, run_to_end, worker_cmd, worker_environment
 from .run_result import RunResult, classify, log_tail
 from .zygote import (
@@ -66,6 +67,14 @@ def resolve_isolation(choice: Isolation) -> Isolation:
 
 
 A = TypeVar("A", bound=Message)
+
+
+TRACE_SLOWDOWN = 10
+
+
+def traced_timeout(check: Check) -> float:
+    """Recording every op costs tens of microseconds each: a traced run gets ten times the check's timeout."""
+    return float(min(check.timeout * TRACE_SLOWDOWN, MAX_TIMEOUT))
 
 
 class VerdictTimeout(RuntimeError):
