@@ -117,3 +117,48 @@ def test_a_forged_meta_file_flags_nothing_and_names_printable_modules(tmp_path):
     assert "\x1b" not in r.out + r.err
     assert "\n  reproducible under the check's recipe" not in r.out
     assert "module evil?  reproducible under the check's recipe?[32m OK?[0m" in r.out
+
+
+THREADED = (
+    MODEL
+    + """
+
+class Threaded(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x):
+        if self.kind == "refuse" and self._forward_hooks:  # the tracer hooks every module
+            raise RuntimeError("planted: this model refuses to be traced")
+        if self.kind != "refuse":
+            _tamper(ACTIONS[self.kind])
+        return x * torch.get_num_threads()
+
+
+def threaded(kind):
+    return Threaded(kind)
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "said"),
+    [
+        ("refuse", "the op that differs is not named: the traced run at the check's setting failed ("),
+        ("fifo", "tracing stopped: a trace is unreadable (trace.jsonl is not a regular file"),
+    ],
+)
+def test_a_variant_traced_down_to_the_op_keeps_its_verdict_whatever_the_model_does_to_the_trace(tmp_path, kind, said):
+    (tmp_path / "hostile_trace.py").write_text(THREADED)
+    spec = write_spec(
+        tmp_path,
+        "version: 1\nmodel:\n  factory: 'hostile_trace:threaded'\n"
+        f"  kwargs: {{kind: {kind}}}\ninput: {{random: {{shape: [4, 8]}}}}\n"
+        "recipe: {threads: 2}\ninvariance: {threads: [1]}\n",
+    )
+    r = reprocheck("run", str(spec), "--report", str(tmp_path / "r.json"), timeout=300)
+    assert r.code == 1, r  # the variant's outputs differ: that verdict never came from the trace
+    (variant,) = json.loads((tmp_path / "r.json").read_text())["checks"][0]["invariance"]
+    assert variant["status"] == "fail" and said in r.out, r.out
+    assert "internal error" not in r.out + r.err and not list(tmp_path.rglob("trace.jsonl"))
