@@ -143,3 +143,30 @@ def test_a_whole_number_stays_whole_and_nan_becomes_a_string():
 
     text = shape.written(shape.ReferenceDistance(path="x", expected=3, obtained=float("nan")))
     assert json.loads(text) == {"path": "x", "expected": 3, "obtained": "nan"} and '"expected": 3,' in text
+
+
+def test_a_traced_variant_says_its_first_op_in_every_format_and_a_note_when_there_is_none():
+    import dataclasses
+
+    from reprocheck.diagnosis import Divergence, OpFinding
+    from reprocheck.host.checks.outcome import VariantKind, VariantResult, VariantStatus
+    from reprocheck.host.report import junit, text
+
+    runs = [flatten({"y": torch.zeros(3)}), flatten({"y": torch.tensor([0.0, 0.5, 0.0])})]
+    comp = compare.compare_runs(runs, ToleranceSpec())
+    op = OpFinding("aten::addmm", "fc", 2, 1, 41, location="model.py:12", detail="out0: norm 1 vs 2 (bits differ)")
+    change = Divergence(call=3, module="fc", type="Linear", result=None, module_call=2, op=op)
+    v = VariantResult(VariantKind.THREADS, "1", "2", VariantStatus.FAIL, comp, change=change)
+    lines = text.variant_lines(v)
+    assert "  first divergence: module fc (Linear), in its 2nd call in the forward" in lines
+    assert any(
+        x.startswith("    first differing op: aten::addmm in module fc's 2nd call, its 1st op (op 42") for x in lines
+    )
+    assert lines[-1].startswith("  remedy: ")  # the remedy closes it, after the finding
+    r = dataclasses.replace(_result(None), invariance=(v,))
+    report_json = json.loads(json_report.render_json([r]))["checks"][0]["invariance"][0]
+    assert report_json["first_change"]["op"]["location"] == "model.py:12" and report_json["first_change_note"] == ""
+    assert "aten::addmm" in markdown.render_markdown([r]) and "aten::addmm" in junit.render_junit([r])
+    note = "the op that differs is not named: the traced run at threads=1 failed (exit 1)"
+    lines = text.variant_lines(dataclasses.replace(v, change=None, change_note=note))
+    assert f"  {note}" in lines and not any("first differing op" in x for x in lines)
