@@ -343,6 +343,8 @@ def test_invariance_runs_in_the_container(image, tmp_path):
     assert r.code == 1, r
     (v,) = json.loads((tmp_path / "out" / "r.json").read_text())["checks"][0]["invariance"]
     assert (v["kind"], v["status"]) == ("threads", "fail")
+    # Its traced runs, too, run in the container: the first op that differs, at the planted file's line.
+    assert v["first_change"]["op"]["op"] == "aten::lift_fresh" and "planted.py:" in v["first_change"]["op"]["location"]
     assert reprocheck("docker", str(spec), "--image", image, "--invariance", "none", cwd=tmp_path).code == 0
 
 
