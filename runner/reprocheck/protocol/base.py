@@ -7,9 +7,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..files import atomic_write_text
+from ..files import NotRegular, atomic_write_text, open_regular
 
 M = TypeVar("M", bound="Message")
+MAX_MESSAGE_BYTES = 1 << 30  # the largest message file read (a comparison of many outputs stays far below)
 
 
 class ProtocolError(RuntimeError):
@@ -35,7 +36,14 @@ class Message(BaseModel):
 
     @classmethod
     def read(cls: type[M], path: Path) -> M:
-        return cls.from_json(path.read_bytes())
+        """A message file, read only if it is a regular file within MAX_MESSAGE_BYTES: a run folder is the model's
+        to write, and a FIFO, a link to /dev/zero or a folder there must be a misfit, never a hang."""
+        try:
+            with open_regular(path, MAX_MESSAGE_BYTES) as f:
+                data = f.read()
+        except NotRegular as exc:
+            raise ProtocolError(f"a {cls.__name__} file that cannot be read: {exc}") from None
+        return cls.from_json(data)
 
 
 class Answer(Message):

@@ -39,6 +39,11 @@ def _record(line: bytes) -> dict[str, Any]:
         ):
             if not isinstance(record.get(key), kind):
                 raise Unreadable(f"a trace record lacks {key!r}")
+        # Each output's fingerprint: None (not hashed) or [hash, norm, non-finite, shape, dtype]; a module's are
+        # [leaf, fingerprint] pairs.
+        prints = record["f"] if op else [p[1] if isinstance(p, list) and len(p) == 2 else 0 for p in record["f"]]
+        if not all(x is None or (isinstance(x, list) and len(x) == 5) for x in prints):
+            raise Unreadable("a trace record's fingerprint is not the tracer's")
     return record
 
 
@@ -101,15 +106,18 @@ def _fingerprints_differ(fa: list[Any], fb: list[Any]) -> str:
             continue
         if x is None or y is None:
             return f"out{i}: readable in one run only"
+        # Every field is the model's to write: each goes out printable, whatever its type.
         if x[3] != y[3] or x[4] != y[4]:
-            return f"out{i}: shape {x[3]} {x[4]} vs {y[3]} {y[4]}"
-        bad = f", non-finite values {x[2]} vs {y[2]}" if x[2] != y[2] else ""
+            return f"out{i}: shape {_text(x[3])} {_text(x[4])} vs {_text(y[3])} {_text(y[4])}"
+        bad = f", non-finite values {_text(x[2])} vs {_text(y[2])}" if x[2] != y[2] else ""
         return f"out{i}: norm {_g(x[1])} vs {_g(y[1])}{bad} (bits differ)"
     return f"{len(fa)} vs {len(fb)} outputs"
 
 
 def _g(x: Any) -> str:
-    return "non-finite" if x is None else f"{x:.9g}"
+    if x is None:
+        return "non-finite"
+    return f"{x:.9g}" if isinstance(x, int | float) and not isinstance(x, bool) else _text(x)
 
 
 def _same_step(a: dict[str, Any], b: dict[str, Any]) -> bool:

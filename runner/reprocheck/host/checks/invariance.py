@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +46,7 @@ from ...protocol import (
 from ...spec import Check, LoadedCheck, ToleranceSpec
 from ..workers import isolated
 from ..workers.helper_client import WorkerFailed, helper
-from ..workers.run_result import RunResult
+from ..workers.run_result import RunResult, printable
 from .decision import VariantEvidence, decide_variant
 from .grades import ULPS, K, accepted, graded_outputs
 from .outcome import VariantKind, VariantResult, VariantStatus
@@ -226,34 +227,32 @@ class _VariantRunner:
     def first_change(self, kind: VariantKind, value: int | str, check: Check) -> tuple[Divergence | None, str]:
         """Threads, device: where the forward first differs, module and aten op: a traced run at the check's
         setting (once for all variants) and one at the variant's, fingerprints compared position by position.
-        Batch variants are not traced: every op's output has another batch size, so nothing aligns."""
+        Batch variants are not traced: every op's output has another batch size, so nothing aligns.
+        Each folder is made afresh under a name no run could know in advance: a traced run shares its process
+        with the model, which can write beside its own folder."""
         lc = self.lc
         self.progress.phase(f"{lc.name}: invariance {kind.value}={value}: traced runs, the first op that differs")
-        folder = self.workdir / TRACED
-        if self.traced_check is None:
-            self.traced_check = _traced(lc, lc.check, folder / "check", self.source.isolation)
-        side = _traced(lc, check, folder / f"{kind.value}-{_safe(value)}", self.source.isolation)
-        for which, run in (("the check's setting", self.traced_check), (f"{kind.value}={value}", side)):
-            if not run.ok:
-                return None, f"the op that differs is not named: the traced run at {which} failed ({run.cause})"
-        request = TracesRequest(
-            runs=[str(self.traced_check.run_dir), str(side.run_dir)], tolerance=kind_tolerance(lc, kind), diverge=True
-        )
+        not_named = "the op that differs is not named"
         try:
-            answer = helper(
-                folder / f"traces-{kind.value}-{_safe(value)}",
-                request,
-                TracesAnswer,
-                self.source.env,
-                timeout=isolated.traced_timeout(lc.check),
+            root = self.workdir / TRACED
+            root.mkdir(exist_ok=True)
+            if self.traced_check is None:
+                self.traced_check = _traced(lc, lc.check, _fresh(root, "check-"), self.source.isolation)
+            side = _traced(lc, check, _fresh(root, f"{kind.value}-"), self.source.isolation)
+            for which, run in (("the check's setting", self.traced_check), (f"{kind.value}={value}", side)):
+                if not run.ok:
+                    return None, f"{not_named}: the traced run at {which} failed ({run.cause})"
+            request = TracesRequest(
+                runs=[str(self.traced_check.run_dir), str(side.run_dir)],
+                tolerance=kind_tolerance(lc, kind),
+                diverge=True,
             )
-        except (subprocess.TimeoutExpired, WorkerFailed) as exc:
-            return None, f"the op that differs is not named: comparing the traces failed ({str(exc).splitlines()[0]})"
+            timeout = isolated.traced_timeout(lc.check)
+            answer = helper(_fresh(root, "traces-"), request, TracesAnswer, self.source.env, timeout=timeout)
+        except (subprocess.TimeoutExpired, WorkerFailed, OSError) as exc:
+            return None, f"{not_named}: comparing the traces failed ({printable(str(exc).splitlines()[0])})"
         if answer.divergence is None:
-            return (
-                None,
-                "the op that differs is not named: the traced runs agree (the difference is not in the forward)",
-            )
+            return None, f"{not_named}: the two traced runs agree bit for bit"
         return answer.divergence, ""
 
     def graded(self, kind: VariantKind, value: str, check: Check, reference: str) -> VariantResult:
@@ -333,8 +332,11 @@ class _VariantRunner:
 TRACED = "traced"  # the traced runs of threads and device variants, under the check's folder
 
 
-def _safe(value: int | str) -> str:
-    return str(value).replace(":", "-").replace("/", "-")
+def _fresh(root: Path, prefix: str) -> Path:
+    """A new folder under `root` (never one that was there: a link or a file a run left is not followed)."""
+    if root.is_symlink() or not root.is_dir():
+        raise OSError(f"{root.name} is no longer a folder")
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
 
 
 def _traced(lc: LoadedCheck, check: Check, folder: Path, isolation: isolated.Isolation) -> RunResult:

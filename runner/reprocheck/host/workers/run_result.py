@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import enum
+import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...files import open_regular
 from ...protocol import ProtocolError, RunReport
 
 
@@ -58,12 +61,24 @@ def signal_name(num: int) -> str:
         return f"signal {num}"
 
 
+LOG_TAIL_BYTES = 64 * 1024  # what is read from the end of a log: a model may print gigabytes
+
+
 def log_tail(path: Path, lines: int = 12) -> tuple[str, ...]:
+    """The last lines of a worker's log, printable: the log is the model's to write (or to replace with a FIFO)."""
     try:
-        text = path.read_text(errors="replace")
+        with open_regular(path, sys.maxsize) as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - LOG_TAIL_BYTES))
+            text = f.read(LOG_TAIL_BYTES).decode(errors="replace")
     except OSError:
         return ()
-    return tuple(text.rstrip().splitlines()[-lines:])
+    return tuple(printable(line) for line in text.rstrip().splitlines()[-lines:])
+
+
+def printable(text: str) -> str:
+    """Text the model chose (an exception's message, a log line), with no control character that could move the
+    cursor, colour the console or write a line of its own in a report."""
+    return "".join(c if c.isprintable() else " " if c in "\t\n\r" else "?" for c in text)
 
 
 def classify(
@@ -100,11 +115,13 @@ def classify(
             **base,
         )
     if not result.ok:
-        stage = result.stage or "?"
+        stage, error = result.stage or "?", printable(result.error)
         return RunResult(
             status=RunStatus.ERROR,
-            cause=result.error if result.unavailable else f"raised while {_STAGES.get(stage, stage)}: {result.error}",
-            details=tuple(result.traceback),
+            cause=printable(error)
+            if result.unavailable
+            else f"raised while {_STAGES.get(stage, stage)}: {printable(error)}",
+            details=tuple(printable(line) for line in result.traceback),
             stage=result.stage,
             hint=result.hint,
             timings=result.timings,
