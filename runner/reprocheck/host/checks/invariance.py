@@ -233,12 +233,14 @@ class _VariantRunner:
         lc = self.lc
         self.progress.phase(f"{lc.name}: invariance {kind.value}={value}: traced runs, the first op that differs")
         not_named = "the op that differs is not named"
+        folder: Path | None = None
         try:
             root = self.workdir / TRACED
             root.mkdir(exist_ok=True)
             if self.traced_check is None:
                 self.traced_check = _traced(lc, lc.check, _fresh(root, "check-"), self.source.isolation)
-            side = _traced(lc, check, _fresh(root, f"{kind.value}-"), self.source.isolation)
+            folder = _fresh(root, f"{kind.value}-")
+            side = _traced(lc, check, folder, self.source.isolation)
             for which, run in (("the check's setting", self.traced_check), (f"{kind.value}={value}", side)):
                 if not run.ok:
                     return None, f"{not_named}: the traced run at {which} failed ({run.cause})"
@@ -251,6 +253,9 @@ class _VariantRunner:
             answer = helper(_fresh(root, "traces-"), request, TracesAnswer, self.source.env, timeout=timeout)
         except (subprocess.TimeoutExpired, WorkerFailed, OSError) as exc:
             return None, f"{not_named}: comparing the traces failed ({printable(str(exc).splitlines()[0])})"
+        finally:  # one variant's trace at a time on disk, beside the check's
+            if folder is not None:
+                shutil.rmtree(folder, ignore_errors=True)
         if answer.divergence is None:
             return None, f"{not_named}: the two traced runs agree bit for bit"
         return answer.divergence, ""
