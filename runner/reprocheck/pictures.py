@@ -31,7 +31,8 @@ def safe_name(*parts: str, limit: int = 48) -> str:
     return "-".join(words)
 
 
-def printable(text: str, limit: int = 200) -> str:
-    """Text from a model or a spec fit for a picture's title: control characters (newlines too) replaced, cut."""
-    clean = "".join(c if c.isprintable() else "?" for c in text)
-    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
+def printable(text: str, limit: int | None = 200, *, spaces: bool = False) -> str:
+    """Text from a model or a spec fit for a picture's title or a report line: control characters replaced by `?`
+    (with `spaces`, a tab or line break by a space), cut at `limit` characters (None: never)."""
+    clean = "".join(c if c.isprintable() else " " if spaces and c in "\t\n\r" else "?" for c in text)
+    return clean if limit is None or len(clean) <= limit else clean[: limit - 1] + "…"

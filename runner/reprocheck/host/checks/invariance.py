@@ -46,7 +46,7 @@ from ...protocol import (
 from ...spec import Check, LoadedCheck, ToleranceSpec
 from ..workers import isolated
 from ..workers.helper_client import WorkerFailed, helper
-from ..workers.run_result import RunResult, printable
+from ..workers.run_result import RunResult, said
 from .decision import VariantEvidence, decide_variant
 from .grades import ULPS, K, accepted, graded_outputs
 from .outcome import VariantKind, VariantResult, VariantStatus
@@ -252,7 +252,7 @@ class _VariantRunner:
             timeout = isolated.traced_timeout(lc.check)
             answer = helper(_fresh(root, "traces-"), request, TracesAnswer, self.source.env, timeout=timeout)
         except (subprocess.TimeoutExpired, WorkerFailed, OSError) as exc:
-            return None, f"{not_named}: comparing the traces failed ({printable(str(exc).splitlines()[0])})"
+            return None, f"{not_named}: comparing the traces failed ({said(str(exc).splitlines()[0])})"
         finally:  # one variant's trace at a time on disk, beside the check's
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ...files import open_regular
+from ...pictures import printable
 from ...protocol import ProtocolError, RunReport
 
 
@@ -72,13 +73,13 @@ def log_tail(path: Path, lines: int = 12) -> tuple[str, ...]:
             text = f.read(LOG_TAIL_BYTES).decode(errors="replace")
     except OSError:
         return ()
-    return tuple(printable(line) for line in text.rstrip().splitlines()[-lines:])
+    return tuple(said(line) for line in text.rstrip().splitlines()[-lines:])
 
 
-def printable(text: str) -> str:
-    """Text the model chose (an exception's message, a log line), with no control character that could move the
-    cursor, colour the console or write a line of its own in a report."""
-    return "".join(c if c.isprintable() else " " if c in "\t\n\r" else "?" for c in text)
+def said(text: str) -> str:
+    """Text the model chose (an exception's message, a log line), whole, with no control character that could
+    move the cursor, colour the console or write a line of its own in a report."""
+    return printable(text, None, spaces=True)
 
 
 def classify(
@@ -115,13 +116,11 @@ def classify(
             **base,
         )
     if not result.ok:
-        stage, error = result.stage or "?", printable(result.error)
+        stage, error = result.stage or "?", said(result.error)
         return RunResult(
             status=RunStatus.ERROR,
-            cause=printable(error)
-            if result.unavailable
-            else f"raised while {_STAGES.get(stage, stage)}: {printable(error)}",
-            details=tuple(printable(line) for line in result.traceback),
+            cause=error if result.unavailable else f"raised while {_STAGES.get(stage, stage)}: {error}",
+            details=tuple(said(line) for line in result.traceback),
             stage=result.stage,
             hint=result.hint,
             timings=result.timings,
