@@ -14,7 +14,6 @@ the check would be blind. A sign-of-zero difference (-0.0 vs 0.0) gets the small
 
 from __future__ import annotations
 
-import decimal
 import json
 import math
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from ... import __version__
 from ...results import SAFETY, Kind, OutputResult
 from ..checks.outcome import CheckResult
 from ..report import shape
+from ..report.tasks import ceiling
 
 # SAFETY (results.py): times the largest difference observed; the run's remedies draw the same line
 SPREAD = 10.0  # outputs within this factor of the smallest suggestion share the check-wide atol
@@ -86,8 +86,7 @@ def _round_up(x: float) -> float:
     """Up to two significant digits, never down: the suggestion must still pass what was observed."""
     if x <= 0 or not math.isfinite(x):
         return max(x, 0.0)
-    d = decimal.Decimal(repr(x))  # exact decimal arithmetic: a subnormal's power of ten would underflow to 0
-    return float(d.quantize(decimal.Decimal(1).scaleb(d.adjusted() - 1), rounding=decimal.ROUND_CEILING))
+    return float(ceiling(x, 2))
 
 
 def _need(o: OutputResult, where: str) -> Need | None:

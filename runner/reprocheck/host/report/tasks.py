@@ -198,9 +198,14 @@ def up(x: float) -> str:
     """x rounded up to three significant digits: a tolerance printed from it still passes x (subnormals too)."""
     if x <= 0 or not math.isfinite(x):
         return f"{x:g}"
+    return _text(ceiling(x, 3))
+
+
+def ceiling(x: float, digits: int) -> decimal.Decimal:
+    """Positive finite x rounded up to `digits` significant digits, in exact decimal arithmetic (a subnormal's
+    power of ten would underflow to 0 in floats)."""
     d = decimal.Decimal(repr(x))  # the shortest text that reads back as x; rounding it up never reads back below x
-    quantum = decimal.Decimal(1).scaleb(d.adjusted() - 2)
-    return _text(d.quantize(quantum, rounding=decimal.ROUND_CEILING))
+    return d.quantize(decimal.Decimal(1).scaleb(d.adjusted() - digits + 1), rounding=decimal.ROUND_CEILING)
 
 
 def down(x: float, digits: int = 3) -> str:
