@@ -160,34 +160,23 @@ def check_against(
     comparison = compare.compare_runs([expected, obtained], tolerance, labels=[0, 1], rules=rules)
     diff = fingerprint_diff(info["fingerprint"], fingerprint or {})
     changed = info["config_hash"] != job.config_hash
-    if comparison:
-        if side.exists():
-            side.unlink()  # a stale obtained file from an earlier failure would mislead
-        return BaselineResult(
-            status=BaselineStatus.MATCH,
-            golden=golden,
-            key=job.key,
-            golden_key=job.golden_key,
-            comparison=comparison,
-            fingerprint_diff=diff,
-            config_changed=changed,
-            golden_created=info["created"],
-        )
-    if save_obtained:
-        _save(obtained, side, job, fingerprint)
-    message = _drift_message(job, info, side, diff, changed, runs_agree)
-    return BaselineResult(
-        status=BaselineStatus.DRIFT,
+    found: dict[str, Any] = dict(
         golden=golden,
         key=job.key,
         golden_key=job.golden_key,
-        obtained=side,
         comparison=comparison,
         fingerprint_diff=diff,
         config_changed=changed,
         golden_created=info["created"],
-        message=message,
     )
+    if comparison:
+        if side.exists():
+            side.unlink()  # a stale obtained file from an earlier failure would mislead
+        return BaselineResult(status=BaselineStatus.MATCH, **found)
+    if save_obtained:
+        _save(obtained, side, job, fingerprint)
+    message = _drift_message(job, info, side, diff, changed, runs_agree)
+    return BaselineResult(status=BaselineStatus.DRIFT, obtained=side, message=message, **found)
 
 
 def _drift_message(
