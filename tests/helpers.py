@@ -164,3 +164,28 @@ def png_colours(path: Path) -> set[tuple[int, int, int]]:
 
 def near_colour(found: set[tuple[int, int, int]], colour: tuple[int, int, int], by: int = 12) -> bool:
     return any(all(abs(a - b) <= by for a, b in zip(c, colour, strict=True)) for c in found)
+
+
+def check_result(comparison, *, name="c", line=3, status=None):
+    """A check's result with two ok runs around `comparison`, for the reports' unit tests; its status follows the
+    comparison unless given."""
+    from reprocheck.host.checks.outcome import CheckResult, Status
+    from reprocheck.host.workers.run_result import RunResult, RunStatus
+
+    ok = (RunResult(1, RunStatus.OK, 1.0, Path(".")), RunResult(2, RunStatus.OK, 1.0, Path(".")))
+    if status is None:
+        status = Status.PASS if comparison else Status.FAIL
+    return CheckResult(
+        name=name,
+        file=Path("s.yaml"),
+        line=line,
+        status=status,
+        seed=1,
+        device="cpu",
+        runs_requested=2,
+        runs=ok,
+        comparison=comparison,
+        recipe={},
+        config_hash="x",
+        duration=2.0,
+    )

@@ -59,6 +59,11 @@ def _numbers(o):
     return (o["unit"], o["mismatched"], o["total"], o["max_matched_diff"])
 
 
+def _remedy(out, check):
+    """The console's remedy line of one check."""
+    return next(x for x in out.split(f"\n\n{check} ", 1)[1].splitlines() if "remedy:" in x)
+
+
 def test_the_report_is_schema_version_2_and_mismatched_never_exceeds_total(ran):
     checks, _, _, folder = ran
     assert json.loads((folder / "r.json").read_text())["schema_version"] == 2
@@ -101,7 +106,7 @@ def test_a_nan_score_is_an_unbounded_difference_no_tolerance_fixes(ran):
     o = _out(checks, "dets_score_nan")
     assert _numbers(o) == ("detections", 1, 2, "inf")
     assert "0: 1 of 2 detections differ" in out and "largest difference between matched detections inf" in out
-    remedy = next(x for x in out.split("\n\ndets_score_nan ", 1)[1].splitlines() if "remedy:" in x)
+    remedy = _remedy(out, "dets_score_nan")
     assert "no tolerance can honestly fix it (scores change by up to inf" in remedy
 
 
@@ -132,7 +137,7 @@ def test_a_pair_that_changed_twice_counts_once(ran):
     # pair 0: its score and its mask changed; pair 1: its mask. Two detections, not three.
     assert (stats["score_change_count"], stats["masks"]["changed"], stats["changed_pair_count"]) == (1, 2, 2)
     assert _numbers(o)[:3] == ("detections", 2, 2)
-    remedy = next(x for x in out.split("\n\ndets_score_and_mask ", 1)[1].splitlines() if "remedy:" in x)
+    remedy = _remedy(out, "dets_score_and_mask")
     assert "no tolerance can honestly fix it (" in remedy and "masks overlap at IoU down to 0.375" in remedy
     assert "scores change by up to 0.4 (largest |score| 0.9)" in remedy  # a score_atol of 0.4 is no bound
 
@@ -143,7 +148,7 @@ def test_a_classification_counts_samples(ran):
     assert _numbers(o) == ("samples", 1, 2, 5.0) and o["shape"] == [2, 1000]
     assert "logits: 1 of 2 samples changed top-1 class" in out
     assert "1/2 samples" in out and "matched: 5" in out  # the table: counts in their unit, the matched difference
-    remedy = next(x for x in out.split("\n\nlogits_per_sample ", 1)[1].splitlines() if "remedy:" in x)
+    remedy = _remedy(out, "logits_per_sample")
     assert "no tolerance can honestly fix it (1 sample changed class" in remedy
     assert "output logits: 1 of 2 samples differ; largest difference 5" in md
 
@@ -162,7 +167,7 @@ def test_an_elementwise_difference_as_large_as_the_values_gets_no_tolerance(ran)
     o = _out(checks, "boxes_jump", "boxes")
     assert (o["unit"], o["mismatched"], o["total"], o["max_abs_diff"]) == ("values", 4, 8, 111.0)
     assert o["max_matched_diff"] is None
-    remedy = next(x for x in out.split("\n\nboxes_jump ", 1)[1].splitlines() if "remedy:" in x)
+    remedy = _remedy(out, "boxes_jump")
     assert "no tolerance can honestly fix it: boxes differs by up to 111 while its largest |value| is 120" in remedy
     assert "atol: 111" not in out and "none (blind)" in out
 

@@ -2,36 +2,22 @@
 
 import io
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import check_result
 from reprocheck.host import report
-from reprocheck.host.checks.outcome import CheckResult, Status
+from reprocheck.host.checks.outcome import Status
 from reprocheck.host.commands import main as cli
 from reprocheck.host.report import console, json_report, markdown
-from reprocheck.host.workers.run_result import RunResult, RunStatus
 from reprocheck.spec import ToleranceSpec
 from reprocheck.worker import compare
 from reprocheck.worker.outputs import flatten
 
 
 def _result(comp, name="c", line=3, status=Status.FAIL):
-    return CheckResult(
-        name=name,
-        file=Path("s.yaml"),
-        line=line,
-        status=status,
-        seed=1,
-        device="cpu",
-        runs_requested=2,
-        runs=(RunResult(1, RunStatus.OK, 1.0, Path(".")), RunResult(2, RunStatus.OK, 1.0, Path("."))),
-        comparison=comp,
-        recipe={},
-        config_hash="x",
-        duration=2.0,
-    )
+    return check_result(comp, name=name, line=line, status=status)
 
 
 def make_result(status=Status.FAIL, n_outputs=3, name="c"):

@@ -3,16 +3,14 @@ largest difference between matched items (None where nothing matched), the Actio
 words, and remedies that never propose a bound as large as the values."""
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import check_result
 from reprocheck.host.analyses import calibrate
 from reprocheck.host.checks.grades import Grade, OutputGrade
-from reprocheck.host.checks.outcome import CheckResult, Status
 from reprocheck.host.report import annotate, json_report, tasks, text
-from reprocheck.host.workers.run_result import RunResult, RunStatus
 from reprocheck.results import Kind, OutputResult, Tolerance
 from reprocheck.spec import CompareSpec, ToleranceSpec
 from reprocheck.worker import compare
@@ -30,23 +28,6 @@ def _compare(a, b, rules=DETECTION):
     return compare.compare_runs([flatten(a), flatten(b)], ToleranceSpec(), rules=rules)
 
 
-def _check(comparison):
-    return CheckResult(
-        name="c",
-        file=Path("s.yaml"),
-        line=1,
-        status=Status.PASS if comparison else Status.FAIL,
-        seed=1,
-        device="cpu",
-        runs_requested=2,
-        runs=(RunResult(1, RunStatus.OK, 1.0, Path(".")), RunResult(2, RunStatus.OK, 1.0, Path("."))),
-        comparison=comparison,
-        recipe={},
-        config_hash="x",
-        duration=2.0,
-    )
-
-
 def test_detections_that_share_nothing_count_each_once():
     c = _compare(_dets(), _dets(boxes=BOXES + 200.0))
     (o,) = c.outputs
@@ -54,7 +35,7 @@ def test_detections_that_share_nothing_count_each_once():
     assert o.mismatch_percent == 100.0 and c.largest_diff is None
     model = json_report.output_model(o)
     assert (model.max_abs_diff, model.max_rel_diff, model.mean_abs_diff, model.max_matched_diff) == (None,) * 4
-    outputs = annotate.step_outputs([_check(c)], None)
+    outputs = annotate.step_outputs([check_result(c, line=1)], None)
     assert (outputs["result"], outputs["max-abs-diff"]) == ("fail", "none")
     assert "no detection matched" in text.summarize(o)
 
@@ -65,7 +46,7 @@ def test_a_detection_pair_changed_in_label_and_score_counts_once():
     assert o.task.stats["label_change_count"] == 1 and o.task.stats["score_change_count"] == 1
     assert (o.mismatched, o.total, o.task.stats["changed_pair_count"]) == (1, 2, 1)
     assert o.max_matched_diff == pytest.approx(0.4)
-    assert annotate.step_outputs([_check(c)], None)["max-abs-diff"] == "0.4"
+    assert annotate.step_outputs([check_result(c, line=1)], None)["max-abs-diff"] == "0.4"
     assert "no tolerance can honestly fix it (1 detection changed label" in text.remedy(o)
     assert "1 matched score changed by up to 0.4" in text.summarize(o)
 
@@ -81,7 +62,7 @@ def test_a_nan_score_in_one_run_is_an_infinite_matched_difference():
     c = _compare(_dets(), _dets(scores=(math.nan, 0.8)))
     (o,) = c.outputs
     assert (o.mismatched, o.total) == (1, 2) and o.max_matched_diff == math.inf
-    assert annotate.step_outputs([_check(c)], None)["max-abs-diff"] == "inf"
+    assert annotate.step_outputs([check_result(c, line=1)], None)["max-abs-diff"] == "inf"
     assert text.remedy(o).startswith("no tolerance can honestly fix it (scores change by up to inf")
 
 
