@@ -22,6 +22,7 @@ from ..checks.grades import ULPS, K
 from ..exitcodes import UsageError
 from ..report.shape import Report
 from ..workers.helper_client import boot, run_to_end, worker_cmd
+from ..workers.run_result import log_tail
 
 # Imports a python: stack must have, and what to install there when it lacks them.
 PROBE = (
@@ -173,7 +174,7 @@ def run_side(
             sys.stderr.flush()
             code_ = subprocess.run(argv, env=_stack_env(code), stdout=stdout, stdin=subprocess.DEVNULL).returncode
         else:
-            code_ = _run_image(stack, checks, opts, specs, (report, goldens), code, (device, float64, trace), stdout)
+            code_ = _run_image(stack, checks, opts, specs, report, goldens, code, device, float64, trace, stdout)
     text = log.read_text(errors="replace")
     parsed = None
     if report.is_file():
@@ -191,14 +192,16 @@ def _run_image(
     checks: list[LoadedCheck],
     opts: Options,
     specs: list[str],
-    files: tuple[Path, Path],
+    report: Path,
+    goldens: Path,
     code: Path,
-    how: tuple[str | None, bool, bool],
+    device: str | None,
+    float64: bool,
+    trace: bool,
     stdout: Any,
 ) -> int:
     from ..launcher import launch
 
-    (report, goldens), (device, float64, trace) = files, how
     request = launch.Request(
         specs=tuple(specs),
         image=stack.value,
@@ -264,7 +267,7 @@ def ask_on(stack: Stack, request: Message, kind: type[A], folder: Path, code: Pa
             )
             subprocess.run(plan.docker_argv(), stdout=out, stderr=out, stdin=subprocess.DEVNULL)
     if not answer.is_file():
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        tail = "\n".join(log_tail(log, 20))
         raise RuntimeError(f"the {what} helper on {stack} did not answer:\n{tail}")
     try:
         return Answer.read(answer).value(kind)
